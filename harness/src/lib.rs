@@ -1,5 +1,14 @@
 //! The RancherOS-rs harness: builds the boot image (kernel + initrd) and boots it under QEMU,
 //! for people (`harness run`) and for tests (the [`vm::Vm`] type).
 
+pub mod accel;
+pub mod bench;
+pub mod debs;
+pub mod fsutil;
+pub mod image;
+pub mod initrd;
 pub mod kernel;
+pub mod osbin;
 pub mod paths;
+pub mod setup;
+pub mod vm;

@@ -1,7 +1,13 @@
+//! `harness`: the developer entry point. `cargo harness run` boots the OS on this terminal;
+//! `cargo harness test` sets up the host, builds the image and runs every test (in VMs).
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use harness::{image, setup, vm};
+use std::process::Command;
 
 #[derive(Parser)]
-#[command(name = "harness", about = "Build and boot RancherOS-rs")]
+#[command(name = "harness", about = "Build, boot and test RancherOS-rs")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -9,16 +15,106 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Install missing host packages (as root) or print the apt-get line.
+    Setup,
+    /// Build dist/vmlinuz and dist/initrd.img and report their size against the budget.
+    Build,
+    /// Boot the OS with its serial console on this terminal (Ctrl-A X quits).
+    Run {
+        /// Extra kernel arguments.
+        #[arg(long = "append", value_name = "ARG")]
+        append: Vec<String>,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+    },
+    /// Set up, build, and run the whole test suite (`cargo test --workspace`).
+    Test {
+        /// Arguments passed to `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
     /// Build (or fetch from the cache) the kernel only.
     Kernel,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// QEMU start to `[ros] ready`, beside the floor (same kernel, one-line /init).
+    Boot {
+        #[arg(short = 'n', default_value_t = 5)]
+        n: usize,
+    },
+    /// xz vs zstd for the initrd: size, unpack time, boot to ready.
+    Initrd {
+        #[arg(short = 'n', default_value_t = 3)]
+        n: usize,
+    },
+}
+
+fn build() -> anyhow::Result<image::Image> {
+    setup::ensure_host()?;
+    let img = image::build()?;
+    eprintln!("kernel: {} (linux-source {})", img.kernel.display(), img.kernel_version);
+    eprintln!("initrd: {} ({})", img.initrd.display(), img.packages.join(", "));
+    eprintln!("{}", img.sizes);
+    img.sizes.check()?;
+    Ok(img)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Setup => setup::ensure_host()?,
+        Cmd::Build => {
+            build()?;
+        }
         Cmd::Kernel => {
+            setup::ensure_host()?;
             let k = harness::kernel::ensure_kernel()?;
             println!("{}", k.bzimage.display());
+        }
+        Cmd::Run { append, memory } => {
+            let img = build()?;
+            let mut opts = vm::VmOptions::with_image("run", &img.kernel, &img.initrd);
+            opts.cmdline = append;
+            opts.memory_mb = memory;
+            opts.allow_reboot = true;
+            let dir = tempfile::tempdir()?;
+            let qmp = dir.path().join("qmp.sock");
+            let ssh = vm::free_port()?;
+            let ports = [(22u16, ssh)].into_iter().collect();
+            let mut args = opts.qemu_args(&qmp, &ports);
+            args.extend(["-serial".into(), "mon:stdio".into()]);
+            eprintln!("QMP socket: {}", qmp.display());
+            eprintln!("forwarded: 127.0.0.1:{ssh} -> guest :22");
+            eprintln!("accelerator: {} (HARNESS_ACCEL=kvm|auto to change)", opts.accel.qemu_name());
+            eprintln!("Ctrl-A X quits QEMU; `poweroff` in the guest shuts it down cleanly.\n");
+            let st = Command::new(setup::QEMU).args(&args).status().context("starting QEMU")?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Cmd::Test { args } => {
+            build()?;
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let st = Command::new(cargo)
+                .args(["test", "--workspace"])
+                .args(&args)
+                .current_dir(harness::paths::repo_root())
+                .status()
+                .context("running cargo test")?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Cmd::Bench { what } => {
+            setup::ensure_host()?;
+            match what {
+                BenchCmd::Boot { n } => harness::bench::boot(n)?,
+                BenchCmd::Initrd { n } => harness::bench::initrd(n)?,
+            }
         }
     }
     Ok(())

@@ -1,0 +1,168 @@
+//! The boot image: `dist/vmlinuz` + `dist/initrd.img`, and its size report against the budget in
+//! `initrd/budget.yml`. Building is incremental: the kernel comes from the cache, the os binary
+//! from cargo's own incremental build, and the initrd is reassembled (it takes well under a
+//! second).
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// `initrd/budget.yml`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Budget {
+    pub hard_gate_total: u64,
+    pub target_total: u64,
+}
+
+impl Budget {
+    pub fn load() -> anyhow::Result<Budget> {
+        let path = crate::paths::repo_root().join("initrd/budget.yml");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{}: invalid", path.display()))
+    }
+}
+
+/// Sizes of a built image.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeReport {
+    pub kernel: u64,
+    pub initrd: u64,
+    pub budget: Budget,
+}
+
+impl SizeReport {
+    pub fn total(&self) -> u64 {
+        self.kernel + self.initrd
+    }
+
+    /// Error when the hard gate is exceeded.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.total() > self.budget.hard_gate_total {
+            bail!(
+                "image is {} bytes, over the hard gate of {} bytes (initrd/budget.yml)",
+                self.total(),
+                self.budget.hard_gate_total
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for SizeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |b: u64| b as f64 / 1e6;
+        writeln!(f, "image size")?;
+        writeln!(f, "  kernel  {:>10} bytes  {:6.2} MB", self.kernel, mb(self.kernel))?;
+        writeln!(f, "  initrd  {:>10} bytes  {:6.2} MB", self.initrd, mb(self.initrd))?;
+        writeln!(f, "  total   {:>10} bytes  {:6.2} MB", self.total(), mb(self.total()))?;
+        let t = self.budget.target_total;
+        let g = self.budget.hard_gate_total;
+        let verdict = if self.total() > g {
+            "OVER THE HARD GATE"
+        } else if self.total() > t {
+            "over target, under the gate"
+        } else {
+            "within target"
+        };
+        write!(f, "  budget  target {:.1} MB, hard gate {:.1} MB: {verdict}", mb(t), mb(g))
+    }
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub sizes: SizeReport,
+    pub kernel_version: String,
+    pub packages: Vec<String>,
+}
+
+/// Build the image into `dist/`.
+pub fn build() -> anyhow::Result<Image> {
+    let dist = crate::paths::dist_dir();
+    let kernel = crate::kernel::ensure_kernel().context("kernel")?;
+    let os_bin = crate::osbin::build().context("os binary")?;
+    let recipe_path = crate::paths::repo_root().join("initrd/initrd.yml");
+    let recipe = crate::initrd::Recipe::load(&recipe_path)?;
+    let vmlinuz = dist.join("vmlinuz");
+    let data = std::fs::read(&kernel.bzimage)
+        .with_context(|| format!("reading {}", kernel.bzimage.display()))?;
+    crate::fsutil::write_atomic(&vmlinuz, &data)?;
+    let initrd = dist.join("initrd.img");
+    let built = crate::initrd::build(&recipe, &os_bin, &initrd).context("initrd")?;
+    let sizes = SizeReport {
+        kernel: file_size(&vmlinuz)?,
+        initrd: file_size(&initrd)?,
+        budget: Budget::load()?,
+    };
+    Ok(Image {
+        kernel: vmlinuz,
+        initrd,
+        sizes,
+        kernel_version: kernel.version,
+        packages: built.packages,
+    })
+}
+
+/// Build once per process (tests share it), holding a lock across processes while building.
+pub fn ensure_built() -> anyhow::Result<&'static Image> {
+    static IMAGE: OnceLock<Image> = OnceLock::new();
+    if let Some(img) = IMAGE.get() {
+        return Ok(img);
+    }
+    let lock_path = crate::paths::repo_root().join("target").join("harness-build.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap())?;
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("creating {}", lock_path.display()))?;
+    fs2::FileExt::lock_exclusive(&lock).context("locking the image build")?;
+    let img = build()?;
+    let _ = IMAGE.set(img);
+    Ok(IMAGE.get().expect("just set"))
+}
+
+fn file_size(p: &Path) -> anyhow::Result<u64> {
+    Ok(std::fs::metadata(p).with_context(|| format!("{}", p.display()))?.len())
+}
+
+/// What the floor image's `/init` prints before it powers off.
+pub const FLOOR_MARKER: &str = r"\[floor\] init";
+
+/// The floor: the same kernel with an initrd holding only busybox and a one-line `/init` that
+/// prints a marker and powers off. Boot benchmarks report our boot beside it.
+pub fn floor() -> anyhow::Result<Image> {
+    use crate::initrd::cpio::{Archive, Entry};
+    let kernel = crate::kernel::ensure_kernel().context("kernel")?;
+    let recipe =
+        crate::initrd::Recipe::load(&crate::paths::repo_root().join("initrd/initrd.yml"))?;
+    let bb = crate::debs::unpacked("busybox-static")?;
+    let mut a = Archive::default();
+    let data = std::fs::read(bb.root.join("bin/busybox")).context("busybox from busybox-static")?;
+    a.add("/bin/busybox", Entry::File { mode: 0o755, data });
+    let init = "#!/bin/busybox sh\n/bin/busybox echo '[floor] init'; /bin/busybox poweroff -f\n";
+    a.add("/init", Entry::File { mode: 0o755, data: init.as_bytes().to_vec() });
+    a.add("/dev/console", Entry::Char { mode: 0o600, major: 5, minor: 1 });
+    let mut raw = Vec::new();
+    a.write_to(&mut raw)?;
+    let dist = crate::paths::dist_dir();
+    let initrd = dist.join("floor-initrd.img");
+    crate::fsutil::write_atomic(
+        &initrd,
+        &crate::initrd::compress::compress(recipe.compression, &raw)?,
+    )?;
+    let vmlinuz = dist.join("vmlinuz");
+    crate::fsutil::write_atomic(&vmlinuz, &std::fs::read(&kernel.bzimage)?)?;
+    let sizes = SizeReport {
+        kernel: file_size(&vmlinuz)?,
+        initrd: file_size(&initrd)?,
+        budget: Budget::load()?,
+    };
+    Ok(Image {
+        kernel: vmlinuz,
+        initrd,
+        sizes,
+        kernel_version: kernel.version,
+        packages: vec![format!("busybox-static={}", bb.version)],
+    })
+}

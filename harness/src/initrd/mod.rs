@@ -1,0 +1,183 @@
+//! The initramfs, built from the recipe `initrd/initrd.yml` (data, not code): the os binary as
+//! `/init`, files from Debian packages, busybox applet links, the `initrd/rootfs/` tree,
+//! directories and device nodes; written as a reproducible newc cpio and compressed.
+
+pub mod compress;
+pub mod cpio;
+
+use anyhow::{bail, Context};
+use cpio::{Archive, Entry};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use compress::Compression;
+
+/// `initrd/initrd.yml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    pub compression: Compression,
+    pub os_binary: String,
+    #[serde(default)]
+    pub os_links: Vec<String>,
+    #[serde(default)]
+    pub debs: BTreeMap<String, BTreeMap<String, String>>,
+    pub busybox: Option<Busybox>,
+    pub rootfs: Option<PathBuf>,
+    #[serde(default)]
+    pub dirs: Vec<String>,
+    #[serde(default)]
+    pub devices: Vec<Device>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Busybox {
+    pub binary: String,
+    #[serde(default)]
+    pub skip_applets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub path: String,
+    pub kind: DeviceKind,
+    pub major: u32,
+    pub minor: u32,
+    pub mode: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Char,
+}
+
+impl Recipe {
+    pub fn load(path: &Path) -> anyhow::Result<Recipe> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{}: invalid recipe", path.display()))
+    }
+}
+
+/// What went into an initrd.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub cpio_bytes: usize,
+    pub entries: usize,
+    /// `package=version` of every Debian package used.
+    pub packages: Vec<String>,
+}
+
+/// Assemble the archive for `recipe`, with `os_bin` as the os binary.
+pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<String>)> {
+    let root = crate::paths::repo_root();
+    let mut a = Archive::default();
+    let mut packages = Vec::new();
+    for d in &recipe.dirs {
+        let mode = if d == "/tmp" { 0o1777 } else if d == "/root" { 0o700 } else { 0o755 };
+        a.add(d, Entry::Dir { mode });
+    }
+    if let Some(rootfs) = &recipe.rootfs {
+        add_tree(&mut a, &root.join(rootfs), "/")?;
+    }
+    for (pkg, files) in &recipe.debs {
+        let unpacked = crate::debs::unpacked(pkg)?;
+        packages.push(format!("{pkg}={}", unpacked.version));
+        for (from, to) in files {
+            let src = unpacked.root.join(from.trim_start_matches('/'));
+            a.add(to, file_entry(&src)?);
+        }
+    }
+    if let Some(bb) = &recipe.busybox {
+        if !a.contains(&bb.binary) {
+            bail!("busybox binary {} is not in the initrd (add it under debs:)", bb.binary);
+        }
+        let bin = recipe
+            .debs
+            .iter()
+            .find_map(|(pkg, files)| {
+                files.iter().find(|(_, to)| **to == bb.binary).map(|(from, _)| (pkg, from))
+            })
+            .map(|(pkg, from)| -> anyhow::Result<PathBuf> {
+                Ok(crate::debs::unpacked(pkg)?.root.join(from.trim_start_matches('/')))
+            })
+            .transpose()?
+            .context("busybox binary must come from a Debian package")?;
+        for applet in busybox_applets(&bin)? {
+            let name = applet.rsplit('/').next().unwrap_or(&applet);
+            if bb.skip_applets.iter().any(|s| s == name) || a.contains(&applet) {
+                continue;
+            }
+            a.add(&applet, Entry::Symlink { target: bb.binary.clone() });
+        }
+    }
+    a.add(&recipe.os_binary, file_entry(os_bin)?);
+    for l in &recipe.os_links {
+        a.add(l, Entry::Symlink { target: recipe.os_binary.clone() });
+    }
+    for d in &recipe.devices {
+        match d.kind {
+            DeviceKind::Char => {
+                a.add(&d.path, Entry::Char { mode: d.mode, major: d.major, minor: d.minor })
+            }
+        }
+    }
+    Ok((a, packages))
+}
+
+/// Build `out` (compressed) from the recipe.
+pub fn build(recipe: &Recipe, os_bin: &Path, out: &Path) -> anyhow::Result<Built> {
+    let (archive, packages) = assemble(recipe, os_bin)?;
+    let mut raw = Vec::new();
+    archive.write_to(&mut raw).context("writing cpio")?;
+    let packed = compress::compress(recipe.compression, &raw)?;
+    crate::fsutil::write_atomic(out, &packed)?;
+    Ok(Built { cpio_bytes: raw.len(), entries: archive.len(), packages })
+}
+
+/// `busybox --list-full`: `bin/sh`, `sbin/poweroff`, … as absolute paths.
+fn busybox_applets(bin: &Path) -> anyhow::Result<Vec<String>> {
+    let out = std::process::Command::new(bin)
+        .arg("--list-full")
+        .output()
+        .with_context(|| format!("running {} --list-full", bin.display()))?;
+    if !out.status.success() {
+        bail!("{} --list-full failed", bin.display());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("/{}", l.trim())).collect())
+}
+
+fn file_entry(src: &Path) -> anyhow::Result<Entry> {
+    let data = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+    let mode = std::fs::metadata(src)?.permissions().mode() & 0o7777;
+    Ok(Entry::File { mode, data })
+}
+
+/// Add a host directory tree under `at`.
+fn add_tree(a: &mut Archive, dir: &Path, at: &str) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = format!("{}/{}", at.trim_end_matches('/'), e.file_name().to_string_lossy());
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            a.add(&name, Entry::Dir { mode: 0o755 });
+            add_tree(a, &path, &name)?;
+        } else if ft.is_symlink() {
+            let target = std::fs::read_link(&path)?.to_string_lossy().into_owned();
+            a.add(&name, Entry::Symlink { target });
+        } else {
+            a.add(&name, file_entry(&path)?);
+        }
+    }
+    Ok(())
+}

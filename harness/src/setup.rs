@@ -1,0 +1,125 @@
+//! Host set-up: the Debian packages the harness needs to build and boot the OS. Run as root it
+//! installs what is missing (`apt-get install`); otherwise it prints the exact command.
+//!
+//! QEMU needs care: `qemu-system-x86` and `qemu-utils` must come at the same version, or apt
+//! removes a newer `qemu-img` that the machine may carry; both are installed together, pinned to
+//! `qemu-system-x86`'s candidate version.
+
+use anyhow::{bail, Context};
+use std::process::Command;
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Packages needed to build the kernel and the initrd.
+const BUILD_PACKAGES: &[&str] =
+    &["make", "gcc", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "xz-utils", "cpio", "dpkg-dev"];
+
+/// Installed version of each package (None when not installed).
+fn installed(pkgs: &[String]) -> Vec<(String, Option<String>)> {
+    pkgs.iter()
+        .map(|p| {
+            let name = p.split('=').next().unwrap_or(p);
+            let out = Command::new("dpkg-query")
+                .args(["-W", "-f=${db:Status-Status} ${Version}", name])
+                .output();
+            let v = out.ok().and_then(|o| {
+                let s = String::from_utf8_lossy(&o.stdout).to_string();
+                s.strip_prefix("installed ").map(|v| v.trim().to_string())
+            });
+            (p.clone(), v)
+        })
+        .collect()
+}
+
+/// The pinned kernel source package, from `kernel/PIN` (`package=`, `version=`).
+pub fn kernel_pin() -> anyhow::Result<(String, String)> {
+    let path = crate::paths::repo_root().join("kernel/PIN");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let get = |k: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(key, _)| key.trim() == k)
+            .map(|(_, v)| v.trim().to_string())
+            .with_context(|| format!("{}: no `{k}=` line", path.display()))
+    };
+    Ok((get("package")?, get("version")?))
+}
+
+fn candidate(pkg: &str) -> Option<String> {
+    crate::debs::candidate_version(pkg).ok()
+}
+
+/// What is missing, as `apt-get install` arguments (`name` or `name=version`).
+fn missing() -> anyhow::Result<Vec<String>> {
+    let mut want: Vec<String> = BUILD_PACKAGES.iter().map(|s| s.to_string()).collect();
+    let (kpkg, kver) = kernel_pin()?;
+    want.push(format!("{kpkg}={kver}"));
+    let mut miss = Vec::new();
+    for (p, v) in installed(&want) {
+        match (p.split_once('='), v) {
+            (_, None) => miss.push(p),
+            (Some((_, pinned)), Some(v)) if v != pinned => miss.push(p),
+            _ => {}
+        }
+    }
+    if installed(&["qemu-system-x86".into()])[0].1.is_none() {
+        match candidate("qemu-system-x86") {
+            Some(v) => {
+                miss.push(format!("qemu-system-x86={v}"));
+                miss.push(format!("qemu-utils={v}"));
+            }
+            None => miss.push("qemu-system-x86".into()),
+        }
+    }
+    Ok(miss)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Make sure the host can build and boot the OS.
+pub fn ensure_host() -> anyhow::Result<()> {
+    let mut miss = missing()?;
+    let needs_lists = candidate("busybox-static").is_none();
+    if miss.is_empty() && !needs_lists {
+        return Ok(());
+    }
+    if !is_root() {
+        let mut msg = String::from("missing host packages; run as root:\n");
+        if needs_lists || !miss.is_empty() {
+            msg.push_str("  apt-get update\n");
+        }
+        if !miss.is_empty() {
+            msg.push_str(&format!(
+                "  apt-get install -y --allow-downgrades --no-install-recommends {}\n",
+                miss.join(" ")
+            ));
+        }
+        bail!(msg);
+    }
+    eprintln!("[setup] apt-get update");
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    miss = missing()?;
+    if !miss.is_empty() {
+        eprintln!("[setup] apt-get install {}", miss.join(" "));
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--allow-downgrades", "--no-install-recommends"])
+            .args(&miss)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let still = missing()?;
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(" "));
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! One QEMU virtual machine, owned for its whole life by a [`Vm`]: started with [`VmOptions`],
+//! its serial console captured to `target/vm-logs/<name>.log` and readable with [`Vm::expect`],
+//! its QMP socket driven through the `qapi` crate, and killed when dropped. Every test reads as a
+//! story over this one type (as Firecracker's `microvm.py`).
+//!
+//! Networking is QEMU user mode with `restrict=on`: the guest reaches nothing but the ports the
+//! harness forwards (`hostfwd`, on 127.0.0.1) and the `guestfwd` services it sets up.
+
+use crate::accel::Accel;
+use anyhow::{bail, Context};
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The kernel arguments every boot gets (before the per-VM ones).
+pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "quiet", "panic=-1"];
+
+/// A disk attached as virtio-blk.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub path: PathBuf,
+    pub format: String,
+    pub read_only: bool,
+}
+
+/// How to start a VM.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// Names the serial log (`target/vm-logs/<name>.log`).
+    pub name: String,
+    pub memory_mb: u32,
+    /// Extra kernel arguments, after [`BASE_CMDLINE`].
+    pub cmdline: Vec<String>,
+    /// Arguments after `--` (for init).
+    pub init_args: Vec<String>,
+    pub drives: Vec<Drive>,
+    /// Guest TCP ports to forward from 127.0.0.1.
+    pub forward: Vec<u16>,
+    /// Let a guest reboot restart the machine (otherwise QEMU exits on reboot).
+    pub allow_reboot: bool,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub accel: Accel,
+}
+
+impl VmOptions {
+    /// Options for the image in `dist/` (built if needed).
+    pub fn new(name: &str) -> anyhow::Result<VmOptions> {
+        let img = crate::image::ensure_built()?;
+        Ok(VmOptions::with_image(name, &img.kernel, &img.initrd))
+    }
+
+    /// Options for a given kernel and initrd.
+    pub fn with_image(name: &str, kernel: &Path, initrd: &Path) -> VmOptions {
+        VmOptions {
+            name: name.to_string(),
+            memory_mb: 512,
+            cmdline: Vec::new(),
+            init_args: Vec::new(),
+            drives: Vec::new(),
+            forward: Vec::new(),
+            allow_reboot: false,
+            kernel: kernel.to_path_buf(),
+            initrd: initrd.to_path_buf(),
+            accel: Accel::from_env(),
+        }
+    }
+
+    pub fn cmdline(mut self, arg: &str) -> Self {
+        self.cmdline.push(arg.to_string());
+        self
+    }
+
+    pub fn allow_reboot(mut self) -> Self {
+        self.allow_reboot = true;
+        self
+    }
+
+    pub fn forward(mut self, guest_port: u16) -> Self {
+        self.forward.push(guest_port);
+        self
+    }
+
+    pub fn drive(mut self, drive: Drive) -> Self {
+        self.drives.push(drive);
+        self
+    }
+
+    /// The full kernel command line.
+    pub fn append(&self) -> String {
+        let mut words: Vec<String> = BASE_CMDLINE.iter().map(|s| s.to_string()).collect();
+        words.extend(self.cmdline.iter().cloned());
+        if !self.init_args.is_empty() {
+            words.push("--".into());
+            words.extend(self.init_args.iter().cloned());
+        }
+        words.join(" ")
+    }
+
+    /// QEMU arguments, minus the serial console (which differs for people and tests).
+    pub fn qemu_args(&self, qmp: &Path, ports: &BTreeMap<u16, u16>) -> Vec<String> {
+        let mut a: Vec<String> = [
+            "-machine", "pc", "-accel", self.accel.qemu_name(), "-m", &self.memory_mb.to_string(),
+            "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["-kernel".into(), self.kernel.display().to_string()]);
+        a.extend(["-initrd".into(), self.initrd.display().to_string()]);
+        a.extend(["-append".into(), self.append()]);
+        a.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", qmp.display())]);
+        let mut netdev = "user,id=net0,restrict=on".to_string();
+        for (guest, host) in ports {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        a.extend(["-netdev".into(), netdev, "-device".into(), "virtio-net-pci,netdev=net0".into()]);
+        a.extend(["-device".into(), "virtio-rng-pci".into()]);
+        for (i, d) in self.drives.iter().enumerate() {
+            let ro = if d.read_only { ",readonly=on" } else { "" };
+            a.extend([
+                "-drive".into(),
+                format!("file={},if=virtio,format={},index={i}{ro}", d.path.display(), d.format),
+            ]);
+        }
+        if !self.allow_reboot {
+            a.push("-no-reboot".into());
+        }
+        a
+    }
+}
+
+/// The serial console as received so far, shared with the reader thread.
+#[derive(Default)]
+struct Serial {
+    text: Mutex<(String, bool)>,
+    changed: Condvar,
+}
+
+/// A running VM. Killed on drop.
+pub struct Vm {
+    pub name: String,
+    child: Child,
+    stdin: ChildStdin,
+    serial: Arc<Serial>,
+    cursor: usize,
+    qmp_path: PathBuf,
+    log_path: PathBuf,
+    ports: BTreeMap<u16, u16>,
+    started: Instant,
+    _dir: tempfile::TempDir,
+    seq: u32,
+}
+
+/// Pick a free TCP port on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Vm {
+    /// Start the VM. Returns once QEMU runs; use [`Vm::expect`] to wait for the guest.
+    pub fn boot(opts: VmOptions) -> anyhow::Result<Vm> {
+        let logs = crate::paths::repo_root().join("target").join("vm-logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
+        let log_path = logs.join(format!("{}.log", opts.name));
+        let qemu_log = logs.join(format!("{}.qemu.log", opts.name));
+        let dir = tempfile::Builder::new().prefix("vm-").tempdir().context("VM temp dir")?;
+        let qmp_path = dir.path().join("qmp.sock");
+        let mut ports = BTreeMap::new();
+        for g in &opts.forward {
+            ports.insert(*g, free_port()?);
+        }
+        let mut args = opts.qemu_args(&qmp_path, &ports);
+        args.extend(["-chardev".into(), "stdio,id=ser0,signal=off".into()]);
+        args.extend(["-serial".into(), "chardev:ser0".into()]);
+        let mut child = Command::new(crate::setup::QEMU)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&qemu_log).context("QEMU log")?)
+            .spawn()
+            .with_context(|| format!("starting {} (is qemu-system-x86 installed?)", crate::setup::QEMU))?;
+        let started = Instant::now();
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let serial = Arc::new(Serial::default());
+        let mut log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        writeln!(log, "# qemu {}", args.join(" ")).ok();
+        let s2 = serial.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => 0,
+                    Ok(n) => n,
+                };
+                let mut g = s2.text.lock().unwrap_or_else(|e| e.into_inner());
+                if n == 0 {
+                    g.1 = true;
+                    s2.changed.notify_all();
+                    return;
+                }
+                let _ = log.write_all(&buf[..n]);
+                g.0.push_str(&String::from_utf8_lossy(&buf[..n]));
+                s2.changed.notify_all();
+            }
+        });
+        Ok(Vm {
+            name: opts.name,
+            child,
+            stdin,
+            serial,
+            cursor: 0,
+            qmp_path,
+            log_path,
+            ports,
+            started,
+            _dir: dir,
+            seq: 0,
+        })
+    }
+
+    /// Where the serial console is logged.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Time since QEMU was started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Host port forwarded to `guest_port`.
+    pub fn port(&self, guest_port: u16) -> Option<u16> {
+        self.ports.get(&guest_port).copied()
+    }
+
+    /// Everything the serial console printed so far.
+    pub fn serial_text(&self) -> String {
+        self.serial.text.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    /// Wait until `pattern` appears on the serial console after the previous match; return the
+    /// text from the cursor to the end of the match, and move the cursor past it.
+    pub fn expect(&mut self, pattern: &str, timeout: Duration) -> anyhow::Result<String> {
+        let caps = self.expect_captures(pattern, timeout)?;
+        Ok(caps.into_iter().next().unwrap_or_default())
+    }
+
+    /// Like [`Vm::expect`], returning the text before the match followed by the capture groups.
+    pub fn expect_captures(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let re = Regex::new(pattern).with_context(|| format!("bad pattern {pattern:?}"))?;
+        let deadline = Instant::now() + timeout;
+        let mut g = self.serial.text.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let hay = &g.0[self.cursor..];
+            if let Some(c) = re.captures(hay) {
+                let m = c.get(0).expect("group 0");
+                let mut out = vec![hay[..m.end()].to_string()];
+                out.extend(c.iter().skip(1).map(|x| x.map(|x| x.as_str().to_string()).unwrap_or_default()));
+                self.cursor += m.end();
+                return Ok(out);
+            }
+            let now = Instant::now();
+            if g.1 || now >= deadline {
+                let why = if g.1 { "QEMU exited" } else { "timed out" };
+                let tail: Vec<&str> = g.0.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "VM {}: {why} after {:.1}s waiting for /{pattern}/ on the serial console\nserial log: {}\n--- last lines ---\n{}",
+                    self.name,
+                    self.started.elapsed().as_secs_f64(),
+                    self.log_path.display(),
+                    tail.join("\n")
+                );
+            }
+            g = self.serial.changed.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Type `text` on the serial console.
+    pub fn send(&mut self, text: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(text.as_bytes()).context("writing to the serial console")?;
+        self.stdin.flush().context("flushing the serial console")
+    }
+
+    /// Run a shell command on the serial console shell; return its output and exit code.
+    pub fn sh(&mut self, cmd: &str, timeout: Duration) -> anyhow::Result<(String, i32)> {
+        self.seq += 1;
+        let n = self.seq;
+        // The markers are printed with printf so the echoed command line never matches them.
+        self.send(&format!("printf '@@%s\\n' B{n}; {cmd}; printf '@@%s:%s\\n' E{n} $?\n"))?;
+        self.expect(&format!("@@B{n}\r?\n"), timeout)?;
+        let caps = self.expect_captures(&format!("@@E{n}:(\\d+)\r?\n"), timeout)?;
+        let out = caps[0].rsplit_once("@@E").map(|(o, _)| o).unwrap_or("").replace('\r', "");
+        Ok((out, caps[1].parse().unwrap_or(-1)))
+    }
+
+    /// Run a QMP command (a fresh connection each time).
+    pub fn qmp<C: qapi::Command>(&self, cmd: &C) -> anyhow::Result<C::Ok> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(&self.qmp_path) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e).with_context(|| format!("QMP {}", self.qmp_path.display()))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut q = qapi::Qmp::from_stream(&stream);
+        q.handshake().map_err(|e| anyhow::anyhow!("QMP handshake: {e}"))?;
+        q.execute(cmd).map_err(|e| anyhow::anyhow!("QMP {}: {e}", C::NAME))
+    }
+
+    /// Press the ACPI power button.
+    pub fn powerdown(&self) -> anyhow::Result<()> {
+        self.qmp(&qapi::qmp::system_powerdown {}).map(|_| ())
+    }
+
+    /// Hard reset.
+    pub fn reset(&self) -> anyhow::Result<()> {
+        self.qmp(&qapi::qmp::system_reset {}).map(|_| ())
+    }
+
+    /// Pull the plug: QEMU quits at once.
+    pub fn quit(&self) -> anyhow::Result<()> {
+        self.qmp(&qapi::qmp::quit {}).map(|_| ())
+    }
+
+    /// `query-status`: whether the guest is running, and its run state.
+    pub fn status(&self) -> anyhow::Result<qapi::qmp::StatusInfo> {
+        self.qmp(&qapi::qmp::query_status {})
+    }
+
+    /// Press keys together (`["ctrl", "alt", "delete"]`: QEMU qcodes).
+    pub fn send_keys(&self, keys: &[&str]) -> anyhow::Result<()> {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                let code: qapi::qmp::QKeyCode = serde_json::from_value(serde_json::Value::String(k.to_string()))
+                    .with_context(|| format!("unknown key {k:?}"))?;
+                Ok(qapi::qmp::KeyValue::qcode(qapi::qmp::QKeyCodeWrapper { data: code }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.qmp(&qapi::qmp::send_key { keys, hold_time: None }).map(|_| ())
+    }
+
+    /// Wait for QEMU to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "VM {}: QEMU still running after {:.0}s; serial log: {}",
+                    self.name,
+                    timeout.as_secs_f64(),
+                    self.log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,52 @@
+//! Writing to the system console in the one stable form tests and people read: every line PID 1
+//! prints starts with `[ros] `. Milestones are `[ros] step <name> ok|failed <ms>ms[: <error>]`,
+//! boot completion is exactly one `[ros] ready <seconds since kernel start>`.
+
+use std::io::Write;
+use std::time::Duration;
+
+/// Print one `[ros] ` line on stdout (the console for PID 1), ignoring write errors: a console
+/// that cannot be written to must never stop the boot.
+pub fn say(msg: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "[ros] {msg}");
+    let _ = out.flush();
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Ok,
+    Failed(String),
+}
+
+/// Format a step milestone line (without the `[ros] ` prefix).
+pub fn step_line(name: &str, outcome: &StepOutcome, took: Duration) -> String {
+    let ms = took.as_secs_f64() * 1000.0;
+    match outcome {
+        StepOutcome::Ok => format!("step {name} ok {ms:.1}ms"),
+        StepOutcome::Failed(e) => format!("step {name} failed {ms:.1}ms: {e}"),
+    }
+}
+
+/// Seconds since the kernel started (CLOCK_BOOTTIME).
+pub fn since_boot() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milestone_lines_are_stable() {
+        let d = Duration::from_micros(1234);
+        assert_eq!(step_line("mount-proc", &StepOutcome::Ok, d), "step mount-proc ok 1.2ms");
+        assert_eq!(
+            step_line("load-config", &StepOutcome::Failed("bad".into()), d),
+            "step load-config failed 1.2ms: bad"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! PID 1. Boot is a list of named steps ([`steps::STEPS`]), each run and timed in order and
+//! printed as a milestone; a failed (or panicking) step is reported and boot goes on. After the
+//! last step PID 1 prints `[ros] ready <seconds>` once and becomes the supervisor: the single
+//! owner of `waitpid`, reaping every zombie, respawning the console shell, and turning the power
+//! button, Ctrl-Alt-Del and `rancherctl reboot|poweroff` into a clean shutdown.
+//!
+//! PID 1 must never exit: its death panics the kernel. Every step and the supervisor loop run
+//! under `catch_unwind`; if the loop keeps failing, PID 1 falls back to an emergency shell.
+
+mod mounts;
+mod net;
+mod power_button;
+mod shell;
+pub mod shutdown;
+mod steps;
+mod supervisor;
+
+use crate::config::Config;
+use crate::console::{say, since_boot};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// What boot steps build up and the supervisor then uses.
+#[derive(Default)]
+pub struct Boot {
+    pub cmdline: crate::cmdline::Cmdline,
+    pub config: Config,
+    /// Open evdev devices that report KEY_POWER.
+    pub power_buttons: Vec<std::fs::File>,
+    /// The signalfd through which PID 1 receives SIGCHLD and the shutdown signals.
+    pub signals: Option<nix::sys::signalfd::SignalFd>,
+    /// The console shell: its tty and pid.
+    pub console: Option<(String, i32)>,
+    /// Steps that failed.
+    pub failed: Vec<&'static str>,
+}
+
+/// Entry point of `init`.
+pub fn main() -> ExitCode {
+    if std::process::id() != 1 {
+        eprintln!("init: must run as PID 1 (this is pid {})", std::process::id());
+        return ExitCode::from(1);
+    }
+    std::panic::set_hook(Box::new(|info| say(format!("panic: {info}"))));
+    // SAFETY: umask has no memory-safety preconditions.
+    unsafe { libc::umask(0o022) };
+    let _ = std::env::set_current_dir("/");
+    std::env::set_var("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+
+    let mut boot = Boot::default();
+    steps::run_all(&mut boot);
+    say(format!("ready {:.3}", since_boot()));
+
+    let mut sup = supervisor::Supervisor::new(boot);
+    let mut panics: Vec<Instant> = Vec::new();
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| sup.run())) {
+            Ok(never) => match never {},
+            Err(_) => {
+                let now = Instant::now();
+                panics.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+                panics.push(now);
+                say("supervisor panicked; restarting it");
+                if panics.len() >= 5 {
+                    say("supervisor keeps failing; starting the emergency shell");
+                    shell::emergency_forever();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Shells on the console. Until the console system container exists, the tty named by
+//! `rancher.autologin` (default `ttyS0`) gets a login shell, respawned when it exits. The
+//! emergency shell is the last resort when PID 1's own loop cannot run.
+
+use anyhow::Context;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+const SHELL: &str = "/bin/sh";
+
+/// Start a login shell on `/dev/<tty>` as its controlling terminal.
+pub fn spawn_on(tty: &str) -> anyhow::Result<Child> {
+    let path = format!("/dev/{tty}");
+    let open = || {
+        std::fs::OpenOptions::new().read(true).write(true).open(&path).with_context(|| format!("open {path}"))
+    };
+    let mut cmd = Command::new(SHELL);
+    cmd.arg("-l")
+        .env_clear()
+        .env("HOME", "/root")
+        .env("USER", "root")
+        .env("TERM", "vt100")
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .current_dir("/root")
+        .stdin(Stdio::from(open()?))
+        .stdout(Stdio::from(open()?))
+        .stderr(Stdio::from(open()?));
+    // SAFETY: between fork and exec we only call async-signal-safe functions (setsid, ioctl).
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            if libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().with_context(|| format!("start {SHELL} on {path}"))
+}
+
+pub fn start_console(boot: &mut super::Boot) -> anyhow::Result<()> {
+    let tty = boot.config.rancher.autologin.clone();
+    if tty.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/root").context("mkdir /root")?;
+    let child = spawn_on(&tty)?;
+    boot.console = Some((tty, child.id() as i32));
+    Ok(())
+}
+
+/// The last resort: a shell on the console, again and again, reaping everything.
+pub fn emergency_forever() -> ! {
+    loop {
+        match Command::new("/bin/busybox").arg("sh").spawn() {
+            Ok(child) => loop {
+                // Reap everything until our shell is gone; then start another.
+                match nix::sys::wait::wait() {
+                    Ok(status) if status.pid().map(|p| p.as_raw()) == Some(child.id() as i32) => {
+                        break
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            },
+            Err(e) => {
+                crate::console::say(format!("emergency shell failed to start: {e}"));
+                std::thread::sleep(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}

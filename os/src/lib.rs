@@ -1,0 +1,36 @@
+//! The RancherOS-rs operating system: PID 1 (`init`), `rancherctl`, and the pieces they share.
+
+pub mod cmdline;
+pub mod config;
+pub mod console;
+pub mod init;
+pub mod rancherctl;
+
+use std::process::ExitCode;
+
+/// The commands this binary answers to, by program name or first argument.
+const COMMANDS: &[&str] = &["init", "rancherctl"];
+
+/// Run the command named by `argv[0]` (its file name) or, failing that, by `argv[1]`.
+pub fn dispatch(args: Vec<String>) -> ExitCode {
+    let prog = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let (cmd, rest) = if COMMANDS.contains(&prog.as_str()) {
+        (prog, &args[1..])
+    } else if let Some(first) = args.get(1) {
+        (first.clone(), &args[2..])
+    } else {
+        eprintln!("usage: ros <{}> [args…]", COMMANDS.join("|"));
+        return ExitCode::from(2);
+    };
+    match cmd.as_str() {
+        "init" => init::main(),
+        "rancherctl" => rancherctl::main(rest),
+        other => {
+            eprintln!("ros: unknown command {other:?}; expected one of {}", COMMANDS.join(", "));
+            ExitCode::from(2)
+        }
+    }
+}

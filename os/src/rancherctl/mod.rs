@@ -1,0 +1,39 @@
+//! `rancherctl`: the operator's command. One file per area, as in RancherOS's `cmd/control/`.
+
+mod power;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: rancherctl <command>
+
+commands:
+  reboot     stop every service cleanly and reboot
+  poweroff   stop every service cleanly and power off
+  halt       stop every service cleanly and halt";
+
+pub fn main(args: &[String]) -> ExitCode {
+    let Some(cmd) = args.first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match cmd.as_str() {
+        "reboot" => power::request(power::Request::Reboot),
+        "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
+        "halt" => power::request(power::Request::Halt),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => {
+            eprintln!("rancherctl: unknown command {other:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rancherctl {cmd}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
