@@ -1,186 +1,128 @@
-//! The OS configuration: built-in defaults (`os-config.yml` in the initrd) overlaid with
-//! `rancher.*` keys from the kernel command line. Later layers (datasources, `rancherctl config`)
-//! slot in between the two. Every layer is YAML; layers merge deeply (maps merge key by key, lists
-//! and scalars replace), and only then is the result read into the typed [`Config`], so a bad
-//! value is caught with the key path and the layer it came from, and the bad key alone is dropped.
+//! The OS configuration, RancherOS style: `#cloud-config` YAML in layers (built-in defaults, OEM,
+//! datasources, the `rancherctl config` file, the kernel command line), merged into one tree and
+//! read into the typed [`Config`].
+//!
+//! Users bring existing RancherOS cloud-configs, so every layer is accepted as it is: keys the
+//! model does not know are kept (and exported) with a warning; a bad value is reported with its
+//! file, line and key path, and that key alone is left out. Merge rules: `merge.rs`.
+//!
+//! Modules, one concern each: [`layers`] (where the files are, reading them), [`merge`] (the merge
+//! rules), [`validate`] (checking a layer, finding lines), [`edit`] (setting a key from a string),
+//! [`model`], [`network`], [`write_files`], [`runcmd`] (the typed model), [`private`] (secrets),
+//! [`keypath`] (`a.b[0].c` paths), [`atomic`] (crash-safe writes), [`error`].
 
+pub mod atomic;
+pub mod edit;
+pub mod error;
+pub mod keypath;
+pub mod layers;
+mod lenient;
 mod merge;
+pub mod model;
+pub mod network;
+pub mod private;
+pub mod runcmd;
+pub mod validate;
+pub mod write_files;
 
+pub use edit::{apply_cmdline, parse_value, set_key};
+pub use error::{ConfigError, ConfigWarning, Location, Problem};
+pub use layers::{read_layers, ConfigPaths, Layer, LayerKind};
 pub use merge::{merge, set_path};
+pub use model::{CloudInit, Config, Docker, Rancher, Service, Ssh, State, Upgrade};
+pub use network::{Dns, Interface, Network, Selector};
+pub use runcmd::Command;
+pub use validate::{check_text, check_value, typed, Checked};
+pub use write_files::{Encoding, Mode, WriteFile};
 
-use serde::{Deserialize, Serialize};
-use serde_yaml_ng::Value;
-use std::collections::BTreeMap;
+use serde_yaml_ng::{Mapping, Value};
 use std::path::Path;
 
 /// Where the initrd keeps the built-in defaults.
 pub const DEFAULTS_PATH: &str = "/usr/share/ros/os-config.yml";
 
-/// The typed view of the keys this build of the OS acts on. Keys it does not know are kept in
-/// `extra`, never dropped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Config {
-    #[serde(default = "default_hostname")]
-    pub hostname: String,
-    #[serde(default)]
-    pub rancher: Rancher,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
+/// The configuration in force, and how it came about.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The typed view of [`Loaded::value`].
+    pub config: Config,
+    /// All layers merged (what `rancherctl config export --full --private` prints).
+    pub value: Value,
+    /// Each layer as read, lowest first.
+    pub layers: Vec<Layer>,
+    /// Problems met: every one left out a key, a layer, or a command-line word.
+    pub errors: Vec<ConfigError>,
+    /// Unknown keys, kept.
+    pub warnings: Vec<ConfigWarning>,
 }
 
-/// `rancher.*`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rancher {
-    /// Verbose logging from PID 1.
-    #[serde(default)]
-    pub debug: bool,
-    /// Seconds services get between TERM and KILL at shutdown.
-    #[serde(default = "default_shutdown_timeout")]
-    pub shutdown_timeout: u64,
-    /// The tty that gets a shell without a login (empty: none).
-    #[serde(default = "default_autologin")]
-    pub autologin: String,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
-}
-
-impl Default for Rancher {
-    fn default() -> Self {
-        Rancher {
-            debug: false,
-            shutdown_timeout: default_shutdown_timeout(),
-            autologin: default_autologin(),
-            extra: BTreeMap::new(),
-        }
+impl Loaded {
+    /// The layers from `from` upward, merged (`export` without `--full` starts at
+    /// [`LayerKind::Oem`], leaving out the built-in defaults).
+    pub fn merged_from(&self, from: LayerKind) -> Value {
+        merge_layers(self.layers.iter().filter(|l| l.kind >= from))
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config { hostname: default_hostname(), rancher: Rancher::default(), extra: BTreeMap::new() }
+/// Merge layers, lowest first, into one tree.
+pub fn merge_layers<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> Value {
+    let mut value = Value::Mapping(Mapping::new());
+    for layer in layers {
+        merge(&mut value, layer.value.clone());
+    }
+    value
+}
+
+/// Read, check and merge every layer. Never fails: the result is the best configuration that
+/// could be made, with every problem met on the way.
+pub fn load_layers(paths: &ConfigPaths, cmdline: &crate::cmdline::Cmdline) -> Loaded {
+    let read = read_layers(paths, cmdline);
+    let mut errors = read.errors;
+    // Each layer passed on its own; a merge of valid layers is valid, but check rather than trust.
+    let checked = check_value("merged configuration", merge_layers(&read.layers));
+    errors.extend(checked.errors);
+    Loaded {
+        config: checked.config,
+        value: checked.value,
+        layers: read.layers,
+        errors,
+        warnings: read.warnings,
     }
 }
 
-fn default_hostname() -> String {
-    "rancher".into()
-}
-fn default_shutdown_timeout() -> u64 {
-    10
-}
-fn default_autologin() -> String {
-    "ttyS0".into()
-}
-
-/// A configuration problem, naming where it came from.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: String, source: serde_yaml_ng::Error },
-    #[error("kernel command line {key}={value}: {reason}")]
-    Cmdline { key: String, value: String, reason: String },
-}
-
-/// Read a YAML layer from a file.
-pub fn read_layer(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
-    serde_yaml_ng::from_str::<Value>(&text)
-        .map(|v| if v.is_null() { Value::Mapping(Default::default()) } else { v })
-        .map_err(|source| ConfigError::Parse { path: path.display().to_string(), source })
-}
-
-/// Parse a command-line value the way RancherOS does: as YAML (`true`, `5`, `[a,b]`), falling back
-/// to the plain string when it is not valid YAML.
-pub fn parse_value(raw: &str) -> Value {
-    if raw.is_empty() {
-        return Value::String(String::new());
-    }
-    serde_yaml_ng::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
-}
-
-/// Overlay `rancher.*` command-line pairs on `base`, one at a time: a pair that makes the
-/// configuration invalid is reported and left out, the others apply.
-pub fn apply_cmdline<'a>(
-    base: &mut Value,
-    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    for (key, raw) in pairs {
-        let mut candidate = base.clone();
-        let path: Vec<&str> = key.split('.').collect();
-        let reason = match set_path(&mut candidate, &path, parse_value(raw)) {
-            Err(e) => Some(e),
-            Ok(()) => typed(&candidate).err().map(|e| e.to_string()),
-        };
-        match reason {
-            None => *base = candidate,
-            Some(reason) => errors.push(ConfigError::Cmdline {
-                key: key.to_string(),
-                value: raw.to_string(),
-                reason,
-            }),
-        }
-    }
-    errors
-}
-
-/// Read the merged YAML into the typed view.
-pub fn typed(value: &Value) -> Result<Config, serde_yaml_ng::Error> {
-    serde_yaml_ng::from_value(value.clone())
-}
-
-/// Load the boot configuration: defaults file, then the command line. Returns the best
-/// configuration that could be made and every problem met on the way.
+/// Load the boot configuration: every layer of the running system, with the built-in defaults
+/// read from `defaults`. Unknown keys are logged as warnings, not returned as errors.
 pub fn load(defaults: &Path, cmdline: &crate::cmdline::Cmdline) -> (Config, Vec<ConfigError>) {
-    let mut errors = Vec::new();
-    let mut value = match read_layer(defaults) {
-        Ok(v) => v,
-        Err(e) => {
-            errors.push(e);
-            Value::Mapping(Default::default())
-        }
+    let paths = ConfigPaths {
+        defaults: defaults.to_path_buf(),
+        ..ConfigPaths::system()
     };
-    if let Err(e) = typed(&value) {
-        errors.push(ConfigError::Parse { path: defaults.display().to_string(), source: e });
-        value = Value::Mapping(Default::default());
+    let loaded = load_layers(&paths, cmdline);
+    for w in &loaded.warnings {
+        tracing::warn!("config: {w}");
     }
-    errors.extend(apply_cmdline(&mut value, cmdline.pairs_with_prefix("rancher.")));
-    let config = typed(&value).unwrap_or_default();
-    (config, errors)
+    (loaded.config, loaded.errors)
+}
+
+/// Read a YAML layer from a file, unchecked (an empty file is an empty map).
+pub fn read_layer(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    match serde_yaml_ng::from_str::<Value>(&text) {
+        Ok(Value::Null) => Ok(Value::Mapping(Mapping::new())),
+        Ok(v) => Ok(v),
+        Err(e) => Err(check_text(&path.display().to_string(), &text)
+            .errors
+            .into_iter()
+            .next()
+            .unwrap_or(ConfigError::Read {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn yaml(s: &str) -> Value {
-        serde_yaml_ng::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn cmdline_overrides_and_bad_values_are_named() {
-        let mut base = yaml("hostname: rancher\nrancher:\n  debug: false\n  keep: 1\n");
-        let errs = apply_cmdline(
-            &mut base,
-            [("rancher.debug", "true"), ("rancher.shutdown_timeout", "soon"), ("rancher.x.y", "[a,b]")],
-        );
-        assert_eq!(errs.len(), 1);
-        let msg = errs[0].to_string();
-        assert!(msg.starts_with("kernel command line rancher.shutdown_timeout=soon: "), "{msg}");
-        let c = typed(&base).unwrap();
-        assert!(c.rancher.debug);
-        assert_eq!(c.rancher.shutdown_timeout, 10);
-        assert_eq!(c.rancher.extra["keep"], yaml("1"));
-        assert_eq!(c.rancher.extra["x"], yaml("y: [a, b]"));
-    }
-
-    #[test]
-    fn values_are_yaml_typed() {
-        assert_eq!(parse_value("5"), yaml("5"));
-        assert_eq!(parse_value("[]"), yaml("[]"));
-        assert_eq!(parse_value("a: b: c"), Value::String("a: b: c".into()));
-        assert_eq!(parse_value(""), Value::String(String::new()));
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! `rancherctl`: the operator's command. One file per area, as in RancherOS's `cmd/control/`.
 
+pub mod config;
 mod power;
 
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: rancherctl <command>
 
 commands:
+  config     get, set, export, merge, validate the configuration (rancherctl config help)
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";
@@ -17,6 +19,7 @@ pub fn main(args: &[String]) -> ExitCode {
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
+        "config" => return config::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
         "halt" => power::request(power::Request::Halt),

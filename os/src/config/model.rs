@@ -1,0 +1,497 @@
+//! The typed model of a RancherOS cloud-config: the keys this OS reads, with their types.
+//!
+//! It exists to catch bad values early, with the key path and line (a string where a number
+//! belongs, a bad file mode), and to give the rest of the OS plain Rust fields to read. It is not
+//! the source of truth for what gets saved or exported: that is the YAML tree of each layer, so
+//! keys the model does not know survive untouched. Every struct keeps such keys in `extra`, and
+//! [`Config::unknown_keys`] lists them for a warning. Every field has a default, so one layer alone
+//! (a user file with two keys) is a valid `Config`.
+
+use super::lenient::{map_or_default, or_default};
+use super::network::Network;
+use super::runcmd::{commands, Command};
+use super::write_files::WriteFile;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
+
+/// A whole cloud-config: top-level cloud-init keys and `rancher.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_hostname", deserialize_with = "hostname")]
+    pub hostname: String,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ssh_authorized_keys: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub write_files: Vec<WriteFile>,
+    #[serde(
+        default,
+        deserialize_with = "commands",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub runcmd: Vec<Command>,
+    #[serde(
+        default,
+        deserialize_with = "commands",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub bootcmd: Vec<Command>,
+    /// fstab-like rows: `[device, mountpoint, fstype, options]`.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub mounts: Vec<Vec<String>>,
+    #[serde(default, deserialize_with = "or_default")]
+    pub rancher: Rancher,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rancher {
+    /// Verbose logging from PID 1.
+    #[serde(default, deserialize_with = "or_default")]
+    pub debug: bool,
+    /// Seconds services get between TERM and KILL at shutdown.
+    #[serde(
+        default = "default_shutdown_timeout",
+        deserialize_with = "shutdown_timeout"
+    )]
+    pub shutdown_timeout: u64,
+    /// The tty that gets a shell without a login (empty: none).
+    #[serde(default = "default_autologin", deserialize_with = "or_default")]
+    pub autologin: String,
+    /// Send system logs to the console as well.
+    #[serde(default, deserialize_with = "or_default")]
+    pub log: bool,
+    /// The console container (`default`, `ubuntu`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
+    /// Password of the `rancher` user. Private: hidden from `export` unless `--private`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Environment given to every system service.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub environment: BTreeMap<String, String>,
+    /// `sysctl -w key=value` at boot (`vm.max_map_count: 262144`).
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub sysctl: BTreeMap<String, String>,
+    /// Kernel modules to load.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub modules: Vec<String>,
+    #[serde(default, deserialize_with = "or_default")]
+    pub network: Network,
+    /// System services, compose style, keyed by name.
+    #[serde(
+        default,
+        deserialize_with = "map_or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub services: BTreeMap<String, Service>,
+    /// The user Docker engine.
+    #[serde(default, deserialize_with = "or_default")]
+    pub docker: Docker,
+    /// The system Docker engine (RancherOS's; kept so those files validate).
+    #[serde(default, deserialize_with = "or_default")]
+    pub system_docker: Docker,
+    #[serde(default, deserialize_with = "or_default")]
+    pub state: State,
+    #[serde(default, deserialize_with = "or_default")]
+    pub upgrade: Upgrade,
+    /// SSH host keys saved across reboots. Private.
+    #[serde(default, deserialize_with = "or_default")]
+    pub ssh: Ssh,
+    #[serde(default, deserialize_with = "or_default")]
+    pub cloud_init: CloudInit,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.docker` / `rancher.system_docker`: engine arguments and TLS material.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Docker {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// The full command line of the engine.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub args: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub extra_args: Vec<String>,
+    #[serde(default, deserialize_with = "or_default")]
+    pub tls: bool,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub tls_args: Vec<String>,
+    /// PEM; private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cert: Option<String>,
+    /// PEM; private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<String>,
+    /// PEM; private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+    /// PEM; private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub environment: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_context: Option<String>,
+    #[serde(default, deserialize_with = "or_default")]
+    pub exec: bool,
+    // Engine options RancherOS turned into flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub host: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub insecure_registry: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_restore: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub log_opts: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_mirror: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selinux_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userland_proxy: Option<bool>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.state`: the persistent partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// `LABEL=RANCHER_STATE`, `/dev/sda1`, `UUID=…`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// Wait for the device to appear.
+    #[serde(default, deserialize_with = "or_default")]
+    pub wait: bool,
+    /// Fail boot when it does not.
+    #[serde(default, deserialize_with = "or_default")]
+    pub required: bool,
+    /// Disks that may be formatted when they hold nothing.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub autoformat: Vec<String>,
+    /// Sub-directory of the partition to use as the state root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fstype: Option<String>,
+    #[serde(default, deserialize_with = "or_default")]
+    pub mdadm_scan: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oem_dev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oem_fstype: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.upgrade`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Upgrade {
+    /// Where the list of releases is fetched from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.ssh`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ssh {
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub keys: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.cloud_init`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CloudInit {
+    /// `configdrive:/media/config-2`, `url:http://…`, `ec2`, …
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub datasources: Vec<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// One compose-style service. Only the keys the OS reads are typed; every other compose key
+/// (`ports`, `volumes_from`, `links`, …) is kept in `extra` without a warning.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A string or an argv list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Value>,
+    /// A string or an argv list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Value>,
+    /// A `KEY=value` list or a map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Value>,
+    /// A `key=value` list or a map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Value>,
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub volumes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Default for Rancher {
+    fn default() -> Self {
+        Rancher {
+            debug: false,
+            shutdown_timeout: default_shutdown_timeout(),
+            autologin: default_autologin(),
+            log: false,
+            console: None,
+            password: None,
+            environment: BTreeMap::new(),
+            sysctl: BTreeMap::new(),
+            modules: Vec::new(),
+            network: Network::default(),
+            services: BTreeMap::new(),
+            docker: Docker::default(),
+            system_docker: Docker::default(),
+            state: State::default(),
+            upgrade: Upgrade::default(),
+            ssh: Ssh::default(),
+            cloud_init: CloudInit::default(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: default_hostname(),
+            ssh_authorized_keys: Vec::new(),
+            write_files: Vec::new(),
+            runcmd: Vec::new(),
+            bootcmd: Vec::new(),
+            mounts: Vec::new(),
+            rancher: Rancher::default(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    "rancher".into()
+}
+fn default_shutdown_timeout() -> u64 {
+    10
+}
+fn default_autologin() -> String {
+    "ttyS0".into()
+}
+
+/// `hostname:` left empty keeps the default rather than naming the machine "".
+fn hostname<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(default_hostname))
+}
+
+fn shutdown_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(Option::<u64>::deserialize(d)?.unwrap_or_else(default_shutdown_timeout))
+}
+
+/// A key kept in an `extra` map, by path; `warn` is false for keys that are expected to be
+/// untyped (compose keys of a service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Extra {
+    pub path: String,
+    pub warn: bool,
+}
+
+fn join(at: &str, key: &str) -> String {
+    if at.is_empty() {
+        key.to_string()
+    } else {
+        format!("{at}.{key}")
+    }
+}
+
+fn extras_of(map: &BTreeMap<String, Value>, at: &str, warn: bool, out: &mut Vec<Extra>) {
+    out.extend(map.keys().map(|k| Extra {
+        path: join(at, k),
+        warn,
+    }));
+}
+
+impl Config {
+    /// Every key kept in an `extra` map, by path.
+    pub(crate) fn extras(&self) -> Vec<Extra> {
+        let mut out = Vec::new();
+        extras_of(&self.extra, "", true, &mut out);
+        for (i, f) in self.write_files.iter().enumerate() {
+            extras_of(&f.extra, &format!("write_files[{i}]"), true, &mut out);
+        }
+        let r = &self.rancher;
+        extras_of(&r.extra, "rancher", true, &mut out);
+        let n = &r.network;
+        extras_of(&n.extra, "rancher.network", true, &mut out);
+        extras_of(&n.dns.extra, "rancher.network.dns", true, &mut out);
+        for (name, i) in &n.interfaces {
+            let at = format!("rancher.network.interfaces.{name}");
+            extras_of(&i.extra, &at, true, &mut out);
+        }
+        for (name, s) in &r.services {
+            extras_of(
+                &s.extra,
+                &format!("rancher.services.{name}"),
+                false,
+                &mut out,
+            );
+        }
+        extras_of(&r.docker.extra, "rancher.docker", true, &mut out);
+        extras_of(
+            &r.system_docker.extra,
+            "rancher.system_docker",
+            true,
+            &mut out,
+        );
+        extras_of(&r.state.extra, "rancher.state", true, &mut out);
+        extras_of(&r.upgrade.extra, "rancher.upgrade", true, &mut out);
+        extras_of(&r.ssh.extra, "rancher.ssh", true, &mut out);
+        extras_of(&r.cloud_init.extra, "rancher.cloud_init", true, &mut out);
+        out
+    }
+
+    /// Keys the model does not know (kept, but nothing acts on them), by path.
+    pub fn unknown_keys(&self) -> Vec<String> {
+        self.extras()
+            .into_iter()
+            .filter(|e| e.warn)
+            .map(|e| e.path)
+            .collect()
+    }
+
+    /// Whether `path` is a key the model types (not one kept as raw YAML in an `extra` map).
+    pub fn is_typed_key(&self, path: &str) -> bool {
+        !self
+            .extras()
+            .iter()
+            .any(|e| super::keypath::is_under(path, &e.path))
+    }
+
+    /// The `image:` of every service, by service name.
+    pub fn images(&self) -> Vec<&str> {
+        self.rancher
+            .services
+            .values()
+            .filter_map(|s| s.image.as_deref())
+            .collect()
+    }
+}
