@@ -37,13 +37,20 @@ fn probe_cached() -> Accel {
     if let Ok(text) = std::fs::read_to_string(&cache) {
         if let Some((id, verdict)) = text.split_once('\n') {
             if id == boot_id.trim() {
-                return if verdict.trim() == "kvm" { Accel::Kvm } else { Accel::Tcg };
+                return if verdict.trim() == "kvm" {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                };
             }
         }
     }
     let verdict = probe();
     eprintln!("[harness] KVM probe: using {}", verdict.qemu_name());
-    let _ = std::fs::write(&cache, format!("{}\n{}\n", boot_id.trim(), verdict.qemu_name()));
+    let _ = std::fs::write(
+        &cache,
+        format!("{}\n{}\n", boot_id.trim(), verdict.qemu_name()),
+    );
     verdict
 }
 
@@ -52,10 +59,14 @@ fn probe() -> Accel {
     if !std::path::Path::new("/dev/kvm").exists() {
         return Accel::Tcg;
     }
-    let Ok(floor) = crate::image::floor() else { return Accel::Tcg };
+    let Ok(floor) = crate::image::floor() else {
+        return Accel::Tcg;
+    };
     let mut opts = crate::vm::VmOptions::with_image("kvm-probe", &floor.kernel, &floor.initrd);
     opts.accel = Accel::Kvm;
-    let Ok(mut vm) = crate::vm::Vm::boot(opts) else { return Accel::Tcg };
+    let Ok(mut vm) = crate::vm::Vm::boot(opts) else {
+        return Accel::Tcg;
+    };
     match vm.expect(crate::image::FLOOR_MARKER, PROBE_TIMEOUT) {
         Ok(_) => Accel::Kvm,
         Err(_) => Accel::Tcg,

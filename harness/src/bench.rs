@@ -40,7 +40,10 @@ pub fn boot(n: usize) -> anyhow::Result<()> {
     let floor = image::floor()?;
     let ours = median(time_to(&img, "ready", READY, n)?);
     let base = median(time_to(&floor, "floor", FLOOR_MARKER, n)?);
-    println!("boot to ready (QEMU start → `[ros] ready`), median of {n}, accel {}", crate::accel::Accel::from_env().qemu_name());
+    println!(
+        "boot to ready (QEMU start → `[ros] ready`), median of {n}, accel {}",
+        crate::accel::Accel::from_env().qemu_name()
+    );
     println!("  ours   {ours:.3} s");
     println!("  floor  {base:.3} s   (same kernel, busybox one-line /init)");
     println!("  ratio  {:.2}x   (target ≤ 1.5x)", ours / base);
@@ -57,18 +60,35 @@ pub fn initrd(n: usize) -> anyhow::Result<()> {
     let (archive, _) = ird::assemble(&recipe, &os_bin)?;
     let mut raw = Vec::new();
     archive.write_to(&mut raw)?;
-    println!("initrd compression, cpio {} bytes, median of {n} boots", raw.len());
+    println!(
+        "initrd compression, cpio {} bytes, median of {n} boots",
+        raw.len()
+    );
     for kind in [Compression::Xz, Compression::Zstd] {
         let packed = ird::compress::compress(kind, &raw)?;
         let path = crate::paths::dist_dir().join(format!("initrd-bench.{kind}"));
         crate::fsutil::write_atomic(&path, &packed)?;
         let t = std::time::Instant::now();
-        let tool = if kind == Compression::Xz { "xz" } else { "zstd" };
-        let _ = std::process::Command::new(tool).args(["-dc"]).arg(&path).stdout(std::process::Stdio::null()).status();
+        let tool = if kind == Compression::Xz {
+            "xz"
+        } else {
+            "zstd"
+        };
+        let _ = std::process::Command::new(tool)
+            .args(["-dc"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .status();
         let host_ms = t.elapsed().as_secs_f64() * 1000.0;
-        let variant = Image { initrd: path, ..img.clone() };
+        let variant = Image {
+            initrd: path,
+            ..img.clone()
+        };
         let boot = median(time_to(&variant, &format!("initrd-{kind}"), READY, n)?);
-        println!("  {kind:<5} {:>9} bytes   host unpack {host_ms:6.1} ms   boot to ready {boot:.3} s", packed.len());
+        println!(
+            "  {kind:<5} {:>9} bytes   host unpack {host_ms:6.1} ms   boot to ready {boot:.3} s",
+            packed.len()
+        );
     }
     Ok(())
 }

@@ -41,13 +41,23 @@ pub fn unpacked(package: &str) -> anyhow::Result<Unpacked> {
     let safe_version = version.replace(':', "%3a");
     let root = dir.join(format!("{package}_{safe_version}"));
     if root.join(".unpacked").exists() {
-        return Ok(Unpacked { package: package.into(), version, root });
+        return Ok(Unpacked {
+            package: package.into(),
+            version,
+            root,
+        });
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     eprintln!("[debs] apt-get download {package}={version}");
     let dl = tempfile::tempdir_in(&dir).context("temp dir for apt-get download")?;
     let status = Command::new("apt-get")
-        .args(["download", "-q", &format!("{package}={version}")])
+        .args([
+            "download",
+            "-q",
+            "-o",
+            "APT::Sandbox::User=root",
+            &format!("{package}={version}"),
+        ])
         .current_dir(dl.path())
         .status()
         .context("running apt-get download")?;
@@ -71,7 +81,10 @@ pub fn unpacked(package: &str) -> anyhow::Result<Unpacked> {
     }
     std::fs::write(tmp_root.join(".unpacked"), format!("{package} {version}\n"))?;
     let _ = std::fs::remove_dir_all(&root);
-    std::fs::rename(&tmp_root, &root)
-        .with_context(|| format!("rename into {}", root.display()))?;
-    Ok(Unpacked { package: package.into(), version, root })
+    std::fs::rename(&tmp_root, &root).with_context(|| format!("rename into {}", root.display()))?;
+    Ok(Unpacked {
+        package: package.into(),
+        version,
+        root,
+    })
 }

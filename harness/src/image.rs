@@ -53,9 +53,24 @@ impl std::fmt::Display for SizeReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mb = |b: u64| b as f64 / 1e6;
         writeln!(f, "image size")?;
-        writeln!(f, "  kernel  {:>10} bytes  {:6.2} MB", self.kernel, mb(self.kernel))?;
-        writeln!(f, "  initrd  {:>10} bytes  {:6.2} MB", self.initrd, mb(self.initrd))?;
-        writeln!(f, "  total   {:>10} bytes  {:6.2} MB", self.total(), mb(self.total()))?;
+        writeln!(
+            f,
+            "  kernel  {:>10} bytes  {:6.2} MB",
+            self.kernel,
+            mb(self.kernel)
+        )?;
+        writeln!(
+            f,
+            "  initrd  {:>10} bytes  {:6.2} MB",
+            self.initrd,
+            mb(self.initrd)
+        )?;
+        writeln!(
+            f,
+            "  total   {:>10} bytes  {:6.2} MB",
+            self.total(),
+            mb(self.total())
+        )?;
         let t = self.budget.target_total;
         let g = self.budget.hard_gate_total;
         let verdict = if self.total() > g {
@@ -65,7 +80,12 @@ impl std::fmt::Display for SizeReport {
         } else {
             "within target"
         };
-        write!(f, "  budget  target {:.1} MB, hard gate {:.1} MB: {verdict}", mb(t), mb(g))
+        write!(
+            f,
+            "  budget  target {:.1} MB, hard gate {:.1} MB: {verdict}",
+            mb(t),
+            mb(g)
+        )
     }
 }
 
@@ -112,18 +132,25 @@ pub fn ensure_built() -> anyhow::Result<&'static Image> {
     if let Some(img) = IMAGE.get() {
         return Ok(img);
     }
-    let lock_path = crate::paths::repo_root().join("target").join("harness-build.lock");
+    let lock_path = crate::paths::repo_root()
+        .join("target")
+        .join("harness-build.lock");
     std::fs::create_dir_all(lock_path.parent().unwrap())?;
     let lock = std::fs::File::create(&lock_path)
         .with_context(|| format!("creating {}", lock_path.display()))?;
     fs2::FileExt::lock_exclusive(&lock).context("locking the image build")?;
+    if let Some(img) = IMAGE.get() {
+        return Ok(img); // another thread of this process built it while we waited
+    }
     let img = build()?;
     let _ = IMAGE.set(img);
     Ok(IMAGE.get().expect("just set"))
 }
 
 fn file_size(p: &Path) -> anyhow::Result<u64> {
-    Ok(std::fs::metadata(p).with_context(|| format!("{}", p.display()))?.len())
+    Ok(std::fs::metadata(p)
+        .with_context(|| format!("{}", p.display()))?
+        .len())
 }
 
 /// What the floor image's `/init` prints before it powers off.
@@ -134,15 +161,27 @@ pub const FLOOR_MARKER: &str = r"\[floor\] init";
 pub fn floor() -> anyhow::Result<Image> {
     use crate::initrd::cpio::{Archive, Entry};
     let kernel = crate::kernel::ensure_kernel().context("kernel")?;
-    let recipe =
-        crate::initrd::Recipe::load(&crate::paths::repo_root().join("initrd/initrd.yml"))?;
+    let recipe = crate::initrd::Recipe::load(&crate::paths::repo_root().join("initrd/initrd.yml"))?;
     let bb = crate::debs::unpacked("busybox-static")?;
     let mut a = Archive::default();
     let data = std::fs::read(bb.root.join("bin/busybox")).context("busybox from busybox-static")?;
     a.add("/bin/busybox", Entry::File { mode: 0o755, data });
     let init = "#!/bin/busybox sh\n/bin/busybox echo '[floor] init'; /bin/busybox poweroff -f\n";
-    a.add("/init", Entry::File { mode: 0o755, data: init.as_bytes().to_vec() });
-    a.add("/dev/console", Entry::Char { mode: 0o600, major: 5, minor: 1 });
+    a.add(
+        "/init",
+        Entry::File {
+            mode: 0o755,
+            data: init.as_bytes().to_vec(),
+        },
+    );
+    a.add(
+        "/dev/console",
+        Entry::Char {
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    );
     let mut raw = Vec::new();
     a.write_to(&mut raw)?;
     let dist = crate::paths::dist_dir();

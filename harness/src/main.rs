@@ -41,6 +41,8 @@ enum Cmd {
     },
     /// Build (or fetch from the cache) the kernel only.
     Kernel,
+    /// Build dist/initrd.img only.
+    Initrd,
 }
 
 #[derive(Subcommand)]
@@ -60,8 +62,16 @@ enum BenchCmd {
 fn build() -> anyhow::Result<image::Image> {
     setup::ensure_host()?;
     let img = image::build()?;
-    eprintln!("kernel: {} (linux-source {})", img.kernel.display(), img.kernel_version);
-    eprintln!("initrd: {} ({})", img.initrd.display(), img.packages.join(", "));
+    eprintln!(
+        "kernel: {} (linux-source {})",
+        img.kernel.display(),
+        img.kernel_version
+    );
+    eprintln!(
+        "initrd: {} ({})",
+        img.initrd.display(),
+        img.packages.join(", ")
+    );
     eprintln!("{}", img.sizes);
     img.sizes.check()?;
     Ok(img)
@@ -79,6 +89,22 @@ fn main() -> anyhow::Result<()> {
             let k = harness::kernel::ensure_kernel()?;
             println!("{}", k.bzimage.display());
         }
+        Cmd::Initrd => {
+            let os_bin = harness::osbin::build()?;
+            let root = harness::paths::repo_root();
+            let recipe = harness::initrd::Recipe::load(&root.join("initrd/initrd.yml"))?;
+            let out = harness::paths::dist_dir().join("initrd.img");
+            let built = harness::initrd::build(&recipe, &os_bin, &out)?;
+            let size = std::fs::metadata(&out)?.len();
+            println!(
+                "{}: {size} bytes ({} compressed; cpio {} bytes, {} entries; {})",
+                out.display(),
+                recipe.compression,
+                built.cpio_bytes,
+                built.entries,
+                built.packages.join(", ")
+            );
+        }
         Cmd::Run { append, memory } => {
             let img = build()?;
             let mut opts = vm::VmOptions::with_image("run", &img.kernel, &img.initrd);
@@ -93,9 +119,15 @@ fn main() -> anyhow::Result<()> {
             args.extend(["-serial".into(), "mon:stdio".into()]);
             eprintln!("QMP socket: {}", qmp.display());
             eprintln!("forwarded: 127.0.0.1:{ssh} -> guest :22");
-            eprintln!("accelerator: {} (HARNESS_ACCEL=kvm|auto to change)", opts.accel.qemu_name());
+            eprintln!(
+                "accelerator: {} (HARNESS_ACCEL=kvm|auto to change)",
+                opts.accel.qemu_name()
+            );
             eprintln!("Ctrl-A X quits QEMU; `poweroff` in the guest shuts it down cleanly.\n");
-            let st = Command::new(setup::QEMU).args(&args).status().context("starting QEMU")?;
+            let st = Command::new(setup::QEMU)
+                .args(&args)
+                .status()
+                .context("starting QEMU")?;
             std::process::exit(st.code().unwrap_or(1));
         }
         Cmd::Test { args } => {

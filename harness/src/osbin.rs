@@ -14,11 +14,22 @@ pub fn build() -> anyhow::Result<PathBuf> {
     let target_dir = root.join("target").join("os-static");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "-p", "os", "--target", TARGET])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "os",
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .current_dir(&root)
-        .env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS", "-C target-feature=+crt-static")
+        .env(
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+            "-C target-feature=+crt-static",
+        )
         .env_remove("RUSTFLAGS")
         .status()
         .context("running cargo build for the os binary")?;

@@ -12,8 +12,18 @@ use std::process::Command;
 pub const QEMU: &str = "qemu-system-x86_64";
 
 /// Packages needed to build the kernel and the initrd.
-const BUILD_PACKAGES: &[&str] =
-    &["make", "gcc", "bc", "flex", "bison", "libelf-dev", "libssl-dev", "xz-utils", "cpio", "dpkg-dev"];
+const BUILD_PACKAGES: &[&str] = &[
+    "make",
+    "gcc",
+    "bc",
+    "flex",
+    "bison",
+    "libelf-dev",
+    "libssl-dev",
+    "xz-utils",
+    "cpio",
+    "dpkg-dev",
+];
 
 /// Installed version of each package (None when not installed).
 fn installed(pkgs: &[String]) -> Vec<(String, Option<String>)> {
@@ -105,7 +115,13 @@ pub fn ensure_host() -> anyhow::Result<()> {
     if !miss.is_empty() {
         eprintln!("[setup] apt-get install {}", miss.join(" "));
         run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--allow-downgrades", "--no-install-recommends"])
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--allow-downgrades",
+                "--no-install-recommends",
+            ])
             .args(&miss)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }

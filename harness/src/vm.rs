@@ -105,8 +105,18 @@ impl VmOptions {
     /// QEMU arguments, minus the serial console (which differs for people and tests).
     pub fn qemu_args(&self, qmp: &Path, ports: &BTreeMap<u16, u16>) -> Vec<String> {
         let mut a: Vec<String> = [
-            "-machine", "pc", "-accel", self.accel.qemu_name(), "-m", &self.memory_mb.to_string(),
-            "-smp", "1", "-nodefaults", "-no-user-config", "-display", "none",
+            "-machine",
+            "pc",
+            "-accel",
+            self.accel.qemu_name(),
+            "-m",
+            &self.memory_mb.to_string(),
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -114,18 +124,30 @@ impl VmOptions {
         a.extend(["-kernel".into(), self.kernel.display().to_string()]);
         a.extend(["-initrd".into(), self.initrd.display().to_string()]);
         a.extend(["-append".into(), self.append()]);
-        a.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", qmp.display())]);
+        a.extend([
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", qmp.display()),
+        ]);
         let mut netdev = "user,id=net0,restrict=on".to_string();
         for (guest, host) in ports {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
         }
-        a.extend(["-netdev".into(), netdev, "-device".into(), "virtio-net-pci,netdev=net0".into()]);
+        a.extend([
+            "-netdev".into(),
+            netdev,
+            "-device".into(),
+            "virtio-net-pci,netdev=net0".into(),
+        ]);
         a.extend(["-device".into(), "virtio-rng-pci".into()]);
         for (i, d) in self.drives.iter().enumerate() {
             let ro = if d.read_only { ",readonly=on" } else { "" };
             a.extend([
                 "-drive".into(),
-                format!("file={},if=virtio,format={},index={i}{ro}", d.path.display(), d.format),
+                format!(
+                    "file={},if=virtio,format={},index={i}{ro}",
+                    d.path.display(),
+                    d.format
+                ),
             ]);
         }
         if !self.allow_reboot {
@@ -170,7 +192,10 @@ impl Vm {
         std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
         let log_path = logs.join(format!("{}.log", opts.name));
         let qemu_log = logs.join(format!("{}.qemu.log", opts.name));
-        let dir = tempfile::Builder::new().prefix("vm-").tempdir().context("VM temp dir")?;
+        let dir = tempfile::Builder::new()
+            .prefix("vm-")
+            .tempdir()
+            .context("VM temp dir")?;
         let qmp_path = dir.path().join("qmp.sock");
         let mut ports = BTreeMap::new();
         for g in &opts.forward {
@@ -185,7 +210,12 @@ impl Vm {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&qemu_log).context("QEMU log")?)
             .spawn()
-            .with_context(|| format!("starting {} (is qemu-system-x86 installed?)", crate::setup::QEMU))?;
+            .with_context(|| {
+                format!(
+                    "starting {} (is qemu-system-x86 installed?)",
+                    crate::setup::QEMU
+                )
+            })?;
         let started = Instant::now();
         let stdin = child.stdin.take().expect("piped");
         let mut stdout = child.stdout.take().expect("piped");
@@ -244,7 +274,12 @@ impl Vm {
 
     /// Everything the serial console printed so far.
     pub fn serial_text(&self) -> String {
-        self.serial.text.lock().unwrap_or_else(|e| e.into_inner()).0.clone()
+        self.serial
+            .text
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
     }
 
     /// Wait until `pattern` appears on the serial console after the previous match; return the
@@ -268,7 +303,11 @@ impl Vm {
             if let Some(c) = re.captures(hay) {
                 let m = c.get(0).expect("group 0");
                 let mut out = vec![hay[..m.end()].to_string()];
-                out.extend(c.iter().skip(1).map(|x| x.map(|x| x.as_str().to_string()).unwrap_or_default()));
+                out.extend(
+                    c.iter()
+                        .skip(1)
+                        .map(|x| x.map(|x| x.as_str().to_string()).unwrap_or_default()),
+                );
                 self.cursor += m.end();
                 return Ok(out);
             }
@@ -285,13 +324,20 @@ impl Vm {
                     tail.join("\n")
                 );
             }
-            g = self.serial.changed.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .serial
+                .changed
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// Type `text` on the serial console.
     pub fn send(&mut self, text: &str) -> anyhow::Result<()> {
-        self.stdin.write_all(text.as_bytes()).context("writing to the serial console")?;
+        self.stdin
+            .write_all(text.as_bytes())
+            .context("writing to the serial console")?;
         self.stdin.flush().context("flushing the serial console")
     }
 
@@ -300,10 +346,16 @@ impl Vm {
         self.seq += 1;
         let n = self.seq;
         // The markers are printed with printf so the echoed command line never matches them.
-        self.send(&format!("printf '@@%s\\n' B{n}; {cmd}; printf '@@%s:%s\\n' E{n} $?\n"))?;
+        self.send(&format!(
+            "printf '@@%s\\n' B{n}; {cmd}; printf '@@%s:%s\\n' E{n} $?\n"
+        ))?;
         self.expect(&format!("@@B{n}\r?\n"), timeout)?;
         let caps = self.expect_captures(&format!("@@E{n}:(\\d+)\r?\n"), timeout)?;
-        let out = caps[0].rsplit_once("@@E").map(|(o, _)| o).unwrap_or("").replace('\r', "");
+        let out = caps[0]
+            .rsplit_once("@@E")
+            .map(|(o, _)| o)
+            .unwrap_or("")
+            .replace('\r', "");
         Ok((out, caps[1].parse().unwrap_or(-1)))
     }
 
@@ -321,8 +373,10 @@ impl Vm {
         };
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut q = qapi::Qmp::from_stream(&stream);
-        q.handshake().map_err(|e| anyhow::anyhow!("QMP handshake: {e}"))?;
-        q.execute(cmd).map_err(|e| anyhow::anyhow!("QMP {}: {e}", C::NAME))
+        q.handshake()
+            .map_err(|e| anyhow::anyhow!("QMP handshake: {e}"))?;
+        q.execute(cmd)
+            .map_err(|e| anyhow::anyhow!("QMP {}: {e}", C::NAME))
     }
 
     /// Press the ACPI power button.
@@ -350,12 +404,19 @@ impl Vm {
         let keys = keys
             .iter()
             .map(|k| {
-                let code: qapi::qmp::QKeyCode = serde_json::from_value(serde_json::Value::String(k.to_string()))
-                    .with_context(|| format!("unknown key {k:?}"))?;
-                Ok(qapi::qmp::KeyValue::qcode(qapi::qmp::QKeyCodeWrapper { data: code }))
+                let code: qapi::qmp::QKeyCode =
+                    serde_json::from_value(serde_json::Value::String(k.to_string()))
+                        .with_context(|| format!("unknown key {k:?}"))?;
+                Ok(qapi::qmp::KeyValue::qcode(qapi::qmp::QKeyCodeWrapper {
+                    data: code,
+                }))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        self.qmp(&qapi::qmp::send_key { keys, hold_time: None }).map(|_| ())
+        self.qmp(&qapi::qmp::send_key {
+            keys,
+            hold_time: None,
+        })
+        .map(|_| ())
     }
 
     /// Wait for QEMU to exit on its own.

@@ -35,7 +35,10 @@ impl Cmdline {
 
     /// All words, both sides of `--`, in order.
     pub fn words(&self) -> impl Iterator<Item = &str> {
-        self.kernel.iter().chain(self.init.iter()).map(String::as_str)
+        self.kernel
+            .iter()
+            .chain(self.init.iter())
+            .map(String::as_str)
     }
 
     /// `key=value` pairs whose key starts with `prefix` (e.g. `rancher.`), in order.

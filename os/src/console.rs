@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn milestone_lines_are_stable() {
         let d = Duration::from_micros(1234);
-        assert_eq!(step_line("mount-proc", &StepOutcome::Ok, d), "step mount-proc ok 1.2ms");
+        assert_eq!(
+            step_line("mount-proc", &StepOutcome::Ok, d),
+            "step mount-proc ok 1.2ms"
+        );
         assert_eq!(
             step_line("load-config", &StepOutcome::Failed("bad".into()), d),
             "step load-config failed 1.2ms: bad"

@@ -29,7 +29,10 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "init" => init::main(),
         "rancherctl" => rancherctl::main(rest),
         other => {
-            eprintln!("ros: unknown command {other:?}; expected one of {}", COMMANDS.join(", "));
+            eprintln!(
+                "ros: unknown command {other:?}; expected one of {}",
+                COMMANDS.join(", ")
+            );
             ExitCode::from(2)
         }
     }

@@ -30,10 +30,19 @@ impl Archive {
     pub fn add(&mut self, path: &str, entry: Entry) {
         let path = normalize(path);
         let mut parent = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty()).collect::<Vec<_>>().split_last().map(|(_, p)| p.to_vec()).unwrap_or_default() {
+        for part in path
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, p)| p.to_vec())
+            .unwrap_or_default()
+        {
             parent.push('/');
             parent.push_str(part);
-            self.entries.entry(parent.clone()).or_insert(Entry::Dir { mode: 0o755 });
+            self.entries
+                .entry(parent.clone())
+                .or_insert(Entry::Dir { mode: 0o755 });
         }
         self.entries.insert(path, entry);
     }
@@ -64,7 +73,11 @@ impl Archive {
                 Entry::Symlink { target } => (S_IFLNK | 0o777, target.as_bytes(), (0, 0)),
                 Entry::Char { mode, major, minor } => (S_IFCHR | mode, &[], (*major, *minor)),
             };
-            let nlink = if matches!(entry, Entry::Dir { .. }) { 2 } else { 1 };
+            let nlink = if matches!(entry, Entry::Dir { .. }) {
+                2
+            } else {
+                1
+            };
             written += header(out, ino as u32 + 1, mode, nlink, data.len(), rdev, name)?;
             out.write_all(data)?;
             written += data.len();
@@ -77,7 +90,10 @@ impl Archive {
 }
 
 fn normalize(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -91,7 +107,21 @@ fn header(
     name: &str,
 ) -> std::io::Result<usize> {
     let namesize = name.len() + 1;
-    let fields = [ino, mode, 0, 0, nlink, 0, size as u32, 0, 0, rdev.0, rdev.1, namesize as u32, 0];
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        nlink,
+        0,
+        size as u32,
+        0,
+        0,
+        rdev.0,
+        rdev.1,
+        namesize as u32,
+        0,
+    ];
     let mut h = String::from("070701");
     for f in fields {
         h.push_str(&format!("{f:08x}"));
@@ -117,8 +147,21 @@ mod tests {
     #[test]
     fn parents_come_first_and_layout_is_aligned() {
         let mut a = Archive::default();
-        a.add("/usr/bin/x", Entry::File { mode: 0o755, data: b"hello".to_vec() });
-        a.add("dev/console", Entry::Char { mode: 0o600, major: 5, minor: 1 });
+        a.add(
+            "/usr/bin/x",
+            Entry::File {
+                mode: 0o755,
+                data: b"hello".to_vec(),
+            },
+        );
+        a.add(
+            "dev/console",
+            Entry::Char {
+                mode: 0o600,
+                major: 5,
+                minor: 1,
+            },
+        );
         let mut buf = Vec::new();
         a.write_to(&mut buf).unwrap();
         assert_eq!(buf.len() % 4, 0);
@@ -132,11 +175,21 @@ mod tests {
 
     #[test]
     fn host_cpio_reads_it() {
-        if std::process::Command::new("cpio").arg("--version").output().is_err() {
+        if std::process::Command::new("cpio")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             return; // no cpio on this host: the byte-layout test above still runs
         }
         let mut a = Archive::default();
-        a.add("/a/b", Entry::File { mode: 0o644, data: b"abc".to_vec() });
+        a.add(
+            "/a/b",
+            Entry::File {
+                mode: 0o644,
+                data: b"abc".to_vec(),
+            },
+        );
         a.add("/a/l", Entry::Symlink { target: "b".into() });
         let mut buf = Vec::new();
         a.write_to(&mut buf).unwrap();
@@ -150,6 +203,9 @@ mod tests {
         child.stdin.take().unwrap().write_all(&buf).unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(std::fs::read(dir.path().join("a/b")).unwrap(), b"abc");
-        assert_eq!(std::fs::read_link(dir.path().join("a/l")).unwrap().to_str(), Some("b"));
+        assert_eq!(
+            std::fs::read_link(dir.path().join("a/l")).unwrap().to_str(),
+            Some("b")
+        );
     }
 }

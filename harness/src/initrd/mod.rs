@@ -60,7 +60,8 @@ impl Recipe {
     pub fn load(path: &Path) -> anyhow::Result<Recipe> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_yaml_ng::from_str(&text).with_context(|| format!("{}: invalid recipe", path.display()))
+        serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("{}: invalid recipe", path.display()))
     }
 }
 
@@ -79,7 +80,13 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
     let mut a = Archive::default();
     let mut packages = Vec::new();
     for d in &recipe.dirs {
-        let mode = if d == "/tmp" { 0o1777 } else if d == "/root" { 0o700 } else { 0o755 };
+        let mode = if d == "/tmp" {
+            0o1777
+        } else if d == "/root" {
+            0o700
+        } else {
+            0o755
+        };
         a.add(d, Entry::Dir { mode });
     }
     if let Some(rootfs) = &recipe.rootfs {
@@ -95,16 +102,24 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
     }
     if let Some(bb) = &recipe.busybox {
         if !a.contains(&bb.binary) {
-            bail!("busybox binary {} is not in the initrd (add it under debs:)", bb.binary);
+            bail!(
+                "busybox binary {} is not in the initrd (add it under debs:)",
+                bb.binary
+            );
         }
         let bin = recipe
             .debs
             .iter()
             .find_map(|(pkg, files)| {
-                files.iter().find(|(_, to)| **to == bb.binary).map(|(from, _)| (pkg, from))
+                files
+                    .iter()
+                    .find(|(_, to)| **to == bb.binary)
+                    .map(|(from, _)| (pkg, from))
             })
             .map(|(pkg, from)| -> anyhow::Result<PathBuf> {
-                Ok(crate::debs::unpacked(pkg)?.root.join(from.trim_start_matches('/')))
+                Ok(crate::debs::unpacked(pkg)?
+                    .root
+                    .join(from.trim_start_matches('/')))
             })
             .transpose()?
             .context("busybox binary must come from a Debian package")?;
@@ -113,18 +128,33 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
             if bb.skip_applets.iter().any(|s| s == name) || a.contains(&applet) {
                 continue;
             }
-            a.add(&applet, Entry::Symlink { target: bb.binary.clone() });
+            a.add(
+                &applet,
+                Entry::Symlink {
+                    target: bb.binary.clone(),
+                },
+            );
         }
     }
     a.add(&recipe.os_binary, file_entry(os_bin)?);
     for l in &recipe.os_links {
-        a.add(l, Entry::Symlink { target: recipe.os_binary.clone() });
+        a.add(
+            l,
+            Entry::Symlink {
+                target: recipe.os_binary.clone(),
+            },
+        );
     }
     for d in &recipe.devices {
         match d.kind {
-            DeviceKind::Char => {
-                a.add(&d.path, Entry::Char { mode: d.mode, major: d.major, minor: d.minor })
-            }
+            DeviceKind::Char => a.add(
+                &d.path,
+                Entry::Char {
+                    mode: d.mode,
+                    major: d.major,
+                    minor: d.minor,
+                },
+            ),
         }
     }
     Ok((a, packages))
@@ -137,7 +167,11 @@ pub fn build(recipe: &Recipe, os_bin: &Path, out: &Path) -> anyhow::Result<Built
     archive.write_to(&mut raw).context("writing cpio")?;
     let packed = compress::compress(recipe.compression, &raw)?;
     crate::fsutil::write_atomic(out, &packed)?;
-    Ok(Built { cpio_bytes: raw.len(), entries: archive.len(), packages })
+    Ok(Built {
+        cpio_bytes: raw.len(),
+        entries: archive.len(),
+        packages,
+    })
 }
 
 /// `busybox --list-full`: `bin/sh`, `sbin/poweroff`, … as absolute paths.
@@ -149,7 +183,10 @@ fn busybox_applets(bin: &Path) -> anyhow::Result<Vec<String>> {
     if !out.status.success() {
         bail!("{} --list-full failed", bin.display());
     }
-    Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("/{}", l.trim())).collect())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| format!("/{}", l.trim()))
+        .collect())
 }
 
 fn file_entry(src: &Path) -> anyhow::Result<Entry> {
@@ -167,7 +204,11 @@ fn add_tree(a: &mut Archive, dir: &Path, at: &str) -> anyhow::Result<()> {
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let name = format!("{}/{}", at.trim_end_matches('/'), e.file_name().to_string_lossy());
+        let name = format!(
+            "{}/{}",
+            at.trim_end_matches('/'),
+            e.file_name().to_string_lossy()
+        );
         let ft = e.file_type()?;
         if ft.is_dir() {
             a.add(&name, Entry::Dir { mode: 0o755 });

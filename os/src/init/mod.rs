@@ -39,14 +39,20 @@ pub struct Boot {
 /// Entry point of `init`.
 pub fn main() -> ExitCode {
     if std::process::id() != 1 {
-        eprintln!("init: must run as PID 1 (this is pid {})", std::process::id());
+        eprintln!(
+            "init: must run as PID 1 (this is pid {})",
+            std::process::id()
+        );
         return ExitCode::from(1);
     }
     std::panic::set_hook(Box::new(|info| say(format!("panic: {info}"))));
     // SAFETY: umask has no memory-safety preconditions.
     unsafe { libc::umask(0o022) };
     let _ = std::env::set_current_dir("/");
-    std::env::set_var("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    std::env::set_var(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
 
     let mut boot = Boot::default();
     steps::run_all(&mut boot);

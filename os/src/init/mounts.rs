@@ -8,12 +8,7 @@ use std::path::Path;
 /// Controllers handed down to child cgroups (system services and containers get their own).
 const CONTROLLERS: &[&str] = &["cpu", "cpuset", "io", "memory", "pids"];
 
-fn mount_fs(
-    fstype: &str,
-    target: &str,
-    flags: MsFlags,
-    data: Option<&str>,
-) -> anyhow::Result<()> {
+fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(target).with_context(|| format!("mkdir {target}"))?;
     match mount(Some(fstype), target, Some(fstype), flags, data) {
         Ok(()) | Err(nix::errno::Errno::EBUSY) => Ok(()),
@@ -41,7 +36,12 @@ pub fn dev(_: &mut super::Boot) -> anyhow::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("gid=5,mode=0620,ptmxmode=0666"),
     )?;
-    mount_fs("tmpfs", "/dev/shm", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
+    mount_fs(
+        "tmpfs",
+        "/dev/shm",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),
         ("/dev/stdin", "/proc/self/fd/0"),
@@ -56,12 +56,27 @@ pub fn dev(_: &mut super::Boot) -> anyhow::Result<()> {
 }
 
 pub fn run_and_tmp(_: &mut super::Boot) -> anyhow::Result<()> {
-    mount_fs("tmpfs", "/run", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))?;
-    mount_fs("tmpfs", "/tmp", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+    mount_fs(
+        "tmpfs",
+        "/run",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    mount_fs(
+        "tmpfs",
+        "/tmp",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )
 }
 
 pub fn cgroup2(_: &mut super::Boot) -> anyhow::Result<()> {
-    mount_fs("cgroup2", "/sys/fs/cgroup", NOSUID_NODEV_NOEXEC, Some("nsdelegate"))
+    mount_fs(
+        "cgroup2",
+        "/sys/fs/cgroup",
+        NOSUID_NODEV_NOEXEC,
+        Some("nsdelegate"),
+    )
 }
 
 /// Enable the container controllers for children of the root cgroup.
@@ -70,8 +85,11 @@ pub fn enable_controllers(_: &mut super::Boot) -> anyhow::Result<()> {
     let available = std::fs::read_to_string(root.join("cgroup.controllers"))
         .context("/sys/fs/cgroup/cgroup.controllers")?;
     let available: Vec<&str> = available.split_whitespace().collect();
-    let missing: Vec<&str> =
-        CONTROLLERS.iter().copied().filter(|c| !available.contains(c)).collect();
+    let missing: Vec<&str> = CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| !available.contains(c))
+        .collect();
     let enable: Vec<String> = CONTROLLERS
         .iter()
         .filter(|c| available.contains(c))

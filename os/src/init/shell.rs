@@ -12,7 +12,11 @@ const SHELL: &str = "/bin/sh";
 pub fn spawn_on(tty: &str) -> anyhow::Result<Child> {
     let path = format!("/dev/{tty}");
     let open = || {
-        std::fs::OpenOptions::new().read(true).write(true).open(&path).with_context(|| format!("open {path}"))
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {path}"))
     };
     let mut cmd = Command::new(SHELL);
     cmd.arg("-l")
@@ -20,7 +24,10 @@ pub fn spawn_on(tty: &str) -> anyhow::Result<Child> {
         .env("HOME", "/root")
         .env("USER", "root")
         .env("TERM", "vt100")
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .current_dir("/root")
         .stdin(Stdio::from(open()?))
         .stdout(Stdio::from(open()?))
@@ -35,7 +42,8 @@ pub fn spawn_on(tty: &str) -> anyhow::Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn().with_context(|| format!("start {SHELL} on {path}"))
+    cmd.spawn()
+        .with_context(|| format!("start {SHELL} on {path}"))
 }
 
 pub fn start_console(boot: &mut super::Boot) -> anyhow::Result<()> {

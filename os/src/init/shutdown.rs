@@ -27,8 +27,13 @@ impl std::fmt::Display for Kind {
     }
 }
 
-pub fn run(kind: Kind, reason: &str, timeout: Duration) -> ! {
+/// Shut down. `sessions` are the console sessions (their leaders' pids): they are hung up first,
+/// as a terminal would be, because interactive shells ignore SIGTERM.
+pub fn run(kind: Kind, reason: &str, timeout: Duration, sessions: &[i32]) -> ! {
     say(format!("shutdown {kind} ({reason})"));
+    for sid in sessions {
+        let _ = kill(Pid::from_raw(-sid), Signal::SIGHUP);
+    }
     stop_processes(timeout);
     nix::unistd::sync();
     unmount_all();
@@ -54,7 +59,10 @@ fn stop_processes(timeout: Duration) {
     if reap_until_none(timeout) {
         return;
     }
-    say(format!("shutdown: processes still running after {}s; killing them", timeout.as_secs()));
+    say(format!(
+        "shutdown: processes still running after {}s; killing them",
+        timeout.as_secs()
+    ));
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     reap_until_none(Duration::from_secs(5));
 }
@@ -108,7 +116,9 @@ fn unescape(s: &str) -> String {
     let mut it = s.chars().peekable();
     while let Some(c) = it.next() {
         if c == '\\' {
-            let digits: String = (0..3).filter_map(|_| it.next_if(|d| d.is_digit(8))).collect();
+            let digits: String = (0..3)
+                .filter_map(|_| it.next_if(|d| d.is_digit(8)))
+                .collect();
             if let (3, Ok(v)) = (digits.len(), u8::from_str_radix(&digits, 8)) {
                 out.push(v as char);
                 continue;

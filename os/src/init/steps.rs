@@ -42,10 +42,12 @@ pub fn run_all(boot: &mut Boot) {
 }
 
 fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
-    boot.cmdline = crate::cmdline::Cmdline::from_proc()
-        .map_err(|e| anyhow::anyhow!("/proc/cmdline: {e}"))?;
-    let (config, errors) =
-        crate::config::load(std::path::Path::new(crate::config::DEFAULTS_PATH), &boot.cmdline);
+    boot.cmdline =
+        crate::cmdline::Cmdline::from_proc().map_err(|e| anyhow::anyhow!("/proc/cmdline: {e}"))?;
+    let (config, errors) = crate::config::load(
+        std::path::Path::new(crate::config::DEFAULTS_PATH),
+        &boot.cmdline,
+    );
     boot.config = config;
     crate::init::supervisor::set_log_level(boot.config.rancher.debug);
     if errors.is_empty() {

@@ -37,7 +37,8 @@ fn handled() -> SigSet {
 /// SIGINT instead of rebooting on the spot.
 pub fn setup_signals(boot: &mut Boot) -> anyhow::Result<()> {
     let set = handled();
-    set.thread_block().map_err(|e| anyhow::anyhow!("sigprocmask: {e}"))?;
+    set.thread_block()
+        .map_err(|e| anyhow::anyhow!("sigprocmask: {e}"))?;
     boot.signals = Some(
         SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| anyhow::anyhow!("signalfd: {e}"))?,
@@ -49,7 +50,11 @@ pub fn setup_signals(boot: &mut Boot) -> anyhow::Result<()> {
 
 /// Switch PID 1's log level (`rancher.debug`).
 pub fn set_log_level(debug: bool) {
-    let level = if debug { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    let level = if debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
@@ -67,7 +72,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(boot: Boot) -> Self {
-        Supervisor { boot, console_respawn: None, console_started: Instant::now() }
+        Supervisor {
+            boot,
+            console_respawn: None,
+            console_started: Instant::now(),
+        }
     }
 
     /// The loop; returns only by shutting the machine down.
@@ -123,7 +132,12 @@ impl Supervisor {
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         let offset = usize::from(self.boot.signals.is_some());
         let sig = self.boot.signals.is_some() && ready(&fds[0]);
-        let buttons = fds[offset..].iter().enumerate().filter(|(_, f)| ready(f)).map(|(i, _)| i).collect();
+        let buttons = fds[offset..]
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| ready(f))
+            .map(|(i, _)| i)
+            .collect();
         (sig, buttons)
     }
 
@@ -134,7 +148,9 @@ impl Supervisor {
                 _ => return,
             };
             let signo = info.ssi_signo as i32;
-            let Ok(signal) = Signal::try_from(signo) else { continue };
+            let Ok(signal) = Signal::try_from(signo) else {
+                continue;
+            };
             tracing::debug!(signal = ?signal, from_pid = info.ssi_pid, "signal");
             match signal {
                 Signal::SIGCHLD => self.reap(),
@@ -156,10 +172,19 @@ impl Supervisor {
                 Ok(status) => {
                     let Some(pid) = status.pid() else { continue };
                     tracing::debug!(pid = pid.as_raw(), status = ?status, "reaped");
-                    if self.boot.console.as_ref().is_some_and(|(_, p)| *p == pid.as_raw()) {
+                    if self
+                        .boot
+                        .console
+                        .as_ref()
+                        .is_some_and(|(_, p)| *p == pid.as_raw())
+                    {
                         // A shell that dies at once is restarted after a pause, not in a loop.
                         let quick = self.console_started.elapsed() < Duration::from_secs(2);
-                        let delay = if quick { Duration::from_secs(2) } else { Duration::ZERO };
+                        let delay = if quick {
+                            Duration::from_secs(2)
+                        } else {
+                            Duration::ZERO
+                        };
                         self.console_respawn = Some(Instant::now() + delay);
                     }
                 }
@@ -174,7 +199,9 @@ impl Supervisor {
 
     fn respawn_console(&mut self) {
         self.console_respawn = None;
-        let Some((tty, _)) = self.boot.console.clone() else { return };
+        let Some((tty, _)) = self.boot.console.clone() else {
+            return;
+        };
         self.console_started = Instant::now();
         match shell::spawn_on(&tty) {
             Ok(child) => self.boot.console = Some((tty, child.id() as i32)),
@@ -187,6 +214,7 @@ impl Supervisor {
 
     fn shutdown(&mut self, kind: Kind, reason: &str) -> ! {
         let timeout = Duration::from_secs(self.boot.config.rancher.shutdown_timeout);
-        shutdown::run(kind, reason, timeout)
+        let sessions: Vec<i32> = self.boot.console.iter().map(|(_, pid)| *pid).collect();
+        shutdown::run(kind, reason, timeout, &sessions)
     }
 }
