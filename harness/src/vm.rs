@@ -345,9 +345,12 @@ impl Vm {
     pub fn sh(&mut self, cmd: &str, timeout: Duration) -> anyhow::Result<(String, i32)> {
         self.seq += 1;
         let n = self.seq;
-        // The markers are printed with printf so the echoed command line never matches them.
+        // One line, so that no typed-ahead echo lands inside the output; `eval` takes any
+        // command (`a &`, `a; b`) in the current shell. The markers are printed with printf so
+        // the echoed command line never matches them.
+        let quoted = cmd.replace('\'', r"'\''");
         self.send(&format!(
-            "printf '@@%s\\n' B{n}; {cmd}; printf '@@%s:%s\\n' E{n} $?\n"
+            "printf '@@%s\\n' B{n}; eval '{quoted}'; printf '@@%s:%s\\n' E{n} $?\n"
         ))?;
         self.expect(&format!("@@B{n}\r?\n"), timeout)?;
         let caps = self.expect_captures(&format!("@@E{n}:(\\d+)\r?\n"), timeout)?;
