@@ -42,20 +42,6 @@ fn installed(pkgs: &[String]) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// The pinned kernel source package, from `kernel/PIN` (`package=`, `version=`).
-pub fn kernel_pin() -> anyhow::Result<(String, String)> {
-    let path = crate::paths::repo_root().join("kernel/PIN");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let get = |k: &str| {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(key, _)| key.trim() == k)
-            .map(|(_, v)| v.trim().to_string())
-            .with_context(|| format!("{}: no `{k}=` line", path.display()))
-    };
-    Ok((get("package")?, get("version")?))
-}
-
 fn candidate(pkg: &str) -> Option<String> {
     crate::debs::candidate_version(pkg).ok()
 }
@@ -63,8 +49,8 @@ fn candidate(pkg: &str) -> Option<String> {
 /// What is missing, as `apt-get install` arguments (`name` or `name=version`).
 fn missing() -> anyhow::Result<Vec<String>> {
     let mut want: Vec<String> = BUILD_PACKAGES.iter().map(|s| s.to_string()).collect();
-    let (kpkg, kver) = kernel_pin()?;
-    want.push(format!("{kpkg}={kver}"));
+    let pin = crate::kernel::read_pin()?;
+    want.push(format!("{}={}", pin.package, pin.version));
     let mut miss = Vec::new();
     for (p, v) in installed(&want) {
         match (p.split_once('='), v) {
