@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 /// The kernel arguments every boot gets (before the per-VM ones).
 pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "quiet", "panic=-1"];
 
+/// How often a long wait prints a progress line.
+const NOTE_EVERY: Duration = Duration::from_secs(15);
+
 /// A disk attached as virtio-blk.
 #[derive(Debug, Clone)]
 pub struct Drive {
@@ -297,6 +300,7 @@ impl Vm {
     ) -> anyhow::Result<Vec<String>> {
         let re = Regex::new(pattern).with_context(|| format!("bad pattern {pattern:?}"))?;
         let deadline = Instant::now() + timeout;
+        let mut next_note = Instant::now() + NOTE_EVERY;
         let mut g = self.serial.text.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let hay = &g.0[self.cursor..];
@@ -324,10 +328,21 @@ impl Vm {
                     tail.join("\n")
                 );
             }
+            // Long waits say so, every 15 s, naming the VM and its log.
+            if now >= next_note {
+                eprintln!(
+                    "[vm {}] still waiting for /{pattern}/ after {:.0}s (serial log: {})",
+                    self.name,
+                    self.started.elapsed().as_secs_f64(),
+                    self.log_path.display()
+                );
+                next_note = now + NOTE_EVERY;
+            }
+            let wake = deadline.min(next_note);
             g = self
                 .serial
                 .changed
-                .wait_timeout(g, deadline - now)
+                .wait_timeout(g, wake - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
