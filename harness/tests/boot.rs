@@ -60,6 +60,11 @@ fn power_button_shuts_down_cleanly_and_qemu_exits() {
     vm.expect(r"\[ros\] shutdown complete", SHUTDOWN).unwrap();
     let st = vm.wait_exit(SHUTDOWN).unwrap();
     assert!(st.success(), "QEMU exit status {st}");
+    // Everything (the console shell too) stopped on TERM/hangup; nothing had to be killed.
+    assert!(
+        !vm.serial_text().contains("killing them"),
+        "a process ignored the clean shutdown"
+    );
 }
 
 #[test]

@@ -27,12 +27,13 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// Shut down. `sessions` are the console sessions (their leaders' pids): they are hung up first,
-/// as a terminal would be, because interactive shells ignore SIGTERM.
-pub fn run(kind: Kind, reason: &str, timeout: Duration, sessions: &[i32]) -> ! {
+/// Shut down. `ttys` are the console terminals (`ttyS0`): they are hung up first, as a modem
+/// line would be, because interactive shells ignore SIGTERM (and busybox ash survives a bare
+/// SIGHUP). The kernel spares files opened through `/dev/console`, so PID 1 keeps printing.
+pub fn run(kind: Kind, reason: &str, timeout: Duration, ttys: &[String]) -> ! {
     say(format!("shutdown {kind} ({reason})"));
-    for sid in sessions {
-        let _ = kill(Pid::from_raw(-sid), Signal::SIGHUP);
+    for tty in ttys {
+        hang_up(tty);
     }
     stop_processes(timeout);
     nix::unistd::sync();
@@ -48,6 +49,25 @@ pub fn run(kind: Kind, reason: &str, timeout: Duration, sessions: &[i32]) -> ! {
     say(format!("reboot({how:?}) failed: {err}"));
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// `vhangup` a terminal: its sessions get SIGHUP and their reads end.
+fn hang_up(tty: &str) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = format!("/dev/{tty}");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&path);
+    match file {
+        // SAFETY: TIOCVHANGUP takes no argument; the fd is valid for the call.
+        Ok(f) => unsafe {
+            libc::ioctl(f.as_raw_fd(), libc::TIOCVHANGUP);
+        },
+        Err(e) => tracing::warn!(tty = %path, error = %e, "cannot hang up"),
     }
 }
 

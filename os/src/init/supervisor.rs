@@ -214,7 +214,12 @@ impl Supervisor {
 
     fn shutdown(&mut self, kind: Kind, reason: &str) -> ! {
         let timeout = Duration::from_secs(self.boot.config.rancher.shutdown_timeout);
-        let sessions: Vec<i32> = self.boot.console.iter().map(|(_, pid)| *pid).collect();
-        shutdown::run(kind, reason, timeout, &sessions)
+        let ttys: Vec<String> = self
+            .boot
+            .console
+            .iter()
+            .map(|(tty, _)| tty.clone())
+            .collect();
+        shutdown::run(kind, reason, timeout, &ttys)
     }
 }
