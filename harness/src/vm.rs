@@ -79,6 +79,12 @@ impl VmOptions {
         self
     }
 
+    /// An argument after `--` on the kernel command line (for init, e.g. `cc.hostname=x`).
+    pub fn init_arg(mut self, arg: &str) -> Self {
+        self.init_args.push(arg.to_string());
+        self
+    }
+
     pub fn allow_reboot(mut self) -> Self {
         self.allow_reboot = true;
         self

@@ -1,0 +1,65 @@
+//! Configuration in a booted VM: the kernel command line (both sides of `--`) reaches the boot
+//! configuration, and `rancherctl config` reads and atomically writes the user layer.
+
+use harness::vm::{Vm, VmOptions};
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(120);
+const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
+
+#[test]
+fn kernel_command_line_sets_hostname_and_rancherctl_config_round_trips() {
+    let opts = VmOptions::new("config_cmdline")
+        .unwrap()
+        .cmdline("rancher.shutdown_timeout=7")
+        .init_arg("cc.hostname=node1");
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let (out, rc) = vm.sh("hostname", BOOT).unwrap();
+    assert_eq!(
+        (out.trim(), rc),
+        ("node1", 0),
+        "cc.hostname after -- sets the hostname"
+    );
+
+    let (out, rc) = vm
+        .sh("rancherctl config get rancher.shutdown_timeout", BOOT)
+        .unwrap();
+    assert_eq!((out.trim(), rc), ("7", 0));
+
+    // A typed set is written to the user layer; a bad value is refused and writes nothing.
+    let (_, rc) = vm
+        .sh("rancherctl config set rancher.autologin ttyS1", BOOT)
+        .unwrap();
+    assert_eq!(rc, 0);
+    let (before, _) = vm
+        .sh("cat /var/lib/rancher/conf/cloud-config.yml", BOOT)
+        .unwrap();
+    assert!(before.contains("autologin: ttyS1"), "{before}");
+    let (out, rc) = vm
+        .sh("rancherctl config set rancher.debug maybe 2>&1", BOOT)
+        .unwrap();
+    assert_ne!(rc, 0, "a bad value must be refused: {out}");
+    assert!(
+        out.contains("rancher.debug"),
+        "the error names the key: {out}"
+    );
+    let (after, _) = vm
+        .sh("cat /var/lib/rancher/conf/cloud-config.yml", BOOT)
+        .unwrap();
+    assert_eq!(before, after, "a refused set leaves the file as it was");
+
+    // The command line still beats the user layer.
+    let (_, rc) = vm
+        .sh("rancherctl config set rancher.shutdown_timeout 30", BOOT)
+        .unwrap();
+    assert_eq!(rc, 0);
+    let (out, _) = vm
+        .sh("rancherctl config get rancher.shutdown_timeout", BOOT)
+        .unwrap();
+    assert_eq!(
+        out.trim(),
+        "7",
+        "kernel command line wins over cloud-config.yml"
+    );
+}
