@@ -13,6 +13,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     tmp.write_all(data)
         .with_context(|| format!("writing {}", path.display()))?;
     tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    tmp.as_file()
         .sync_all()
         .with_context(|| format!("fsync {}", path.display()))?;
     tmp.persist(path)
