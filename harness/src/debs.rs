@@ -1,8 +1,11 @@
-//! Debian packages as a source of userland for the images: `apt-get download` the candidate
-//! version into the cache and unpack it with `dpkg-deb -x`. Each unpacked package is kept under
-//! `cache/debs/<package>_<version>/`, so a rebuild neither downloads nor unpacks again.
+//! Debian packages as a source of userland for the images: `apt-get download` the version locked
+//! in `initrd/packages.lock` into the cache and unpack it with `dpkg-deb -x`. Each unpacked
+//! package is kept under `cache/debs/<package>_<version>/`, so a rebuild neither downloads nor
+//! unpacks again. The lock makes a build reproducible; when Debian's candidate moves on, the
+//! build says so (drift) and `cargo harness lock` moves the lock.
 
 use anyhow::{bail, Context};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -34,9 +37,75 @@ pub fn candidate_version(package: &str) -> anyhow::Result<String> {
     }
 }
 
-/// Fetch and unpack `package` (cached).
+/// Where the lock lives.
+pub fn lock_path() -> PathBuf {
+    crate::paths::repo_root().join("initrd/packages.lock")
+}
+
+/// `initrd/packages.lock`: `package=version` lines (`#` comments).
+pub fn read_lock() -> anyhow::Result<BTreeMap<String, String>> {
+    let path = lock_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut lock = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (p, v) = line
+            .split_once('=')
+            .with_context(|| format!("{}:{}: expected package=version", path.display(), i + 1))?;
+        lock.insert(p.trim().to_string(), v.trim().to_string());
+    }
+    Ok(lock)
+}
+
+/// Write the lock for `packages` at their current candidate versions.
+pub fn write_lock(packages: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut lock = BTreeMap::new();
+    for p in packages {
+        lock.insert(p.clone(), candidate_version(p)?);
+    }
+    let mut text = String::from(
+        "# Debian package versions the images are built from (`cargo harness lock` refreshes).\n",
+    );
+    for (p, v) in &lock {
+        text.push_str(&format!("{p}={v}\n"));
+    }
+    crate::fsutil::write_atomic(&lock_path(), text.as_bytes())?;
+    Ok(lock)
+}
+
+/// The version to build `package` from: the locked one, else the candidate (with a note).
+fn locked_version(package: &str) -> anyhow::Result<String> {
+    let lock = read_lock()?;
+    let candidate = candidate_version(package).ok();
+    match (lock.get(package), candidate) {
+        (Some(locked), Some(c)) if *locked != c => {
+            eprintln!(
+                "[debs] drift: {package} is locked at {locked}, Debian now has {c} (`cargo harness lock` moves the lock)"
+            );
+            Ok(locked.clone())
+        }
+        (Some(locked), _) => Ok(locked.clone()),
+        (None, Some(c)) => {
+            eprintln!(
+                "[debs] {package} is not in {}: using {c} (`cargo harness lock` records it)",
+                lock_path().display()
+            );
+            Ok(c)
+        }
+        (None, None) => candidate_version(package),
+    }
+}
+
+/// Fetch and unpack `package` at its locked version (cached).
 pub fn unpacked(package: &str) -> anyhow::Result<Unpacked> {
-    let version = candidate_version(package)?;
+    let version = locked_version(package)?;
     let dir = crate::paths::cache_dir().join("debs");
     let safe_version = version.replace(':', "%3a");
     let root = dir.join(format!("{package}_{safe_version}"));
@@ -62,7 +131,11 @@ pub fn unpacked(package: &str) -> anyhow::Result<Unpacked> {
         .status()
         .context("running apt-get download")?;
     if !status.success() {
-        bail!("apt-get download {package}={version} failed ({status})");
+        bail!(
+            "apt-get download {package}={version} failed ({status}); if Debian no longer has that \
+             version, run `cargo harness lock` to move {}",
+            lock_path().display()
+        );
     }
     let deb = std::fs::read_dir(dl.path())?
         .flatten()

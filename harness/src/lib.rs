@@ -6,6 +6,7 @@ pub mod bench;
 pub mod debs;
 pub mod fsutil;
 pub mod image;
+pub mod images;
 pub mod initrd;
 pub mod kernel;
 pub mod osbin;

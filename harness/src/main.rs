@@ -43,6 +43,8 @@ enum Cmd {
     Kernel,
     /// Build dist/initrd.img only.
     Initrd,
+    /// Record the current Debian versions of every package the images use in initrd/packages.lock.
+    Lock,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +90,14 @@ fn main() -> anyhow::Result<()> {
             setup::ensure_host()?;
             let k = harness::kernel::ensure_kernel()?;
             println!("{}", k.bzimage.display());
+        }
+        Cmd::Lock => {
+            let root = harness::paths::repo_root();
+            let recipe = harness::initrd::Recipe::load(&root.join("initrd/initrd.yml"))?;
+            let names = harness::initrd::package_names(&recipe)?;
+            for (p, v) in harness::debs::write_lock(&names)? {
+                println!("{p}={v}");
+            }
         }
         Cmd::Initrd => {
             let os_bin = harness::osbin::build()?;

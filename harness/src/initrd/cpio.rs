@@ -52,6 +52,11 @@ impl Archive {
         self.entries.contains_key(&normalize(path))
     }
 
+    /// Entries in archive order (parents before children).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -30,6 +30,15 @@ pub struct Recipe {
     pub dirs: Vec<String>,
     #[serde(default)]
     pub devices: Vec<Device>,
+    /// System images: built from the recipes in `from`, stored as one OCI layout at `at`.
+    pub images: Option<Images>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    pub from: PathBuf,
+    pub at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,48 +101,18 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
     if let Some(rootfs) = &recipe.rootfs {
         add_tree(&mut a, &root.join(rootfs), "/")?;
     }
-    for (pkg, files) in &recipe.debs {
-        let unpacked = crate::debs::unpacked(pkg)?;
-        packages.push(format!("{pkg}={}", unpacked.version));
-        for (from, to) in files {
-            let src = unpacked.root.join(from.trim_start_matches('/'));
-            a.add(to, file_entry(&src)?);
-        }
-    }
+    add_debs(&mut a, &recipe.debs, &mut packages)?;
     if let Some(bb) = &recipe.busybox {
-        if !a.contains(&bb.binary) {
-            bail!(
-                "busybox binary {} is not in the initrd (add it under debs:)",
-                bb.binary
-            );
-        }
-        let bin = recipe
-            .debs
-            .iter()
-            .find_map(|(pkg, files)| {
-                files
-                    .iter()
-                    .find(|(_, to)| **to == bb.binary)
-                    .map(|(from, _)| (pkg, from))
-            })
-            .map(|(pkg, from)| -> anyhow::Result<PathBuf> {
-                Ok(crate::debs::unpacked(pkg)?
-                    .root
-                    .join(from.trim_start_matches('/')))
-            })
-            .transpose()?
-            .context("busybox binary must come from a Debian package")?;
-        for applet in busybox_applets(&bin)? {
-            let name = applet.rsplit('/').next().unwrap_or(&applet);
-            if bb.skip_applets.iter().any(|s| s == name) || a.contains(&applet) {
-                continue;
+        add_busybox_links(&mut a, bb, &recipe.debs)?;
+    }
+    if let Some(images) = &recipe.images {
+        let recipes = crate::images::load_recipes(&root.join(&images.from))?;
+        let (layout, used) = crate::images::build(&recipes)?;
+        layout.add_to(&mut a, &images.at);
+        for p in used {
+            if !packages.contains(&p) {
+                packages.push(p);
             }
-            a.add(
-                &applet,
-                Entry::Symlink {
-                    target: bb.binary.clone(),
-                },
-            );
         }
     }
     a.add(&recipe.os_binary, file_entry(os_bin)?);
@@ -158,6 +137,75 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
         }
     }
     Ok((a, packages))
+}
+
+/// Every Debian package the recipe (and its images) uses, by name.
+pub fn package_names(recipe: &Recipe) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = recipe.debs.keys().cloned().collect();
+    if let Some(images) = &recipe.images {
+        let dir = crate::paths::repo_root().join(&images.from);
+        for r in crate::images::load_recipes(&dir)? {
+            for l in &r.layers {
+                names.extend(l.debs.keys().cloned());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Debian package files: `<package>: { <path in package>: <path in archive> }`.
+pub type Debs = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Add files from Debian packages; record `package=version` in `packages`.
+pub fn add_debs(a: &mut Archive, debs: &Debs, packages: &mut Vec<String>) -> anyhow::Result<()> {
+    for (pkg, files) in debs {
+        let unpacked = crate::debs::unpacked(pkg)?;
+        let id = format!("{pkg}={}", unpacked.version);
+        if !packages.contains(&id) {
+            packages.push(id);
+        }
+        for (from, to) in files {
+            let src = unpacked.root.join(from.trim_start_matches('/'));
+            a.add(to, file_entry(&src)?);
+        }
+    }
+    Ok(())
+}
+
+/// Link every applet of the busybox binary (which must come from `debs`) to it.
+pub fn add_busybox_links(a: &mut Archive, bb: &Busybox, debs: &Debs) -> anyhow::Result<()> {
+    let (pkg, from) = debs
+        .iter()
+        .find_map(|(pkg, files)| {
+            files
+                .iter()
+                .find(|(_, to)| **to == bb.binary)
+                .map(|(from, _)| (pkg, from))
+        })
+        .with_context(|| {
+            format!(
+                "busybox binary {} must come from a Debian package (debs:)",
+                bb.binary
+            )
+        })?;
+    let bin = crate::debs::unpacked(pkg)?
+        .root
+        .join(from.trim_start_matches('/'));
+    for applet in busybox_applets(&bin)? {
+        let name = applet.rsplit('/').next().unwrap_or(&applet);
+        if bb.skip_applets.iter().any(|s| s == name) || a.contains(&applet) {
+            continue;
+        }
+        a.add(
+            &applet,
+            Entry::Symlink {
+                target: bb.binary.clone(),
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Build `out` (compressed) from the recipe.
