@@ -3,8 +3,10 @@
 pub mod cmdline;
 pub mod config;
 pub mod console;
+pub mod engine;
 pub mod init;
 pub mod rancherctl;
+pub mod services;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
     match cmd.as_str() {
         "init" => init::main(),
         "rancherctl" => rancherctl::main(rest),
+        // Hidden: the short-lived process that runs libcontainer for the engine.
+        "container-helper" => engine::runtime::helper::main(rest),
         other => {
             eprintln!(
                 "ros: unknown command {other:?}; expected one of {}",

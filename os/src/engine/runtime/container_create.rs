@@ -1,0 +1,123 @@
+//! `create` (and `create --start`): the one place libcontainer clones. It forks an intermediate
+//! process, which forks the container's init with `CLONE_PARENT`, so init is the helper's child;
+//! when the helper exits, init is re-parented to PID 1, which reaps it like any other orphan.
+//!
+//! The container's stdio is never the helper's stdout (the engine reads the helper's reply from
+//! it to EOF): it is `/dev/null` or a log file, unless the caller asks to inherit it (`run`).
+
+use super::error::RuntimeError;
+use super::state::ContainerState;
+use super::Paths;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// Where the container's stdout/stderr go.
+#[derive(Debug, Clone, Default)]
+pub(super) enum Output {
+    /// `/dev/null`.
+    #[default]
+    Null,
+    /// Appended to this file (created if missing).
+    File(PathBuf),
+    /// The helper's own (the `run` debug verb: output lands on the caller's terminal).
+    Inherit,
+}
+
+pub(super) struct CreateArgs {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub stdout: Output,
+    pub stderr: Output,
+    /// Start it too (one helper run instead of two).
+    pub start: bool,
+}
+
+fn open_output(o: &Output) -> Result<Option<File>, RuntimeError> {
+    let path = match o {
+        Output::Inherit => return Ok(None),
+        Output::Null => Path::new("/dev/null"),
+        Output::File(p) => p.as_path(),
+    };
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Some)
+        .map_err(|e| RuntimeError::io(path, e))
+}
+
+pub(super) fn create(paths: &Paths, a: &CreateArgs) -> Result<ContainerState, RuntimeError> {
+    let container = create_container(paths, a)?;
+    Ok(ContainerState::of(&container))
+}
+
+pub(super) fn create_container(paths: &Paths, a: &CreateArgs) -> Result<Container, RuntimeError> {
+    paths.ensure_new(&a.id)?;
+    let state_root = paths.state();
+    std::fs::create_dir_all(&state_root).map_err(|e| RuntimeError::io(&state_root, e))?;
+    let mut builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
+        .with_root_path(&state_root)?
+        .validate_id()?;
+    let inherit = matches!(a.stdout, Output::Inherit) && matches!(a.stderr, Output::Inherit);
+    if !inherit {
+        let null =
+            File::open("/dev/null").map_err(|e| RuntimeError::io(Path::new("/dev/null"), e))?;
+        builder = builder.with_stdin(null);
+    }
+    if let Some(f) = open_output(&a.stdout)? {
+        builder = builder.with_stdout(f);
+    }
+    if let Some(f) = open_output(&a.stderr)? {
+        builder = builder.with_stderr(f);
+    }
+    let no_pivot = root_is_initramfs();
+    tracing::debug!(id = a.id, no_pivot, "creating");
+    let mut container = builder
+        .as_init(&a.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .with_no_pivot(no_pivot)
+        .build()?;
+    if a.start {
+        if let Err(e) = container.start() {
+            // Do not leave an init process waiting for a start that will not come.
+            let _ = container.delete(true);
+            return Err(e.into());
+        }
+    }
+    Ok(container)
+}
+
+/// Whether `/` is the initramfs (`rootfs` in mountinfo). `pivot_root(2)` refuses to move it
+/// (EINVAL), so libcontainer must then use `MS_MOVE` + `chroot` instead (runc's
+/// `DOCKER_RAMDISK`), as RancherOS's system-docker did.
+pub(super) fn root_is_initramfs() -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    root_fstype(&info).is_some_and(|t| t == "rootfs")
+}
+
+/// The filesystem type of the topmost mount on `/`.
+fn root_fstype(mountinfo: &str) -> Option<&str> {
+    mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/"))
+        .filter_map(|l| l.split_once(" - ").and_then(|(_, r)| r.split(' ').next()))
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_root_filesystem_type() {
+        let info = "1 1 0:2 / / rw - rootfs rootfs rw,size=246852k\n\
+                    15 1 0:14 / /proc rw,nosuid - proc proc rw\n";
+        assert_eq!(super::root_fstype(info), Some("rootfs"));
+        let info = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n";
+        assert_eq!(super::root_fstype(info), Some("ext4"));
+    }
+}
