@@ -911,7 +911,9 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args([
             "-c",
-            "for i in $(seq 1 40); do echo line$i; done; echo oops >&2; exit 3",
+            // stdout and stderr are pumped by two threads: give the first a head start so the
+            // order in the log (and so the tail) is the order written.
+            "for i in $(seq 1 40); do echo line$i; done; sleep 0.5; echo oops >&2; exit 3",
         ]);
         let err = run_logged(cmd, "make bzImage", &log, &log_path, true).unwrap_err();
         let msg = err.to_string();
