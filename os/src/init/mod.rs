@@ -10,6 +10,7 @@
 mod mounts;
 mod net;
 mod power_button;
+pub mod services;
 mod shell;
 pub mod shutdown;
 mod steps;
@@ -32,6 +33,8 @@ pub struct Boot {
     pub signals: Option<nix::sys::signalfd::SignalFd>,
     /// The console shell: its tty and pid.
     pub console: Option<(String, i32)>,
+    /// The system services (containers of the system engine).
+    pub services: services::SystemServices,
     /// Steps that failed.
     pub failed: Vec<&'static str>,
 }

@@ -30,8 +30,18 @@ impl std::fmt::Display for Kind {
 /// Shut down. `ttys` are the console terminals (`ttyS0`): they are hung up first, as a modem
 /// line would be, because interactive shells ignore SIGTERM (and busybox ash survives a bare
 /// SIGHUP). The kernel spares files opened through `/dev/console`, so PID 1 keeps printing.
-pub fn run(kind: Kind, reason: &str, timeout: Duration, ttys: &[String]) -> ! {
+///
+/// `stop_services` stops the system services (in reverse start order) before everything else
+/// gets SIGTERM.
+pub fn run(
+    kind: Kind,
+    reason: &str,
+    timeout: Duration,
+    ttys: &[String],
+    stop_services: &mut dyn FnMut(),
+) -> ! {
     say(format!("shutdown {kind} ({reason})"));
+    stop_services();
     for tty in ttys {
         hang_up(tty);
     }

@@ -21,6 +21,11 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
     ("power-button", power_button::open),
+    ("system-images", |b| b.services.load_images()),
+    ("system-services", |b| {
+        let config = b.config.clone();
+        b.services.start_all(&config)
+    }),
     ("console", shell::start_console),
 ];
 

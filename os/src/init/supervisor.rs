@@ -82,7 +82,11 @@ impl Supervisor {
     /// The loop; returns only by shutting the machine down.
     pub fn run(&mut self) -> std::convert::Infallible {
         loop {
-            let timeout = match self.console_respawn {
+            let next = [self.console_respawn, self.boot.services.next_due()]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = match next {
                 Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
                     PollTimeout::try_from(left.as_millis().min(60_000) as i32)
@@ -101,6 +105,14 @@ impl Supervisor {
             }
             if self.console_respawn.is_some_and(|at| at <= Instant::now()) {
                 self.respawn_console();
+            }
+            if self
+                .boot
+                .services
+                .next_due()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.boot.services.restart_due();
             }
         }
     }
@@ -171,6 +183,13 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
                     let Some(pid) = status.pid() else { continue };
+                    let code = match status {
+                        WaitStatus::Exited(_, c) => Some(c),
+                        _ => None,
+                    };
+                    if self.boot.services.on_exit(pid.as_raw(), code) {
+                        continue;
+                    }
                     tracing::debug!(pid = pid.as_raw(), status = ?status, "reaped");
                     if self
                         .boot
@@ -220,6 +239,9 @@ impl Supervisor {
             .iter()
             .map(|(tty, _)| tty.clone())
             .collect();
-        shutdown::run(kind, reason, timeout, &ttys)
+        let services = &mut self.boot.services;
+        shutdown::run(kind, reason, timeout, &ttys, &mut || {
+            services.stop_all(timeout)
+        })
     }
 }

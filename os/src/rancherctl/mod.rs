@@ -2,6 +2,7 @@
 
 pub mod config;
 mod power;
+mod service;
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ const USAGE: &str = "usage: rancherctl <command>
 
 commands:
   config     get, set, export, merge, validate the configuration (rancherctl config help)
+  service    list system services, show their logs (rancherctl service help)
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";
@@ -20,6 +22,7 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let result = match cmd.as_str() {
         "config" => return config::main(&args[1..]),
+        "service" => service::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
         "halt" => power::request(power::Request::Halt),

@@ -1,0 +1,480 @@
+//! System services in PID 1: every enabled `rancher.services.<name>` of scope `system` runs as a
+//! container of the system engine. At boot the images shipped in the initrd are loaded into the
+//! store, the services are checked ([`crate::services::ServiceSpec`]), ordered, and started; a
+//! run-to-completion service (`io.rancher.os.detach: "false"`) finishes before its dependents
+//! start. Afterwards the supervisor hands every reaped pid to [`SystemServices::on_exit`], which
+//! restarts by policy with backoff. At shutdown services stop in reverse start order.
+//!
+//! The state of every service is written to [`STATUS_PATH`] (atomically) for `rancherctl
+//! service list`.
+
+use crate::config::Config;
+use crate::console::say;
+use crate::engine::runtime::{BindMount, ContainerSpec, Limits, Namespace, Runtime};
+use crate::engine::store::{LoadOptions, Store};
+use crate::services::{plan, Backoff, NsMode, Scope, ServiceSpec, Volume};
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The system engine's image store.
+pub const STORE_ROOT: &str = "/var/lib/system-docker";
+/// The images shipped in the initrd (an OCI layout).
+pub const INITRD_IMAGES: &str = "/usr/share/ros/images";
+/// Per-container root filesystems (overlay mounts).
+const CONTAINERS: &str = "/run/system-docker/containers";
+/// Service status, for `rancherctl service list`.
+pub const STATUS_PATH: &str = "/run/system-docker/services.json";
+
+/// One service's life so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub image: String,
+    /// `running`, `exited`, `restarting`, `failed`, `created`, `invalid`.
+    pub state: String,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    started: Option<Instant>,
+    #[serde(skip)]
+    restart_at: Option<Instant>,
+    #[serde(skip)]
+    backoff_count: u32,
+}
+
+impl ServiceStatus {
+    fn new(name: &str, image: &str, state: &str) -> Self {
+        ServiceStatus {
+            name: name.into(),
+            image: image.into(),
+            state: state.into(),
+            pid: None,
+            restarts: 0,
+            last_exit: None,
+            error: None,
+            started: None,
+            restart_at: None,
+            backoff_count: 0,
+        }
+    }
+}
+
+/// The system services and their supervisor state.
+#[derive(Default)]
+pub struct SystemServices {
+    store: Option<Store>,
+    runtime: Runtime,
+    specs: BTreeMap<String, ServiceSpec>,
+    order: Vec<String>,
+    status: BTreeMap<String, ServiceStatus>,
+    environment: BTreeMap<String, String>,
+    backoff: Backoff,
+    stopping: bool,
+}
+
+impl SystemServices {
+    /// Boot step: open the store and load the initrd's images into it.
+    pub fn load_images(&mut self) -> anyhow::Result<()> {
+        let store = Store::open(STORE_ROOT).with_context(|| format!("opening {STORE_ROOT}"))?;
+        let loaded = store
+            .load(Path::new(INITRD_IMAGES), &LoadOptions::default())
+            .with_context(|| format!("loading {INITRD_IMAGES}"))?;
+        for l in &loaded {
+            tracing::debug!(image = ?l.image.names, unpacked = l.layers_unpacked, reused = l.layers_reused, "image loaded");
+        }
+        self.store = Some(store);
+        Ok(())
+    }
+
+    /// Boot step: check, order and start every system service.
+    pub fn start_all(&mut self, config: &Config) -> anyhow::Result<()> {
+        self.environment = config.rancher.environment.clone().into_iter().collect();
+        let mut problems = Vec::new();
+        for (name, raw) in &config.rancher.services {
+            let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
+            match ServiceSpec::parse(name, &value) {
+                Ok(spec) if spec.scope == Scope::System => {
+                    self.specs.insert(name.clone(), spec);
+                }
+                Ok(_) => {} // user-scope services belong to the user engine
+                Err(errors) => {
+                    let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    let mut st =
+                        ServiceStatus::new(name, raw.image.as_deref().unwrap_or(""), "invalid");
+                    st.error = Some(msg.join("; "));
+                    self.status.insert(name.clone(), st);
+                    problems.extend(msg);
+                }
+            }
+        }
+        let after: BTreeMap<String, Vec<String>> = self
+            .specs
+            .iter()
+            .map(|(n, s)| (n.clone(), s.depends_on().map(String::from).collect()))
+            .collect();
+        let before: BTreeMap<String, Vec<String>> = self
+            .specs
+            .iter()
+            .map(|(n, s)| (n.clone(), s.before.clone()))
+            .collect();
+        let p = plan(&after, &before);
+        for (svc, dep) in &p.missing {
+            tracing::warn!(service = %svc, dependency = %dep, "dependency is not a system service; ignored");
+        }
+        for cycle in &p.cycles {
+            problems.push(format!("dependency cycle: {}", cycle.join(" -> ")));
+            for name in cycle {
+                self.mark_failed(name, &format!("in dependency cycle {}", cycle.join(" -> ")));
+            }
+        }
+        for (svc, on) in &p.blocked {
+            problems.push(format!(
+                "service {svc}: not started: waits on {on}, in a dependency cycle"
+            ));
+            self.mark_failed(svc, &format!("waits on {on}, in a dependency cycle"));
+        }
+        self.order = p.order;
+        for name in self.order.clone() {
+            if let Err(e) = self.start(&name) {
+                let msg = format!("{e:#}");
+                problems.push(format!("service {name}: {msg}"));
+                self.mark_failed(&name, &msg);
+            }
+        }
+        self.write_status();
+        for p in &problems {
+            say(format!("service error: {p}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{} problem(s); the other services run", problems.len())
+        }
+    }
+
+    fn mark_failed(&mut self, name: &str, why: &str) {
+        let image = self
+            .specs
+            .get(name)
+            .map(|s| s.image.clone())
+            .unwrap_or_default();
+        let st = self
+            .status
+            .entry(name.to_string())
+            .or_insert_with(|| ServiceStatus::new(name, &image, "failed"));
+        st.state = "failed".into();
+        st.error = Some(why.to_string());
+    }
+
+    /// Start (or restart) one service.
+    fn start(&mut self, name: &str) -> anyhow::Result<()> {
+        let spec = self.specs.get(name).context("unknown service")?.clone();
+        let store = self
+            .store
+            .as_ref()
+            .context("no image store (system-images failed)")?;
+        let image = store
+            .resolve(&spec.image)
+            .with_context(|| format!("image {}", spec.image))?;
+        let lowers = store.lower_dirs(&image)?;
+        let img = store.image_config(&image)?;
+        let rootfs = mount_rootfs(name, &lowers)?;
+        let mut args: Vec<String> = spec.entrypoint.clone().unwrap_or(img.entrypoint.clone());
+        let cmd = match (&spec.command, &spec.entrypoint) {
+            (Some(c), _) => c.clone(),
+            (None, Some(_)) => Vec::new(),
+            (None, None) => img.cmd.clone(),
+        };
+        args.extend(cmd);
+        let mut env = img.env.clone();
+        for (k, v) in &spec.environment {
+            match v.clone().or_else(|| self.environment.get(k).cloned()) {
+                Some(v) => env.push(format!("{k}={v}")),
+                None => tracing::debug!(service = name, key = %k, "environment key has no value"),
+            }
+        }
+        let mut c = ContainerSpec::new(name, &rootfs, args);
+        c.env = env;
+        if let Some(w) = spec.working_dir.clone().or(img.working_dir.clone()) {
+            c.cwd = PathBuf::from(w);
+        }
+        for (mode, ns) in [
+            (spec.net, Namespace::Net),
+            (spec.pid, Namespace::Pid),
+            (spec.ipc, Namespace::Ipc),
+            (spec.uts, Namespace::Uts),
+        ] {
+            if mode == NsMode::Host {
+                c.host_namespaces.insert(ns);
+            }
+        }
+        c.privileged = spec.privileged;
+        c.cap_add = spec.cap_add.clone();
+        c.cap_drop = spec.cap_drop.clone();
+        c.read_only_rootfs = spec.read_only;
+        for v in &spec.volumes {
+            if let Volume::Bind {
+                host,
+                container,
+                read_only,
+            } = v
+            {
+                std::fs::create_dir_all(host).ok();
+                c.binds.push(BindMount {
+                    source: host.into(),
+                    destination: container.into(),
+                    read_only: *read_only,
+                });
+            }
+        }
+        c.limits = Limits {
+            memory_bytes: spec.mem_limit.map(|m| m as i64),
+            cpus: None,
+            pids: spec.pids_limit.map(|p| p as i64),
+        };
+        let log = PathBuf::from(format!("/var/log/{name}.log"));
+        std::fs::create_dir_all("/var/log").ok();
+        c.stdout = Some(log.clone());
+        c.stderr = Some(log);
+        // A leftover from a previous run of this service is cleaned away first.
+        let _ = self.runtime.delete(name, true);
+        let st = if spec.create_only {
+            self.runtime.create(&c)?
+        } else {
+            self.runtime.run(&c)?
+        };
+        let entry = self
+            .status
+            .entry(name.to_string())
+            .or_insert_with(|| ServiceStatus::new(name, &spec.image, "running"));
+        entry.pid = st.pid;
+        entry.started = Some(Instant::now());
+        entry.restart_at = None;
+        entry.error = None;
+        entry.state = if spec.create_only {
+            "created"
+        } else {
+            "running"
+        }
+        .into();
+        tracing::info!(service = name, pid = ?st.pid, "service started");
+        if !spec.detach && !spec.create_only {
+            if let Some(pid) = st.pid {
+                let code = wait_for(pid);
+                self.finished(name, code);
+            }
+        }
+        Ok(())
+    }
+
+    /// A run-to-completion service ended at boot.
+    fn finished(&mut self, name: &str, code: Option<i32>) {
+        let _ = self.runtime.delete(name, true);
+        if let Some(st) = self.status.get_mut(name) {
+            st.pid = None;
+            st.state = "exited".into();
+            st.last_exit = Some(describe(code));
+        }
+        tracing::info!(service = name, exit = ?code, "run-to-completion service finished");
+    }
+
+    /// The supervisor reaped `pid` with `code` (None: killed by a signal). True when it was a
+    /// service's.
+    pub fn on_exit(&mut self, pid: i32, code: Option<i32>) -> bool {
+        let Some(name) = self
+            .status
+            .values()
+            .find(|s| s.pid == Some(pid))
+            .map(|s| s.name.clone())
+        else {
+            return false;
+        };
+        let _ = self.runtime.delete(&name, true);
+        let spec = self.specs.get(&name).cloned();
+        let st = self.status.get_mut(&name).expect("found above");
+        st.pid = None;
+        st.last_exit = Some(describe(code));
+        let wants = !self.stopping && spec.is_some_and(|s| s.restart.wants_restart(code));
+        if wants {
+            let ran = st.started.map(|t| t.elapsed()).unwrap_or_default();
+            let (delay, n) = self.backoff.next(st.backoff_count, ran);
+            st.backoff_count = n;
+            st.restart_at = Some(Instant::now() + delay);
+            st.state = "restarting".into();
+            let note = format!(
+                "service {name} exited ({}); restarting in {}ms",
+                describe(code),
+                delay.as_millis()
+            );
+            append_log(&name, &note);
+            say(note);
+        } else {
+            st.state = "exited".into();
+            tracing::info!(service = %name, exit = ?code, "service exited");
+        }
+        self.write_status();
+        true
+    }
+
+    /// When the next restart is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.status.values().filter_map(|s| s.restart_at).min()
+    }
+
+    /// Restart every service whose time has come.
+    pub fn restart_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .status
+            .values()
+            .filter(|s| s.restart_at.is_some_and(|t| t <= now))
+            .map(|s| s.name.clone())
+            .collect();
+        for name in due {
+            if let Some(st) = self.status.get_mut(&name) {
+                st.restarts += 1;
+                st.restart_at = None;
+            }
+            if let Err(e) = self.start(&name) {
+                let msg = format!("{e:#}");
+                say(format!("service {name}: restart failed: {msg}"));
+                self.mark_failed(&name, &msg);
+                // Try again later, with the backoff growing.
+                if let Some(st) = self.status.get_mut(&name) {
+                    let (delay, n) = self.backoff.next(st.backoff_count, Duration::ZERO);
+                    st.backoff_count = n;
+                    st.restart_at = Some(Instant::now() + delay);
+                }
+            }
+        }
+        self.write_status();
+    }
+
+    /// Stop every running service, in reverse start order: TERM, then KILL after `timeout`.
+    pub fn stop_all(&mut self, timeout: Duration) {
+        self.stopping = true;
+        for name in self.order.clone().iter().rev() {
+            let Some(pid) = self.status.get(name).and_then(|s| s.pid) else {
+                continue;
+            };
+            say(format!("stopping service {name}"));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + timeout;
+            let mut ended = wait_until(pid, deadline);
+            if ended.is_none() {
+                say(format!(
+                    "service {name} did not stop in {}s; killing it",
+                    timeout.as_secs()
+                ));
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                ended = wait_until(pid, Instant::now() + Duration::from_secs(2));
+            }
+            let _ = self.runtime.delete(name, true);
+            if let Some(st) = self.status.get_mut(name) {
+                st.pid = None;
+                st.state = "exited".into();
+                st.last_exit = ended.map(describe);
+            }
+        }
+        self.write_status();
+    }
+
+    fn write_status(&self) {
+        let list: Vec<&ServiceStatus> = self.status.values().collect();
+        if let Ok(json) = serde_json::to_vec_pretty(&list) {
+            if let Err(e) =
+                crate::config::atomic::write_atomic(Path::new(STATUS_PATH), &json, 0o644)
+            {
+                tracing::warn!(error = %e, "writing service status");
+            }
+        }
+    }
+}
+
+/// Add an engine line to the service's log, beside its own output.
+fn append_log(name: &str, line: &str) {
+    use std::io::Write;
+    let path = format!("/var/log/{name}.log");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path);
+    if let Ok(mut f) = f {
+        let _ = writeln!(f, "[system-docker] {line}");
+    }
+}
+
+/// `exit 0`, `exit 3`, `killed by a signal`.
+fn describe(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit {c}"),
+        None => "killed by a signal".into(),
+    }
+}
+
+/// Overlay the image's layers with a per-container upper dir (kept across restarts in a boot).
+fn mount_rootfs(name: &str, lowers: &[PathBuf]) -> anyhow::Result<PathBuf> {
+    let dir = Path::new(CONTAINERS).join(name);
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir_all(d).with_context(|| format!("mkdir {}", d.display()))?;
+    }
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(&*merged.to_string_lossy()));
+    if mounted {
+        return Ok(merged);
+    }
+    let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        &merged,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .with_context(|| format!("mount overlay on {}", merged.display()))?;
+    Ok(merged)
+}
+
+/// Block until `pid` exits; its exit code (None: a signal).
+fn wait_for(pid: i32) -> Option<i32> {
+    wait_until(pid, Instant::now() + Duration::from_secs(24 * 3600)).flatten()
+}
+
+/// Wait for `pid` until `deadline`: `Some(exit code)` when it ended (the code is None after a
+/// signal), `None` when it still runs.
+fn wait_until(pid: i32, deadline: Instant) -> Option<Option<i32>> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let p = nix::unistd::Pid::from_raw(pid);
+    loop {
+        match waitpid(p, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return Some(Some(c)),
+            Ok(WaitStatus::Signaled(..)) => return Some(None),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Some(None), // not our child any more: gone
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
