@@ -241,8 +241,11 @@ impl SystemServices {
         std::fs::create_dir_all("/var/log").ok();
         c.stdout = Some(log.clone());
         c.stderr = Some(log);
-        // A leftover from a previous run of this service is cleaned away first.
-        let _ = self.runtime.delete(name, true);
+        // A leftover from a previous run of this service is cleaned away first (only when there
+        // is one: each runtime call is a helper process, and boot time counts).
+        if self.runtime.root().join("state").join(name).exists() {
+            let _ = self.runtime.delete(name, true);
+        }
         let st = if spec.create_only {
             self.runtime.create(&c)?
         } else {
