@@ -106,12 +106,21 @@ pub fn build() -> anyhow::Result<Image> {
     let os_bin = crate::osbin::build().context("os binary")?;
     let recipe_path = crate::paths::repo_root().join("initrd/initrd.yml");
     let recipe = crate::initrd::Recipe::load(&recipe_path)?;
-    let vmlinuz = dist.join("vmlinuz");
+    let initrd = dist.join("initrd.img");
+    let built = crate::initrd::build(&recipe, &os_bin, &initrd).context("initrd")?;
+    with_kernel(kernel, initrd, built.packages)
+}
+
+/// Put the kernel beside `initrd` in `dist/` and measure both.
+fn with_kernel(
+    kernel: crate::kernel::KernelBuild,
+    initrd: PathBuf,
+    packages: Vec<String>,
+) -> anyhow::Result<Image> {
+    let vmlinuz = crate::paths::dist_dir().join("vmlinuz");
     let data = std::fs::read(&kernel.bzimage)
         .with_context(|| format!("reading {}", kernel.bzimage.display()))?;
     crate::fsutil::write_atomic(&vmlinuz, &data)?;
-    let initrd = dist.join("initrd.img");
-    let built = crate::initrd::build(&recipe, &os_bin, &initrd).context("initrd")?;
     let sizes = SizeReport {
         kernel: file_size(&vmlinuz)?,
         initrd: file_size(&initrd)?,
@@ -122,7 +131,7 @@ pub fn build() -> anyhow::Result<Image> {
         initrd,
         sizes,
         kernel_version: kernel.version,
-        packages: built.packages,
+        packages,
     })
 }
 
@@ -190,18 +199,9 @@ pub fn floor() -> anyhow::Result<Image> {
         &initrd,
         &crate::initrd::compress::compress(recipe.compression, &raw)?,
     )?;
-    let vmlinuz = dist.join("vmlinuz");
-    crate::fsutil::write_atomic(&vmlinuz, &std::fs::read(&kernel.bzimage)?)?;
-    let sizes = SizeReport {
-        kernel: file_size(&vmlinuz)?,
-        initrd: file_size(&initrd)?,
-        budget: Budget::load()?,
-    };
-    Ok(Image {
-        kernel: vmlinuz,
+    with_kernel(
+        kernel,
         initrd,
-        sizes,
-        kernel_version: kernel.version,
-        packages: vec![format!("busybox-static={}", bb.version)],
-    })
+        vec![format!("busybox-static={}", bb.version)],
+    )
 }

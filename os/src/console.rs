@@ -29,6 +29,17 @@ pub fn step_line(name: &str, outcome: &StepOutcome, took: Duration) -> String {
     }
 }
 
+/// Send `tracing` events at `level` and above to stderr (the console, for PID 1), in the plain
+/// form every part of the binary uses. A second call is a no-op.
+pub fn init_logging(level: tracing::Level) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Seconds since the kernel started (CLOCK_BOOTTIME).
 pub fn since_boot() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)

@@ -203,7 +203,8 @@ fn sort_by_location(errors: &mut [ConfigError]) {
     });
 }
 
-fn kind(v: &Value) -> &'static str {
+/// What kind of YAML value `v` is, for messages ("a map", "a list", …).
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",

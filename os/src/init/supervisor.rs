@@ -55,12 +55,7 @@ pub fn set_log_level(debug: bool) {
     } else {
         tracing::Level::INFO
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::console::init_logging(level);
 }
 
 pub struct Supervisor {

@@ -4,6 +4,7 @@
 //! engine does not act on are kept in `extra`, never an error.
 
 use super::words;
+use crate::config::validate::kind;
 use serde_yaml_ng::Value;
 use std::collections::BTreeMap;
 
@@ -253,18 +254,6 @@ impl Ctx<'_> {
                 None
             }
         }
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a map",
-        Value::Tagged(_) => "a tagged value",
     }
 }
 

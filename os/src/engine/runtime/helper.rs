@@ -53,12 +53,7 @@ pub fn main(args: &[String]) -> ExitCode {
     } else {
         tracing::Level::ERROR
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::console::init_logging(level);
     let paths = Paths { root };
     match dispatch(&verb, &mut args, &paths, t0) {
         Ok(Outcome::Reply(r)) => {
