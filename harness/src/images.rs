@@ -33,6 +33,8 @@ pub struct LayerRecipe {
     pub busybox: Option<Busybox>,
     #[serde(default)]
     pub dirs: Vec<String>,
+    /// A tree in the checkout copied into the layer as it is (scripts, config files).
+    pub rootfs: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +132,10 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
                 .with_context(|| format!("image {} layer {i}", r.name))?;
             if let Some(bb) = &l.busybox {
                 add_busybox_links(&mut a, bb, &l.debs)
+                    .with_context(|| format!("image {} layer {i}", r.name))?;
+            }
+            if let Some(tree) = &l.rootfs {
+                crate::initrd::add_tree(&mut a, &crate::paths::repo_root().join(tree), "/")
                     .with_context(|| format!("image {} layer {i}", r.name))?;
             }
             let tar = to_tar(&a).with_context(|| format!("image {} layer {i}", r.name))?;
@@ -259,6 +265,7 @@ mod tests {
                 debs: Debs::new(),
                 busybox: None,
                 dirs: vec!["/etc".into()],
+                rootfs: None,
             }],
             config: ImageConfig {
                 cmd: vec![cmd.into()],

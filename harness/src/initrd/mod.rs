@@ -244,7 +244,7 @@ fn file_entry(src: &Path) -> anyhow::Result<Entry> {
 }
 
 /// Add a host directory tree under `at`.
-fn add_tree(a: &mut Archive, dir: &Path, at: &str) -> anyhow::Result<()> {
+pub fn add_tree(a: &mut Archive, dir: &Path, at: &str) -> anyhow::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .flatten()
