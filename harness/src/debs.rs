@@ -37,6 +37,21 @@ pub fn candidate_version(package: &str) -> anyhow::Result<String> {
     }
 }
 
+/// The installed version of `package` on this host, or None when it is not installed.
+/// Err only when `dpkg-query` itself cannot run.
+pub fn installed_version(package: &str) -> std::io::Result<Option<String>> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Status} ${Version}", package])
+        .stderr(std::process::Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .strip_prefix("installed ")
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from))
+}
+
 /// Where the lock lives.
 pub fn lock_path() -> PathBuf {
     crate::paths::repo_root().join("initrd/packages.lock")

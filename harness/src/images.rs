@@ -125,8 +125,7 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
         for (i, l) in r.layers.iter().enumerate() {
             let mut a = Archive::default();
             for d in &l.dirs {
-                let mode = if d == "/tmp" { 0o1777 } else { 0o755 };
-                a.add(d, Entry::Dir { mode });
+                a.add(d, Entry::dir_for(d));
             }
             add_debs(&mut a, &l.debs, &mut packages)
                 .with_context(|| format!("image {} layer {i}", r.name))?;

@@ -408,12 +408,8 @@ fn lock(path: &Path, what: &str) -> anyhow::Result<File> {
 
 /// The installed version of the pinned package must be the pinned one.
 fn check_source_installed(pin: &Pin) -> anyhow::Result<()> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${db:Status-Status} ${Version}", &pin.package])
-        .stderr(Stdio::null())
-        .output();
-    let out = match out {
-        Ok(o) => o,
+    let installed = match crate::debs::installed_version(&pin.package) {
+        Ok(v) => v,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(KernelError::MissingTool {
                 tool: "dpkg-query".into(),
@@ -423,11 +419,6 @@ fn check_source_installed(pin: &Pin) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("running dpkg-query"),
     };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let installed = text
-        .strip_prefix("installed ")
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
     match installed {
         None => Err(KernelError::SourceNotInstalled {
             package: pin.package.clone(),
@@ -437,7 +428,7 @@ fn check_source_installed(pin: &Pin) -> anyhow::Result<()> {
         Some(v) if v != pin.version => Err(KernelError::SourceVersionMismatch {
             package: pin.package.clone(),
             expected: pin.version.clone(),
-            installed: v.to_string(),
+            installed: v,
         }
         .into()),
         Some(_) => {

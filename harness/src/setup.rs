@@ -30,13 +30,7 @@ fn installed(pkgs: &[String]) -> Vec<(String, Option<String>)> {
     pkgs.iter()
         .map(|p| {
             let name = p.split('=').next().unwrap_or(p);
-            let out = Command::new("dpkg-query")
-                .args(["-W", "-f=${db:Status-Status} ${Version}", name])
-                .output();
-            let v = out.ok().and_then(|o| {
-                let s = String::from_utf8_lossy(&o.stdout).to_string();
-                s.strip_prefix("installed ").map(|v| v.trim().to_string())
-            });
+            let v = crate::debs::installed_version(name).ok().flatten();
             (p.clone(), v)
         })
         .collect()

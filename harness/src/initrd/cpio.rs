@@ -25,6 +25,19 @@ pub struct Archive {
     entries: BTreeMap<String, Entry>,
 }
 
+impl Entry {
+    /// A directory with the mode its path calls for: `/tmp` sticky and world-writable, `/root`
+    /// private, the rest 0755.
+    pub fn dir_for(path: &str) -> Entry {
+        let mode = match path.trim_end_matches('/') {
+            "/tmp" => 0o1777,
+            "/root" => 0o700,
+            _ => 0o755,
+        };
+        Entry::Dir { mode }
+    }
+}
+
 impl Archive {
     /// Add (or replace) `path`, creating its parent directories.
     pub fn add(&mut self, path: &str, entry: Entry) {

@@ -89,14 +89,7 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
     let mut a = Archive::default();
     let mut packages = Vec::new();
     for d in &recipe.dirs {
-        let mode = if d == "/tmp" {
-            0o1777
-        } else if d == "/root" {
-            0o700
-        } else {
-            0o755
-        };
-        a.add(d, Entry::Dir { mode });
+        a.add(d, Entry::dir_for(d));
     }
     if let Some(rootfs) = &recipe.rootfs {
         add_tree(&mut a, &root.join(rootfs), "/")?;

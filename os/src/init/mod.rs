@@ -35,8 +35,6 @@ pub struct Boot {
     pub console: Option<(String, i32)>,
     /// The system services (containers of the system engine).
     pub services: services::SystemServices,
-    /// Steps that failed.
-    pub failed: Vec<&'static str>,
 }
 
 /// Entry point of `init`.
