@@ -54,6 +54,11 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
     },
+    /// `/init` start to every system service running (`[ros] init` → `[ros] ready`).
+    Services {
+        #[arg(short = 'n', default_value_t = 5)]
+        n: usize,
+    },
     /// xz vs zstd for the initrd: size, unpack time, boot to ready.
     Initrd {
         #[arg(short = 'n', default_value_t = 3)]
@@ -156,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             match what {
                 BenchCmd::Boot { n } => harness::bench::boot(n)?,
                 BenchCmd::Initrd { n } => harness::bench::initrd(n)?,
+                BenchCmd::Services { n } => harness::bench::services(n)?,
             }
         }
     }

@@ -44,6 +44,8 @@ pub struct VmOptions {
     pub drives: Vec<Drive>,
     /// Guest TCP ports to forward from 127.0.0.1.
     pub forward: Vec<u16>,
+    /// Network cards beyond the first (each on its own restricted user network, no forwards).
+    pub extra_nics: u32,
     /// Let a guest reboot restart the machine (otherwise QEMU exits on reboot).
     pub allow_reboot: bool,
     pub kernel: PathBuf,
@@ -67,6 +69,7 @@ impl VmOptions {
             init_args: Vec::new(),
             drives: Vec::new(),
             forward: Vec::new(),
+            extra_nics: 0,
             allow_reboot: false,
             kernel: kernel.to_path_buf(),
             initrd: initrd.to_path_buf(),
@@ -92,6 +95,12 @@ impl VmOptions {
 
     pub fn forward(mut self, guest_port: u16) -> Self {
         self.forward.push(guest_port);
+        self
+    }
+
+    /// One more network card (`eth1`, `eth2`, …).
+    pub fn extra_nic(mut self) -> Self {
+        self.extra_nics += 1;
         self
     }
 
@@ -147,6 +156,14 @@ impl VmOptions {
             "-device".into(),
             "virtio-net-pci,netdev=net0".into(),
         ]);
+        for i in 1..=self.extra_nics {
+            a.extend([
+                "-netdev".into(),
+                format!("user,id=net{i},restrict=on"),
+                "-device".into(),
+                format!("virtio-net-pci,netdev=net{i}"),
+            ]);
+        }
         a.extend(["-device".into(), "virtio-rng-pci".into()]);
         for (i, d) in self.drives.iter().enumerate() {
             let ro = if d.read_only { ",readonly=on" } else { "" };

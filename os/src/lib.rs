@@ -5,6 +5,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod init;
+pub mod ntp;
 pub mod rancherctl;
 pub mod services;
 
@@ -30,6 +31,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
     match cmd.as_str() {
         "init" => init::main(),
         "rancherctl" => rancherctl::main(rest),
+        // The `ntp` system service's client (run inside its container).
+        "ntpd" => ntp::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.
         "container-helper" => engine::runtime::helper::main(rest),
         other => {

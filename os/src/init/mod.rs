@@ -7,6 +7,7 @@
 //! PID 1 must never exit: its death panics the kernel. Every step and the supervisor loop run
 //! under `catch_unwind`; if the loop keeps failing, PID 1 falls back to an emergency shell.
 
+mod logs;
 mod mounts;
 mod net;
 mod power_button;
@@ -55,6 +56,8 @@ pub fn main() -> ExitCode {
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     );
 
+    // The start of init, for `harness bench services` (init → every service running = ready).
+    say(format!("init {:.3}", since_boot()));
     let mut boot = Boot::default();
     steps::run_all(&mut boot);
     say(format!("ready {:.3}", since_boot()));

@@ -1,18 +1,29 @@
 //! The ACPI power button, read straight from its evdev device (`/dev/input/eventN` whose name is
 //! "Power Button"), as systemd-logind does. QEMU's `system_powerdown` arrives here. PID 1 reads it
-//! itself so that a press works even when no acpid service is running.
+//! itself only when no `acpid` system service is running (it is disabled, or failed to start),
+//! so that a press always shuts the machine down; otherwise the button is acpid's.
 
 use anyhow::Context;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
+/// The system service that owns the power button when it runs.
+const ACPID: &str = "acpid";
 const EV_KEY: u16 = 0x01;
 const KEY_POWER: u16 = 116;
 /// `struct input_event` on 64-bit Linux: timeval (16) + type (2) + code (2) + value (4).
 const EVENT_SIZE: usize = 24;
 
 pub fn open(boot: &mut super::Boot) -> anyhow::Result<()> {
+    if boot.services.is_running(ACPID) {
+        tracing::info!(
+            service = ACPID,
+            "power button left to the acpid system service"
+        );
+        return Ok(());
+    }
+    crate::console::say("power button: no acpid service running; PID 1 listens itself");
     let dir = std::fs::read_dir("/sys/class/input").context("/sys/class/input")?;
     for entry in dir.flatten() {
         let name = entry.file_name();

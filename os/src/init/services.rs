@@ -324,6 +324,13 @@ impl SystemServices {
         true
     }
 
+    /// Whether service `name` is running now.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.status
+            .get(name)
+            .is_some_and(|s| s.state == "running" && s.pid.is_some())
+    }
+
     /// When the next restart is due.
     pub fn next_due(&self) -> Option<Instant> {
         self.status.values().filter_map(|s| s.restart_at).min()

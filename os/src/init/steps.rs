@@ -20,12 +20,12 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("hostname", set_hostname),
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
-    ("power-button", power_button::open),
     ("system-images", |b| b.services.load_images()),
     ("system-services", |b| {
         let config = b.config.clone();
         b.services.start_all(&config)
     }),
+    ("power-button", power_button::open),
     ("console", shell::start_console),
 ];
 

@@ -1,12 +1,13 @@
 //! After boot, PID 1 is a single-threaded event loop over one `poll`: a signalfd (SIGCHLD and the
-//! shutdown signals) and the power button. It is the only caller of `waitpid` in the system.
+//! shutdown signals) and the power button, with timers for service restarts and log rotation. It
+//! is the only caller of `waitpid` in the system.
 //!
 //! Signals follow the sysvinit/busybox convention so that busybox's `reboot` and `poweroff` work
 //! through PID 1 too: SIGTERM reboots, SIGUSR2 (and SIGPWR) powers off, SIGUSR1 halts, and SIGINT
 //! (what the kernel sends on Ctrl-Alt-Del once it is told not to reboot by itself) reboots.
 
 use super::shutdown::{self, Kind};
-use super::{power_button, shell, Boot};
+use super::{logs, power_button, shell, Boot};
 use crate::console::say;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -14,6 +15,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The signals PID 1 takes through its signalfd.
@@ -63,6 +65,8 @@ pub struct Supervisor {
     /// When the console shell should be started again (after it exits).
     console_respawn: Option<Instant>,
     console_started: Instant,
+    /// When the services' logs are next checked for rotation.
+    next_rotation: Instant,
 }
 
 impl Supervisor {
@@ -71,16 +75,21 @@ impl Supervisor {
             boot,
             console_respawn: None,
             console_started: Instant::now(),
+            next_rotation: Instant::now() + logs::CHECK_EVERY,
         }
     }
 
     /// The loop; returns only by shutting the machine down.
     pub fn run(&mut self) -> std::convert::Infallible {
         loop {
-            let next = [self.console_respawn, self.boot.services.next_due()]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                self.console_respawn,
+                self.boot.services.next_due(),
+                Some(self.next_rotation),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match next {
                 Some(at) => {
                     let left = at.saturating_duration_since(Instant::now());
@@ -108,6 +117,10 @@ impl Supervisor {
                 .is_some_and(|at| at <= Instant::now())
             {
                 self.boot.services.restart_due();
+            }
+            if self.next_rotation <= Instant::now() {
+                logs::rotate_dir(Path::new(logs::LOG_DIR), logs::MAX_BYTES, logs::KEEP);
+                self.next_rotation = Instant::now() + logs::CHECK_EVERY;
             }
         }
     }
