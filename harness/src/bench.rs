@@ -88,6 +88,90 @@ pub fn services(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's crun and the shared libraries it loads (bench-only: never in the shipped image).
+const CRUN_PACKAGES: &[&str] = &[
+    "crun",
+    "libc6",
+    "libcap2",
+    "libseccomp2",
+    "libsystemd0",
+    "libyajl2",
+    "libgcrypt20",
+    "libgpg-error0",
+    "liblz4-1",
+    "liblzma5",
+    "libzstd1",
+];
+
+/// The in-VM comparison: the same busybox rootfs, `true` as the workload, run to completion and
+/// deleted, `n` times by each runtime; total seconds from /proc/uptime.
+const CRUN_SCRIPT: &str = r#"set -e
+mkdir -p /run/b/rootfs/bin /run/b/rootfs/proc /run/b/rootfs/dev /run/b/rootfs/sys /run/b/rootfs/tmp
+cp /bin/busybox /run/b/rootfs/bin/
+cd /run/b && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/busybox", "true"/' config.json
+ln -sf /init /usr/local/bin/ros
+crun run --no-pivot -b /run/b w0 && ros container-helper run --id w1 --rootfs /run/b/rootfs -- /bin/busybox true
+t() { cut -d' ' -f1 /proc/uptime; }
+a=$(t); i=0; while [ $i -lt N ]; do crun run --no-pivot -b /run/b c$i; i=$((i+1)); done; b=$(t)
+i=0; while [ $i -lt N ]; do ros container-helper run --id o$i --rootfs /run/b/rootfs -- /bin/busybox true; i=$((i+1)); done; c=$(t)
+i=0; while [ $i -lt N ]; do crun --version >/dev/null; i=$((i+1)); done; d=$(t)
+i=0; while [ $i -lt N ]; do ros container-helper --help >/dev/null 2>&1 || :; i=$((i+1)); done; e=$(t)
+echo "crun $a $b ours $b $c exec $c $d $e""#;
+
+/// `harness bench crun`: start latency of a trivial container through our engine's runtime
+/// (the re-exec'd helper running youki's libcontainer, as PID 1 starts every service) against
+/// Debian's crun run directly, in the same VM, on the same rootfs.
+pub fn crun(n: usize) -> anyhow::Result<()> {
+    use crate::initrd::{self as ird};
+    let img = image::build()?;
+    let os_bin = crate::osbin::build()?;
+    let recipe = ird::Recipe::load(&crate::paths::repo_root().join("initrd/initrd.yml"))?;
+    let (mut archive, _) = ird::assemble(&recipe, &os_bin)?;
+    let mut versions = Vec::new();
+    for p in CRUN_PACKAGES {
+        let u = crate::debs::unpacked(p)?;
+        ird::add_tree(&mut archive, &u.root, "/")?;
+        versions.push(format!("{p}={}", u.version));
+    }
+    let mut raw = Vec::new();
+    archive.write_to(&mut raw)?;
+    let path = crate::paths::dist_dir().join("initrd-bench-crun.img");
+    crate::fsutil::write_atomic(&path, &ird::compress::compress(recipe.compression, &raw)?)?;
+    let opts = VmOptions::with_image("bench-crun", &img.kernel, &path);
+    let mut vm = Vm::boot(opts)?;
+    vm.expect(READY, BOOT_TIMEOUT)?;
+    let script = CRUN_SCRIPT.replace("-lt N", &format!("-lt {n}"));
+    let (out, rc) = vm.sh(&script, Duration::from_secs(600))?;
+    let caps = regex::Regex::new(
+        r"crun ([0-9.]+) ([0-9.]+) ours ([0-9.]+) ([0-9.]+) exec ([0-9.]+) ([0-9.]+) ([0-9.]+)",
+    )?
+    .captures(&out)
+    .filter(|_| rc == 0)
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "the comparison failed ({rc}): {out}\nserial log: {}",
+            vm.log_path().display()
+        )
+    })?;
+    let f = |i: usize| caps[i].parse::<f64>().unwrap_or(f64::NAN);
+    let crun_ms = (f(2) - f(1)) * 1000.0 / n as f64;
+    let ours_ms = (f(4) - f(3)) * 1000.0 / n as f64;
+    println!(
+        "container start latency (create, start, `true` exits, delete), mean of {n}, same VM, accel {}",
+        crate::accel::Accel::from_env().qemu_name()
+    );
+    println!("  crun (Debian, run directly)          {crun_ms:7.1} ms");
+    println!("  ours (helper + youki libcontainer)   {ours_ms:7.1} ms");
+    println!("  ratio  {:.2}x   (goal ≤ 1.3x)", ours_ms / crun_ms);
+    // How much of each is starting the program at all (crun is dynamically linked: ld.so
+    // relocates libsystemd, libgcrypt, … at every exec; ours is one static binary).
+    let crun_exec = (f(6) - f(5)) * 1000.0 / n as f64;
+    let ours_exec = (f(7) - f(6)) * 1000.0 / n as f64;
+    println!("  of which exec alone: crun --version {crun_exec:.1} ms, ros container-helper --help {ours_exec:.1} ms");
+    println!("  packages: {}", versions.join(" "));
+    Ok(())
+}
+
 /// `harness bench initrd`: the same initrd compressed with xz and with zstd: size, host-side
 /// decompression time, and boot to ready under QEMU.
 pub fn initrd(n: usize) -> anyhow::Result<()> {

@@ -59,6 +59,11 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
     },
+    /// Start latency of a trivial container: our runtime against Debian's crun, same VM.
+    Crun {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+    },
     /// xz vs zstd for the initrd: size, unpack time, boot to ready.
     Initrd {
         #[arg(short = 'n', default_value_t = 3)]
@@ -162,6 +167,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Boot { n } => harness::bench::boot(n)?,
                 BenchCmd::Initrd { n } => harness::bench::initrd(n)?,
                 BenchCmd::Services { n } => harness::bench::services(n)?,
+                BenchCmd::Crun { n } => harness::bench::crun(n)?,
             }
         }
     }
