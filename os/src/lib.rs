@@ -1,5 +1,6 @@
 //! The RancherOS-rs operating system: PID 1 (`init`), `rancherctl`, and the pieces they share.
 
+pub mod cloudinit;
 pub mod cmdline;
 pub mod config;
 pub mod console;
@@ -31,6 +32,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
     match cmd.as_str() {
         "init" => init::main(),
         "rancherctl" => rancherctl::main(rest),
+        // The `cloud-init-save` and `cloud-init-execute` system services (in their containers).
+        "cloud-init" => cloudinit::main(rest),
         // The `ntp` system service's client (run inside its container).
         "ntpd" => ntp::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.
