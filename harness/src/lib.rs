@@ -11,5 +11,6 @@ pub mod initrd;
 pub mod kernel;
 pub mod osbin;
 pub mod paths;
+pub mod seed;
 pub mod setup;
 pub mod vm;

@@ -43,6 +43,9 @@ enum Cmd {
     Kernel,
     /// Build dist/initrd.img only.
     Initrd,
+    /// Answer one HTTP request on stdin/stdout from DIR (run by QEMU's guestfwd in tests).
+    #[command(hide = true)]
+    ServeHttp { dir: std::path::PathBuf },
     /// Record the current Debian versions of every package the images use in initrd/packages.lock.
     Lock,
 }
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Setup => setup::ensure_host()?,
+        Cmd::ServeHttp { dir } => harness::seed::serve_http_once(&dir)?,
         Cmd::Build => {
             build()?;
         }

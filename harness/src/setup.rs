@@ -23,6 +23,10 @@ const BUILD_PACKAGES: &[&str] = &[
     "xz-utils",
     "cpio",
     "dpkg-dev",
+    // Datasource seed disks for the cloud-init tests (harness/src/seed.rs).
+    "genisoimage",
+    "dosfstools",
+    "mtools",
 ];
 
 /// Installed version of each package (None when not installed).

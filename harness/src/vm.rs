@@ -44,6 +44,11 @@ pub struct VmOptions {
     pub drives: Vec<Drive>,
     /// Guest TCP ports to forward from 127.0.0.1.
     pub forward: Vec<u16>,
+    /// The user network's address range (QEMU's default is 10.0.2.0/24).
+    pub net: Option<String>,
+    /// Guest connections to `addr:port` run a host command with the connection on its
+    /// stdin/stdout (QEMU `guestfwd=tcp:ADDR:PORT-cmd:CMD`), e.g. an HTTP responder.
+    pub guestfwd: Vec<(String, String)>,
     /// Network cards beyond the first (each on its own restricted user network, no forwards).
     pub extra_nics: u32,
     /// Let a guest reboot restart the machine (otherwise QEMU exits on reboot).
@@ -69,6 +74,8 @@ impl VmOptions {
             init_args: Vec::new(),
             drives: Vec::new(),
             forward: Vec::new(),
+            net: None,
+            guestfwd: Vec::new(),
             extra_nics: 0,
             allow_reboot: false,
             kernel: kernel.to_path_buf(),
@@ -95,6 +102,18 @@ impl VmOptions {
 
     pub fn forward(mut self, guest_port: u16) -> Self {
         self.forward.push(guest_port);
+        self
+    }
+
+    /// The user network's range, e.g. `169.254.0.0/16` for an EC2-style metadata address.
+    pub fn net(mut self, cidr: &str) -> Self {
+        self.net = Some(cidr.to_string());
+        self
+    }
+
+    /// Connections from the guest to `addr` (`ip:port`) run `cmd` on the host.
+    pub fn guestfwd(mut self, addr: &str, cmd: &str) -> Self {
+        self.guestfwd.push((addr.to_string(), cmd.to_string()));
         self
     }
 
@@ -147,6 +166,16 @@ impl VmOptions {
             format!("unix:{},server=on,wait=off", qmp.display()),
         ]);
         let mut netdev = "user,id=net0,restrict=on".to_string();
+        if let Some(net) = &self.net {
+            netdev.push_str(&format!(",net={net}"));
+        }
+        for (addr, cmd) in &self.guestfwd {
+            // QEMU option values escape a comma by doubling it.
+            netdev.push_str(&format!(
+                ",guestfwd=tcp:{addr}-cmd:{}",
+                cmd.replace(',', ",,")
+            ));
+        }
         for (guest, host) in ports {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
         }

@@ -7,6 +7,9 @@
 //! - `cloud-config.d/ds-20-user-data.yml`: `#cloud-config` user-data, as given. A malformed
 //!   one is saved all the same: the configuration loader reports its line and key and leaves
 //!   it out, boot goes on with the other layers, and `rancherctl config validate` names it;
+//! - `cloud-config.d/ds-30-keys.yml`: when both the metadata and `#cloud-config` user-data
+//!   give SSH keys, their union (as cloud-init installs both), since between layers a list
+//!   replaces the one below it;
 //! - `cloud-config-script`: `#!` user-data, run by `ros cloud-init execute` like `runcmd`.
 //!
 //! When a datasource answers, the files of an earlier boot are replaced; when none does (a
@@ -18,7 +21,30 @@ use std::path::{Path, PathBuf};
 
 pub const META_FILE: &str = "cloud-config.d/ds-10-meta.yml";
 pub const USER_DATA_FILE: &str = "cloud-config.d/ds-20-user-data.yml";
+pub const KEYS_FILE: &str = "cloud-config.d/ds-30-keys.yml";
 pub const SCRIPT_FILE: &str = "cloud-config-script";
+
+/// The metadata's keys followed by the user-data's, without duplicates; None when the
+/// user-data gives no keys (the metadata layer alone then holds them).
+pub fn union_keys(meta: &[String], user_data: &[u8]) -> Option<Vec<String>> {
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_slice(user_data).ok()?;
+    let user: Vec<String> = v
+        .get("ssh_authorized_keys")?
+        .as_sequence()?
+        .iter()
+        .filter_map(|k| k.as_str().map(|s| s.trim().to_string()))
+        .collect();
+    if meta.is_empty() {
+        return None;
+    }
+    let mut all: Vec<String> = meta.to_vec();
+    for k in user {
+        if !all.contains(&k) {
+            all.push(k);
+        }
+    }
+    Some(all)
+}
 
 /// What the user-data is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +120,16 @@ pub fn write(conf: &Path, source: &str, f: &Fetched) -> Result<Vec<String>, Stri
         UserData::CloudConfig(b) => {
             w(path(USER_DATA_FILE), b, 0o600)?;
             rm(path(SCRIPT_FILE))?;
+            match union_keys(&f.keys, b) {
+                Some(keys) => {
+                    let layer = meta_layer(&Fetched {
+                        keys,
+                        ..Default::default()
+                    });
+                    w(path(KEYS_FILE), layer.as_bytes(), 0o600)?;
+                }
+                None => rm(path(KEYS_FILE))?,
+            }
             notes.push(format!(
                 "{source}: user-data: cloud-config, {} bytes",
                 b.len()
@@ -102,16 +138,19 @@ pub fn write(conf: &Path, source: &str, f: &Fetched) -> Result<Vec<String>, Stri
         UserData::Script(b) => {
             w(path(SCRIPT_FILE), b, 0o700)?;
             rm(path(USER_DATA_FILE))?;
+            rm(path(KEYS_FILE))?;
             notes.push(format!("{source}: user-data: script, {} bytes", b.len()));
         }
         UserData::Empty => {
             rm(path(USER_DATA_FILE))?;
             rm(path(SCRIPT_FILE))?;
+            rm(path(KEYS_FILE))?;
             notes.push(format!("{source}: no user-data"));
         }
         UserData::Unknown(head) => {
             rm(path(USER_DATA_FILE))?;
             rm(path(SCRIPT_FILE))?;
+            rm(path(KEYS_FILE))?;
             notes.push(format!(
                 "{source}: user-data ignored: starts with {head:?}, neither #cloud-config nor #!"
             ));
@@ -193,6 +232,30 @@ mod tests {
                 "url:http://x: hostname (none), 0 SSH key(s)",
                 "url:http://x: user-data: cloud-config, 27 bytes"
             ]
+        );
+    }
+
+    #[test]
+    fn metadata_and_user_data_keys_are_both_kept() {
+        let meta = vec!["ssh-rsa M meta".to_string()];
+        let ud =
+            b"#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 U user\n  - ssh-rsa M meta\n";
+        assert_eq!(
+            union_keys(&meta, ud),
+            Some(vec!["ssh-rsa M meta".into(), "ssh-ed25519 U user".into()])
+        );
+        assert_eq!(union_keys(&meta, b"#cloud-config\nhostname: x\n"), None);
+        assert_eq!(union_keys(&[], ud), None);
+        let conf = tempfile::tempdir().unwrap();
+        let f = Fetched {
+            user_data: Some(ud.to_vec()),
+            hostname: None,
+            keys: meta,
+        };
+        write(conf.path(), "nocloud", &f).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(conf.path().join(KEYS_FILE)).unwrap(),
+            "#cloud-config\nssh_authorized_keys:\n- ssh-rsa M meta\n- ssh-ed25519 U user\n"
         );
     }
 

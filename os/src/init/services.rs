@@ -75,6 +75,11 @@ pub struct SystemServices {
     environment: BTreeMap<String, String>,
     backoff: Backoff,
     stopping: bool,
+    /// `write_files` of the configuration; those with `container: NAME` are written into that
+    /// container's root filesystem when it starts.
+    write_files: Vec<crate::config::write_files::WriteFile>,
+    /// The configuration reloaded at boot (after `cloud-init-save`), for PID 1 to adopt.
+    reloaded: Option<Config>,
 }
 
 impl SystemServices {
@@ -93,9 +98,73 @@ impl SystemServices {
 
     /// Boot step: check, order and start every system service.
     pub fn start_all(&mut self, config: &Config) -> anyhow::Result<()> {
-        self.environment = config.rancher.environment.clone().into_iter().collect();
+        self.start_all_with(config, &mut |_| Vec::new())
+    }
+
+    /// [`Self::start_all`], reloading the configuration after every run-to-completion service
+    /// labelled `io.rancher.os.reloadconfig` (`cloud-init-save`): `on_reload` applies the new
+    /// configuration to the host (hostname, `write_files`), and the services not started yet
+    /// are checked and ordered again from it, so a datasource can add or change them.
+    pub fn start_all_with(
+        &mut self,
+        config: &Config,
+        on_reload: &mut dyn FnMut(&Config) -> Vec<String>,
+    ) -> anyhow::Result<()> {
+        let mut config = config.clone();
         let mut problems = Vec::new();
+        while self.start_pass(&config, &mut problems) {
+            let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
+            let (new, errors) =
+                crate::config::load(Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+            for e in &errors {
+                say(format!("config error: {e}"));
+            }
+            problems.extend(on_reload(&new));
+            // Containers already running get their files now; the others when they start.
+            for name in self.order.clone() {
+                let rootfs = Path::new(CONTAINERS).join(&name).join("rootfs");
+                if self.is_running(&name) && rootfs.is_dir() {
+                    problems.extend(crate::cloudinit::write_files::apply(
+                        &new.write_files,
+                        Some(&name),
+                        &rootfs,
+                    ));
+                }
+            }
+            tracing::info!(errors = errors.len(), "configuration reloaded");
+            config = new;
+            self.reloaded = Some(config.clone());
+        }
+        self.write_status();
+        for p in &problems {
+            say(format!("service error: {p}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{} problem(s); the other services run", problems.len())
+        }
+    }
+
+    /// The configuration as last reloaded at boot, if it was.
+    pub fn take_reloaded(&mut self) -> Option<Config> {
+        self.reloaded.take()
+    }
+
+    /// Whether `name` was already handled (started, or reported) in an earlier pass.
+    fn handled(&self, name: &str) -> bool {
+        self.order.iter().any(|n| n == name) || self.status.contains_key(name)
+    }
+
+    /// One pass: check and order the services not handled yet, start them in order. True when
+    /// it stopped after a service that asks for the configuration to be reloaded.
+    fn start_pass(&mut self, config: &Config, problems: &mut Vec<String>) -> bool {
+        self.environment = config.rancher.environment.clone().into_iter().collect();
+        self.write_files = config.write_files.clone();
         for (name, raw) in &config.rancher.services {
+            if self.handled(name) {
+                continue;
+            }
             let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
             match ServiceSpec::parse(name, &value) {
                 Ok(spec) if spec.scope == Scope::System => {
@@ -112,6 +181,10 @@ impl SystemServices {
                 }
             }
         }
+        // A service the new configuration dropped, and not started yet, is not started.
+        let handled: Vec<String> = self.order.clone();
+        self.specs
+            .retain(|n, _| handled.contains(n) || config.rancher.services.contains_key(n));
         let after: BTreeMap<String, Vec<String>> = self
             .specs
             .iter()
@@ -124,37 +197,48 @@ impl SystemServices {
             .collect();
         let p = plan(&after, &before);
         for (svc, dep) in &p.missing {
-            tracing::warn!(service = %svc, dependency = %dep, "dependency is not a system service; ignored");
+            if !self.handled(svc) {
+                tracing::warn!(service = %svc, dependency = %dep, "dependency is not a system service; ignored");
+            }
         }
         for cycle in &p.cycles {
+            if cycle.iter().all(|n| self.handled(n)) {
+                continue;
+            }
             problems.push(format!("dependency cycle: {}", cycle.join(" -> ")));
             for name in cycle {
                 self.mark_failed(name, &format!("in dependency cycle {}", cycle.join(" -> ")));
             }
         }
         for (svc, on) in &p.blocked {
+            if self.handled(svc) {
+                continue;
+            }
             problems.push(format!(
                 "service {svc}: not started: waits on {on}, in a dependency cycle"
             ));
             self.mark_failed(svc, &format!("waits on {on}, in a dependency cycle"));
         }
-        self.order = p.order;
-        for name in self.order.clone() {
+        for name in p.order {
+            if self.handled(&name) {
+                continue;
+            }
+            self.order.push(name.clone());
             if let Err(e) = self.start(&name) {
                 let msg = format!("{e:#}");
                 problems.push(format!("service {name}: {msg}"));
                 self.mark_failed(&name, &msg);
+                continue;
+            }
+            let reload = self
+                .specs
+                .get(&name)
+                .is_some_and(|s| s.reload_config && !s.detach && !s.create_only);
+            if reload {
+                return true;
             }
         }
-        self.write_status();
-        for p in &problems {
-            say(format!("service error: {p}"));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            anyhow::bail!("{} problem(s); the other services run", problems.len())
-        }
+        false
     }
 
     fn mark_failed(&mut self, name: &str, why: &str) {
@@ -184,6 +268,10 @@ impl SystemServices {
         let lowers = store.lower_dirs(&image)?;
         let img = store.image_config(&image)?;
         let rootfs = mount_rootfs(name, &lowers)?;
+        for problem in crate::cloudinit::write_files::apply(&self.write_files, Some(name), &rootfs)
+        {
+            say(format!("service {name}: {problem}"));
+        }
         let mut args: Vec<String> = spec.entrypoint.clone().unwrap_or(img.entrypoint.clone());
         let cmd = match (&spec.command, &spec.entrypoint) {
             (Some(c), _) => c.clone(),

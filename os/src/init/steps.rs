@@ -21,10 +21,8 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
     ("system-images", |b| b.services.load_images()),
-    ("system-services", |b| {
-        let config = b.config.clone();
-        b.services.start_all(&config)
-    }),
+    ("write-files", write_files),
+    ("system-services", system_services),
     ("power-button", power_button::open),
     ("console", shell::start_console),
 ];
@@ -64,8 +62,49 @@ fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     anyhow::bail!("{} problem(s), ignored: {}", errors.len(), msgs.join("; "))
 }
 
+/// `write_files` without a `container`, on the host (before the services that may read them).
+fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
+    let problems = crate::cloudinit::write_files::apply(
+        &boot.config.write_files,
+        None,
+        std::path::Path::new("/"),
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", problems.join("; "))
+    }
+}
+
+/// Start the system services; when `cloud-init-save` has brought new configuration, apply its
+/// hostname and host `write_files` before the rest start, and keep it as the boot's config.
+fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
+    let config = boot.config.clone();
+    let result = boot.services.start_all_with(&config, &mut |new| {
+        let mut problems = Vec::new();
+        if let Err(e) = apply_hostname(&new.hostname) {
+            problems.push(format!("hostname: {e:#}"));
+        }
+        problems.extend(crate::cloudinit::write_files::apply(
+            &new.write_files,
+            None,
+            std::path::Path::new("/"),
+        ));
+        problems
+    });
+    if let Some(new) = boot.services.take_reloaded() {
+        crate::init::supervisor::set_log_level(new.rancher.debug);
+        boot.config = new;
+    }
+    result
+}
+
 fn set_hostname(boot: &mut Boot) -> anyhow::Result<()> {
-    let name = &boot.config.hostname;
+    apply_hostname(&boot.config.hostname)
+}
+
+/// Set the kernel's hostname, `/etc/hostname` and `/etc/hosts`.
+fn apply_hostname(name: &str) -> anyhow::Result<()> {
     nix::unistd::sethostname(name).map_err(|e| anyhow::anyhow!("sethostname {name:?}: {e}"))?;
     std::fs::write("/etc/hostname", format!("{name}\n"))
         .map_err(|e| anyhow::anyhow!("/etc/hostname: {e}"))?;

@@ -50,12 +50,13 @@ pub fn setup_signals(boot: &mut Boot) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Switch PID 1's log level (`rancher.debug`).
+/// Set PID 1's log level once config is read: the console carries the `[ros]` milestones and
+/// notes, plus warnings and errors; `rancher.debug` adds everything down to debug events.
 pub fn set_log_level(debug: bool) {
     let level = if debug {
         tracing::Level::DEBUG
     } else {
-        tracing::Level::INFO
+        tracing::Level::WARN
     };
     crate::console::init_logging(level);
 }

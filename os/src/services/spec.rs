@@ -18,6 +18,9 @@ pub const LABEL_BEFORE: &str = "io.rancher.os.before";
 pub const LABEL_DETACH: &str = "io.rancher.os.detach";
 /// Label: `"true"` creates the container but never starts it (volume containers).
 pub const LABEL_CREATEONLY: &str = "io.rancher.os.createonly";
+/// Label: `"true"` on a run-to-completion service makes PID 1 reload the configuration when it
+/// has finished, before the services after it start (`cloud-init-save`).
+pub const LABEL_RELOADCONFIG: &str = "io.rancher.os.reloadconfig";
 
 /// Whether a namespace is the container's own or the host's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +80,8 @@ pub struct ServiceSpec {
     /// False: run to completion before dependents start.
     pub detach: bool,
     pub create_only: bool,
+    /// Reload the configuration once this (run-to-completion) service has finished.
+    pub reload_config: bool,
     /// Memory limit in bytes (`mem_limit`).
     pub mem_limit: Option<u64>,
     /// `cpu_shares`.
@@ -366,6 +371,7 @@ impl ServiceSpec {
         let before = label(LABEL_BEFORE).map(comma_list).unwrap_or_default();
         let detach = label(LABEL_DETACH).map(str::to_string);
         let create_only = label(LABEL_CREATEONLY).map(str::to_string);
+        let reload_config = label(LABEL_RELOADCONFIG).map(str::to_string);
         spec.after = after;
         spec.before = before;
         match scope.as_deref() {
@@ -379,6 +385,7 @@ impl ServiceSpec {
         for (label, value, slot) in [
             (LABEL_DETACH, detach, &mut spec.detach),
             (LABEL_CREATEONLY, create_only, &mut spec.create_only),
+            (LABEL_RELOADCONFIG, reload_config, &mut spec.reload_config),
         ] {
             match value.as_deref() {
                 None => {}

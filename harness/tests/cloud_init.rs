@@ -1,0 +1,231 @@
+//! Cloud-init, proven in VMs: every datasource the harness can stand up on this machine (a
+//! NoCloud vfat seed, a ConfigDrive iso9660, a URL on the kernel command line and an EC2-style
+//! metadata service, both served through QEMU `guestfwd` by the harness itself) gives the
+//! machine its hostname, keys, files and commands; malformed user-data leaves a booting
+//! machine with its defaults and a `rancherctl config validate` that names the error.
+
+use harness::seed::{self, Files, SeedFs};
+use harness::vm::{Vm, VmOptions};
+use std::time::{Duration, Instant};
+
+const BOOT: Duration = Duration::from_secs(180);
+const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
+
+fn boot(opts: VmOptions) -> Vm {
+    let mut vm = Vm::boot(opts).expect("QEMU starts");
+    vm.expect(READY, BOOT).unwrap();
+    vm
+}
+
+fn sh(vm: &mut Vm, cmd: &str) -> String {
+    let (out, rc) = vm.sh(cmd, BOOT).unwrap();
+    assert_eq!(rc, 0, "`{cmd}` failed: {out}");
+    out.trim().to_string()
+}
+
+/// Poll `cmd` until `done(output)` or `within` passes; the last output.
+fn poll(vm: &mut Vm, cmd: &str, within: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = sh(vm, &format!("{cmd} 2>/dev/null || true"));
+        if done(&out) || Instant::now() >= deadline {
+            return out;
+        }
+        sh(vm, "sleep 1");
+    }
+}
+
+fn files(list: &[(&str, &str)]) -> Files {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// The harness binary answering one HTTP request from `dir` per guest connection.
+fn http_cmd(dir: &std::path::Path) -> String {
+    format!(
+        "{} serve-http {}",
+        env!("CARGO_BIN_EXE_harness"),
+        dir.display()
+    )
+}
+
+const KEY_META: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7meta meta@seed";
+const KEY_USER: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUser user@seed";
+
+#[test]
+fn nocloud_seed_gives_hostname_keys_files_and_commands() {
+    let user_data = format!(
+        r#"#cloud-config
+hostname: from-nocloud
+ssh_authorized_keys:
+  - {KEY_USER}
+write_files:
+  - path: /etc/seeded
+    permissions: "0640"
+    content: |
+      hello from nocloud
+  - path: /etc/in-syslog
+    container: syslog
+    content: inside syslog
+runcmd:
+  - echo ran > /home/runcmd-mark
+  - [sh, -c, "echo argv >> /home/runcmd-mark"]
+"#
+    );
+    let meta =
+        format!("instance-id: i-1\nlocal-hostname: meta-host\npublic-keys:\n  - {KEY_META}\n");
+    let seed = seed::disk(
+        "nocloud",
+        SeedFs::Vfat,
+        "cidata",
+        &files(&[("user-data", &user_data), ("meta-data", &meta)]),
+    )
+    .unwrap();
+    let mut vm = boot(VmOptions::new("cloud_init_nocloud").unwrap().drive(seed));
+    // user-data's hostname beats the metadata's, and is set before the ready line.
+    assert_eq!(sh(&mut vm, "hostname"), "from-nocloud");
+    let keys = sh(&mut vm, "rancherctl config get ssh_authorized_keys");
+    assert!(
+        keys.contains(KEY_META) && keys.contains(KEY_USER),
+        "both keys: {keys}"
+    );
+    assert_eq!(sh(&mut vm, "cat /etc/seeded"), "hello from nocloud");
+    assert_eq!(sh(&mut vm, "stat -c %a /etc/seeded"), "640");
+    assert_eq!(
+        sh(
+            &mut vm,
+            "cat /run/system-docker/containers/syslog/rootfs/etc/in-syslog"
+        ),
+        "inside syslog",
+        "written into the syslog container"
+    );
+    assert!(
+        sh(&mut vm, "ls /etc/in-syslog 2>&1 || true").contains("No such file"),
+        "and not on the host"
+    );
+    let mark = poll(
+        &mut vm,
+        "cat /home/runcmd-mark",
+        Duration::from_secs(60),
+        |o| o.contains("argv"),
+    );
+    assert_eq!(mark, "ran\nargv", "runcmd ran both forms in order");
+    let log = sh(&mut vm, "cat /var/log/cloud-init-save.log");
+    assert!(
+        log.contains("cloud-init: nocloud: hostname meta-host, 1 SSH key(s)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn configdrive_iso_gives_keys_hostname_and_runs_a_user_data_script() {
+    let meta = format!(
+        r#"{{"uuid": "u-1", "hostname": "from-configdrive", "public_keys": {{"k": "{KEY_META}"}}}}"#
+    );
+    let seed = seed::disk(
+        "configdrive",
+        SeedFs::Iso9660,
+        "config-2",
+        &files(&[
+            ("openstack/latest/meta_data.json", &meta),
+            (
+                "openstack/latest/user_data",
+                "#!/bin/sh\necho script ran > /home/script-mark\n",
+            ),
+        ]),
+    )
+    .unwrap();
+    let mut vm = boot(
+        VmOptions::new("cloud_init_configdrive")
+            .unwrap()
+            .drive(seed),
+    );
+    assert_eq!(sh(&mut vm, "hostname"), "from-configdrive");
+    assert!(sh(&mut vm, "rancherctl config get ssh_authorized_keys").contains(KEY_META));
+    let mark = poll(
+        &mut vm,
+        "cat /home/script-mark",
+        Duration::from_secs(60),
+        |o| !o.is_empty(),
+    );
+    assert_eq!(mark, "script ran");
+}
+
+#[test]
+fn cloud_config_url_on_the_kernel_command_line() {
+    let dir = seed::fixture_dir("url");
+    seed::write_tree(
+        &dir,
+        &files(&[("user-data", "#cloud-config\nhostname: from-url\n")]),
+    )
+    .unwrap();
+    let opts = VmOptions::new("cloud_init_url")
+        .unwrap()
+        .guestfwd("10.0.2.100:80", &http_cmd(&dir))
+        .cmdline("cloud-config-url=http://10.0.2.100/user-data");
+    let mut vm = boot(opts);
+    assert_eq!(sh(&mut vm, "hostname"), "from-url");
+    let served = std::fs::read_to_string(dir.join("requests.log")).unwrap_or_default();
+    assert!(served.contains("/user-data"), "{served}");
+}
+
+#[test]
+fn ec2_metadata_service() {
+    let dir = seed::fixture_dir("ec2");
+    seed::write_tree(
+        &dir,
+        &files(&[
+            ("latest/meta-data/index", "local-hostname\npublic-keys/\n"),
+            ("latest/meta-data/local-hostname", "from-ec2\n"),
+            ("latest/meta-data/public-keys/index", "0=test-key\n"),
+            ("latest/meta-data/public-keys/0/openssh-key", &format!("{KEY_META}\n")),
+            (
+                "latest/user-data",
+                "#cloud-config\nwrite_files:\n  - path: /opt/from-ec2\n    content: ec2 user-data\n",
+            ),
+        ]),
+    )
+    .unwrap();
+    // EC2's link-local address, inside QEMU's user network moved to 169.254.0.0/16.
+    let opts = VmOptions::new("cloud_init_ec2")
+        .unwrap()
+        .net("169.254.0.0/16")
+        .guestfwd("169.254.169.254:80", &http_cmd(&dir))
+        .cmdline("rancher.cloud_init.datasources=[ec2]");
+    let mut vm = boot(opts);
+    assert_eq!(sh(&mut vm, "hostname"), "from-ec2");
+    assert!(sh(&mut vm, "rancherctl config get ssh_authorized_keys").contains(KEY_META));
+    assert_eq!(sh(&mut vm, "cat /opt/from-ec2"), "ec2 user-data");
+}
+
+#[test]
+fn malformed_user_data_boots_with_defaults_and_validate_names_the_error() {
+    let seed = seed::disk(
+        "malformed",
+        SeedFs::Vfat,
+        "cidata",
+        &files(&[
+            (
+                "user-data",
+                "#cloud-config\nhostname: ok\nrancher:\n  debug: [unclosed\n",
+            ),
+            ("meta-data", "instance-id: i-2\n"),
+        ]),
+    )
+    .unwrap();
+    let mut vm = boot(VmOptions::new("cloud_init_malformed").unwrap().drive(seed));
+    assert_eq!(sh(&mut vm, "hostname"), "rancher", "defaults");
+    assert!(
+        vm.serial_text().contains("ds-20-user-data.yml"),
+        "the loader names the file on the console"
+    );
+    let (out, rc) = vm
+        .sh(
+            "rancherctl config validate -i /var/lib/rancher/conf/cloud-config.d/ds-20-user-data.yml",
+            BOOT,
+        )
+        .unwrap();
+    assert_ne!(rc, 0, "{out}");
+    assert!(out.contains("line 4"), "validate names the line: {out}");
+}
