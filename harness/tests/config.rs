@@ -12,7 +12,8 @@ fn kernel_command_line_sets_hostname_and_rancherctl_config_round_trips() {
     let opts = VmOptions::new("config_cmdline")
         .unwrap()
         .cmdline("rancher.shutdown_timeout=7")
-        .init_arg("cc.hostname=node1");
+        .init_arg("cc.hostname=node1")
+        .init_arg("rancher.password=hunter2");
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(READY, BOOT).unwrap();
     let (out, rc) = vm.sh("hostname", BOOT).unwrap();
@@ -26,6 +27,28 @@ fn kernel_command_line_sets_hostname_and_rancherctl_config_round_trips() {
         .sh("rancherctl config get rancher.shutdown_timeout", BOOT)
         .unwrap();
     assert_eq!((out.trim(), rc), ("7", 0));
+
+    // Words after `--` are applied, and hidden from /proc/cmdline: on the host and in every
+    // service's container (its own procfs, with the kernel line bound over cmdline). Root's
+    // rancherctl still sees them.
+    let (host, _) = vm.sh("cat /proc/cmdline", BOOT).unwrap();
+    let (syslog, _) = vm
+        .sh("cat /proc/$(pidof syslogd)/root/proc/cmdline", BOOT)
+        .unwrap();
+    for seen in [&host, &syslog] {
+        assert!(seen.contains("rancher.shutdown_timeout=7"), "{seen}");
+        assert!(
+            !seen.contains("hunter2") && !seen.contains("cc.hostname"),
+            "{seen}"
+        );
+    }
+    let (out, _) = vm
+        .sh(
+            "rancherctl config get hostname; rancherctl config export --full --private | grep password",
+            BOOT,
+        )
+        .unwrap();
+    assert!(out.contains("node1") && out.contains("hunter2"), "{out}");
 
     // A typed set is written to the user layer; a bad value is refused and writes nothing.
     let (_, rc) = vm

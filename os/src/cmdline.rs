@@ -2,6 +2,12 @@
 //! part after `--`, which the kernel hands to init and which RancherOS uses for settings that
 //! services should not see in `/proc/cmdline`.
 
+/// The kernel command line without the words after `--`, which PID 1 binds over
+/// `/proc/cmdline` for everyone else.
+pub const SANITIZED_PATH: &str = "/run/ros/cmdline";
+/// The words after `--`, kept by PID 1 for root's tools (`rancherctl config`), mode 0600.
+pub const INIT_ARGS_PATH: &str = "/run/ros/init-args";
+
 /// One parsed command line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cmdline {
@@ -28,9 +34,27 @@ impl Cmdline {
         out
     }
 
-    /// Read `/proc/cmdline`.
+    /// Read `/proc/cmdline`, with the words after `--` that PID 1 hid from it when they can be
+    /// read ([`INIT_ARGS_PATH`], root only).
     pub fn from_proc() -> std::io::Result<Cmdline> {
-        Ok(Cmdline::parse(&std::fs::read_to_string("/proc/cmdline")?))
+        let mut c = Cmdline::parse(&std::fs::read_to_string("/proc/cmdline")?);
+        if c.init.is_empty() {
+            if let Ok(kept) = std::fs::read_to_string(INIT_ARGS_PATH) {
+                c.init = Cmdline::parse(&format!("-- {kept}")).init;
+            }
+        }
+        Ok(c)
+    }
+
+    /// The words before `--` as a command line again (what services see as `/proc/cmdline`):
+    /// a word with whitespace gets its value quoted back, as it was written.
+    pub fn kernel_line(&self) -> String {
+        join_quoted(&self.kernel)
+    }
+
+    /// The words after `--` as a line, quoted the same way.
+    pub fn init_line(&self) -> String {
+        join_quoted(&self.init)
     }
 
     /// All words, both sides of `--`, in order.
@@ -51,6 +75,23 @@ impl Cmdline {
             k.starts_with(prefix).then_some((k, v))
         })
     }
+}
+
+/// Words joined by spaces, a word with whitespace getting its value quoted back.
+fn join_quoted(words: &[String]) -> String {
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|w| {
+            if !w.contains(char::is_whitespace) {
+                w.clone()
+            } else if let Some((k, v)) = w.split_once('=') {
+                format!("{k}=\"{v}\"")
+            } else {
+                format!("\"{w}\"")
+            }
+        })
+        .collect();
+    quoted.join(" ")
 }
 
 /// Split on unquoted whitespace; double quotes group words and are removed (as the kernel does).
@@ -86,6 +127,18 @@ fn split_words(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_line_drops_init_words_and_keeps_quotes() {
+        let c = Cmdline::parse(
+            r#"console=ttyS0 rancher.services.x.command="sh -c 'a b'" -- rancher.password=secret"#,
+        );
+        assert_eq!(
+            c.kernel_line(),
+            r#"console=ttyS0 rancher.services.x.command="sh -c 'a b'""#
+        );
+        assert_eq!(Cmdline::parse(&c.kernel_line()).kernel, c.kernel);
+    }
 
     #[test]
     fn splits_quotes_and_dashes() {

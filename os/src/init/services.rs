@@ -98,28 +98,24 @@ impl SystemServices {
 
     /// Boot step: check, order and start every system service.
     pub fn start_all(&mut self, config: &Config) -> anyhow::Result<()> {
-        self.start_all_with(config, &mut |_| Vec::new())
+        let same = config.clone();
+        self.start_all_with(config, &mut || (same.clone(), Vec::new()))
     }
 
     /// [`Self::start_all`], reloading the configuration after every run-to-completion service
-    /// labelled `io.rancher.os.reloadconfig` (`cloud-init-save`): `on_reload` applies the new
-    /// configuration to the host (hostname, `write_files`), and the services not started yet
-    /// are checked and ordered again from it, so a datasource can add or change them.
+    /// labelled `io.rancher.os.reloadconfig` (`cloud-init-save`): `reload` loads it again and
+    /// applies it to the host (hostname, `write_files`), and the services not started yet are
+    /// checked and ordered again from it, so a datasource can add or change them.
     pub fn start_all_with(
         &mut self,
         config: &Config,
-        on_reload: &mut dyn FnMut(&Config) -> Vec<String>,
+        reload: &mut dyn FnMut() -> (Config, Vec<String>),
     ) -> anyhow::Result<()> {
         let mut config = config.clone();
         let mut problems = Vec::new();
         while self.start_pass(&config, &mut problems) {
-            let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
-            let (new, errors) =
-                crate::config::load(Path::new(crate::config::DEFAULTS_PATH), &cmdline);
-            for e in &errors {
-                say(format!("config error: {e}"));
-            }
-            problems.extend(on_reload(&new));
+            let (new, reload_problems) = reload();
+            problems.extend(reload_problems);
             // Containers already running get their files now; the others when they start.
             for name in self.order.clone() {
                 let rootfs = Path::new(CONTAINERS).join(&name).join("rootfs");
@@ -131,7 +127,7 @@ impl SystemServices {
                     ));
                 }
             }
-            tracing::info!(errors = errors.len(), "configuration reloaded");
+            tracing::info!("configuration reloaded");
             config = new;
             self.reloaded = Some(config.clone());
         }
@@ -287,6 +283,14 @@ impl SystemServices {
             }
         }
         let mut c = ContainerSpec::new(name, &rootfs, args);
+        // The kernel command line without PID 1's arguments (after `--`), when it had some.
+        if Path::new(crate::cmdline::SANITIZED_PATH).exists() {
+            c.binds.push(BindMount {
+                source: crate::cmdline::SANITIZED_PATH.into(),
+                destination: "/proc/cmdline".into(),
+                read_only: true,
+            });
+        }
         c.env = env;
         if let Some(w) = spec.working_dir.clone().or(img.working_dir.clone()) {
             c.cwd = PathBuf::from(w);

@@ -17,6 +17,7 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("mount-cgroup2", mounts::cgroup2),
     ("signals", super::supervisor::setup_signals),
     ("load-config", load_config),
+    ("hide-init-args", hide_init_args),
     ("hostname", set_hostname),
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
@@ -80,8 +81,11 @@ fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
 /// hostname and host `write_files` before the rest start, and keep it as the boot's config.
 fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
     let config = boot.config.clone();
-    let result = boot.services.start_all_with(&config, &mut |new| {
-        let mut problems = Vec::new();
+    let cmdline = boot.cmdline.clone();
+    let result = boot.services.start_all_with(&config, &mut || {
+        let (new, errors) =
+            crate::config::load(std::path::Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+        let mut problems: Vec<String> = errors.iter().map(|e| format!("config: {e}")).collect();
         if let Err(e) = apply_hostname(&new.hostname) {
             problems.push(format!("hostname: {e:#}"));
         }
@@ -90,13 +94,41 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
             None,
             std::path::Path::new("/"),
         ));
-        problems
+        (new, problems)
     });
     if let Some(new) = boot.services.take_reloaded() {
         crate::init::supervisor::set_log_level(new.rancher.debug);
         boot.config = new;
     }
     result
+}
+
+/// The words after `--` (`rancher.password=…`, `cc.*`) are for PID 1, which has read them: the
+/// host and every container see a `/proc/cmdline` without them (a read-only file bound over it).
+fn hide_init_args(boot: &mut Boot) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if boot.cmdline.init.is_empty() {
+        return Ok(());
+    }
+    let path = std::path::Path::new(crate::cmdline::SANITIZED_PATH);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    }
+    let kept = std::path::Path::new(crate::cmdline::INIT_ARGS_PATH);
+    crate::config::atomic::write_atomic(kept, boot.cmdline.init_line().as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", kept.display()))?;
+    let line = format!("{}\n", boot.cmdline.kernel_line());
+    crate::config::atomic::write_atomic(path, line.as_bytes(), 0o444)
+        .with_context(|| format!("writing {}", path.display()))?;
+    nix::mount::mount(
+        Some(path),
+        "/proc/cmdline",
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .context("bind over /proc/cmdline")?;
+    Ok(())
 }
 
 fn set_hostname(boot: &mut Boot) -> anyhow::Result<()> {
