@@ -258,7 +258,53 @@ fn dhcp_on_every_eth_interface() {
         assert!(addr.contains("inet 10.0.2.15/24"), "{nic}: {addr}");
     }
     let log = sh(&mut vm, "cat /var/log/network.log");
-    assert!(log.contains("network: DHCP on eth0 eth1"), "{log}");
+    assert!(
+        log.contains("network: DHCP on eth0") && log.contains("network: DHCP on eth1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn static_address_mtu_gateway_and_dns_from_rancher_network() {
+    let opts = VmOptions::new("services_static_net")
+        .unwrap()
+        .extra_nic()
+        .cmdline("rancher.network.interfaces.eth1.dhcp=false")
+        .cmdline("rancher.network.interfaces.eth1.address=192.168.7.5/24")
+        .cmdline("rancher.network.interfaces.eth1.gateway=192.168.7.1")
+        .cmdline("rancher.network.interfaces.eth1.mtu=1400")
+        .cmdline("rancher.network.dns.nameservers=[10.0.2.3]")
+        .cmdline("rancher.network.dns.search=[example.lan]");
+    let mut vm = boot(opts);
+    let eth1 = poll(&mut vm, "ip addr show eth1", Duration::from_secs(30), |o| {
+        o.contains("192.168.7.5")
+    });
+    assert!(eth1.contains("inet 192.168.7.5/24"), "{eth1}");
+    assert!(eth1.contains("mtu 1400"), "{eth1}");
+    assert!(
+        sh(&mut vm, "ip route").contains("default via 192.168.7.1 dev eth1"),
+        "gateway"
+    );
+    // eth0 still takes its address by DHCP (the default eth* entry); its lease does not
+    // overwrite the configured DNS.
+    let eth0 = poll(
+        &mut vm,
+        "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'",
+        Duration::from_secs(60),
+        |o| o.contains("inet 10."),
+    );
+    assert!(eth0.contains("inet 10.0.2.15/24"), "{eth0}");
+    let log = poll(
+        &mut vm,
+        "cat /var/log/network.log",
+        Duration::from_secs(30),
+        |o| o.contains("resolv.conf kept"),
+    );
+    assert!(log.contains("resolv.conf kept: static DNS"), "{log}");
+    assert_eq!(
+        sh(&mut vm, "grep -v '^#' /etc/resolv.conf"),
+        "search example.lan\nnameserver 10.0.2.3"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod init;
+pub mod netconf;
 pub mod ntp;
 pub mod rancherctl;
 pub mod services;
@@ -34,6 +35,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "rancherctl" => rancherctl::main(rest),
         // The `cloud-init-save` and `cloud-init-execute` system services (in their containers).
         "cloud-init" => cloudinit::main(rest),
+        // The `network` system service's main process (in its container).
+        "netconf" => netconf::main(rest),
         // The `ntp` system service's client (run inside its container).
         "ntpd" => ntp::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.

@@ -8,7 +8,7 @@
 pub mod order;
 pub mod restart;
 pub mod spec;
-mod words;
+pub mod words;
 
 pub use order::{plan, Plan};
 pub use restart::{Backoff, RestartPolicy};

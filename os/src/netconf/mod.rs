@@ -1,0 +1,290 @@
+//! `ros netconf`: the `network` system service's main process. It reads `rancher.network` and
+//! configures every link of the host's network namespace (the service runs with `net: host`):
+//!
+//! - an `interfaces` entry picks links by name, glob (`eth*`) or `mac=…`; for a link several
+//!   entries match, an exact one (name, MAC) beats a glob. The defaults say `eth*: {dhcp: true}`;
+//! - static `address`/`addresses`, `gateway`, `mtu` are set with busybox `ip`;
+//! - `dhcp: true` runs one busybox `udhcpc` per link in the foreground, with the event script
+//!   that configures the lease and writes `/run/resolvconf/resolv.conf`;
+//! - `dns.nameservers`/`dns.search`, when given, are written to that file and beat the leases'
+//!   (the event script leaves the file alone while `/run/resolvconf/static` exists).
+//!
+//! It then waits: when a DHCP client ends, it stops the others and exits with that client's
+//! status, so the supervisor's restart policy starts the whole configuration again; on SIGTERM
+//! (it is PID 1 of its container, where signals without a handler are dropped) it stops the
+//! clients and exits 0. `rancherctl config set rancher.network…` restarts the service.
+
+use crate::config::network::{Interface, Network};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, ExitCode};
+
+const RESOLV: &str = "/run/resolvconf/resolv.conf";
+const STATIC_MARK: &str = "/run/resolvconf/static";
+const DHCP_SCRIPT: &str = "/usr/share/udhcpc/default.script";
+
+/// A link of the host: name and MAC address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub mac: String,
+}
+
+/// The links in `/sys/class/net`, loopback aside.
+pub fn links(sys: &Path) -> Vec<Link> {
+    let mut v: Vec<Link> = std::fs::read_dir(sys)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let mac = std::fs::read_to_string(e.path().join("address"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    Link { name, mac }
+                })
+                .filter(|l| l.name != "lo")
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// The entry that applies to `link`: exact selectors first, then globs, each in key order.
+pub fn entry_for<'a>(net: &'a Network, link: &Link) -> Option<(&'a str, &'a Interface)> {
+    let matching = || {
+        net.interfaces
+            .iter()
+            .filter(|(k, i)| i.selector(k).matches(&link.name, &link.mac))
+    };
+    matching()
+        .find(|(k, i)| i.selector(k).is_exact())
+        .or_else(|| matching().next())
+        .map(|(k, i)| (k.as_str(), i))
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `ip …` arguments.
+    Ip(Vec<String>),
+    /// Run a DHCP client on the link.
+    Dhcp { link: String, args: Vec<String> },
+}
+
+/// What to do for every link, in order.
+pub fn plan(net: &Network, links: &[Link]) -> Vec<Action> {
+    let ip = |a: &[&str]| Action::Ip(a.iter().map(|s| s.to_string()).collect());
+    let mut out = Vec::new();
+    for link in links {
+        let Some((_, i)) = entry_for(net, link) else {
+            continue;
+        };
+        let n = link.name.as_str();
+        if let Some(mtu) = i.mtu {
+            out.push(ip(&["link", "set", n, "mtu", &mtu.to_string()]));
+        }
+        out.push(ip(&["link", "set", n, "up"]));
+        for a in i.address.iter().chain(i.addresses.iter()) {
+            out.push(ip(&["addr", "add", a, "dev", n]));
+        }
+        if let Some(gw) = &i.gateway {
+            out.push(ip(&["route", "replace", "default", "via", gw, "dev", n]));
+        }
+        if i.dhcp {
+            out.push(Action::Dhcp {
+                link: link.name.clone(),
+                args: crate::services::words::split(i.dhcp_args.as_deref().unwrap_or(""))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    out
+}
+
+/// `resolv.conf` from `rancher.network.dns`, when it says anything.
+pub fn resolv_conf(net: &Network) -> Option<String> {
+    if net.dns.nameservers.is_empty() && net.dns.search.is_empty() {
+        return None;
+    }
+    let mut s = String::from("# written by the network service from rancher.network.dns\n");
+    if !net.dns.search.is_empty() {
+        s.push_str(&format!("search {}\n", net.dns.search.join(" ")));
+    }
+    for ns in &net.dns.nameservers {
+        s.push_str(&format!("nameserver {ns}\n"));
+    }
+    Some(s)
+}
+
+fn load_network() -> Network {
+    let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
+    let (config, errors) = crate::config::load(Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+    for e in errors {
+        println!("network: config: {e}");
+    }
+    config.rancher.network
+}
+
+/// `ros netconf`.
+pub fn main(_args: &[String]) -> ExitCode {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        println!("network: blocking signals: {e}");
+    }
+    let net = load_network();
+    match resolv_conf(&net) {
+        Some(text) => {
+            let _ = std::fs::create_dir_all("/run/resolvconf");
+            let w = crate::config::atomic::write_atomic(Path::new(RESOLV), text.as_bytes(), 0o644)
+                .and_then(|_| std::fs::write(STATIC_MARK, ""));
+            match w {
+                Ok(()) => println!("network: DNS from rancher.network.dns written to {RESOLV}"),
+                Err(e) => println!("network: writing {RESOLV}: {e}"),
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(STATIC_MARK);
+        }
+    }
+    let links = links(Path::new("/sys/class/net"));
+    let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    println!("network: links {}", names.join(" "));
+    let mut clients: BTreeMap<i32, (String, Child)> = BTreeMap::new();
+    for action in plan(&net, &links) {
+        match action {
+            Action::Ip(args) => {
+                let st = Command::new("ip").args(&args).status();
+                match st {
+                    Ok(s) if s.success() => println!("network: ip {}", args.join(" ")),
+                    Ok(s) => println!("network: ip {}: {s}", args.join(" ")),
+                    Err(e) => println!("network: ip {}: {e}", args.join(" ")),
+                }
+            }
+            Action::Dhcp { link, args } => {
+                let child = Command::new("udhcpc")
+                    .args(["-f", "-i", &link, "-t", "10", "-T", "2", "-s", DHCP_SCRIPT])
+                    .args(&args)
+                    .spawn();
+                match child {
+                    Ok(c) => {
+                        println!("network: DHCP on {link}");
+                        clients.insert(c.id() as i32, (link, c));
+                    }
+                    Err(e) => println!("network: udhcpc on {link}: {e}"),
+                }
+            }
+        }
+    }
+    supervise(&set, clients)
+}
+
+/// Wait for a signal: SIGTERM/SIGINT stop everything (exit 0); a client's end stops the rest
+/// and exits with its status. Without clients it only waits for SIGTERM.
+fn supervise(
+    set: &nix::sys::signal::SigSet,
+    mut clients: BTreeMap<i32, (String, Child)>,
+) -> ExitCode {
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        let sig = match set.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig == Signal::SIGCHLD {
+            // Reap whatever ended (the container's orphans too: we are its PID 1).
+            while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                let (pid, code) = match st {
+                    WaitStatus::Exited(p, c) => (p.as_raw(), c),
+                    WaitStatus::Signaled(p, s, _) => (p.as_raw(), 128 + s as i32),
+                    _ => break,
+                };
+                if let Some((link, _)) = clients.remove(&pid) {
+                    println!("network: the DHCP client of {link} ended ({code}); stopping");
+                    stop(&mut clients);
+                    return ExitCode::from(code.clamp(1, 255) as u8);
+                }
+            }
+            continue;
+        }
+        println!("network: {sig}: stopping");
+        stop(&mut clients);
+        return ExitCode::SUCCESS;
+    }
+}
+
+fn stop(clients: &mut BTreeMap<i32, (String, Child)>) {
+    for (pid, (_, child)) in clients.iter_mut() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = child.wait();
+    }
+    clients.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(yaml: &str) -> Network {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn link(name: &str, mac: &str) -> Link {
+        Link {
+            name: name.into(),
+            mac: mac.into(),
+        }
+    }
+
+    #[test]
+    fn exact_entries_beat_globs_and_static_settings_come_before_dhcp() {
+        let n = net(
+            "interfaces:\n  eth*: {dhcp: true}\n  eth1: {dhcp: false, address: 192.168.7.5/24, gateway: 192.168.7.1, mtu: 1400}\n  mac=52:54:00:aa:*: {dhcp: true, dhcp_args: -b}\n",
+        );
+        let links = [
+            link("eth0", "52:54:00:12:34:56"),
+            link("eth1", "52:54:00:12:34:57"),
+            link("ens9", "52:54:00:aa:00:01"),
+            link("wlan0", "00:11:22:33:44:55"),
+        ];
+        let p = plan(&n, &links);
+        let show: Vec<String> = p
+            .iter()
+            .map(|a| match a {
+                Action::Ip(v) => format!("ip {}", v.join(" ")),
+                Action::Dhcp { link, args } => format!("dhcp {link} {}", args.join(" ")),
+            })
+            .collect();
+        assert_eq!(
+            show,
+            [
+                "ip link set eth0 up",
+                "dhcp eth0 ",
+                "ip link set eth1 mtu 1400",
+                "ip link set eth1 up",
+                "ip addr add 192.168.7.5/24 dev eth1",
+                "ip route replace default via 192.168.7.1 dev eth1",
+                "ip link set ens9 up",
+                "dhcp ens9 -b",
+            ]
+        );
+    }
+
+    #[test]
+    fn dns_settings_make_a_resolv_conf() {
+        assert_eq!(resolv_conf(&net("{}")), None);
+        assert_eq!(
+            resolv_conf(&net("dns: {nameservers: [10.0.2.3, 8.8.8.8], search: [lan]}")).unwrap(),
+            "# written by the network service from rancher.network.dns\nsearch lan\nnameserver 10.0.2.3\nnameserver 8.8.8.8\n"
+        );
+    }
+}
