@@ -68,6 +68,9 @@ write_files:
   - path: /etc/in-syslog
     container: syslog
     content: inside syslog
+rancher:
+  sysctl:
+    kernel.domainname: seeded.example
 runcmd:
   - echo ran > /home/runcmd-mark
   - [sh, -c, "echo argv >> /home/runcmd-mark"]
@@ -91,6 +94,11 @@ runcmd:
         "both keys: {keys}"
     );
     assert_eq!(sh(&mut vm, "cat /etc/seeded"), "hello from nocloud");
+    assert_eq!(
+        sh(&mut vm, "cat /proc/sys/kernel/domainname"),
+        "seeded.example",
+        "rancher.sysctl applied"
+    );
     assert_eq!(sh(&mut vm, "stat -c %a /etc/seeded"), "640");
     assert_eq!(
         sh(

@@ -16,6 +16,7 @@ mod shell;
 pub mod shutdown;
 mod steps;
 mod supervisor;
+mod sysctl;
 
 use crate::config::Config;
 use crate::console::{say, since_boot};

@@ -22,6 +22,12 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
     ("system-images", |b| b.services.load_images()),
+    ("sysctl", |b| {
+        problems(super::sysctl::apply(
+            std::path::Path::new(PROC_SYS),
+            &b.config.rancher.sysctl,
+        ))
+    }),
     ("write-files", write_files),
     ("system-services", system_services),
     ("power-button", power_button::open),
@@ -63,18 +69,24 @@ fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     anyhow::bail!("{} problem(s), ignored: {}", errors.len(), msgs.join("; "))
 }
 
+const PROC_SYS: &str = "/proc/sys";
+
+/// A step's result from a list of problems.
+fn problems(list: Vec<String>) -> anyhow::Result<()> {
+    if list.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", list.join("; "))
+    }
+}
+
 /// `write_files` without a `container`, on the host (before the services that may read them).
 fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
-    let problems = crate::cloudinit::write_files::apply(
+    problems(crate::cloudinit::write_files::apply(
         &boot.config.write_files,
         None,
         std::path::Path::new("/"),
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("{}", problems.join("; "))
-    }
+    ))
 }
 
 /// Start the system services; when `cloud-init-save` has brought new configuration, apply its
@@ -89,6 +101,10 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
         if let Err(e) = apply_hostname(&new.hostname) {
             problems.push(format!("hostname: {e:#}"));
         }
+        problems.extend(super::sysctl::apply(
+            std::path::Path::new(PROC_SYS),
+            &new.rancher.sysctl,
+        ));
         problems.extend(crate::cloudinit::write_files::apply(
             &new.write_files,
             None,
