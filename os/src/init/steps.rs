@@ -26,6 +26,7 @@ pub const STEPS: &[(&str, StepFn)] = &[
         let config = b.config.clone();
         b.services.start_all(&config)
     }),
+    ("api", super::api::start),
     ("console", shell::start_console),
 ];
 
