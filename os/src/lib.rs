@@ -7,11 +7,12 @@ pub mod engine;
 pub mod init;
 pub mod rancherctl;
 pub mod services;
+pub mod system_docker;
 
 use std::process::ExitCode;
 
 /// The commands this binary answers to, by program name or first argument.
-const COMMANDS: &[&str] = &["init", "rancherctl"];
+const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker"];
 
 /// Run the command named by `argv[0]` (its file name) or, failing that, by `argv[1]`.
 pub fn dispatch(args: Vec<String>) -> ExitCode {
@@ -30,6 +31,7 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
     match cmd.as_str() {
         "init" => init::main(),
         "rancherctl" => rancherctl::main(rest),
+        "system-docker" => system_docker::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.
         "container-helper" => engine::runtime::helper::main(rest),
         other => {
