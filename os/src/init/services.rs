@@ -462,6 +462,7 @@ impl SystemServices {
             st.state = "exited".into();
         }
         self.stop_one(name, timeout);
+        append_log(name, &format!("service {name} stopped through the api"));
         tracing::info!(service = name, "service stopped through the api");
         self.write_status();
         Ok(())
@@ -581,7 +582,7 @@ impl SystemServices {
             });
         };
         let helper = child.id() as i32;
-        tracing::info!(service = name, helper, cmd = ?spec.cmd, "exec started");
+        tracing::debug!(service = name, helper, cmd = ?spec.cmd, "exec started");
         // `child` is dropped without a wait: the supervisor's waitpid(-1) reaps it.
         Ok((helper, out.into(), err.into()))
     }
