@@ -364,3 +364,77 @@ fn the_version_prefix_is_optional() {
     assert_eq!(r("/containers/json"), "/containers/json");
     assert_eq!(r("/volumes/x"), "/volumes/x");
 }
+
+/// The real `docker` CLI against our routes on a real unix socket (the fake engine behind):
+/// `ps`, `inspect`, `logs`, `images` must parse what we send. Skipped, with a note, on a
+/// machine without the docker CLI; never talks to a dockerd (`-H` names our socket only).
+#[tokio::test(flavor = "current_thread")]
+async fn the_docker_cli_reads_our_api() {
+    let has_docker = std::process::Command::new("docker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_docker {
+        eprintln!("no docker CLI here: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("api.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let app = tower::Layer::layer(
+        &tower::util::MapRequestLayer::new(strip_version),
+        router(Api::new(Fake::new())),
+    );
+    let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
+    tokio::spawn(async move { axum::serve(listener, svc).await });
+    let host = format!("unix://{}", sock.display());
+    let docker = move |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let host = host.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("docker")
+                .env_remove("DOCKER_HOST")
+                .env_remove("DOCKER_CONTEXT")
+                .arg("-H")
+                .arg(&host)
+                .args(&args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (rc, out, err) = docker(&["ps"]).await.unwrap();
+    assert_eq!(rc, Some(0), "{err}");
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("rancher/os-syslog:v1") && row.ends_with("syslog"),
+        "{out}"
+    );
+    assert!(row.contains("Up "), "{out}");
+    let (rc, out, err) = docker(&["ps", "-a", "--format", "{{.Names}} {{.State}}"])
+        .await
+        .unwrap();
+    assert_eq!(rc, Some(0), "{err}");
+    assert_eq!(out, "syslog running\nntp exited\n");
+    let (rc, out, err) = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Pid}} {{.HostConfig.RestartPolicy.Name}}",
+        "syslog",
+    ])
+    .await
+    .unwrap();
+    assert_eq!((rc, out.as_str()), (Some(0), "42 always\n"), "{err}");
+    let (rc, out, err) = docker(&["logs", "--tail", "1", "syslog"]).await.unwrap();
+    assert_eq!((rc, out.as_str()), (Some(0), "three\n"), "{err}");
+    let (rc, out, err) = docker(&["images"]).await.unwrap();
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(out.contains("rancher/os-syslog"), "{out}");
+    let (rc, _, err) = docker(&["inspect", "nosuch"]).await.unwrap();
+    assert_eq!(rc, Some(1));
+    assert!(err.contains("No such object: nosuch"), "{err}");
+}
