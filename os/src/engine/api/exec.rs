@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
+/// How many execs are remembered before finished ones are forgotten.
+const MAX_EXECS: usize = 256;
+
 /// One exec, from create to its end.
 pub struct ExecRecord {
     container: String,
@@ -89,7 +92,12 @@ pub async fn create<E: Engine>(
         pid: None,
         exit: None,
     };
-    lock(&api.execs).insert(exec_id.clone(), record);
+    let mut execs = lock(&api.execs);
+    if execs.len() >= MAX_EXECS {
+        // Forget finished execs (Docker too forgets them, when their container goes).
+        execs.retain(|_, r| r.exit.as_ref().is_none_or(|e| e.borrow().is_none()));
+    }
+    execs.insert(exec_id.clone(), record);
     Ok(Json(json!({ "Id": exec_id })))
 }
 
