@@ -164,6 +164,36 @@ fn system_docker_lists_inspects_and_enters_the_system_containers() {
         "{tail}"
     );
 
+    // logs -f: new lines arrive while it follows.
+    sh(
+        &mut vm,
+        "system-docker logs -f --tail 0 syslog > /tmp/follow & sleep 1",
+    );
+    sh(
+        &mut vm,
+        "system-docker exec syslog sh -c 'echo marker-3 >> /proc/1/fd/1'",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let followed = sh(&mut vm, "cat /tmp/follow");
+    assert!(
+        followed.contains("marker-3") && !followed.contains("marker-2"),
+        "{followed}"
+    );
+
+    // load: the initrd's own OCI layout, as a tar, goes back into the store.
+    sh(
+        &mut vm,
+        "tar -C /usr/share/ros/images -cf /tmp/images.tar .",
+    );
+    let loaded = sh(&mut vm, "system-docker load -i /tmp/images.tar");
+    assert!(
+        loaded.contains("Loaded image: ros/busybox:latest"),
+        "{loaded}"
+    );
+    let (out, rc) = run(&mut vm, "echo not-a-tar | system-docker load");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("Error response from daemon"), "{out}");
+
     // Unknown containers: a clear error and exit code 1.
     for cmd in [
         "system-docker inspect nosuch",
