@@ -105,18 +105,28 @@ impl Bridge {
         let _ = self.wake.read(); // reset the counter (EAGAIN when already zero: fine)
         let secs = |t: Option<u64>| Duration::from_secs(t.unwrap_or(config_timeout));
         while let Ok(req) = self.requests.try_recv() {
+            // Each answer goes out after the snapshot shows its effect, so a client's next read
+            // (`stop`, then `ps`) never sees the state from before.
             match req {
                 Request::Start(name, reply) => {
-                    let _ = reply.send(services.start_service(&name).map_err(op_error));
+                    let r = services.start_service(&name).map_err(op_error);
+                    self.publish(services);
+                    let _ = reply.send(r);
                 }
                 Request::Stop(name, t, reply) => {
-                    let _ = reply.send(services.stop(&name, t).map_err(op_error));
+                    let r = services.stop(&name, t).map_err(op_error);
+                    self.publish(services);
+                    let _ = reply.send(r);
                 }
                 Request::Restart(name, t, reply) => {
-                    let _ = reply.send(services.restart(&name, t).map_err(op_error));
+                    let r = services.restart(&name, t).map_err(op_error);
+                    self.publish(services);
+                    let _ = reply.send(r);
                 }
                 Request::Up(name, reply) => {
-                    let _ = reply.send(up(services, &name, secs(None)));
+                    let r = up(services, &name, secs(None));
+                    self.publish(services);
+                    let _ = reply.send(r);
                 }
                 Request::Exec(name, spec, reply) => {
                     let r = match services.exec(&name, &spec) {

@@ -7,12 +7,13 @@ use super::stream::{frames, StreamKind};
 use super::{multiplexed, ApiError, Engine, ExecSpec, RunState, State};
 use axum::body::Bytes;
 use axum::extract::Path;
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How many execs are remembered before finished ones are forgotten.
 const MAX_EXECS: usize = 256;
@@ -115,14 +116,24 @@ pub struct StartBody {
     tty: bool,
 }
 
-/// `POST /exec/{id}/start`: run it and stream stdout and stderr as they come; the body ends
+/// `POST /exec/{id}/start`: run it and stream stdout and stderr as they come; the stream ends
 /// after the process has ended and its exit code is known, so a client's `GET /exec/{id}/json`
-/// right after always sees it.
+/// right after always sees it. A client that asks to upgrade the connection (`Upgrade: tcp`, as
+/// the docker CLI does) gets `101 Switching Protocols` and the frames on the raw connection;
+/// others get them as a streamed `200` body.
 pub async fn start<E: Engine>(
     axum::extract::State(api): State<E>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    mut req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
+    let on_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let body = axum::body::to_bytes(req.into_body(), 1 << 16)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
     let opts: StartBody = if body.is_empty() {
         StartBody::default()
     } else {
@@ -155,7 +166,10 @@ pub async fn start<E: Engine>(
         r.pid = Some(proc.pid);
         r.exit = Some(exit.clone());
     }
-    let (tx, response) = multiplexed();
+    let (tx, response) = match on_upgrade {
+        Some(on_upgrade) => upgraded(on_upgrade),
+        None => multiplexed(),
+    };
     let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(proc.stdout);
     let stderr = tokio::net::unix::pipe::Receiver::from_owned_fd(proc.stderr);
     tokio::spawn(async move {
@@ -169,6 +183,38 @@ pub async fn start<E: Engine>(
         drop(tx);
     });
     Ok(response)
+}
+
+/// `101 Switching Protocols`, and a task that writes what the channel carries to the upgraded
+/// connection, then closes it (the client reads to EOF).
+fn upgraded(on_upgrade: hyper::upgrade::OnUpgrade) -> (tokio::sync::mpsc::Sender<Bytes>, Response) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let conn = match on_upgrade.await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "exec: connection upgrade failed");
+                return;
+            }
+        };
+        let mut conn = hyper_util::rt::TokioIo::new(conn);
+        while let Some(chunk) = rx.recv().await {
+            if conn.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = conn.shutdown().await;
+    });
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = axum::http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.docker.multiplexed-stream"),
+    );
+    (tx, r)
 }
 
 /// Copy one pipe into frames (or drain it unseen when not attached, so the process never blocks

@@ -366,7 +366,7 @@ fn the_version_prefix_is_optional() {
 }
 
 /// The real `docker` CLI against our routes on a real unix socket (the fake engine behind):
-/// `ps`, `inspect`, `logs`, `images` must parse what we send. Skipped, with a note, on a
+/// `ps`, `inspect`, `logs`, `images`, `exec` must parse what we send. Skipped, with a note, on a
 /// machine without the docker CLI; never talks to a dockerd (`-H` names our socket only).
 #[tokio::test(flavor = "current_thread")]
 async fn the_docker_cli_reads_our_api() {
@@ -434,6 +434,12 @@ async fn the_docker_cli_reads_our_api() {
     let (rc, out, err) = docker(&["images"]).await.unwrap();
     assert_eq!(rc, Some(0), "{err}");
     assert!(out.contains("rancher/os-syslog"), "{out}");
+    // exec: the CLI upgrades the connection (101) and reads the frames from it.
+    let (rc, out, err) = docker(&["exec", "syslog", "sh", "-c", "exit 3"])
+        .await
+        .unwrap();
+    assert_eq!((rc, out.as_str()), (Some(3), "hello\n"), "{err}");
+    assert!(err.contains("oops"), "{err}");
     let (rc, _, err) = docker(&["inspect", "nosuch"]).await.unwrap();
     assert_eq!(rc, Some(1));
     assert!(err.contains("No such object: nosuch"), "{err}");
