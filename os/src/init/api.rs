@@ -215,7 +215,11 @@ impl Engine for SupervisorEngine {
             .map(|i| ImageInfo {
                 id: i.id.to_string(),
                 names: i.names.clone(),
-                created: 0,
+                created: i
+                    .created
+                    .as_deref()
+                    .and_then(api::time::parse_rfc3339)
+                    .unwrap_or(0),
                 size: i.layers.iter().map(|l| l.size).sum(),
             })
             .collect())

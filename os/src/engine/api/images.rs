@@ -42,7 +42,7 @@ pub async fn load<E: Engine>(
 ) -> Result<String, ApiError> {
     std::fs::create_dir_all(SPOOL_DIR)
         .map_err(|e| ApiError::internal(format!("mkdir {SPOOL_DIR}: {e}")))?;
-    let spool = tempfile_in(SPOOL_DIR)?;
+    let spool = spool_in(SPOOL_DIR);
     let path = spool.0.clone();
     let result = async {
         let mut file = std::fs::File::create(&path)
@@ -81,11 +81,9 @@ impl Drop for Spool {
     }
 }
 
-fn tempfile_in(dir: &str) -> Result<Spool, ApiError> {
+fn spool_in(dir: &str) -> Spool {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    Ok(Spool(
-        std::path::Path::new(dir).join(format!("load-{}-{n}.tar", std::process::id())),
-    ))
+    Spool(std::path::Path::new(dir).join(format!("load-{}-{n}.tar", std::process::id())))
 }
