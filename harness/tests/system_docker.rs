@@ -125,6 +125,18 @@ fn system_docker_lists_inspects_and_enters_the_system_containers() {
         "system-docker exec syslog test -e /usr/bin/system-docker",
     );
     assert_eq!(rc, 1, "the container's own filesystem: {out}");
+    // With the container's capabilities, not the host's full set.
+    let caps = "grep -E '^Cap(Bnd|Eff)' /proc/self/status";
+    let inside = sh(&mut vm, &format!("system-docker exec syslog {caps}"));
+    let svc_caps = sh(&mut vm, &format!("grep ^CapBnd /proc/{pid}/status"));
+    let host_caps = sh(&mut vm, "grep ^CapBnd /proc/self/status");
+    assert_ne!(svc_caps, host_caps, "syslog runs with fewer capabilities");
+    assert!(inside.contains(&svc_caps), "{inside} vs {svc_caps}");
+    let as_nobody = sh(&mut vm, "system-docker exec -u 65534 syslog id -u");
+    assert!(
+        as_nobody.lines().any(|l| l.trim() == "65534"),
+        "{as_nobody}"
+    );
     let env = sh(&mut vm, "system-docker exec -e FOO=bar syslog env");
     assert!(
         env.contains("FOO=bar") && env.contains("PATH=/usr/local/sbin"),

@@ -12,7 +12,9 @@
 //!    chroot inside its mount namespace, not the namespace's root: joining the namespace alone
 //!    would leave us at the initramfs;
 //! 5. spawn the command with the container's environment (its init's `environ`, then the
-//!    caller's `--env`): the fork lands it in the pid namespace joined in step 3;
+//!    caller's `--env`) and its privileges: the capability bounding set of its init (so a root
+//!    exec gets the container's capabilities, not the host's full set) and `no_new_privs` if
+//!    the init has it; the fork lands it in the pid namespace joined in step 3;
 //! 6. wait for it (our own child, by pid) and exit with its code (128 + signal if killed).
 //!
 //! The helper's stdout and stderr are the command's, so errors go to stderr as text and the exit
@@ -65,6 +67,7 @@ pub(super) fn exec(a: &ExecArgs) -> Result<i32, RuntimeError> {
             joins.push((ns, f, flag));
         }
     }
+    let privs = Privileges::parse(&read(&proc_dir.join("status"))?)?;
     let root_path = proc_dir.join("root");
     let root = File::open(&root_path).map_err(|e| RuntimeError::io(&root_path, e))?;
 
@@ -88,9 +91,17 @@ pub(super) fn exec(a: &ExecArgs) -> Result<i32, RuntimeError> {
     };
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear().envs(env);
+    let mut privs = privs;
     if let Some(u) = &a.user {
-        let (uid, gid) = user_ids(u, &read(Path::new("/etc/passwd")).unwrap_or_default())?;
-        cmd.uid(uid).gid(gid);
+        privs.user = Some(user_ids(
+            u,
+            &read(Path::new("/etc/passwd")).unwrap_or_default(),
+        )?);
+    }
+    // SAFETY: the closure runs in the child between fork and exec and makes only prctl(2)
+    // calls, which are async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || privs.apply());
     }
     let status = match cmd.status() {
         Ok(s) => s,
@@ -108,6 +119,74 @@ pub(super) fn exec(a: &ExecArgs) -> Result<i32, RuntimeError> {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(CANNOT_RUN))
+}
+
+/// What the container's init may do, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Privileges {
+    /// `CapBnd`: the capability bounding set.
+    bounding: u64,
+    no_new_privs: bool,
+    /// Run as (uid, gid) instead of root: set here, after the bounding set is dropped (which
+    /// needs root's CAP_SETPCAP), not by `Command::uid`, which would come first.
+    user: Option<(u32, u32)>,
+}
+
+impl Privileges {
+    fn parse(status: &str) -> Result<Privileges, RuntimeError> {
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let bounding = field("CapBnd")
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .ok_or_else(|| RuntimeError::Spec("no CapBnd in the container's status".into()))?;
+        Ok(Privileges {
+            bounding,
+            no_new_privs: field("NoNewPrivs") == Some("1"),
+            user: None,
+        })
+    }
+
+    /// In the child before exec: drop every capability outside the bounding set (a root
+    /// process's capabilities after exec are its bounding set), switch user, then
+    /// `no_new_privs`.
+    fn apply(self) -> std::io::Result<()> {
+        for cap in 0..64u64 {
+            if self.bounding & (1 << cap) != 0 {
+                continue;
+            }
+            // SAFETY: prctl with integer arguments touches no memory of ours.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if r != 0 {
+                let e = std::io::Error::last_os_error();
+                // EINVAL: no such capability on this kernel, so nothing to drop.
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
+                }
+            }
+        }
+        if let Some((uid, gid)) = self.user {
+            // SAFETY: setgroups with an empty list reads no memory; setgid/setuid take integers.
+            let ok = unsafe {
+                libc::setgroups(0, std::ptr::null()) == 0
+                    && libc::setgid(gid) == 0
+                    && libc::setuid(uid) == 0
+            };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if self.no_new_privs {
+            // SAFETY: as above.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
 }
 
 fn read(p: &Path) -> Result<String, RuntimeError> {
@@ -183,6 +262,21 @@ mod tests {
         assert_eq!(user_ids("104:5", passwd).unwrap(), (104, 5));
         assert_eq!(user_ids("1000", passwd).unwrap(), (1000, 1000));
         assert!(user_ids("nobody", passwd).is_err());
+    }
+
+    #[test]
+    fn privileges_come_from_the_inits_status() {
+        let status = "Name:\tsyslogd\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n\
+                      NoNewPrivs:\t1\n";
+        assert_eq!(
+            Privileges::parse(status).unwrap(),
+            Privileges {
+                bounding: 0xa80425fb,
+                no_new_privs: true,
+                user: None,
+            }
+        );
+        assert!(Privileges::parse("Name:\tx\n").is_err());
     }
 
     #[test]
