@@ -102,6 +102,10 @@ pub struct SystemServices {
     environment: BTreeMap<String, String>,
     backoff: Backoff,
     stopping: bool,
+    /// Boot is over: a run-to-completion service is no longer waited for in place (that would
+    /// stall the supervisor loop, which reaps and serves the API); its exit is seen by
+    /// [`SystemServices::on_exit`] like any other.
+    booted: bool,
 }
 
 impl SystemServices {
@@ -177,6 +181,7 @@ impl SystemServices {
                 self.mark_failed(&name, &msg);
             }
         }
+        self.booted = true;
         self.write_status();
         for p in &problems {
             say(format!("service error: {p}"));
@@ -305,7 +310,7 @@ impl SystemServices {
         }
         .into();
         tracing::info!(service = name, pid = ?st.pid, "service started");
-        if !spec.detach && !spec.create_only {
+        if !spec.detach && !spec.create_only && !self.booted {
             if let Some(pid) = st.pid {
                 let code = wait_for(pid);
                 self.finished(name, code);
