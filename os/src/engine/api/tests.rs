@@ -338,6 +338,99 @@ async fn ping_version_images() {
     assert!(String::from_utf8_lossy(&body).contains("Loaded image: x:latest"));
 }
 
+/// The key sets dockerd 28 (API 1.41) sends, recorded from `curl --unix-socket
+/// /var/run/docker.sock` on a created container and an image: ours are the same.
+#[tokio::test]
+async fn json_keys_are_dockers() {
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let api = Api::new(Fake::new());
+    let (_, body) = call(&api, Method::GET, "/containers/json", "").await;
+    assert_eq!(
+        keys(&json(&body)[0]),
+        [
+            "Command",
+            "Created",
+            "HostConfig",
+            "Id",
+            "Image",
+            "ImageID",
+            "Labels",
+            "Mounts",
+            "Names",
+            "NetworkSettings",
+            "Ports",
+            "State",
+            "Status"
+        ]
+    );
+    let (_, body) = call(&api, Method::GET, "/containers/syslog/json", "").await;
+    let v = json(&body);
+    assert_eq!(
+        keys(&v),
+        [
+            "AppArmorProfile",
+            "Args",
+            "Config",
+            "Created",
+            "Driver",
+            "ExecIDs",
+            "GraphDriver",
+            "HostConfig",
+            "HostnamePath",
+            "HostsPath",
+            "Id",
+            "Image",
+            "LogPath",
+            "MountLabel",
+            "Mounts",
+            "Name",
+            "NetworkSettings",
+            "Path",
+            "Platform",
+            "ProcessLabel",
+            "ResolvConfPath",
+            "RestartCount",
+            "State"
+        ]
+    );
+    assert_eq!(
+        keys(&v["State"]),
+        [
+            "Dead",
+            "Error",
+            "ExitCode",
+            "FinishedAt",
+            "OOMKilled",
+            "Paused",
+            "Pid",
+            "Restarting",
+            "Running",
+            "StartedAt",
+            "Status"
+        ]
+    );
+    let (_, body) = call(&api, Method::GET, "/images/json", "").await;
+    assert_eq!(
+        keys(&json(&body)[0]),
+        [
+            "Containers",
+            "Created",
+            "Id",
+            "Labels",
+            "ParentId",
+            "RepoDigests",
+            "RepoTags",
+            "SharedSize",
+            "Size",
+            "VirtualSize"
+        ]
+    );
+}
+
 #[test]
 fn tail_takes_whole_lines_from_the_end() {
     use super::containers::tail_lines;
