@@ -143,6 +143,19 @@ fn system_docker_lists_inspects_and_enters_the_system_containers() {
         "{env}"
     );
 
+    // stdin with -i; without it the command reads EOF at once.
+    let piped = sh(
+        &mut vm,
+        "printf 'in-%s\\n' put | system-docker exec -i syslog cat",
+    );
+    assert!(piped.contains("in-put"), "{piped}");
+    let (out, rc) = run(&mut vm, "echo ignored | system-docker exec syslog cat");
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        !out.contains("ignored\n") && !out.lines().any(|l| l == "ignored"),
+        "{out}"
+    );
+
     // Exit codes and stderr come through.
     let (_, rc) = run(&mut vm, "system-docker exec syslog sh -c 'exit 3'");
     assert_eq!(rc, 3);

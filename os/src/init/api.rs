@@ -130,11 +130,12 @@ impl Bridge {
                 }
                 Request::Exec(name, spec, reply) => {
                     let r = match services.exec(&name, &spec) {
-                        Ok((pid, stdout, stderr)) => {
+                        Ok((pid, stdin, stdout, stderr)) => {
                             let (tx, rx) = watch::channel(None);
                             self.execs.insert(pid, tx);
                             Ok(ExecProcess {
                                 pid,
+                                stdin,
                                 stdout,
                                 stderr,
                                 exit: rx,

@@ -545,13 +545,13 @@ impl SystemServices {
     }
 
     /// Run `spec` inside service `name`'s container: a `container-helper exec` process joins
-    /// its namespaces and cgroup. Returns the helper's pid (the supervisor reaps it) and its
-    /// stdout and stderr pipes.
+    /// its namespaces and cgroup. Returns the helper's pid (the supervisor reaps it), its stdin
+    /// pipe when asked for, and its stdout and stderr pipes.
     pub fn exec(
         &self,
         name: &str,
         spec: &crate::engine::api::ExecSpec,
-    ) -> Result<(i32, std::os::fd::OwnedFd, std::os::fd::OwnedFd), ServiceOpError> {
+    ) -> Result<ExecPipes, ServiceOpError> {
         use std::process::{Command, Stdio};
         let pid = self
             .status
@@ -571,8 +571,13 @@ impl SystemServices {
             cmd.args(["--cwd", w]);
         }
         cmd.arg("--").args(&spec.cmd);
+        let stdin = if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         let mut child = cmd
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -588,8 +593,9 @@ impl SystemServices {
         };
         let helper = child.id() as i32;
         tracing::debug!(service = name, helper, cmd = ?spec.cmd, "exec started");
+        let stdin = child.stdin.take().map(Into::into);
         // `child` is dropped without a wait: the supervisor's waitpid(-1) reaps it.
-        Ok((helper, out.into(), err.into()))
+        Ok((helper, stdin, out.into(), err.into()))
     }
 
     /// Every service as the control API shows it.
@@ -653,6 +659,14 @@ impl SystemServices {
         }
     }
 }
+
+/// An exec helper: its pid, stdin (if asked for), stdout, stderr.
+pub type ExecPipes = (
+    i32,
+    Option<std::os::fd::OwnedFd>,
+    std::os::fd::OwnedFd,
+    std::os::fd::OwnedFd,
+);
 
 /// Why an action on one service (from the control API) failed.
 #[derive(Debug, thiserror::Error)]

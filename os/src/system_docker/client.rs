@@ -63,14 +63,62 @@ impl Client {
         path: &str,
         body: Option<(&str, u64, &mut dyn Read)>,
     ) -> Result<Response, ClientError> {
+        let stream = self.send(method, path, body, false)?;
+        Response::read(BufReader::new(stream))
+    }
+
+    /// A request that asks to upgrade the connection (`Upgrade: tcp`, as `docker exec` does):
+    /// on `101` the raw connection, as a buffered reader (frames may already be buffered) and
+    /// a writer (for stdin); any other answer is the daemon's error.
+    pub fn upgrade(
+        &self,
+        method: &str,
+        path: &str,
+        json: &[u8],
+    ) -> Result<(BufReader<UnixStream>, UnixStream), ClientError> {
+        let mut body = json;
+        let len = body.len() as u64;
+        let stream = self.send(
+            method,
+            path,
+            Some(("application/json", len, &mut body)),
+            true,
+        )?;
+        let writer = stream
+            .try_clone()
+            .map_err(io_err("duplicating the connection"))?;
+        let mut reader = BufReader::new(stream);
+        let (status, headers) = read_head(&mut reader)?;
+        if status == 101 {
+            return Ok((reader, writer));
+        }
+        let resp = Response::with_body(status, headers, reader);
+        resp.ok()?;
+        Err(ClientError::Protocol(format!(
+            "{path}: the daemon did not upgrade the connection ({status})"
+        )))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, u64, &mut dyn Read)>,
+        upgrade: bool,
+    ) -> Result<UnixStream, ClientError> {
         let mut stream =
             UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
                 socket: self.socket.clone(),
                 source,
             })?;
         let mut head = format!(
-            "{method} {VERSION_PREFIX}{path} HTTP/1.1\r\nHost: system-docker\r\nUser-Agent: system-docker/{}\r\nConnection: close\r\n",
-            env!("CARGO_PKG_VERSION")
+            "{method} {VERSION_PREFIX}{path} HTTP/1.1\r\nHost: system-docker\r\nUser-Agent: system-docker/{}\r\n{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            if upgrade {
+                "Connection: Upgrade\r\nUpgrade: tcp"
+            } else {
+                "Connection: close"
+            }
         );
         match &body {
             Some((ctype, len, _)) => head.push_str(&format!(
@@ -86,7 +134,7 @@ impl Client {
         if let Some((_, _, reader)) = body {
             io::copy(reader, &mut stream).map_err(io_err("sending the request body"))?;
         }
-        Response::read(BufReader::new(stream))
+        Ok(stream)
     }
 
     /// A request whose success is a JSON body; an error status becomes [`ClientError::Daemon`].
@@ -123,27 +171,15 @@ pub struct Response {
 
 impl Response {
     fn read(mut r: BufReader<UnixStream>) -> Result<Response, ClientError> {
-        let mut line = String::new();
-        r.read_line(&mut line)
-            .map_err(io_err("reading the response"))?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ClientError::Protocol(format!("status line {line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            r.read_line(&mut line)
-                .map_err(io_err("reading the response"))?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
+        let (status, headers) = read_head(&mut r)?;
+        Ok(Response::with_body(status, headers, r))
+    }
+
+    fn with_body(
+        status: u16,
+        headers: Vec<(String, String)>,
+        r: BufReader<UnixStream>,
+    ) -> Response {
         let header = |name: &str| {
             headers
                 .iter()
@@ -158,11 +194,11 @@ impl Response {
             } else {
                 Box::new(r)
             };
-        Ok(Response {
+        Response {
             status,
             headers,
             body,
-        })
+        }
     }
 
     /// The whole body.
@@ -188,6 +224,32 @@ impl Response {
             .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
         Err(ClientError::Daemon { status, message })
     }
+}
+
+/// The status line and headers (names lower-cased).
+fn read_head(r: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>), ClientError> {
+    let mut line = String::new();
+    r.read_line(&mut line)
+        .map_err(io_err("reading the response"))?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ClientError::Protocol(format!("status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)
+            .map_err(io_err("reading the response"))?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok((status, headers))
 }
 
 /// `Transfer-Encoding: chunked`, decoded as it is read.

@@ -1,5 +1,6 @@
-//! `system-docker exec [-e K=V] [-u USER] [-w DIR] NAME CMD [ARG…]`: create the exec, start it
-//! and copy its output as it comes, then exit with its exit code (as `docker exec` does).
+//! `system-docker exec [-i] [-e K=V] [-u USER] [-w DIR] NAME CMD [ARG…]`: create the exec,
+//! start it on an upgraded connection (as `docker exec` does), copy its output as it comes
+//! (and, with `-i`, our stdin to it, half-closing at EOF), then exit with its exit code.
 
 use super::client::{Client, ClientError};
 use super::encode;
@@ -22,7 +23,7 @@ pub fn exec(client: &Client, args: &[String]) -> ExitCode {
 }
 
 fn run(client: &Client, args: &[String]) -> Result<i32, ClientError> {
-    let (mut env, mut user, mut dir) = (Vec::new(), None, None);
+    let (mut env, mut user, mut dir, mut interactive) = (Vec::new(), None, None, false);
     let mut it = args.iter();
     let name = loop {
         let a = it
@@ -37,7 +38,7 @@ fn run(client: &Client, args: &[String]) -> Result<i32, ClientError> {
             "-e" | "--env" => env.push(value(a)?),
             "-u" | "--user" => user = Some(value(a)?),
             "-w" | "--workdir" => dir = Some(value(a)?),
-            "-i" | "--interactive" => {}
+            "-i" | "--interactive" => interactive = true,
             "-t" | "--tty" | "-it" | "-ti" => {
                 return Err(ClientError::Usage("exec: a tty is not supported".into()))
             }
@@ -54,6 +55,7 @@ fn run(client: &Client, args: &[String]) -> Result<i32, ClientError> {
         &format!("/containers/{}/exec", encode(&name)),
         Some(&json!({
             "Cmd": cmd,
+            "AttachStdin": interactive,
             "AttachStdout": true,
             "AttachStderr": true,
             "Env": env,
@@ -66,14 +68,16 @@ fn run(client: &Client, args: &[String]) -> Result<i32, ClientError> {
         .ok_or_else(|| ClientError::Protocol("exec create: no Id".into()))?
         .to_string();
     let body = br#"{"Detach":false,"Tty":false}"#;
-    let resp = client
-        .request(
-            "POST",
-            &format!("/exec/{id}/start"),
-            Some(("application/json", body.len() as u64, &mut &body[..])),
-        )?
-        .ok()?;
-    copy_frames(resp.body)?;
+    let (reader, mut writer) = client.upgrade("POST", &format!("/exec/{id}/start"), body)?;
+    if interactive {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        });
+    } else {
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    }
+    copy_frames(Box::new(reader))?;
     let info: serde_json::Value = client.json("GET", &format!("/exec/{id}/json"), None)?;
     match info["ExitCode"].as_i64() {
         Some(c) => Ok(c as i32),

@@ -83,12 +83,16 @@ pub struct ExecSpec {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub working_dir: Option<String>,
+    /// Give it a stdin pipe (`AttachStdin`); otherwise its stdin is `/dev/null`.
+    pub stdin: bool,
 }
 
 /// A started exec: its output pipes, and its exit code once the supervisor has reaped it
 /// (`None` while it runs).
 pub struct ExecProcess {
     pub pid: i32,
+    /// Its stdin, when asked for.
+    pub stdin: Option<OwnedFd>,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub exit: tokio::sync::watch::Receiver<Option<i32>>,

@@ -34,6 +34,8 @@ pub struct ExecRecord {
 pub struct CreateBody {
     cmd: Option<Vec<String>>,
     #[serde(default)]
+    attach_stdin: bool,
+    #[serde(default)]
     attach_stdout: bool,
     #[serde(default)]
     attach_stderr: bool,
@@ -87,6 +89,7 @@ pub async fn create<E: Engine>(
             env: b.env.unwrap_or_default(),
             user: b.user.filter(|u| !u.is_empty()),
             working_dir: b.working_dir.filter(|w| !w.is_empty()),
+            stdin: b.attach_stdin,
         },
         attach_stdout: b.attach_stdout,
         attach_stderr: b.attach_stderr,
@@ -166,8 +169,10 @@ pub async fn start<E: Engine>(
         r.pid = Some(proc.pid);
         r.exit = Some(exit.clone());
     }
+    // Stdin travels only on an upgraded connection; otherwise the command reads EOF.
+    let stdin = if opts.detach { None } else { proc.stdin };
     let (tx, response) = match on_upgrade {
-        Some(on_upgrade) => upgraded(on_upgrade),
+        Some(on_upgrade) => upgraded(on_upgrade, stdin),
         None => multiplexed(),
     };
     let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(proc.stdout);
@@ -186,8 +191,12 @@ pub async fn start<E: Engine>(
 }
 
 /// `101 Switching Protocols`, and a task that writes what the channel carries to the upgraded
-/// connection, then closes it (the client reads to EOF).
-fn upgraded(on_upgrade: hyper::upgrade::OnUpgrade) -> (tokio::sync::mpsc::Sender<Bytes>, Response) {
+/// connection, then closes it (the client reads to EOF); what the client sends on it goes to
+/// the command's stdin, which is closed when the client half-closes.
+fn upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    stdin: Option<std::os::fd::OwnedFd>,
+) -> (tokio::sync::mpsc::Sender<Bytes>, Response) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         let conn = match on_upgrade.await {
@@ -197,13 +206,23 @@ fn upgraded(on_upgrade: hyper::upgrade::OnUpgrade) -> (tokio::sync::mpsc::Sender
                 return;
             }
         };
-        let mut conn = hyper_util::rt::TokioIo::new(conn);
+        let (mut from_client, mut to_client) = tokio::io::split(hyper_util::rt::TokioIo::new(conn));
+        if let Some(fd) = stdin {
+            tokio::spawn(async move {
+                let Ok(mut pipe) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
+                    tracing::warn!("exec: stdin pipe could not be registered");
+                    return;
+                };
+                // Ends at the client's EOF (or the command's exit); dropping the pipe closes it.
+                let _ = tokio::io::copy(&mut from_client, &mut pipe).await;
+            });
+        }
         while let Some(chunk) = rx.recv().await {
-            if conn.write_all(&chunk).await.is_err() {
+            if to_client.write_all(&chunk).await.is_err() {
                 return;
             }
         }
-        let _ = conn.shutdown().await;
+        let _ = to_client.shutdown().await;
     });
     let mut r = Response::new(axum::body::Body::empty());
     *r.status_mut() = axum::http::StatusCode::SWITCHING_PROTOCOLS;

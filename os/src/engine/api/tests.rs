@@ -99,11 +99,21 @@ impl Engine for Fake {
         self.call(format!("exec {name} {}", spec.cmd.join(" ")));
         let (out_r, out_w) = nix::unistd::pipe().unwrap();
         let (err_r, err_w) = nix::unistd::pipe().unwrap();
-        std::fs::File::from(out_w).write_all(b"hello\n").unwrap();
+        let mut out = std::fs::File::from(out_w);
+        out.write_all(b"hello\n").unwrap();
         std::fs::File::from(err_w).write_all(b"oops\n").unwrap();
+        // With stdin: what comes in goes out after the greeting (`cat`).
+        let stdin = spec.stdin.then(|| {
+            let (in_r, in_w) = nix::unistd::pipe().unwrap();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::fs::File::from(in_r), &mut out);
+            });
+            in_w
+        });
         let (_tx, exit) = tokio::sync::watch::channel(Some(3));
         Ok(ExecProcess {
             pid: 99,
+            stdin,
             stdout: out_r,
             stderr: err_r,
             exit,
@@ -481,18 +491,25 @@ async fn the_docker_cli_reads_our_api() {
     let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     tokio::spawn(async move { axum::serve(listener, svc).await });
     let host = format!("unix://{}", sock.display());
-    let docker = move |args: &[&str]| {
+    let docker_in = move |args: &[&str], input: &'static [u8]| {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let host = host.clone();
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new("docker")
+            let mut child = std::process::Command::new("docker")
                 .env_remove("DOCKER_HOST")
                 .env_remove("DOCKER_CONTEXT")
                 .arg("-H")
                 .arg(&host)
                 .args(&args)
-                .output()
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
                 .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input).unwrap();
+            drop(stdin);
+            let out = child.wait_with_output().unwrap();
             (
                 out.status.code(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -500,6 +517,7 @@ async fn the_docker_cli_reads_our_api() {
             )
         })
     };
+    let docker = |args: &[&str]| docker_in(args, b"");
     let (rc, out, err) = docker(&["ps"]).await.unwrap();
     assert_eq!(rc, Some(0), "{err}");
     let row = out.lines().nth(1).unwrap_or_default();
@@ -533,6 +551,10 @@ async fn the_docker_cli_reads_our_api() {
         .unwrap();
     assert_eq!((rc, out.as_str()), (Some(3), "hello\n"), "{err}");
     assert!(err.contains("oops"), "{err}");
+    let (rc, out, err) = docker_in(&["exec", "-i", "syslog", "cat"], b"piped-in\n")
+        .await
+        .unwrap();
+    assert_eq!((rc, out.as_str()), (Some(3), "hello\npiped-in\n"), "{err}");
     let (rc, _, err) = docker(&["inspect", "nosuch"]).await.unwrap();
     assert_eq!(rc, Some(1));
     assert!(err.contains("No such object: nosuch"), "{err}");
