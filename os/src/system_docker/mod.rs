@@ -20,7 +20,7 @@ commands:
   ps [-a]                      list containers (-a: stopped ones too)
   images                       list images
   logs [-f] [--tail N] NAME    print a container's log (-f: follow)
-  exec [-e K=V] [-u USER] [-w DIR] NAME CMD [ARG…]
+  exec [-i] [-e K=V] [-u USER] [-w DIR] NAME CMD [ARG…]
                                run a command in a running container; exits with its code
   start|stop|restart [-t SECS] NAME…
   inspect NAME…                low-level information as JSON
