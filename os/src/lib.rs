@@ -10,11 +10,12 @@ pub mod netconf;
 pub mod ntp;
 pub mod rancherctl;
 pub mod services;
+pub mod system_docker;
 
 use std::process::ExitCode;
 
 /// The commands this binary answers to, by program name or first argument.
-const COMMANDS: &[&str] = &["init", "rancherctl"];
+const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker"];
 
 /// Run the command named by `argv[0]` (its file name) or, failing that, by `argv[1]`.
 pub fn dispatch(args: Vec<String>) -> ExitCode {
@@ -39,6 +40,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "netconf" => netconf::main(rest),
         // The `ntp` system service's client (run inside its container).
         "ntpd" => ntp::main(rest),
+        // The system engine's CLI (talks to the control API).
+        "system-docker" => system_docker::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.
         "container-helper" => engine::runtime::helper::main(rest),
         other => {

@@ -111,6 +111,14 @@ pub struct Rancher {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub services: BTreeMap<String, Service>,
+    /// Services switched on or off by name (`rancherctl service enable|disable NAME`, as in
+    /// RancherOS); a service set to `false` is not started.
+    #[serde(
+        default,
+        deserialize_with = "map_or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub services_include: BTreeMap<String, bool>,
     /// The user Docker engine.
     #[serde(default, deserialize_with = "or_default")]
     pub docker: Docker,
@@ -360,6 +368,7 @@ impl Default for Rancher {
             modules: Vec::new(),
             network: Network::default(),
             services: BTreeMap::new(),
+            services_include: BTreeMap::new(),
             docker: Docker::default(),
             system_docker: Docker::default(),
             state: State::default(),

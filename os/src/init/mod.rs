@@ -7,6 +7,7 @@
 //! PID 1 must never exit: its death panics the kernel. Every step and the supervisor loop run
 //! under `catch_unwind`; if the loop keeps failing, PID 1 falls back to an emergency shell.
 
+pub mod api;
 mod logs;
 mod mounts;
 mod net;
@@ -37,6 +38,8 @@ pub struct Boot {
     pub console: Option<(String, i32)>,
     /// The system services (containers of the system engine).
     pub services: services::SystemServices,
+    /// The control API's link to the supervisor (None if its step failed).
+    pub api: Option<api::Bridge>,
 }
 
 /// Entry point of `init`.

@@ -17,7 +17,7 @@ use anyhow::Context;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The system engine's image store.
 pub const STORE_ROOT: &str = "/var/lib/system-docker";
@@ -45,6 +45,25 @@ pub struct ServiceStatus {
     restart_at: Option<Instant>,
     #[serde(skip)]
     backoff_count: u32,
+    /// Stopped through the API (`docker stop`): the restart policy leaves it alone until it is
+    /// started again.
+    #[serde(skip)]
+    user_stopped: bool,
+    /// What the control API shows (`docker inspect`).
+    #[serde(skip)]
+    created: Option<SystemTime>,
+    #[serde(skip)]
+    started_at: Option<SystemTime>,
+    #[serde(skip)]
+    finished_at: Option<SystemTime>,
+    #[serde(skip)]
+    exit_code: Option<i32>,
+    #[serde(skip)]
+    image_id: String,
+    #[serde(skip)]
+    args: Vec<String>,
+    #[serde(skip)]
+    env: Vec<String>,
 }
 
 impl ServiceStatus {
@@ -60,6 +79,14 @@ impl ServiceStatus {
             started: None,
             restart_at: None,
             backoff_count: 0,
+            user_stopped: false,
+            created: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            image_id: String::new(),
+            args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -80,6 +107,10 @@ pub struct SystemServices {
     write_files: Vec<crate::config::write_files::WriteFile>,
     /// The configuration reloaded at boot (after `cloud-init-save`), for PID 1 to adopt.
     reloaded: Option<Config>,
+    /// Boot is over: a run-to-completion service is no longer waited for in place (that would
+    /// stall the supervisor loop, which reaps and serves the API); its exit is seen by
+    /// [`SystemServices::on_exit`] like any other.
+    booted: bool,
 }
 
 impl SystemServices {
@@ -131,6 +162,7 @@ impl SystemServices {
             config = new;
             self.reloaded = Some(config.clone());
         }
+        self.booted = true;
         self.write_status();
         for p in &problems {
             say(format!("service error: {p}"));
@@ -159,6 +191,10 @@ impl SystemServices {
         self.write_files = config.write_files.clone();
         for (name, raw) in &config.rancher.services {
             if self.handled(name) {
+                continue;
+            }
+            if config.rancher.services_include.get(name) == Some(&false) {
+                tracing::info!(service = %name, "disabled by rancher.services_include; not started");
                 continue;
             }
             let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
@@ -338,6 +374,7 @@ impl SystemServices {
         if self.runtime.root().join("state").join(name).exists() {
             let _ = self.runtime.delete(name, true);
         }
+        let (args, env) = (c.args.clone(), c.env.clone());
         let st = if spec.create_only {
             self.runtime.create(&c)?
         } else {
@@ -347,6 +384,13 @@ impl SystemServices {
             .status
             .entry(name.to_string())
             .or_insert_with(|| ServiceStatus::new(name, &spec.image, "running"));
+        entry.image.clone_from(&spec.image);
+        entry.image_id = image.id.to_string();
+        entry.args = args;
+        entry.env = env;
+        entry.created.get_or_insert_with(SystemTime::now);
+        entry.started_at = Some(SystemTime::now());
+        entry.user_stopped = false;
         entry.pid = st.pid;
         entry.started = Some(Instant::now());
         entry.restart_at = None;
@@ -358,7 +402,7 @@ impl SystemServices {
         }
         .into();
         tracing::info!(service = name, pid = ?st.pid, "service started");
-        if !spec.detach && !spec.create_only {
+        if !spec.detach && !spec.create_only && !self.booted {
             if let Some(pid) = st.pid {
                 let code = wait_for(pid);
                 self.finished(name, code);
@@ -374,6 +418,8 @@ impl SystemServices {
             st.pid = None;
             st.state = "exited".into();
             st.last_exit = Some(describe(code));
+            st.finished_at = Some(SystemTime::now());
+            st.exit_code = code;
         }
         tracing::info!(service = name, exit = ?code, "run-to-completion service finished");
     }
@@ -391,10 +437,16 @@ impl SystemServices {
         };
         let _ = self.runtime.delete(&name, true);
         let spec = self.specs.get(&name).cloned();
-        let st = self.status.get_mut(&name).expect("found above");
+        let Some(st) = self.status.get_mut(&name) else {
+            return true;
+        };
         st.pid = None;
         st.last_exit = Some(describe(code));
-        let wants = !self.stopping && spec.is_some_and(|s| s.restart.wants_restart(code));
+        st.finished_at = Some(SystemTime::now());
+        st.exit_code = code.or(Some(137));
+        let wants = !self.stopping
+            && !st.user_stopped
+            && spec.is_some_and(|s| s.restart.wants_restart(code));
         if wants {
             let ran = st.started.map(|t| t.elapsed()).unwrap_or_default();
             let (delay, n) = self.backoff.next(st.backoff_count, ran);
@@ -461,35 +513,238 @@ impl SystemServices {
     pub fn stop_all(&mut self, timeout: Duration) {
         self.stopping = true;
         for name in self.order.clone().iter().rev() {
-            let Some(pid) = self.status.get(name).and_then(|s| s.pid) else {
-                continue;
-            };
-            say(format!("stopping service {name}"));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + timeout;
-            let mut ended = wait_until(pid, deadline);
-            if ended.is_none() {
-                say(format!(
-                    "service {name} did not stop in {}s; killing it",
-                    timeout.as_secs()
-                ));
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                ended = wait_until(pid, Instant::now() + Duration::from_secs(2));
-            }
-            let _ = self.runtime.delete(name, true);
-            if let Some(st) = self.status.get_mut(name) {
-                st.pid = None;
-                st.state = "exited".into();
-                st.last_exit = ended.map(describe);
+            if self.status.get(name).and_then(|s| s.pid).is_some() {
+                say(format!("stopping service {name}"));
+                self.stop_one(name, timeout);
             }
         }
         self.write_status();
+    }
+
+    /// TERM the service's init, KILL it after `timeout`, reap it (by its pid: this runs in the
+    /// supervisor, the one that reaps), delete the container. A no-op when it does not run.
+    fn stop_one(&mut self, name: &str, timeout: Duration) {
+        let Some(pid) = self.status.get(name).and_then(|s| s.pid) else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + timeout;
+        let mut ended = wait_until(pid, deadline);
+        if ended.is_none() {
+            say(format!(
+                "service {name} did not stop in {}s; killing it",
+                timeout.as_secs()
+            ));
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            ended = wait_until(pid, Instant::now() + Duration::from_secs(2));
+        }
+        let _ = self.runtime.delete(name, true);
+        if let Some(st) = self.status.get_mut(name) {
+            st.pid = None;
+            st.state = "exited".into();
+            st.last_exit = ended.map(describe);
+            st.finished_at = Some(SystemTime::now());
+            st.exit_code = ended.map(|c| c.unwrap_or(137));
+        }
+    }
+
+    /// `docker stop`: stop it and keep it stopped (the restart policy does not bring it back).
+    pub fn stop(&mut self, name: &str, timeout: Duration) -> Result<(), ServiceOpError> {
+        let st = self
+            .status
+            .get_mut(name)
+            .ok_or_else(|| ServiceOpError::NotFound(name.to_string()))?;
+        st.user_stopped = true;
+        st.restart_at = None;
+        if st.state == "restarting" {
+            st.state = "exited".into();
+        }
+        self.stop_one(name, timeout);
+        append_log(name, &format!("service {name} stopped through the api"));
+        tracing::info!(service = name, "service stopped through the api");
+        self.write_status();
+        Ok(())
+    }
+
+    /// `docker start`: start a stopped service (a no-op when it runs).
+    pub fn start_service(&mut self, name: &str) -> Result<(), ServiceOpError> {
+        if !self.specs.contains_key(name) {
+            return Err(ServiceOpError::NotFound(name.to_string()));
+        }
+        if self.status.get(name).is_some_and(|s| s.pid.is_some()) {
+            return Ok(());
+        }
+        if let Some(st) = self.status.get_mut(name) {
+            st.restart_at = None;
+            st.backoff_count = 0;
+        }
+        let result = self.start(name).map_err(|e| {
+            let msg = format!("{e:#}");
+            self.mark_failed(name, &msg);
+            ServiceOpError::Start {
+                name: name.to_string(),
+                message: msg,
+            }
+        });
+        self.write_status();
+        result
+    }
+
+    /// `docker restart`: stop (TERM, KILL after `timeout`), then start.
+    pub fn restart(&mut self, name: &str, timeout: Duration) -> Result<(), ServiceOpError> {
+        if !self.specs.contains_key(name) {
+            return Err(ServiceOpError::NotFound(name.to_string()));
+        }
+        self.stop_one(name, timeout);
+        // Not counted in `restarts`: like Docker's RestartCount, that counts the policy's.
+        self.start_service(name)
+    }
+
+    /// `rancherctl service up NAME`: take the service's definition from `config` (the
+    /// configuration now on disk), and (re)create it with it.
+    pub fn up(
+        &mut self,
+        name: &str,
+        config: &Config,
+        timeout: Duration,
+    ) -> Result<(), ServiceOpError> {
+        let raw = config
+            .rancher
+            .services
+            .get(name)
+            .ok_or_else(|| ServiceOpError::NotFound(name.to_string()))?;
+        let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
+        let spec = ServiceSpec::parse(name, &value).map_err(|errors| ServiceOpError::Invalid {
+            name: name.to_string(),
+            message: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+        if spec.scope != Scope::System {
+            return Err(ServiceOpError::Invalid {
+                name: name.to_string(),
+                message: "not a system service (io.rancher.os.scope)".into(),
+            });
+        }
+        self.environment = config.rancher.environment.clone().into_iter().collect();
+        self.stop_one(name, timeout);
+        self.specs.insert(name.to_string(), spec);
+        if !self.order.iter().any(|n| n == name) {
+            self.order.push(name.to_string());
+        }
+        self.start_service(name)
+    }
+
+    /// Run `spec` inside service `name`'s container: a `container-helper exec` process joins
+    /// its namespaces and cgroup. Returns the helper's pid (the supervisor reaps it), its stdin
+    /// pipe when asked for, and its stdout and stderr pipes.
+    pub fn exec(
+        &self,
+        name: &str,
+        spec: &crate::engine::api::ExecSpec,
+    ) -> Result<ExecPipes, ServiceOpError> {
+        use std::process::{Command, Stdio};
+        let pid = self
+            .status
+            .get(name)
+            .ok_or_else(|| ServiceOpError::NotFound(name.to_string()))?
+            .pid
+            .ok_or_else(|| ServiceOpError::NotRunning(name.to_string()))?;
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.args(["container-helper", "exec", "--pid", &pid.to_string()]);
+        for e in &spec.env {
+            cmd.args(["--env", e]);
+        }
+        if let Some(u) = &spec.user {
+            cmd.args(["--user", u]);
+        }
+        if let Some(w) = &spec.working_dir {
+            cmd.args(["--cwd", w]);
+        }
+        cmd.arg("--").args(&spec.cmd);
+        let stdin = if spec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let mut child = cmd
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ServiceOpError::Start {
+                name: name.to_string(),
+                message: format!("spawning the exec helper: {e}"),
+            })?;
+        let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(ServiceOpError::Start {
+                name: name.to_string(),
+                message: "exec helper without pipes".into(),
+            });
+        };
+        let helper = child.id() as i32;
+        tracing::debug!(service = name, helper, cmd = ?spec.cmd, "exec started");
+        let stdin = child.stdin.take().map(Into::into);
+        // `child` is dropped without a wait: the supervisor's waitpid(-1) reaps it.
+        Ok((helper, stdin, out.into(), err.into()))
+    }
+
+    /// Every service as the control API shows it.
+    pub fn snapshot(&self) -> Vec<crate::engine::api::ContainerInfo> {
+        use crate::engine::api::{ContainerInfo, RunState};
+        self.status
+            .values()
+            .map(|st| {
+                let spec = self.specs.get(&st.name);
+                let state = match st.state.as_str() {
+                    "running" => RunState::Running,
+                    "restarting" => RunState::Restarting,
+                    "created" => RunState::Created,
+                    "failed" | "invalid" => RunState::Dead,
+                    _ => RunState::Exited,
+                };
+                let host = |m: Option<NsMode>| m == Some(NsMode::Host);
+                ContainerInfo {
+                    name: st.name.clone(),
+                    image: st.image.clone(),
+                    image_id: st.image_id.clone(),
+                    state,
+                    pid: st.pid,
+                    exit_code: st.exit_code,
+                    restart_count: st.restarts,
+                    created: crate::engine::api::time::unix(st.created),
+                    started_at: st.started_at,
+                    finished_at: st.finished_at,
+                    cmd: st.args.clone(),
+                    env: st.env.clone(),
+                    labels: spec.map(|s| s.labels.clone()).unwrap_or_default(),
+                    privileged: spec.is_some_and(|s| s.privileged),
+                    network_mode: if host(spec.map(|s| s.net)) {
+                        "host".into()
+                    } else {
+                        "default".into()
+                    },
+                    pid_mode: if host(spec.map(|s| s.pid)) {
+                        "host".into()
+                    } else {
+                        String::new()
+                    },
+                    restart_policy: spec
+                        .map(|s| s.restart.to_string())
+                        .unwrap_or_else(|| "no".into()),
+                    error: st.error.clone(),
+                    log_path: PathBuf::from(format!("/var/log/{}.log", st.name)),
+                }
+            })
+            .collect()
     }
 
     fn write_status(&self) {
@@ -502,6 +757,27 @@ impl SystemServices {
             }
         }
     }
+}
+
+/// An exec helper: its pid, stdin (if asked for), stdout, stderr.
+pub type ExecPipes = (
+    i32,
+    Option<std::os::fd::OwnedFd>,
+    std::os::fd::OwnedFd,
+    std::os::fd::OwnedFd,
+);
+
+/// Why an action on one service (from the control API) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceOpError {
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("service {name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("service {name}: {message}")]
+    Start { name: String, message: String },
 }
 
 /// Add an engine line to the service's log, beside its own output.

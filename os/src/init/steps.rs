@@ -31,6 +31,7 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("write-files", write_files),
     ("system-services", system_services),
     ("power-button", power_button::open),
+    ("api", super::api::start),
     ("console", shell::start_console),
 ];
 

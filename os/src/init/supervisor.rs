@@ -1,6 +1,7 @@
-//! After boot, PID 1 is a single-threaded event loop over one `poll`: a signalfd (SIGCHLD and the
-//! shutdown signals) and the power button, with timers for service restarts and log rotation. It
-//! is the only caller of `waitpid` in the system.
+//! After boot, PID 1 is an event loop over one `poll`: a signalfd (SIGCHLD and the shutdown
+//! signals), the control API's eventfd (requests from the API thread, see `init::api`) and the
+//! power button, with timers for service restarts and log rotation. It is the only caller of
+//! `waitpid` in the system; the API thread never spawns or waits, it asks this loop.
 //!
 //! Signals follow the sysvinit/busybox convention so that busybox's `reboot` and `poweroff` work
 //! through PID 1 too: SIGTERM reboots, SIGUSR2 (and SIGPWR) powers off, SIGUSR1 halts, and SIGINT
@@ -99,9 +100,15 @@ impl Supervisor {
                 }
                 None => PollTimeout::NONE,
             };
-            let (sig_ready, buttons_ready) = self.wait(timeout);
+            let (sig_ready, api_ready, buttons_ready) = self.wait(timeout);
             if sig_ready {
                 self.drain_signals();
+            }
+            if api_ready {
+                let timeout = self.boot.config.rancher.shutdown_timeout;
+                if let Some(api) = self.boot.api.as_mut() {
+                    api.serve(&mut self.boot.services, timeout);
+                }
             }
             for i in buttons_ready {
                 if power_button::pressed(&mut self.boot.power_buttons[i]) {
@@ -123,14 +130,21 @@ impl Supervisor {
                 logs::rotate_dir(Path::new(logs::LOG_DIR), logs::MAX_BYTES, logs::KEEP);
                 self.next_rotation = Instant::now() + logs::CHECK_EVERY;
             }
+            if let Some(api) = &self.boot.api {
+                api.publish(&self.boot.services);
+            }
         }
     }
 
-    /// Poll; returns whether the signalfd is readable and which power buttons are.
-    fn wait(&mut self, timeout: PollTimeout) -> (bool, Vec<usize>) {
+    /// Poll; returns whether the signalfd and the API's eventfd are readable and which power
+    /// buttons are.
+    fn wait(&mut self, timeout: PollTimeout) -> (bool, bool, Vec<usize>) {
         let mut fds = Vec::new();
         if let Some(sfd) = &self.boot.signals {
             fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(api) = &self.boot.api {
+            fds.push(PollFd::new(api.wake_fd(), PollFlags::POLLIN));
         }
         for b in &self.boot.power_buttons {
             fds.push(PollFd::new(b.as_fd(), PollFlags::POLLIN));
@@ -139,27 +153,30 @@ impl Supervisor {
             // No signalfd (its step failed): fall back to reaping on a timer.
             std::thread::sleep(Duration::from_millis(200));
             self.reap();
-            return (false, Vec::new());
+            return (false, false, Vec::new());
         }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return (false, Vec::new()),
+            Err(Errno::EINTR) => return (false, false, Vec::new()),
             Err(e) => {
                 tracing::error!(error = %e, "poll");
                 std::thread::sleep(Duration::from_millis(100));
-                return (false, Vec::new());
+                return (false, false, Vec::new());
             }
         }
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        let offset = usize::from(self.boot.signals.is_some());
-        let sig = self.boot.signals.is_some() && ready(&fds[0]);
+        let has_sig = self.boot.signals.is_some();
+        let has_api = self.boot.api.is_some();
+        let sig = has_sig && ready(&fds[0]);
+        let api = has_api && ready(&fds[usize::from(has_sig)]);
+        let offset = usize::from(has_sig) + usize::from(has_api);
         let buttons = fds[offset..]
             .iter()
             .enumerate()
             .filter(|(_, f)| ready(f))
             .map(|(i, _)| i)
             .collect();
-        (sig, buttons)
+        (sig, api, buttons)
     }
 
     fn drain_signals(&mut self) {
@@ -196,6 +213,18 @@ impl Supervisor {
                         WaitStatus::Exited(_, c) => Some(c),
                         _ => None,
                     };
+                    let exec_code = match status {
+                        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+                        _ => code.unwrap_or(128),
+                    };
+                    if self
+                        .boot
+                        .api
+                        .as_mut()
+                        .is_some_and(|a| a.on_exit(pid.as_raw(), exec_code))
+                    {
+                        continue;
+                    }
                     if self.boot.services.on_exit(pid.as_raw(), code) {
                         continue;
                     }

@@ -190,7 +190,9 @@ fn write_user_layer(path: &Path, layer: &Value) -> Result<(), CtlError> {
     })
 }
 
-fn set(paths: &ConfigPaths, key: &str, value: &str) -> Result<(), CtlError> {
+/// Set `key` to `value` (YAML-typed) in the saved `rancherctl` layer, checked and atomic (also
+/// `rancherctl service enable|disable`).
+pub fn set(paths: &ConfigPaths, key: &str, value: &str) -> Result<(), CtlError> {
     let mut layer = read_user_layer(&paths.cloud_config)?;
     set_key(&mut layer, key, value).map_err(|reason| ConfigError::Rejected {
         key: key.to_string(),

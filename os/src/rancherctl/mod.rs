@@ -10,7 +10,8 @@ const USAGE: &str = "usage: rancherctl <command>
 
 commands:
   config     get, set, export, merge, validate the configuration (rancherctl config help)
-  service    list system services, show their logs (rancherctl service help)
+  service    list, start, stop, restart, enable, disable system services, show their logs
+             (rancherctl service help)
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";

@@ -1,12 +1,25 @@
 //! `rancherctl service`: the system services as PID 1's supervisor sees them. `list` reads the
 //! status PID 1 writes atomically at every change; `logs` prints a service's log file (its
-//! stdout and stderr, plus the engine's notes on restarts).
+//! stdout and stderr, plus the engine's notes on restarts). `start`, `stop`, `restart` and `up`
+//! go through the engine's control API (as `system-docker` does); `enable` and `disable` only
+//! edit `rancher.services_include.NAME` in the saved configuration, as RancherOS's `ros service
+//! enable` did: the change takes effect at the next boot or `rancherctl service up NAME`.
 
+use crate::config::ConfigPaths;
 use crate::init::services::STATUS_PATH;
+use crate::system_docker::client::Client;
+use crate::system_docker::lifecycle;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-const USAGE: &str = "usage: rancherctl service <list | logs NAME>";
+const USAGE: &str = "usage: rancherctl service <command>
+
+commands:
+  list                     the system services and their state
+  logs NAME                a service's log
+  start|stop|restart NAME… act on running services (stop keeps it stopped)
+  up NAME…                 (re)create services from the configuration now saved
+  enable|disable NAME…     set rancher.services_include.NAME in the saved configuration";
 
 #[derive(Debug, Deserialize)]
 struct Status {
@@ -26,12 +39,37 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             Some(name) => logs(name),
             None => bail!("{USAGE}"),
         },
+        Some(verb @ ("start" | "stop" | "restart" | "up")) => {
+            let client = Client::new(None)?;
+            lifecycle::each(&client, verb, &args[1..], None)?;
+            Ok(())
+        }
+        Some(verb @ ("enable" | "disable")) => {
+            if args.len() < 2 {
+                bail!("{USAGE}");
+            }
+            include(&ConfigPaths::system(), &args[1..], verb == "enable")
+        }
         Some("help") | Some("-h") | Some("--help") => {
             println!("{USAGE}");
             Ok(())
         }
         _ => bail!("{USAGE}"),
     }
+}
+
+/// `enable`/`disable`: `rancher.services_include.NAME: true|false` in the saved layer.
+fn include(paths: &ConfigPaths, names: &[String], on: bool) -> anyhow::Result<()> {
+    for name in names {
+        if name.is_empty() || name.contains(['.', '/', '[', ']']) {
+            bail!("{name:?} is not a service name");
+        }
+        let key = format!("rancher.services_include.{name}");
+        crate::rancherctl::config::set(paths, &key, if on { "true" } else { "false" })
+            .with_context(|| format!("setting {key}"))?;
+        println!("{key}: {on}");
+    }
+    Ok(())
 }
 
 fn list() -> anyhow::Result<()> {
@@ -69,4 +107,39 @@ fn logs(name: &str) -> anyhow::Result<()> {
     std::io::stdout()
         .write_all(&text)
         .context("writing to stdout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enable_and_disable_edit_services_include_and_keep_other_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ConfigPaths::under(dir.path());
+        std::fs::create_dir_all(paths.cloud_config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &paths.cloud_config,
+            "#cloud-config\nhostname: box\nfoo_unknown: 1\n",
+        )
+        .unwrap();
+        include(&paths, &["ntp".into()], true).unwrap();
+        include(&paths, &["syslog".into()], false).unwrap();
+        let text = std::fs::read_to_string(&paths.cloud_config).unwrap();
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        use serde_yaml_ng::Value;
+        assert_eq!(v["rancher"]["services_include"]["ntp"], Value::Bool(true));
+        assert_eq!(
+            v["rancher"]["services_include"]["syslog"],
+            Value::Bool(false)
+        );
+        assert_eq!(v["hostname"], Value::String("box".into()));
+        assert_eq!(v["foo_unknown"], Value::from(1), "unknown keys are kept");
+        let loaded = crate::config::load_layers(&paths, &Default::default());
+        assert_eq!(
+            loaded.config.rancher.services_include.get("syslog"),
+            Some(&false)
+        );
+        assert!(include(&paths, &["a.b".into()], true).is_err());
+    }
 }

@@ -7,6 +7,7 @@
 //! ros container-helper [--root DIR] kill   --id ID [--signal SIG] [--all]
 //! ros container-helper [--root DIR] delete --id ID [--force]
 //! ros container-helper [--root DIR] state  --id ID
+//! ros container-helper exec --pid PID [--env K=V]… [--user U] [--cwd DIR] -- CMD [ARG…]
 //! ros container-helper [--root DIR] run    --id ID --rootfs DIR [spec flags] [--detach] [--timing] -- CMD [ARG…]
 //!   spec flags: --env K=V  --cwd DIR  --hostname H  --host-ns pid,mount,uts,ipc,net  --cgroupns
 //!               --privileged  --cap-add CAP  --cap-drop CAP  --bind SRC:DST[:ro]  --read-only
@@ -15,9 +16,11 @@
 //!
 //! Every verb prints one JSON line on stdout: the container's state, `{"done": …}`, or
 //! `{"error": …}` (exit 1). `run` without `--detach` prints nothing of its own on stdout (the
-//! container's output is there) and exits with the container's exit code.
+//! container's output is there) and exits with the container's exit code; nor does `exec`
+//! (see `container_exec`), whose stdout and stderr are the command's.
 
 use super::container_create::{CreateArgs, Output};
+use super::container_exec::{self, ExecArgs};
 use super::container_run::RunArgs;
 use super::error::RuntimeError;
 use super::spec::{BindMount, ContainerSpec, Namespace};
@@ -54,6 +57,9 @@ pub fn main(args: &[String]) -> ExitCode {
         tracing::Level::ERROR
     };
     crate::console::init_logging(level);
+    if verb == "exec" {
+        return exec_main(&mut args);
+    }
     let paths = Paths { root };
     match dispatch(&verb, &mut args, &paths, t0) {
         Ok(Outcome::Reply(r)) => {
@@ -63,6 +69,39 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(Outcome::Exit(code)) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => fail(&e),
     }
+}
+
+/// `exec`: errors are text on stderr (stdout is the command's) and exit 126 (127: not found).
+fn exec_main(args: &mut Args) -> ExitCode {
+    let code = match parse_exec(args).and_then(|a| container_exec::exec(&a)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("exec: {}", error_chain(&e));
+            container_exec::CANNOT_RUN
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn parse_exec(args: &mut Args) -> Result<ExecArgs, RuntimeError> {
+    let mut a = ExecArgs::default();
+    let mut pid = None;
+    while let Some(f) = args.next() {
+        match f {
+            "--pid" => pid = Some(args.parsed(f)?),
+            "--env" => a.env.push(args.value(f)?.to_string()),
+            "--user" => a.user = Some(args.value(f)?.to_string()),
+            "--cwd" => a.cwd = Some(args.value(f)?.to_string()),
+            "--" => break,
+            other => return Err(unknown(other)),
+        }
+    }
+    a.cmd = args.0.by_ref().cloned().collect();
+    a.pid = required(pid, "--pid")?;
+    if a.cmd.is_empty() {
+        return Err(RuntimeError::Usage("exec needs a command after --".into()));
+    }
+    Ok(a)
 }
 
 enum Outcome {

@@ -25,6 +25,7 @@
 
 mod container_create;
 mod container_delete;
+mod container_exec;
 mod container_kill;
 mod container_run;
 mod container_start;

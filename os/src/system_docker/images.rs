@@ -1,0 +1,123 @@
+//! `system-docker images` and `system-docker load [-i FILE]`.
+
+use super::client::{Client, ClientError};
+use super::table::render;
+use serde::Deserialize;
+use std::io::Read;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Image {
+    id: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    size: u64,
+}
+
+pub fn images(client: &Client, args: &[String]) -> Result<(), ClientError> {
+    if let Some(a) = args.first() {
+        return Err(ClientError::Usage(format!(
+            "images: unknown argument {a:?}"
+        )));
+    }
+    let list: Vec<Image> = client.json("GET", "/images/json", None)?;
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "SIZE"]
+        .map(String::from)
+        .to_vec()];
+    for i in &list {
+        let short: String =
+            i.id.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+        let tags = i.repo_tags.clone().unwrap_or_default();
+        let names = if tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            tags
+        };
+        for t in names {
+            let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
+            rows.push(vec![
+                repo.to_string(),
+                tag.to_string(),
+                short.clone(),
+                size(i.size),
+            ]);
+        }
+    }
+    print!("{}", render(&rows));
+    Ok(())
+}
+
+/// Docker's `units.HumanSize`: decimal units, three significant digits.
+fn size(b: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{}", units[i])
+}
+
+pub fn load(client: &Client, args: &[String]) -> Result<(), ClientError> {
+    let mut input: Box<dyn Read> = Box::new(std::io::stdin());
+    let mut len = None;
+    match args {
+        [] => {}
+        [flag, file] if flag == "-i" || flag == "--input" => {
+            let f = std::fs::File::open(file).map_err(|source| ClientError::Io {
+                what: format!("opening {file}"),
+                source,
+            })?;
+            len = f.metadata().ok().map(|m| m.len());
+            input = Box::new(f);
+        }
+        _ => return Err(ClientError::Usage("load [-i FILE]".into())),
+    }
+    // From stdin the length is unknown: spool it first (the daemon wants a Content-Length).
+    let mut spooled = Vec::new();
+    let len = match len {
+        Some(l) => l,
+        None => {
+            input
+                .read_to_end(&mut spooled)
+                .map_err(|source| ClientError::Io {
+                    what: "reading stdin".into(),
+                    source,
+                })?;
+            let n = spooled.len() as u64;
+            input = Box::new(std::io::Cursor::new(std::mem::take(&mut spooled)));
+            n
+        }
+    };
+    let resp = client
+        .request(
+            "POST",
+            "/images/load",
+            Some(("application/x-tar", len, &mut *input)),
+        )?
+        .ok()?;
+    let text = resp.bytes()?;
+    for line in String::from_utf8_lossy(&text).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        if let Some(s) = v["stream"].as_str() {
+            print!("{s}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_like_dockers() {
+        assert_eq!(super::size(999), "999B");
+        assert_eq!(super::size(1_234_567), "1.235MB");
+        assert_eq!(super::size(5_000_000), "5MB");
+    }
+}

@@ -1,0 +1,110 @@
+//! `system-docker`: the system engine's CLI, docker's verbs and output over the control API
+//! socket (`-H unix:///path` or `DOCKER_HOST` picks another). One file per area; every command
+//! talks HTTP through [`client`] only, so it works against any engine serving the same API.
+
+pub mod client;
+mod exec;
+mod images;
+mod inspect;
+pub mod lifecycle;
+mod logs;
+mod ps;
+mod table;
+
+use client::{Client, ClientError};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: system-docker [-H unix:///path] <command>
+
+commands:
+  ps [-a]                      list containers (-a: stopped ones too)
+  images                       list images
+  logs [-f] [--tail N] NAME    print a container's log (-f: follow)
+  exec [-i] [-e K=V] [-u USER] [-w DIR] NAME CMD [ARG…]
+                               run a command in a running container; exits with its code
+  start|stop|restart [-t SECS] NAME…
+  inspect NAME…                low-level information as JSON
+  load [-i FILE]               load images from a docker save or OCI layout tar (stdin without -i)
+  version                      the engine's version";
+
+pub fn main(args: &[String]) -> ExitCode {
+    let mut args = args.to_vec();
+    let mut host = None;
+    while let Some(first) = args.first() {
+        match first.as_str() {
+            "-H" | "--host" if args.len() > 1 => {
+                host = Some(args[1].clone());
+                args.drain(..2);
+            }
+            h if h.starts_with("--host=") => {
+                host = Some(h["--host=".len()..].to_string());
+                args.remove(0);
+            }
+            _ => break,
+        }
+    }
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let client = match Client::new(host.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let result = match cmd.as_str() {
+        "ps" => ps::ps(&client, rest),
+        "images" => images::images(&client, rest),
+        "logs" => logs::logs(&client, rest),
+        "exec" => return exec::exec(&client, rest),
+        "start" | "stop" | "restart" => lifecycle::command(&client, cmd, rest),
+        "inspect" => inspect::inspect(&client, rest),
+        "load" => images::load(&client, rest),
+        "version" => version(&client),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => Err(ClientError::Usage(format!(
+            "unknown command {other:?}\n\n{USAGE}"
+        ))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &ClientError) -> ExitCode {
+    eprintln!("{e}");
+    match e {
+        ClientError::Usage(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn version(client: &Client) -> Result<(), ClientError> {
+    let v: serde_json::Value = client.json("GET", "/version", None)?;
+    println!(
+        "Server: {}\n Version:     {}\n API version: {} (minimum version {})\n OS/Arch:     {}/{}\n Kernel:      {}",
+        v["Platform"]["Name"].as_str().unwrap_or(""),
+        v["Version"].as_str().unwrap_or(""),
+        v["ApiVersion"].as_str().unwrap_or(""),
+        v["MinAPIVersion"].as_str().unwrap_or(""),
+        v["Os"].as_str().unwrap_or(""),
+        v["Arch"].as_str().unwrap_or(""),
+        v["KernelVersion"].as_str().unwrap_or(""),
+    );
+    Ok(())
+}
+
+/// `%`-encode a path segment or query value (names are plain, but a user may type anything).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
