@@ -7,6 +7,7 @@ pub mod engine;
 pub mod init;
 pub mod rancherctl;
 pub mod services;
+pub mod state;
 
 use std::process::ExitCode;
 

@@ -7,12 +7,14 @@
 //! PID 1 must never exit: its death panics the kernel. Every step and the supervisor loop run
 //! under `catch_unwind`; if the loop keeps failing, PID 1 falls back to an emergency shell.
 
+mod console_config;
 mod mounts;
 mod net;
 mod power_button;
 pub mod services;
 mod shell;
 pub mod shutdown;
+mod state;
 mod steps;
 mod supervisor;
 

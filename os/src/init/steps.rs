@@ -1,7 +1,7 @@
 //! The boot sequence as data: a named step per line, run in order, each timed and printed as a
 //! milestone (`[ros] step <name> ok|failed <ms>ms`). Adding a step is adding a line here.
 
-use super::{mounts, net, power_button, shell, Boot};
+use super::{console_config, mounts, net, power_button, shell, state, Boot};
 use crate::console::{say, step_line, StepOutcome};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -22,6 +22,8 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("cgroup-controllers", mounts::enable_controllers),
     ("power-button", power_button::open),
     ("system-images", |b| b.services.load_images()),
+    ("state", state::run),
+    ("console-config", console_config::write),
     ("system-services", |b| {
         let config = b.config.clone();
         b.services.start_all(&config)
@@ -62,6 +64,24 @@ fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     }
     let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
     anyhow::bail!("{} problem(s), ignored: {}", errors.len(), msgs.join("; "))
+}
+
+/// Read the configuration again, now that the state partition (and the user's layer on it) is
+/// mounted. Problems already reported by `load-config` are not repeated.
+pub fn reload_config(boot: &mut Boot) {
+    let user = crate::config::ConfigPaths::system();
+    if !user.cloud_config.exists() && !user.cloud_config_d.exists() {
+        return;
+    }
+    let (config, errors) = crate::config::load(
+        std::path::Path::new(crate::config::DEFAULTS_PATH),
+        &boot.cmdline,
+    );
+    for e in &errors {
+        say(format!("config error: {e}"));
+    }
+    boot.config = config;
+    crate::init::supervisor::set_log_level(boot.config.rancher.debug);
 }
 
 fn set_hostname(boot: &mut Boot) -> anyhow::Result<()> {
