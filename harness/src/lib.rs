@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod bench;
 pub mod debs;
+pub mod disk;
 pub mod fsutil;
 pub mod image;
 pub mod images;
@@ -12,4 +13,5 @@ pub mod kernel;
 pub mod osbin;
 pub mod paths;
 pub mod setup;
+pub mod ssh;
 pub mod vm;
