@@ -54,6 +54,11 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
     },
+    /// QEMU start to the first successful `ssh true`, beside `[ros] ready`.
+    Ssh {
+        #[arg(short = 'n', default_value_t = 5)]
+        n: usize,
+    },
     /// xz vs zstd for the initrd: size, unpack time, boot to ready.
     Initrd {
         #[arg(short = 'n', default_value_t = 3)]
@@ -162,6 +167,7 @@ fn main() -> anyhow::Result<()> {
             match what {
                 BenchCmd::Boot { n } => harness::bench::boot(n)?,
                 BenchCmd::Initrd { n } => harness::bench::initrd(n)?,
+                BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
             }
         }
     }

@@ -23,6 +23,9 @@ const BUILD_PACKAGES: &[&str] = &[
     "xz-utils",
     "cpio",
     "dpkg-dev",
+    // Tests: ssh/ssh-keygen/ssh-keyscan into VMs, e2fsck on their state disks.
+    "openssh-client",
+    "e2fsprogs",
 ];
 
 /// Installed version of each package (None when not installed).

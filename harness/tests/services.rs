@@ -185,10 +185,10 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         .filter_map(|l| l.trim().strip_prefix("[ros] stopping service "))
         .collect();
     // Start order was first (ran to completion), second, syslog, network (after syslog),
-    // third: dependencies first, then names break ties.
+    // console (after network), third: dependencies first, then names break ties.
     assert_eq!(
         order,
-        ["third", "network", "syslog", "second"],
+        ["third", "console", "network", "syslog", "second"],
         "reverse start order"
     );
     assert!(vm.wait_exit(BOOT).unwrap().success());

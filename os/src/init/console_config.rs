@@ -53,12 +53,14 @@ mod tests {
     #[test]
     fn keys_one_a_line_and_no_password_file_without_a_password() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = crate::config::Config::default();
-        c.ssh_authorized_keys = vec![
-            "ssh-ed25519 AAAA a".into(),
-            " ".into(),
-            "ssh-rsa B b ".into(),
-        ];
+        let mut c = crate::config::Config {
+            ssh_authorized_keys: vec![
+                "ssh-ed25519 AAAA a".into(),
+                " ".into(),
+                "ssh-rsa B b ".into(),
+            ],
+            ..Default::default()
+        };
         write_to(dir.path(), &c).unwrap();
         let keys = std::fs::read_to_string(dir.path().join("authorized_keys")).unwrap();
         assert_eq!(keys, "ssh-ed25519 AAAA a\nssh-rsa B b\n");

@@ -245,7 +245,7 @@ mod tests {
     fn an_existing_state_partition_is_used_as_it_is() {
         let disks = Disks::with(&[("/dev/vda", ext("RANCHER_STATE", [1; 16]))]);
         let (found, notes, calls) = run(&disks, &settings(&["/dev/vda"], 0));
-        assert_eq!(found.unwrap().formatted, false);
+        assert!(!found.unwrap().formatted);
         assert!(calls.is_empty() && notes.is_empty(), "{calls:?} {notes:?}");
     }
 

@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn no_magic_or_too_short_is_not_ext() {
-        assert_eq!(parse(&vec![0u8; LEN]), None);
+        assert_eq!(parse(&[0u8; LEN]), None);
         assert_eq!(parse(&fake("X", UUID)[..LEN - 1]), None);
     }
 
