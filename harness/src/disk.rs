@@ -77,6 +77,23 @@ impl Disk {
         Ok(Disk { path })
     }
 
+    /// A disk made from the raw image `raw` (converted to qcow2).
+    pub fn from_raw(name: &str, raw: &Path) -> anyhow::Result<Disk> {
+        let path = Disk::path_for(name)?;
+        let _ = std::fs::remove_file(&path);
+        qemu_img(&[
+            "convert",
+            "-q",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            &raw.display().to_string(),
+            &path.display().to_string(),
+        ])?;
+        Ok(Disk { path })
+    }
+
     /// The drive for [`crate::vm::VmOptions::drive`].
     pub fn drive(&self) -> Drive {
         Drive {

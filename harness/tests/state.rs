@@ -162,3 +162,59 @@ fn no_state_disk_runs_from_ram_and_says_so() {
     assert!(out.contains("\"ram\": true"), "{out}");
     assert!(out.contains("\"mounted\": false"), "{out}");
 }
+
+/// A filesystem made on the host (label DATA, a known UUID), holding `ros/home/keep`, and marked
+/// as having errors: it is found by `UUID=`, checked and repaired by e2fsck (not reformatted),
+/// and `rancher.state.directory=ros` makes `ros/` the state root.
+#[test]
+fn a_dirty_filesystem_named_by_uuid_is_repaired_and_its_directory_used() {
+    use std::process::Command;
+    const UUID: &str = "0b4e28ba-2fa1-11d2-883f-0016d3cca427";
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("fs.raw");
+    std::fs::File::create(&raw)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let keep = dir.path().join("keep");
+    std::fs::write(&keep, "made on the host\n").unwrap();
+    let run = |prog: &str, args: &[&str]| {
+        let out = Command::new(prog).args(args).arg(&raw).output().unwrap();
+        assert!(out.status.success(), "{prog} {args:?}: {out:?}");
+    };
+    run(
+        "/usr/sbin/mkfs.ext4",
+        &["-q", "-F", "-L", "DATA", "-U", UUID],
+    );
+    for req in [
+        "mkdir ros".to_string(),
+        "mkdir ros/home".to_string(),
+        format!("write {} ros/home/keep", keep.display()),
+        "ssv state 2".to_string(), // EXT2_ERROR_FS: "contains a file system with errors"
+    ] {
+        run("/usr/sbin/debugfs", &["-w", "-R", &req]);
+    }
+    let disk = Disk::from_raw("state_uuid_dirty", &raw).unwrap();
+    let opts = VmOptions::new("state_uuid_dirty")
+        .unwrap()
+        .drive(disk.drive())
+        .cmdline(&format!("rancher.state.dev=UUID={UUID}"))
+        .cmdline("rancher.state.directory=ros");
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"state: /dev/vda had errors, repaired by e2fsck", BOOT)
+        .unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let (out, rc) = vm.sh("rancherctl state; cat /home/keep", BOOT).unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("state: /dev/vda mounted on /mnt/state/ros"),
+        "{out}"
+    );
+    assert!(out.contains("fsck: repaired"), "{out}");
+    assert!(out.contains("made on the host"), "not reformatted: {out}");
+    vm.powerdown().unwrap();
+    vm.wait_exit(BOOT).unwrap();
+    assert_eq!(disk.ext_label().unwrap().as_deref(), Some("DATA"));
+    let (code, fsck) = disk.fsck().unwrap();
+    assert_eq!(code, 0, "{fsck}");
+}
