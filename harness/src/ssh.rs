@@ -85,22 +85,34 @@ pub fn run(args: &[String], cmd: &str) -> anyhow::Result<Output> {
         .context("running ssh (is openssh-client installed?)")
 }
 
-/// The host key the SSH server on `port` presents (`ssh-keyscan`: `type base64`).
+/// The ed25519 host key the SSH server on `port` presents (`ssh-keyscan`: `type base64`).
+/// Tried a few times: under TCG on a loaded machine a key exchange can outlast the scan.
 pub fn host_key(port: u16) -> anyhow::Result<String> {
-    let out = Command::new("ssh-keyscan")
-        .args(["-T", "10", "-p", &port.to_string(), "127.0.0.1"])
-        .output()
-        .context("running ssh-keyscan")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let key = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' ').map(|(_, k)| k.trim().to_string()))
-        .next();
-    key.with_context(|| {
-        format!(
-            "no host key from 127.0.0.1:{port}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = Command::new("ssh-keyscan")
+            .args([
+                "-T",
+                "30",
+                "-t",
+                "ed25519",
+                "-p",
+                &port.to_string(),
+                "127.0.0.1",
+            ])
+            .output()
+            .context("running ssh-keyscan")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let key = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once(' ').map(|(_, k)| k.trim().to_string()))
+            .next();
+        if let Some(k) = key {
+            return Ok(k);
+        }
+        last = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    bail!("no host key from 127.0.0.1:{port} after 5 scans: {last}")
 }
