@@ -273,7 +273,7 @@ pub struct State {
 /// `/init` runs, and any wait is paid in full by every boot without a state disk (1 s measured
 /// that way under TCG). Slow disks (USB) want more: RancherOS's `wait: true` means [`Wait::LONG`]
 /// seconds, `false` none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Wait(pub u64);
 
@@ -282,12 +282,6 @@ impl Wait {
     pub const LONG: u64 = 10;
     pub fn seconds(self) -> u64 {
         self.0
-    }
-}
-
-impl Default for Wait {
-    fn default() -> Self {
-        Wait(0)
     }
 }
 
