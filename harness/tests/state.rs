@@ -32,6 +32,16 @@ fn host_key(vm: &Vm) -> String {
 const WRITE: &str = "echo home > /home/rancher/kept && sudo sh -c 'echo opt > /opt/kept; echo etc > /etc/gone; mkdir -p /usr/local/bin; echo usr > /usr/local/gone' && sync";
 const CHECK: &str =
     "cat /home/rancher/kept /opt/kept; ls /etc/gone /usr/local/gone 2>&1 | grep -c 'No such file'";
+/// The same on the host itself (PID 1's root shell on the serial console).
+const HOST_WRITE: &str = "echo host > /etc/host-gone && echo host > /usr/local/host-gone && sync";
+const HOST_CHECK: &str =
+    "cat /home/rancher/kept; ls /etc/host-gone /usr/local/host-gone 2>&1 | grep -c 'No such file'";
+
+fn host_sh(vm: &mut Vm, cmd: &str) -> String {
+    let (out, rc) = vm.sh(cmd, BOOT).unwrap();
+    assert_eq!(rc, 0, "`{cmd}` on the serial console: {out}");
+    out.trim().to_string()
+}
 
 #[test]
 fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset() {
@@ -55,6 +65,7 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     assert!(state.contains("formatted at this boot: true"), "{state}");
     let key1 = host_key(&vm);
     ssh(&vm, WRITE);
+    host_sh(&mut vm, HOST_WRITE);
 
     // Reboot from inside, through sudo and PID 1.
     let _ = vm.ssh("sudo reboot");
@@ -62,6 +73,7 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     vm.expect(READY, BOOT).unwrap();
     vm.wait_ssh(BOOT).unwrap();
     assert_eq!(ssh(&vm, CHECK), "home\nopt\n2", "after reboot");
+    assert_eq!(host_sh(&mut vm, HOST_CHECK), "home\n2", "host after reboot");
     assert_eq!(host_key(&vm), key1, "same SSH host key after reboot");
     let state = ssh(&vm, "rancherctl state");
     assert!(state.contains("formatted at this boot: false"), "{state}");
@@ -69,10 +81,12 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
 
     // Hard reset: no shutdown at all.
     ssh(&vm, WRITE);
+    host_sh(&mut vm, HOST_WRITE);
     vm.reset().unwrap();
     vm.expect(READY, BOOT).unwrap();
     vm.wait_ssh(BOOT).unwrap();
     assert_eq!(ssh(&vm, CHECK), "home\nopt\n2", "after reset");
+    assert_eq!(host_sh(&mut vm, HOST_CHECK), "home\n2", "host after reset");
     assert_eq!(host_key(&vm), key1, "same SSH host key after reset");
     let serial = vm.serial_text();
     assert_eq!(
