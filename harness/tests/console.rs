@@ -60,7 +60,10 @@ fn ssh_with_the_configured_key_and_sudo_to_the_host() {
     );
     assert!(ssh(&vm, "readlink /usr/bin/system-docker").ends_with("ros"));
     // The host's /run (the engine's socket dir, /var/run too) is the console's.
-    assert_eq!(ssh(&vm, "ls /var/run/ros/state.json"), "/var/run/ros/state.json");
+    assert_eq!(
+        ssh(&vm, "ls /var/run/ros/state.json"),
+        "/var/run/ros/state.json"
+    );
     // Not root without sudo.
     let out = vm.ssh("cat /proc/1/environ").unwrap();
     assert!(!out.status.success(), "rancher is not root");
