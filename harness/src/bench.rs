@@ -172,6 +172,41 @@ pub fn crun(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `harness bench ssh`: QEMU start → the first successful `ssh rancher@… true`, beside
+/// `[ros] ready` of the same boots (no state disk: the console's host key is made at boot).
+pub fn ssh(n: usize) -> anyhow::Result<()> {
+    let img = image::build()?;
+    let key = crate::ssh::Key::generate("bench")?;
+    let (mut ready, mut ssh, mut gap) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let opts = VmOptions::with_image(&format!("bench-ssh-{i}"), &img.kernel, &img.initrd)
+            .ssh_key(&key);
+        let mut vm = Vm::boot(opts)?;
+        vm.expect(READY, BOOT_TIMEOUT)?;
+        let r = vm.uptime().as_secs_f64();
+        let after = vm.wait_ssh(BOOT_TIMEOUT)?.as_secs_f64();
+        eprintln!(
+            "[bench] ssh boot {}/{n}: ready {r:.3}s, ssh {:.3}s (+{after:.3}s)",
+            i + 1,
+            r + after
+        );
+        ready.push(r);
+        ssh.push(r + after);
+        gap.push(after);
+    }
+    println!(
+        "boot to SSH (QEMU start → first `ssh true` as rancher), median of {n}, accel {}",
+        crate::accel::Accel::from_env().qemu_name()
+    );
+    println!("  ready  {:.3} s", median(ready));
+    println!("  ssh    {:.3} s", median(ssh));
+    println!(
+        "  gap    {:.3} s   (ssh after ready, median; goal ≤ 1 s)",
+        median(gap)
+    );
+    Ok(())
+}
+
 /// `harness bench initrd`: the same initrd compressed with xz and with zstd: size, host-side
 /// decompression time, and boot to ready under QEMU.
 pub fn initrd(n: usize) -> anyhow::Result<()> {

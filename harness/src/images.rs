@@ -1,8 +1,14 @@
 //! System images built from Debian packages at image-build time, as data: each
 //! `initrd/images/<name>.yml` lists its layers (files from Debian packages, busybox links,
-//! directories) and its config (entrypoint, cmd, env). They are written into the initrd as one
-//! OCI image layout (`/usr/share/ros/images`), so a layer shared by several images is stored
-//! once. Layers are plain tar: the initrd as a whole is compressed already. Tars are written with
+//! directories, links) and its config (entrypoint, cmd, env). They are written into the initrd
+//! as one OCI image layout (`/usr/share/ros/images`), so a layer shared by several images is
+//! stored once: a layer kept in its own file (`initrd/images/layers/<name>.yml`, named with
+//! `file:`) is byte-identical in every image that uses it (the glibc base layer, the busybox
+//! layer).
+//!
+//! Dynamically linked Debian programs bring their libraries with `libs: [packages]`: the layer
+//! gets every shared library its ELF files need (`DT_NEEDED`, read by [`elf::needed`]),
+//! transitively, found by file name in those packages, less what the image's lower layers hold. Layers are plain tar: the initrd as a whole is compressed already. Tars are written with
 //! sorted entries, owner root and mtime 0, so the same inputs give the same digests.
 
 use crate::initrd::cpio::{Archive, Entry};
@@ -11,8 +17,9 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 /// `initrd/images/<name>.yml`.
 #[derive(Debug, Deserialize)]
@@ -35,6 +42,25 @@ pub struct LayerRecipe {
     pub dirs: Vec<String>,
     /// A tree in the checkout copied into the layer as it is (scripts, config files).
     pub rootfs: Option<std::path::PathBuf>,
+    /// Symbolic links: path → target.
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
+    /// Packages to take the shared libraries of this layer's programs from (see the module docs).
+    #[serde(default)]
+    pub libs: Vec<String>,
+    /// The layer is the one in this file (a shared layer); no other key may be set with it.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl LayerRecipe {
+    fn is_bare_reference(&self) -> bool {
+        self.debs.is_empty()
+            && self.busybox.is_none()
+            && self.dirs.is_empty()
+            && self.rootfs.is_none()
+            && self.links.is_empty()
+            && self.libs.is_empty()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,10 +135,34 @@ pub fn load_recipes(dir: &Path) -> anyhow::Result<Vec<ImageRecipe>> {
         .map(|p| {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_yaml_ng::from_str(&text)
-                .with_context(|| format!("{}: invalid image recipe", p.display()))
+            let mut r: ImageRecipe = serde_yaml_ng::from_str(&text)
+                .with_context(|| format!("{}: invalid image recipe", p.display()))?;
+            for l in &mut r.layers {
+                resolve_file(l).with_context(|| format!("{}", p.display()))?;
+            }
+            Ok(r)
         })
         .collect()
+}
+
+/// Replace a `file:` layer by the layer in that file.
+fn resolve_file(l: &mut LayerRecipe) -> anyhow::Result<()> {
+    let Some(file) = l.file.clone() else {
+        return Ok(());
+    };
+    if !l.is_bare_reference() {
+        bail!("a layer with file: {} has other keys too", file.display());
+    }
+    let path = crate::paths::repo_root().join(&file);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let inner: LayerRecipe = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: invalid layer recipe", path.display()))?;
+    if inner.file.is_some() {
+        bail!("{}: a layer file cannot name another", path.display());
+    }
+    *l = inner;
+    Ok(())
 }
 
 /// Build every recipe into one layout; returns it and the Debian packages used.
@@ -122,6 +172,8 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
     for r in recipes {
         let mut diff_ids = Vec::new();
         let mut layers = Vec::new();
+        // File names of the libraries the image's lower layers hold.
+        let mut below: BTreeSet<String> = BTreeSet::new();
         for (i, l) in r.layers.iter().enumerate() {
             let mut a = Archive::default();
             for d in &l.dirs {
@@ -137,6 +189,22 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
                 crate::initrd::add_tree(&mut a, &crate::paths::repo_root().join(tree), "/")
                     .with_context(|| format!("image {} layer {i}", r.name))?;
             }
+            for (path, target) in &l.links {
+                a.add(
+                    path,
+                    Entry::Symlink {
+                        target: target.clone(),
+                    },
+                );
+            }
+            if !l.libs.is_empty() {
+                add_libs(&mut a, &l.libs, &below, &mut packages)
+                    .with_context(|| format!("image {} layer {i}", r.name))?;
+            }
+            below.extend(
+                a.iter()
+                    .filter_map(|(p, _)| p.rsplit('/').next().map(String::from)),
+            );
             let tar = to_tar(&a).with_context(|| format!("image {} layer {i}", r.name))?;
             let (digest, size) = layout.add_blob(tar);
             diff_ids.push(digest.clone());
@@ -191,6 +259,202 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
         }));
     }
     Ok((layout, packages))
+}
+
+/// Add the shared libraries the ELF files of `a` need, transitively, from `from` (packages),
+/// skipping those named in `below`. A library that is a link (`libpam.so.0 -> libpam.so.0.85.1`)
+/// comes as the link and its file.
+fn add_libs(
+    a: &mut Archive,
+    from: &[String],
+    below: &BTreeSet<String>,
+    packages: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    // File name → (package id, root of the unpacked package, path inside it).
+    let mut index: BTreeMap<String, (String, PathBuf, String)> = BTreeMap::new();
+    for pkg in from {
+        let u = crate::debs::unpacked(pkg)?;
+        let id = format!("{pkg}={}", u.version);
+        for e in walkdir(&u.root)? {
+            let rel = e
+                .strip_prefix(&u.root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let name = e.file_name().map(|n| n.to_string_lossy().into_owned());
+            if let Some(name) = name.filter(|n| n.contains(".so")) {
+                index
+                    .entry(name)
+                    .or_insert((id.clone(), u.root.clone(), format!("/{rel}")));
+            }
+        }
+    }
+    let mut have: BTreeSet<String> = below.clone();
+    have.extend(
+        a.iter()
+            .filter_map(|(p, _)| p.rsplit('/').next().map(String::from)),
+    );
+    let mut queue: Vec<(String, Vec<u8>)> = a
+        .iter()
+        .filter_map(|(p, e)| match e {
+            Entry::File { data, .. } if elf::is_elf(data) => Some((p.clone(), data.clone())),
+            _ => None,
+        })
+        .collect();
+    while let Some((path, data)) = queue.pop() {
+        for lib in elf::needed(&data).with_context(|| format!("reading ELF {path}"))? {
+            if have.contains(&lib) {
+                continue;
+            }
+            let (id, root, rel) = index.get(&lib).with_context(|| {
+                format!("{lib} (needed by {path}) is in none of the libs packages {from:?}")
+            })?;
+            if !packages.contains(id) {
+                packages.push(id.clone());
+            }
+            have.insert(lib.clone());
+            let src = root.join(rel.trim_start_matches('/'));
+            let (file_rel, file_src) = match std::fs::read_link(&src) {
+                Ok(target) => {
+                    a.add(
+                        rel,
+                        Entry::Symlink {
+                            target: target.display().to_string(),
+                        },
+                    );
+                    if target.is_absolute() {
+                        bail!("{rel}: absolute link {} is not followed", target.display());
+                    }
+                    let parent = Path::new(rel).parent().unwrap_or(Path::new("/"));
+                    let file_rel = parent.join(&target).display().to_string();
+                    let file_src = root.join(file_rel.trim_start_matches('/'));
+                    (file_rel, file_src)
+                }
+                Err(_) => (rel.clone(), src.clone()),
+            };
+            let data = std::fs::read(&file_src)
+                .with_context(|| format!("reading {}", file_src.display()))?;
+            let mode = std::fs::metadata(&file_src)?.permissions().mode() & 0o7777;
+            if let Some(name) = Path::new(&file_rel).file_name() {
+                have.insert(name.to_string_lossy().into_owned());
+            }
+            a.add(
+                &file_rel,
+                Entry::File {
+                    mode,
+                    data: data.clone(),
+                },
+            );
+            queue.push((file_rel, data));
+        }
+    }
+    Ok(())
+}
+
+/// Every file and link under `dir` (not directories).
+fn walkdir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Just enough of ELF64 (little endian) to list a program's `DT_NEEDED` libraries.
+pub mod elf {
+    use anyhow::{bail, Context};
+
+    pub fn is_elf(data: &[u8]) -> bool {
+        data.starts_with(b"\x7fELF")
+    }
+
+    fn u16_at(d: &[u8], at: usize) -> anyhow::Result<u16> {
+        Ok(u16::from_le_bytes(
+            d.get(at..at + 2).context("truncated")?.try_into()?,
+        ))
+    }
+    fn u64_at(d: &[u8], at: usize) -> anyhow::Result<u64> {
+        Ok(u64::from_le_bytes(
+            d.get(at..at + 8).context("truncated")?.try_into()?,
+        ))
+    }
+
+    /// The `DT_NEEDED` names of an ELF64 little-endian file, in order.
+    pub fn needed(d: &[u8]) -> anyhow::Result<Vec<String>> {
+        if !is_elf(d) || d.get(4) != Some(&2) || d.get(5) != Some(&1) {
+            bail!("not a 64-bit little-endian ELF file");
+        }
+        let phoff = u64_at(d, 0x20)? as usize;
+        let phentsize = u16_at(d, 0x36)? as usize;
+        let phnum = u16_at(d, 0x38)? as usize;
+        // (p_type, p_offset, p_vaddr, p_filesz)
+        let mut loads = Vec::new();
+        let mut dynamic = None;
+        for i in 0..phnum {
+            let h = phoff + i * phentsize;
+            let typ = u32::from_le_bytes(d.get(h..h + 4).context("truncated")?.try_into()?);
+            let (off, vaddr, filesz) = (u64_at(d, h + 8)?, u64_at(d, h + 16)?, u64_at(d, h + 32)?);
+            match typ {
+                1 => loads.push((off, vaddr, filesz)),
+                2 => dynamic = Some((off, filesz)),
+                _ => {}
+            }
+        }
+        let Some((doff, dsize)) = dynamic else {
+            return Ok(Vec::new()); // static
+        };
+        let (mut strtab, mut names) = (None, Vec::new());
+        for i in 0..(dsize / 16) as usize {
+            let at = doff as usize + i * 16;
+            let (tag, val) = (u64_at(d, at)?, u64_at(d, at + 8)?);
+            match tag {
+                0 => break,
+                1 => names.push(val),
+                5 => strtab = Some(val),
+                _ => {}
+            }
+        }
+        let strtab = strtab.context("no DT_STRTAB")?;
+        let str_off = loads
+            .iter()
+            .find(|(_, v, sz)| strtab >= *v && strtab < v + sz)
+            .map(|(o, v, _)| strtab - v + o)
+            .context("DT_STRTAB outside every PT_LOAD")? as usize;
+        names
+            .iter()
+            .map(|n| {
+                let start = str_off + *n as usize;
+                let rest = d.get(start..).context("name outside the file")?;
+                let end = rest
+                    .iter()
+                    .position(|&b| b == 0)
+                    .context("unterminated name")?;
+                Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_hosts_own_programs_need_libc() {
+            let exe = std::fs::read("/bin/ls").unwrap();
+            let needed = super::needed(&exe).unwrap();
+            assert!(needed.iter().any(|n| n == "libc.so.6"), "{needed:?}");
+            let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+            assert!(super::needed(&me).unwrap().iter().any(|n| n == "libc.so.6"));
+            assert!(super::needed(b"#!/bin/sh").is_err());
+        }
+    }
 }
 
 /// A deterministic tar of `a`.
@@ -265,6 +529,9 @@ mod tests {
                 busybox: None,
                 dirs: vec!["/etc".into()],
                 rootfs: None,
+                links: BTreeMap::new(),
+                libs: Vec::new(),
+                file: None,
             }],
             config: ImageConfig {
                 cmd: vec![cmd.into()],

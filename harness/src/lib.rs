@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod bench;
 pub mod debs;
+pub mod disk;
 pub mod fsutil;
 pub mod image;
 pub mod images;
@@ -13,4 +14,5 @@ pub mod osbin;
 pub mod paths;
 pub mod seed;
 pub mod setup;
+pub mod ssh;
 pub mod vm;

@@ -67,6 +67,11 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 20)]
         n: usize,
     },
+    /// QEMU start to the first successful `ssh true`, beside `[ros] ready`.
+    Ssh {
+        #[arg(short = 'n', default_value_t = 5)]
+        n: usize,
+    },
     /// xz vs zstd for the initrd: size, unpack time, boot to ready.
     Initrd {
         #[arg(short = 'n', default_value_t = 3)]
@@ -139,15 +144,21 @@ fn main() -> anyhow::Result<()> {
             let qmp = dir.path().join("qmp.sock");
             let ssh = vm::free_port()?;
             let ports = [(22u16, ssh)].into_iter().collect();
-            let mut args = opts.qemu_args(&qmp, &ports);
-            args.extend(["-serial".into(), "mon:stdio".into()]);
+            let mut args = Vec::new();
             eprintln!("QMP socket: {}", qmp.display());
             eprintln!("forwarded: 127.0.0.1:{ssh} -> guest :22");
+            let key = harness::ssh::Key::generate("run")?;
+            opts.init_args.push(key.cmdline_arg());
+            let known = dir.path().join("known_hosts");
+            let line = harness::ssh::args(ssh, &key.private, &known, harness::ssh::USER);
+            eprintln!("ssh in with: ssh {}", line.join(" "));
             eprintln!(
                 "accelerator: {} (HARNESS_ACCEL=kvm|auto to change)",
                 opts.accel.qemu_name()
             );
             eprintln!("Ctrl-A X quits QEMU; `poweroff` in the guest shuts it down cleanly.\n");
+            args.extend(opts.qemu_args(&qmp, &ports));
+            args.extend(["-serial".into(), "mon:stdio".into()]);
             let st = Command::new(setup::QEMU)
                 .args(&args)
                 .status()
@@ -172,6 +183,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Initrd { n } => harness::bench::initrd(n)?,
                 BenchCmd::Services { n } => harness::bench::services(n)?,
                 BenchCmd::Crun { n } => harness::bench::crun(n)?,
+                BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
             }
         }
     }

@@ -27,6 +27,9 @@ const BUILD_PACKAGES: &[&str] = &[
     "genisoimage",
     "dosfstools",
     "mtools",
+    // Tests: ssh/ssh-keygen/ssh-keyscan into VMs, e2fsck on their state disks.
+    "openssh-client",
+    "e2fsprogs",
 ];
 
 /// Installed version of each package (None when not installed).

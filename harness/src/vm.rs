@@ -56,6 +56,8 @@ pub struct VmOptions {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub accel: Accel,
+    /// The key [`Vm::ssh`] logs in with (authorized on the kernel command line).
+    pub ssh_key: Option<crate::ssh::Key>,
 }
 
 impl VmOptions {
@@ -81,7 +83,29 @@ impl VmOptions {
             kernel: kernel.to_path_buf(),
             initrd: initrd.to_path_buf(),
             accel: Accel::from_env(),
+            ssh_key: None,
         }
+    }
+
+    /// Authorize `key` for the `rancher` user (`cc.ssh_authorized_keys` after `--`) and
+    /// forward the guest's port 22, for [`Vm::ssh`].
+    pub fn ssh_key(mut self, key: &crate::ssh::Key) -> Self {
+        self.init_args.push(key.cmdline_arg());
+        if !self.forward.contains(&22) {
+            self.forward.push(22);
+        }
+        self.ssh_key = Some(key.clone());
+        self
+    }
+
+    /// Log in with `key`, which something else authorizes (a datasource in the test): port 22
+    /// forwarded, nothing added to the command line.
+    pub fn ssh_identity(mut self, key: &crate::ssh::Key) -> Self {
+        if !self.forward.contains(&22) {
+            self.forward.push(22);
+        }
+        self.ssh_key = Some(key.clone());
+        self
     }
 
     pub fn cmdline(mut self, arg: &str) -> Self {
@@ -232,6 +256,7 @@ pub struct Vm {
     started: Instant,
     _dir: tempfile::TempDir,
     seq: u32,
+    ssh_key: Option<crate::ssh::Key>,
 }
 
 /// Pick a free TCP port on 127.0.0.1.
@@ -309,6 +334,7 @@ impl Vm {
             started,
             _dir: dir,
             seq: 0,
+            ssh_key: opts.ssh_key,
         })
     }
 
@@ -427,6 +453,61 @@ impl Vm {
             .unwrap_or("")
             .replace('\r', "");
         Ok((out, caps[1].parse().unwrap_or(-1)))
+    }
+
+    /// The `ssh` arguments to log in to this VM as `user` with `key` (its forwarded port 22 and
+    /// its own known_hosts file).
+    pub fn ssh_args(&self, key: &Path, user: &str) -> anyhow::Result<Vec<String>> {
+        let port = self
+            .port(22)
+            .context("port 22 is not forwarded (VmOptions::ssh_key or forward(22))")?;
+        Ok(crate::ssh::args(
+            port,
+            key,
+            &self._dir.path().join("known_hosts"),
+            user,
+        ))
+    }
+
+    /// Run `cmd` over SSH as `rancher` with the VM's key, once (see [`Vm::wait_ssh`]).
+    pub fn ssh(&self, cmd: &str) -> anyhow::Result<std::process::Output> {
+        let key = self
+            .ssh_key
+            .as_ref()
+            .context("no SSH key for this VM (VmOptions::ssh_key)")?;
+        crate::ssh::run(&self.ssh_args(&key.private, crate::ssh::USER)?, cmd)
+    }
+
+    /// Try `ssh true` until it works or `timeout` passes; how long it took from now. Says
+    /// every 15 s that it is still trying, with the last error.
+    pub fn wait_ssh(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut next_note = start + NOTE_EVERY;
+        loop {
+            let out = self.ssh("true")?;
+            if out.status.success() {
+                return Ok(start.elapsed());
+            }
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if start.elapsed() >= timeout {
+                bail!(
+                    "VM {}: no SSH login after {:.0}s: {why}\nserial log: {}",
+                    self.name,
+                    timeout.as_secs_f64(),
+                    self.log_path.display()
+                );
+            }
+            if Instant::now() >= next_note {
+                eprintln!(
+                    "[vm {}] still waiting for SSH after {:.0}s ({why}; serial log: {})",
+                    self.name,
+                    start.elapsed().as_secs_f64(),
+                    self.log_path.display()
+                );
+                next_note = Instant::now() + NOTE_EVERY;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Run a QMP command (a fresh connection each time).

@@ -51,15 +51,17 @@ fn http_cmd(dir: &std::path::Path) -> String {
 }
 
 const KEY_META: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC7meta meta@seed";
-const KEY_USER: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIUser user@seed";
 
 #[test]
 fn nocloud_seed_gives_hostname_keys_files_and_commands() {
+    // A key of the test's own, given by the seed alone: SSH with it proves it reached the console.
+    let key = harness::ssh::Key::generate("cloud_init_nocloud").unwrap();
+    let key_user = &key.public;
     let user_data = format!(
         r#"#cloud-config
 hostname: from-nocloud
 ssh_authorized_keys:
-  - {KEY_USER}
+  - {key_user}
 write_files:
   - path: /etc/seeded
     permissions: "0640"
@@ -85,13 +87,28 @@ runcmd:
         &files(&[("user-data", &user_data), ("meta-data", &meta)]),
     )
     .unwrap();
-    let mut vm = boot(VmOptions::new("cloud_init_nocloud").unwrap().drive(seed));
+    let mut vm = boot(
+        VmOptions::new("cloud_init_nocloud")
+            .unwrap()
+            .drive(seed)
+            .ssh_identity(&key),
+    );
     // user-data's hostname beats the metadata's, and is set before the ready line.
     assert_eq!(sh(&mut vm, "hostname"), "from-nocloud");
     let keys = sh(&mut vm, "rancherctl config get ssh_authorized_keys");
     assert!(
-        keys.contains(KEY_META) && keys.contains(KEY_USER),
+        keys.contains(KEY_META) && keys.contains(key_user.as_str()),
         "both keys: {keys}"
+    );
+    vm.wait_ssh(BOOT).unwrap();
+    let out = vm
+        .ssh("hostname; cat /home/rancher/.ssh/authorized_keys")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("from-nocloud"), "{text}");
+    assert!(
+        text.contains(KEY_META),
+        "the metadata's key is installed too: {text}"
     );
     assert_eq!(sh(&mut vm, "cat /etc/seeded"), "hello from nocloud");
     assert_eq!(

@@ -10,6 +10,7 @@ pub mod netconf;
 pub mod ntp;
 pub mod rancherctl;
 pub mod services;
+pub mod state;
 pub mod system_docker;
 
 use std::process::ExitCode;

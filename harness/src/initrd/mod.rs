@@ -140,6 +140,7 @@ pub fn package_names(recipe: &Recipe) -> anyhow::Result<Vec<String>> {
         for r in crate::images::load_recipes(&dir)? {
             for l in &r.layers {
                 names.extend(l.debs.keys().cloned());
+                names.extend(l.libs.iter().cloned());
             }
         }
     }

@@ -29,7 +29,7 @@ pub use edit::{apply_cmdline, parse_value, set_key};
 pub use error::{ConfigError, ConfigWarning, Location, Problem};
 pub use layers::{read_layers, ConfigPaths, Layer, LayerKind};
 pub use merge::{merge, set_path};
-pub use model::{CloudInit, Config, Docker, Rancher, Service, Ssh, State, Upgrade};
+pub use model::{CloudInit, Config, Docker, Rancher, Service, Ssh, State, Upgrade, Wait};
 pub use network::{Dns, Interface, Network, Selector};
 pub use runcmd::Command;
 pub use validate::{check_text, check_value, typed, Checked};

@@ -245,9 +245,9 @@ pub struct State {
     /// `LABEL=RANCHER_STATE`, `/dev/sda1`, `UUID=…`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<String>,
-    /// Wait for the device to appear.
-    #[serde(default, deserialize_with = "or_default")]
-    pub wait: bool,
+    /// How long to look for the device (seconds; RancherOS's `true` is [`Wait::LONG`]).
+    #[serde(default, deserialize_with = "wait")]
+    pub wait: Wait,
     /// Fail boot when it does not.
     #[serde(default, deserialize_with = "or_default")]
     pub required: bool,
@@ -273,6 +273,55 @@ pub struct State {
     pub oem_fstype: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// `rancher.state.wait`: seconds to look for the state device before running from RAM.
+///
+/// The default is none: disks the kernel probes as it boots (virtio, SATA, NVMe) are there before
+/// `/init` runs, and any wait is paid in full by every boot without a state disk (1 s measured
+/// that way under TCG). Slow disks (USB) want more: RancherOS's `wait: true` means [`Wait::LONG`]
+/// seconds, `false` none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Wait(pub u64);
+
+impl Wait {
+    /// Seconds for `wait: true`.
+    pub const LONG: u64 = 10;
+    pub fn seconds(self) -> u64 {
+        self.0
+    }
+}
+
+fn wait<'de, D: Deserializer<'de>>(d: D) -> Result<Wait, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Wait;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number of seconds or a boolean")
+        }
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Wait, E> {
+            Ok(Wait(if b { Wait::LONG } else { 0 }))
+        }
+        fn visit_u64<E: serde::de::Error>(self, s: u64) -> Result<Wait, E> {
+            Ok(Wait(s))
+        }
+        fn visit_i64<E: serde::de::Error>(self, s: i64) -> Result<Wait, E> {
+            u64::try_from(s)
+                .map(Wait)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(s), &self))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Wait, E> {
+            Ok(Wait::default())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Wait, E> {
+            Ok(Wait::default())
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Wait, D2::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// `rancher.upgrade`.

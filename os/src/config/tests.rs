@@ -204,7 +204,7 @@ fn a_broken_layer_is_reported_and_the_others_apply() {
         "the bad key alone is left out"
     );
     assert_eq!(c.rancher.autologin, "tty1");
-    assert!(!c.rancher.state.wait);
+    assert_eq!(c.rancher.state.wait, crate::config::Wait::default());
     assert_eq!(c.rancher.state.dev.as_deref(), Some("LABEL=X"));
 }
 
@@ -505,7 +505,7 @@ fn rancheros_cloud_config_is_accepted_as_is() {
     assert!(r.docker.tls);
     assert_eq!(r.docker.log_opts["max-file"], "2");
     assert_eq!(r.state.dev.as_deref(), Some("LABEL=RANCHER_STATE"));
-    assert!(r.state.wait);
+    assert_eq!(r.state.wait.seconds(), crate::config::Wait::LONG);
     assert_eq!(r.state.directory.as_deref(), Some("rancheros"));
     assert_eq!(
         r.upgrade.url.as_deref(),

@@ -8,6 +8,7 @@
 //! under `catch_unwind`; if the loop keeps failing, PID 1 falls back to an emergency shell.
 
 pub mod api;
+mod console_config;
 mod logs;
 mod mounts;
 mod net;
@@ -15,6 +16,7 @@ mod power_button;
 pub mod services;
 mod shell;
 pub mod shutdown;
+mod state;
 mod steps;
 mod supervisor;
 mod sysctl;

@@ -127,6 +127,18 @@ impl SystemServices {
         Ok(())
     }
 
+    /// The unpacked layers of `image`, top-most first (for tools run straight from an image).
+    pub fn image_layers(&self, image: &str) -> anyhow::Result<Vec<PathBuf>> {
+        let store = self
+            .store
+            .as_ref()
+            .context("no image store (system-images failed)")?;
+        let img = store
+            .resolve(image)
+            .with_context(|| format!("image {image}"))?;
+        Ok(store.lower_dirs(&img)?)
+    }
+
     /// Boot step: check, order and start every system service.
     pub fn start_all(&mut self, config: &Config) -> anyhow::Result<()> {
         let same = config.clone();

@@ -1,7 +1,7 @@
 //! The boot sequence as data: a named step per line, run in order, each timed and printed as a
 //! milestone (`[ros] step <name> ok|failed <ms>ms`). Adding a step is adding a line here.
 
-use super::{mounts, net, power_button, shell, Boot};
+use super::{console_config, mounts, net, power_button, shell, state, Boot};
 use crate::console::{say, step_line, StepOutcome};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -22,6 +22,8 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
     ("system-images", |b| b.services.load_images()),
+    ("state", state::run),
+    ("console-config", console_config::write),
     ("sysctl", |b| {
         problems(super::sysctl::apply(
             std::path::Path::new(PROC_SYS),
@@ -60,6 +62,10 @@ fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     );
     boot.config = config;
     crate::init::supervisor::set_log_level(boot.config.rancher.debug);
+    // The user's hostname may be in the layer just found.
+    if let Err(e) = apply_hostname(&boot.config.hostname) {
+        say(format!("hostname: {e:#}"));
+    }
     if errors.is_empty() {
         return Ok(());
     }
@@ -101,6 +107,10 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
         let mut problems: Vec<String> = errors.iter().map(|e| format!("config: {e}")).collect();
         if let Err(e) = apply_hostname(&new.hostname) {
             problems.push(format!("hostname: {e:#}"));
+        }
+        // Keys and password from a datasource reach the console, which starts after this.
+        if let Err(e) = console_config::write_to(std::path::Path::new(console_config::DIR), &new) {
+            problems.push(format!("console config: {e:#}"));
         }
         problems.extend(super::sysctl::apply(
             std::path::Path::new(PROC_SYS),
@@ -146,6 +156,28 @@ fn hide_init_args(boot: &mut Boot) -> anyhow::Result<()> {
     )
     .context("bind over /proc/cmdline")?;
     Ok(())
+}
+
+/// Read the configuration again, now that the state partition (and the user's layer on it) is
+/// mounted. Problems already reported by `load-config` are not repeated.
+pub fn reload_config(boot: &mut Boot) {
+    let user = crate::config::ConfigPaths::system();
+    if !user.cloud_config.exists() && !user.cloud_config_d.exists() {
+        return;
+    }
+    let (config, errors) = crate::config::load(
+        std::path::Path::new(crate::config::DEFAULTS_PATH),
+        &boot.cmdline,
+    );
+    for e in &errors {
+        say(format!("config error: {e}"));
+    }
+    boot.config = config;
+    crate::init::supervisor::set_log_level(boot.config.rancher.debug);
+    // The user's hostname may be in the layer just found.
+    if let Err(e) = apply_hostname(&boot.config.hostname) {
+        say(format!("hostname: {e:#}"));
+    }
 }
 
 fn set_hostname(boot: &mut Boot) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 pub mod config;
 mod power;
 mod service;
+mod state;
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ commands:
   config     get, set, export, merge, validate the configuration (rancherctl config help)
   service    list, start, stop, restart, enable, disable system services, show their logs
              (rancherctl service help)
+  state      the state partition: device, mount, or running from RAM (--json)
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";
@@ -24,6 +26,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let result = match cmd.as_str() {
         "config" => return config::main(&args[1..]),
         "service" => service::main(&args[1..]),
+        "state" => state::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
         "halt" => power::request(power::Request::Halt),

@@ -267,14 +267,14 @@ fn merge_from_a_file_and_refusal_of_a_bad_one() {
 
     root.write(
         "bad.yml",
-        "hostname: other\nrancher:\n  debug: maybe\n  state: {wait: 2}\n",
+        "hostname: other\nrancher:\n  debug: maybe\n  state: {wait: soon}\n",
     );
     let bad = root.dir.path().join("bad.yml");
     let r = root.run(&["merge", "-i", bad.to_str().unwrap()]);
     assert!(matches!(r.result, Err(CtlError::Invalid { count: 2, .. })));
     assert_eq!(
         r.stderr,
-        "<root>/bad.yml: line 3 column 10: rancher.debug: invalid type: string \"maybe\", expected a boolean\n<root>/bad.yml: line 4 column 17: rancher.state.wait: invalid type: integer `2`, expected a boolean\n"
+        "<root>/bad.yml: line 3 column 10: rancher.debug: invalid type: string \"maybe\", expected a boolean\n<root>/bad.yml: line 4 column 17: rancher.state.wait: invalid type: string \"soon\", expected a number of seconds or a boolean\n"
     );
     assert_eq!(root.user_file().unwrap(), before, "nothing written");
 }
