@@ -185,10 +185,11 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         .filter_map(|l| l.trim().strip_prefix("[ros] stopping service "))
         .collect();
     // Start order was first (ran to completion), second, syslog, third, udev, acpid, network,
-    // ntp: dependencies first, then names break ties.
+    // cloud-init-save (ran to completion), console, ntp, cloud-init-execute (ran to completion):
+    // dependencies first, then names break ties.
     assert_eq!(
         order,
-        ["ntp", "network", "acpid", "udev", "third", "syslog", "second"],
+        ["ntp", "console", "network", "acpid", "udev", "third", "syslog", "second"],
         "reverse start order"
     );
     assert!(vm.wait_exit(BOOT).unwrap().success());
@@ -304,6 +305,20 @@ fn static_address_mtu_gateway_and_dns_from_rancher_network() {
     assert_eq!(
         sh(&mut vm, "grep -v '^#' /etc/resolv.conf"),
         "search example.lan\nnameserver 10.0.2.3"
+    );
+
+    // A saved change to rancher.network applies at once: the network service is restarted.
+    let out = sh(
+        &mut vm,
+        "rancherctl config set rancher.network.interfaces.eth1.addresses '[192.168.9.9/24]'",
+    );
+    assert!(out.contains("the network service was restarted"), "{out}");
+    let eth1 = poll(&mut vm, "ip addr show eth1", Duration::from_secs(30), |o| {
+        o.contains("192.168.9.9")
+    });
+    assert!(
+        eth1.contains("inet 192.168.9.9/24") && eth1.contains("inet 192.168.7.5/24"),
+        "{eth1}"
     );
 }
 

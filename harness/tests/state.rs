@@ -66,6 +66,13 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     let key1 = host_key(&vm);
     ssh(&vm, WRITE);
     host_sh(&mut vm, HOST_WRITE);
+    // A key added by hand stays; the configured one is appended once, not again at each boot.
+    ssh(
+        &vm,
+        "echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHand hand@added' >> .ssh/authorized_keys",
+    );
+    // `rancherctl config set` survives the reboot (the OS config is on the state partition).
+    ssh(&vm, "sudo rancherctl config set hostname persisted-host");
 
     // Reboot from inside, through sudo and PID 1.
     let _ = vm.ssh("sudo reboot");
@@ -75,6 +82,14 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     assert_eq!(ssh(&vm, CHECK), "home\nopt\n2", "after reboot");
     assert_eq!(host_sh(&mut vm, HOST_CHECK), "home\n2", "host after reboot");
     assert_eq!(host_key(&vm), key1, "same SSH host key after reboot");
+    assert_eq!(
+        ssh(&vm, "hostname"),
+        "persisted-host",
+        "config set survived"
+    );
+    let keys = ssh(&vm, "cat .ssh/authorized_keys");
+    assert_eq!(keys.matches("hand@added").count(), 1, "{keys}");
+    assert_eq!(keys.matches(key.public.as_str()).count(), 1, "{keys}");
     let state = ssh(&vm, "rancherctl state");
     assert!(state.contains("formatted at this boot: false"), "{state}");
     assert!(state.contains("fsck: clean"), "{state}");
@@ -154,6 +169,59 @@ fn a_power_cut_after_a_synced_write_loses_nothing() {
     vm.wait_exit(BOOT).unwrap();
     let (code, out) = disk.fsck().unwrap();
     assert_eq!(code, 0, "e2fsck -fn after a clean poweroff: {out}");
+}
+
+/// `rancherctl config set` in a loop, and the power cut in the middle of it: the file is then
+/// the old or the new one, never torn (temp file, fsync, rename, fsync of the directory).
+#[test]
+fn a_power_cut_during_config_set_leaves_the_old_or_the_new_file() {
+    let disk = Disk::blank("state_config_cut", 256).unwrap();
+    let opts = || {
+        VmOptions::new("state_config_cut")
+            .unwrap()
+            .drive(disk.drive())
+    };
+    let mut vm = Vm::boot(opts()).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    host_sh(&mut vm, "rancherctl config set rancher.environment.ROUND 0");
+    host_sh(
+        &mut vm,
+        "(i=1; while rancherctl config set rancher.environment.ROUND $i; do echo $i > /run/last-set; i=$((i+1)); done) >/dev/null 2>&1 &",
+    );
+    // Let some sets land, then cut the power while the loop runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = host_sh(&mut vm, "cat /run/last-set 2>/dev/null || echo 0");
+        if n.lines()
+            .last()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+            .unwrap_or(0)
+            >= 5
+            || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        host_sh(&mut vm, "sleep 1");
+    }
+    vm.quit().unwrap();
+    drop(vm);
+
+    let mut vm = Vm::boot(opts()).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let file = "/var/lib/rancher/conf/cloud-config.yml";
+    let (out, rc) = vm
+        .sh(&format!("rancherctl config validate -i {file}"), BOOT)
+        .unwrap();
+    assert_eq!(rc, 0, "the file is whole: {out}");
+    let round = host_sh(&mut vm, "rancherctl config get rancher.environment.ROUND");
+    let n: u32 = round
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ROUND is a number: {round}"));
+    assert!(n >= 5, "at least the sets seen before the cut: {n}");
+    let leftovers = host_sh(&mut vm, "ls -a /var/lib/rancher/conf");
+    eprintln!("after the cut: ROUND={n}; conf dir: {leftovers}");
 }
 
 #[test]

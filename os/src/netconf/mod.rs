@@ -104,7 +104,12 @@ pub fn plan(net: &Network, links: &[Link]) -> Vec<Action> {
             out.push(ip(&["link", "set", n, "mtu", &mtu.to_string()]));
         }
         out.push(ip(&["link", "set", n, "up"]));
-        for a in i.address.iter().chain(i.addresses.iter()) {
+        let statics: Vec<&String> = i.address.iter().chain(i.addresses.iter()).collect();
+        if !i.dhcp && !statics.is_empty() {
+            // A restart converges on the configuration: addresses no longer in it go.
+            out.push(ip(&["addr", "flush", "dev", n]));
+        }
+        for a in statics {
             out.push(ip(&["addr", "add", a, "dev", n]));
         }
         if let Some(gw) = &i.gateway {
@@ -291,6 +296,7 @@ mod tests {
                 "dhcp eth0 ",
                 "ip link set eth1 mtu 1400",
                 "ip link set eth1 up",
+                "ip addr flush dev eth1",
                 "ip addr add 192.168.7.5/24 dev eth1",
                 "ip route replace default via 192.168.7.1 dev eth1",
                 "ip link set ens9 up",

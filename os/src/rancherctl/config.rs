@@ -94,7 +94,10 @@ pub fn run(
             _ => Err(CtlError::Usage("get takes one KEY".into())),
         },
         "set" => match rest.as_slice() {
-            ["--", key, value] | [key, value] => set(paths, key, value),
+            ["--", key, value] | [key, value] => {
+                set(paths, key, value)?;
+                apply_live(paths, key, io)
+            }
             _ => Err(CtlError::Usage("set takes KEY VALUE".into())),
         },
         "export" => export(paths, cmdline, &rest, io),
@@ -200,6 +203,30 @@ pub fn set(paths: &ConfigPaths, key: &str, value: &str) -> Result<(), CtlError> 
         reason,
     })?;
     write_user_layer(&paths.cloud_config, &layer)
+}
+
+/// Keys whose change a running system applies at once, and the service that applies it.
+const LIVE: &[(&str, &str)] = &[("rancher.network", "network")];
+
+/// After a saved change to `key` on the running system, restart the service that applies it
+/// (through the system engine's API), so that `config set rancher.network…` takes effect now.
+fn apply_live(paths: &ConfigPaths, key: &str, io: &mut Io) -> Result<(), CtlError> {
+    if *paths != ConfigPaths::system() || !Path::new(crate::engine::api::SOCKET).exists() {
+        return Ok(());
+    }
+    let Some((_, service)) = LIVE.iter().find(|(k, _)| keypath::is_under(key, k)) else {
+        return Ok(());
+    };
+    let socket = format!("unix://{}", crate::engine::api::SOCKET);
+    let result = crate::system_docker::client::Client::new(Some(&socket))
+        .and_then(|c| crate::system_docker::lifecycle::act(&c, "restart", service, None));
+    match result {
+        Ok(()) => out(io, format!("{key}: saved; the {service} service was restarted to apply it\n")),
+        Err(e) => out(
+            io,
+            format!("{key}: saved; restarting the {service} service failed ({e}): it applies at the next boot\n"),
+        ),
+    }
 }
 
 fn export(
