@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 /// The kernel arguments every boot gets (before the per-VM ones).
 pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "quiet", "panic=-1"];
 
+/// PID 1's line once every enabled system service runs.
+pub const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
+
 /// How often a long wait prints a progress line.
 const NOTE_EVERY: Duration = Duration::from_secs(15);
 
@@ -467,6 +470,59 @@ impl Vm {
             &self._dir.path().join("known_hosts"),
             user,
         ))
+    }
+
+    /// Boot and wait for PID 1's `[ros] ready` line.
+    pub fn boot_ready(opts: VmOptions, timeout: Duration) -> anyhow::Result<Vm> {
+        let mut vm = Vm::boot(opts)?;
+        vm.expect(READY, timeout)?;
+        Ok(vm)
+    }
+
+    /// [`Vm::sh`] that must succeed: its output, trimmed, or an error with the status, the
+    /// output and the serial log's path.
+    pub fn sh_ok(&mut self, cmd: &str, timeout: Duration) -> anyhow::Result<String> {
+        let (out, rc) = self.sh(cmd, timeout)?;
+        if rc != 0 {
+            bail!(
+                "`{cmd}` on the serial console failed ({rc}): {out}\nserial log: {}",
+                self.log_path.display()
+            );
+        }
+        Ok(out.trim().to_string())
+    }
+
+    /// Run `cmd` (its failure ignored) every second until `done(output)` or `within` passes;
+    /// the last output either way.
+    pub fn poll(
+        &mut self,
+        cmd: &str,
+        within: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self.sh_ok(&format!("{cmd} 2>/dev/null || true"), within)?;
+            if done(&out) || Instant::now() >= deadline {
+                return Ok(out);
+            }
+            self.sh_ok("sleep 1", within)?;
+        }
+    }
+
+    /// [`Vm::ssh`] that must succeed: its stdout, trimmed.
+    pub fn ssh_ok(&self, cmd: &str) -> anyhow::Result<String> {
+        let out = self.ssh(cmd)?;
+        if !out.status.success() {
+            bail!(
+                "`{cmd}` over SSH failed ({}): {}{}\nserial log: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.log_path.display()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
     /// Run `cmd` over SSH as `rancher` with the VM's key, once (see [`Vm::wait_ssh`]).

@@ -6,33 +6,20 @@
 
 use harness::seed::{self, Files, SeedFs};
 use harness::vm::{Vm, VmOptions};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BOOT: Duration = Duration::from_secs(180);
-const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
 
 fn boot(opts: VmOptions) -> Vm {
-    let mut vm = Vm::boot(opts).expect("QEMU starts");
-    vm.expect(READY, BOOT).unwrap();
-    vm
+    Vm::boot_ready(opts, BOOT).unwrap()
 }
 
 fn sh(vm: &mut Vm, cmd: &str) -> String {
-    let (out, rc) = vm.sh(cmd, BOOT).unwrap();
-    assert_eq!(rc, 0, "`{cmd}` failed: {out}");
-    out.trim().to_string()
+    vm.sh_ok(cmd, BOOT).unwrap()
 }
 
-/// Poll `cmd` until `done(output)` or `within` passes; the last output.
 fn poll(vm: &mut Vm, cmd: &str, within: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let out = sh(vm, &format!("{cmd} 2>/dev/null || true"));
-        if done(&out) || Instant::now() >= deadline {
-            return out;
-        }
-        sh(vm, "sleep 1");
-    }
+    vm.poll(cmd, within, done).unwrap()
 }
 
 fn files(list: &[(&str, &str)]) -> Files {

@@ -12,15 +12,7 @@ const BOOT: Duration = Duration::from_secs(180);
 const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
 
 fn ssh(vm: &Vm, cmd: &str) -> String {
-    let out = vm.ssh(cmd).unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` over SSH failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    vm.ssh_ok(cmd).unwrap()
 }
 
 /// The authentication methods the server offers `rancher`: ssh with method `none` fails and

@@ -11,15 +11,15 @@ const BOOT: Duration = Duration::from_secs(120);
 const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
 
 fn boot(opts: VmOptions) -> Vm {
-    let mut vm = Vm::boot(opts).expect("QEMU starts");
-    vm.expect(READY, BOOT).unwrap();
-    vm
+    Vm::boot_ready(opts, BOOT).unwrap()
 }
 
 fn sh(vm: &mut Vm, cmd: &str) -> String {
-    let (out, rc) = vm.sh(cmd, BOOT).unwrap();
-    assert_eq!(rc, 0, "`{cmd}` failed: {out}");
-    out.trim().to_string()
+    vm.sh_ok(cmd, BOOT).unwrap()
+}
+
+fn poll(vm: &mut Vm, cmd: &str, within: Duration, done: impl Fn(&str) -> bool) -> String {
+    vm.poll(cmd, within, done).unwrap()
 }
 
 /// A service defined on the kernel command line (one `rancher.services.<name>.<key>=` a key).
@@ -115,6 +115,18 @@ fn a_bad_service_is_reported_and_the_others_run() {
         "typo",
         &[("image", "ros/busybox:latest"), ("restart", "sometimes")],
     );
+    let opts = service(
+        opts,
+        "limited",
+        &[
+            ("image", "ros/busybox:latest"),
+            ("command", "\"sleep 1000\""),
+            ("cpus", "0.5"),
+            ("cpu_shares", "512"),
+            ("mem_limit", "64m"),
+            ("pids_limit", "50"),
+        ],
+    );
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(r"service error: service ghost: image nosuch/image:1", BOOT)
         .unwrap();
@@ -128,6 +140,16 @@ fn a_bad_service_is_reported_and_the_others_run() {
     assert!(
         !sh(&mut vm, "pidof syslogd").is_empty(),
         "the other services run"
+    );
+    // The limits of a service are its cgroup's: cpus → cpu.max, cpu_shares 512 → cpu.weight
+    // 59 (runc's shares-to-weight curve, which libcgroups follows), mem_limit → memory.max,
+    // pids_limit → pids.max.
+    assert_eq!(
+        sh(
+            &mut vm,
+            "cd /sys/fs/cgroup/system/limited && cat cpu.max cpu.weight memory.max pids.max"
+        ),
+        "50000 100000\n59\n67108864\n50"
     );
 }
 
@@ -230,19 +252,6 @@ fn network_service_gets_an_address_by_dhcp_and_writes_resolv_conf() {
         sh(&mut vm, &format!("cat /proc/{pid}/cgroup")),
         "0::/system/network"
     );
-}
-
-/// Poll `cmd` on the console until its output satisfies `done` or `within` passes; the last
-/// output either way.
-fn poll(vm: &mut Vm, cmd: &str, within: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let out = sh(vm, &format!("{cmd} || true"));
-        if done(&out) || Instant::now() >= deadline {
-            return out;
-        }
-        sh(vm, "sleep 1");
-    }
 }
 
 #[test]

@@ -14,15 +14,7 @@ const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
 
 /// Run `cmd` over SSH; it must succeed; its stdout, trimmed.
 fn ssh(vm: &Vm, cmd: &str) -> String {
-    let out = vm.ssh(cmd).unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` over SSH failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    vm.ssh_ok(cmd).unwrap()
 }
 
 fn host_key(vm: &Vm) -> String {

@@ -374,7 +374,8 @@ impl SystemServices {
         }
         c.limits = Limits {
             memory_bytes: spec.mem_limit.map(|m| m as i64),
-            cpus: None,
+            cpus: spec.cpus,
+            cpu_shares: spec.cpu_shares,
             pids: spec.pids_limit.map(|p| p as i64),
         };
         let log = PathBuf::from(format!("/var/log/{name}.log"));

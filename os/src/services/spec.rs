@@ -84,8 +84,10 @@ pub struct ServiceSpec {
     pub reload_config: bool,
     /// Memory limit in bytes (`mem_limit`).
     pub mem_limit: Option<u64>,
-    /// `cpu_shares`.
+    /// `cpu_shares` (relative weight, 1024 = one share).
     pub cpu_shares: Option<u64>,
+    /// `cpus`: CPUs' worth of time (`0.5`).
+    pub cpus: Option<f64>,
     /// `pids_limit`.
     pub pids_limit: Option<u64>,
     /// Compose keys kept but not acted on.
@@ -250,6 +252,18 @@ impl Ctx<'_> {
         }
     }
 
+    /// A positive decimal (`0.5`, `2`).
+    fn fraction(&mut self, key: &str, v: &Value) -> Option<f64> {
+        let text = self.string(key, v)?;
+        match text.parse::<f64>() {
+            Ok(n) if n > 0.0 && n.is_finite() => Some(n),
+            _ => {
+                self.err(key, format!("{text:?} is not a positive number of CPUs"));
+                None
+            }
+        }
+    }
+
     fn number(&mut self, key: &str, v: &Value) -> Option<u64> {
         let text = self.string(key, v)?;
         match text.parse() {
@@ -356,6 +370,7 @@ impl ServiceSpec {
                 }
                 "mem_limit" => spec.mem_limit = cx.size(key, v),
                 "cpu_shares" => spec.cpu_shares = cx.number(key, v),
+                "cpus" => spec.cpus = cx.fraction(key, v),
                 "pids_limit" => spec.pids_limit = cx.number(key, v),
                 _ => {
                     spec.extra.insert(key.to_string(), v.clone());

@@ -188,6 +188,8 @@ pub struct Limits {
     pub memory_bytes: Option<i64>,
     /// CPUs' worth of time (`1.5` = 150 ms per 100 ms period: `cpu.max`).
     pub cpus: Option<f64>,
+    /// Relative CPU weight in Docker's shares (1024 each; `cpu.weight` on cgroup v2).
+    pub cpu_shares: Option<u64>,
     /// `pids.max`.
     pub pids: Option<i64>,
 }
@@ -369,14 +371,16 @@ impl ContainerSpec {
         if let Some(m) = self.limits.memory_bytes {
             resources = resources.memory(LinuxMemoryBuilder::default().limit(m).build()?);
         }
-        if let Some(c) = self.limits.cpus {
-            let period: u64 = 100_000;
-            resources = resources.cpu(
-                LinuxCpuBuilder::default()
-                    .period(period)
-                    .quota((c * period as f64).round() as i64)
-                    .build()?,
-            );
+        if self.limits.cpus.is_some() || self.limits.cpu_shares.is_some() {
+            let mut cpu = LinuxCpuBuilder::default();
+            if let Some(c) = self.limits.cpus {
+                let period: u64 = 100_000;
+                cpu = cpu.period(period).quota((c * period as f64).round() as i64);
+            }
+            if let Some(s) = self.limits.cpu_shares {
+                cpu = cpu.shares(s);
+            }
+            resources = resources.cpu(cpu.build()?);
         }
         if let Some(p) = self.limits.pids {
             resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
@@ -589,6 +593,7 @@ mod tests {
             memory_bytes: Some(64 << 20),
             cpus: Some(0.5),
             pids: Some(100),
+            cpu_shares: Some(512),
         };
         s.host_namespaces.insert(Namespace::Net);
         s.cap_add.push("cap_net_admin".into());
@@ -601,6 +606,7 @@ mod tests {
         assert_eq!(r["memory"]["limit"], 64 << 20);
         assert_eq!(r["cpu"]["quota"], 50_000);
         assert_eq!(r["cpu"]["period"], 100_000);
+        assert_eq!(r["cpu"]["shares"], 512);
         assert_eq!(r["pids"]["limit"], 100);
         assert_eq!(json["root"]["readonly"], true);
         assert_eq!(json["hostname"], "t1");
