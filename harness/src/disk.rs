@@ -54,8 +54,6 @@ impl Disk {
     /// A disk of `mib` MiB holding `writes` (offset, bytes) and zeros elsewhere.
     pub fn with_bytes(name: &str, mib: u64, writes: &[(u64, &[u8])]) -> anyhow::Result<Disk> {
         use std::io::{Seek, SeekFrom, Write};
-        let path = Disk::path_for(name)?;
-        let _ = std::fs::remove_file(&path);
         let raw = tempfile::NamedTempFile::new().context("temp raw disk")?;
         let mut f = raw.as_file();
         f.set_len(mib << 20)?;
@@ -64,17 +62,7 @@ impl Disk {
             f.write_all(bytes)?;
         }
         f.sync_all()?;
-        qemu_img(&[
-            "convert",
-            "-q",
-            "-f",
-            "raw",
-            "-O",
-            "qcow2",
-            &raw.path().display().to_string(),
-            &path.display().to_string(),
-        ])?;
-        Ok(Disk { path })
+        Disk::from_raw(name, raw.path())
     }
 
     /// A disk made from the raw image `raw` (converted to qcow2).
