@@ -125,8 +125,11 @@ fn a_bad_service_is_reported_and_the_others_run() {
             ("cpu_shares", "512"),
             ("mem_limit", "64m"),
             ("pids_limit", "50"),
+            ("environment", "[GREETING]"),
         ],
     );
+    // A service that names an environment key without a value gets rancher.environment's.
+    let opts = opts.cmdline("rancher.environment.GREETING=hello");
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(r"service error: service ghost: image nosuch/image:1", BOOT)
         .unwrap();
@@ -150,6 +153,17 @@ fn a_bad_service_is_reported_and_the_others_run() {
             "cd /sys/fs/cgroup/system/limited && cat cpu.max cpu.weight memory.max pids.max"
         ),
         "50000 100000\n59\n67108864\n50"
+    );
+    let pid = sh(
+        &mut vm,
+        "cat /sys/fs/cgroup/system/limited/cgroup.procs | head -1",
+    );
+    assert_eq!(
+        sh(
+            &mut vm,
+            &format!("tr '\\0' '\\n' < /proc/{pid}/environ | grep GREETING")
+        ),
+        "GREETING=hello"
     );
 }
 
