@@ -22,7 +22,6 @@ pub mod label;
 pub mod save;
 pub mod write_files;
 
-use crate::config::ConfigPaths;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,9 +31,7 @@ pub const CONF_DIR: &str = "/var/lib/rancher/conf";
 pub const DEFAULT_SOURCES: &[&str] = &["cmdline", "nocloud", "configdrive"];
 
 fn load_config() -> crate::config::Config {
-    let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
-    let (config, errors) =
-        crate::config::load(std::path::Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+    let (config, errors) = crate::config::load_running();
     for e in errors {
         println!("cloud-init: config: {e}");
     }
@@ -69,11 +66,7 @@ pub fn main(args: &[String]) -> ExitCode {
                 mnt: PathBuf::from("/run/cloud-init"),
                 cmdline: std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
             };
-            let conf = ConfigPaths::system()
-                .cloud_config
-                .parent()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(CONF_DIR));
+            let conf = PathBuf::from(CONF_DIR);
             println!("cloud-init: datasources {}", names.join(", "));
             match save::run(&sources, &env, &conf) {
                 Ok(notes) => notes.iter().for_each(|n| println!("cloud-init: {n}")),

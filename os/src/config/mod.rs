@@ -104,6 +104,17 @@ pub fn load(defaults: &Path, cmdline: &crate::cmdline::Cmdline) -> (Config, Vec<
     (loaded.config, loaded.errors)
 }
 
+/// [`load`] with the built-in defaults of the initrd ([`DEFAULTS_PATH`]).
+pub fn load_system(cmdline: &crate::cmdline::Cmdline) -> (Config, Vec<ConfigError>) {
+    load(Path::new(DEFAULTS_PATH), cmdline)
+}
+
+/// [`load_system`] with the kernel command line as the running system has it (the words after
+/// `--` too, when PID 1 kept them for root).
+pub fn load_running() -> (Config, Vec<ConfigError>) {
+    load_system(&crate::cmdline::Cmdline::from_proc().unwrap_or_default())
+}
+
 /// Read a YAML layer from a file, unchecked (an empty file is an empty map).
 pub fn read_layer(path: &Path) -> Result<Value, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -169,9 +169,7 @@ impl Bridge {
 
 /// `up`: the configuration as it is on disk now (a `rancherctl service enable` just changed it).
 fn up(services: &mut SystemServices, name: &str, timeout: Duration) -> Result<(), ApiError> {
-    let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
-    let (config, errors) =
-        crate::config::load(std::path::Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+    let (config, errors) = crate::config::load_running();
     for e in &errors {
         tracing::warn!(error = %e, "config problem (up)");
     }

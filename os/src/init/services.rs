@@ -105,8 +105,6 @@ pub struct SystemServices {
     /// `write_files` of the configuration; those with `container: NAME` are written into that
     /// container's root filesystem when it starts.
     write_files: Vec<crate::config::write_files::WriteFile>,
-    /// The configuration reloaded at boot (after `cloud-init-save`), for PID 1 to adopt.
-    reloaded: Option<Config>,
     /// Boot is over: a run-to-completion service is no longer waited for in place (that would
     /// stall the supervisor loop, which reaps and serves the API); its exit is seen by
     /// [`SystemServices::on_exit`] like any other.
@@ -139,22 +137,16 @@ impl SystemServices {
         Ok(store.lower_dirs(&img)?)
     }
 
-    /// Boot step: check, order and start every system service.
-    pub fn start_all(&mut self, config: &Config) -> anyhow::Result<()> {
-        let same = config.clone();
-        self.start_all_with(config, &mut || (same.clone(), Vec::new()))
-    }
-
-    /// [`Self::start_all`], reloading the configuration after every run-to-completion service
-    /// labelled `io.rancher.os.reloadconfig` (`cloud-init-save`): `reload` loads it again and
-    /// applies it to the host (hostname, `write_files`), and the services not started yet are
-    /// checked and ordered again from it, so a datasource can add or change them.
-    pub fn start_all_with(
+    /// Boot step: check, order and start every system service. After every run-to-completion
+    /// service labelled `io.rancher.os.reloadconfig` (`cloud-init-save`), `reload` loads the
+    /// configuration again and applies it to the host (hostname, `write_files`), and the
+    /// services not started yet are checked and ordered again from it, so a datasource can add
+    /// or change them. Returns the outcome and the configuration the boot ended with.
+    pub fn start_all(
         &mut self,
-        config: &Config,
+        mut config: Config,
         reload: &mut dyn FnMut() -> (Config, Vec<String>),
-    ) -> anyhow::Result<()> {
-        let mut config = config.clone();
+    ) -> (anyhow::Result<()>, Config) {
         let mut problems = Vec::new();
         while self.start_pass(&config, &mut problems) {
             let (new, reload_problems) = reload();
@@ -172,23 +164,21 @@ impl SystemServices {
             }
             tracing::info!("configuration reloaded");
             config = new;
-            self.reloaded = Some(config.clone());
         }
         self.booted = true;
         self.write_status();
         for p in &problems {
             say(format!("service error: {p}"));
         }
-        if problems.is_empty() {
+        let result = if problems.is_empty() {
             Ok(())
         } else {
-            anyhow::bail!("{} problem(s); the other services run", problems.len())
-        }
-    }
-
-    /// The configuration as last reloaded at boot, if it was.
-    pub fn take_reloaded(&mut self) -> Option<Config> {
-        self.reloaded.take()
+            Err(anyhow::anyhow!(
+                "{} problem(s); the other services run",
+                problems.len()
+            ))
+        };
+        (result, config)
     }
 
     /// Whether `name` was already handled (started, or reported) in an earlier pass.

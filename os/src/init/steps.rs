@@ -56,10 +56,7 @@ pub fn run_all(boot: &mut Boot) {
 fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     boot.cmdline =
         crate::cmdline::Cmdline::from_proc().map_err(|e| anyhow::anyhow!("/proc/cmdline: {e}"))?;
-    let (config, errors) = crate::config::load(
-        std::path::Path::new(crate::config::DEFAULTS_PATH),
-        &boot.cmdline,
-    );
+    let (config, errors) = crate::config::load_system(&boot.cmdline);
     boot.config = config;
     crate::init::supervisor::set_log_level(boot.config.rancher.debug);
     // The user's hostname may be in the layer just found.
@@ -99,11 +96,9 @@ fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
 /// Start the system services; when `cloud-init-save` has brought new configuration, apply its
 /// hostname and host `write_files` before the rest start, and keep it as the boot's config.
 fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
-    let config = boot.config.clone();
     let cmdline = boot.cmdline.clone();
-    let result = boot.services.start_all_with(&config, &mut || {
-        let (new, errors) =
-            crate::config::load(std::path::Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+    let (result, config) = boot.services.start_all(boot.config.clone(), &mut || {
+        let (new, errors) = crate::config::load_system(&cmdline);
         let mut problems: Vec<String> = errors.iter().map(|e| format!("config: {e}")).collect();
         if let Err(e) = apply_hostname(&new.hostname) {
             problems.push(format!("hostname: {e:#}"));
@@ -123,10 +118,7 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
         ));
         (new, problems)
     });
-    if let Some(new) = boot.services.take_reloaded() {
-        crate::init::supervisor::set_log_level(new.rancher.debug);
-        boot.config = new;
-    }
+    boot.config = config;
     result
 }
 
@@ -165,10 +157,7 @@ pub fn reload_config(boot: &mut Boot) {
     if !user.cloud_config.exists() && !user.cloud_config_d.exists() {
         return;
     }
-    let (config, errors) = crate::config::load(
-        std::path::Path::new(crate::config::DEFAULTS_PATH),
-        &boot.cmdline,
-    );
+    let (config, errors) = crate::config::load_system(&boot.cmdline);
     for e in &errors {
         say(format!("config error: {e}"));
     }

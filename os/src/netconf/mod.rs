@@ -142,8 +142,7 @@ pub fn resolv_conf(net: &Network) -> Option<String> {
 }
 
 fn load_network() -> Network {
-    let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
-    let (config, errors) = crate::config::load(Path::new(crate::config::DEFAULTS_PATH), &cmdline);
+    let (config, errors) = crate::config::load_running();
     for e in errors {
         println!("network: config: {e}");
     }
