@@ -23,6 +23,17 @@ pub const BASE_CMDLINE: &[&str] = &["console=ttyS0", "quiet", "panic=-1"];
 /// PID 1's line once every enabled system service runs.
 pub const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
 
+/// PID 1's first line of every boot.
+const BOOT_START: &str = "[ros] init ";
+
+/// The prompt of the serial console's autologin session: `rancher` in the console container
+/// (PS1 in `initrd/images/console-rootfs/etc/profile`).
+pub const CONSOLE_PROMPT: &str = r"\[rancher@[^\]]*\]\$ ";
+
+/// How [`Vm::sh`] becomes root on the host from the console's autologin session: `sudo`, then
+/// PID 1's namespaces (the console container has its own mounts), as a user would.
+const BECOME_ROOT: &str = "exec sudo nsenter -t 1 -m -u -i -n -p /bin/sh -l\n";
+
 /// How often a long wait prints a progress line.
 const NOTE_EVERY: Duration = Duration::from_secs(15);
 
@@ -260,6 +271,10 @@ pub struct Vm {
     _dir: tempfile::TempDir,
     seq: u32,
     ssh_key: Option<crate::ssh::Key>,
+    /// Where the boot in which [`Vm::sh`] became root began in the serial text.
+    root_at: Option<usize>,
+    /// The console prompt to become root from comes after this offset.
+    prompt_from: usize,
 }
 
 /// Pick a free TCP port on 127.0.0.1.
@@ -338,6 +353,8 @@ impl Vm {
             _dir: dir,
             seq: 0,
             ssh_key: opts.ssh_key,
+            root_at: None,
+            prompt_from: 0,
         })
     }
 
@@ -380,11 +397,25 @@ impl Vm {
         timeout: Duration,
     ) -> anyhow::Result<Vec<String>> {
         let re = Regex::new(pattern).with_context(|| format!("bad pattern {pattern:?}"))?;
+        let (out, end) = self.wait_for(&re, self.cursor, timeout)?;
+        self.cursor = end;
+        Ok(out)
+    }
+
+    /// Wait until `re` matches the serial text after byte `from`: the text from `from` to the
+    /// end of the match followed by the capture groups, and where the match ends.
+    fn wait_for(
+        &self,
+        re: &Regex,
+        from: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<(Vec<String>, usize)> {
+        let pattern = re.as_str();
         let deadline = Instant::now() + timeout;
         let mut next_note = Instant::now() + NOTE_EVERY;
         let mut g = self.serial.text.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let hay = &g.0[self.cursor..];
+            let hay = &g.0[from.min(g.0.len())..];
             if let Some(c) = re.captures(hay) {
                 let m = c.get(0).expect("group 0");
                 let mut out = vec![hay[..m.end()].to_string()];
@@ -393,8 +424,7 @@ impl Vm {
                         .skip(1)
                         .map(|x| x.map(|x| x.as_str().to_string()).unwrap_or_default()),
                 );
-                self.cursor += m.end();
-                return Ok(out);
+                return Ok((out, from + m.end()));
             }
             let now = Instant::now();
             if g.1 || now >= deadline {
@@ -437,8 +467,60 @@ impl Vm {
         self.stdin.flush().context("flushing the serial console")
     }
 
-    /// Run a shell command on the serial console shell; return its output and exit code.
+    /// Run a shell command as root on the host (PID 1's namespaces), through the serial
+    /// console: return its output and exit code. The first call of each boot becomes root from
+    /// the console's autologin session ([`Vm::root_shell`]).
     pub fn sh(&mut self, cmd: &str, timeout: Duration) -> anyhow::Result<(String, i32)> {
+        self.root_shell(timeout)?;
+        self.console_sh(cmd, timeout)
+    }
+
+    /// Where the latest boot began in the serial text (PID 1's first line).
+    fn boot_start(&self) -> usize {
+        let g = self.serial.text.lock().unwrap_or_else(|e| e.into_inner());
+        g.0.rfind(BOOT_START).unwrap_or(0)
+    }
+
+    /// Like [`Vm::expect`], but looking from the start of the latest boot rather than from the
+    /// cursor: for what the console prints at about the time of `[ros] ready` (a prompt), which
+    /// may come before it. The cursor moves past the match when it was behind it.
+    pub fn expect_since_boot(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let re = Regex::new(pattern).with_context(|| format!("bad pattern {pattern:?}"))?;
+        let (mut out, end) = self.wait_for(&re, self.boot_start(), timeout)?;
+        self.cursor = self.cursor.max(end);
+        Ok(out.swap_remove(0))
+    }
+
+    /// Make the serial console's shell a root shell on the host, once per boot: wait for the
+    /// autologin session's prompt ([`CONSOLE_PROMPT`]) and turn it into `sudo nsenter` into
+    /// PID 1's namespaces. A no-op when this boot's shell already is root.
+    pub fn root_shell(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let boot_at = self.boot_start();
+        if self.root_at == Some(boot_at) {
+            return Ok(());
+        }
+        let re = Regex::new(CONSOLE_PROMPT).expect("valid pattern");
+        self.wait_for(&re, boot_at.max(self.prompt_from), timeout)
+            .context("waiting for the console's autologin session")?;
+        self.send(BECOME_ROOT)?;
+        self.root_at = Some(boot_at);
+        Ok(())
+    }
+
+    /// The serial console's shell has ended (the test typed `exit`): the next [`Vm::sh`]
+    /// becomes root again from the session that the console starts next.
+    pub fn shell_ended(&mut self) {
+        self.root_at = None;
+        self.prompt_from = self.cursor;
+    }
+
+    /// Run a shell command in the serial console's shell as it is (the autologin session as
+    /// `rancher`, or whatever the test made of it); return its output and exit code.
+    pub fn console_sh(&mut self, cmd: &str, timeout: Duration) -> anyhow::Result<(String, i32)> {
         self.seq += 1;
         let n = self.seq;
         // One line, so that no typed-ahead echo lands inside the output; `eval` takes any

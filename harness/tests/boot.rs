@@ -10,8 +10,8 @@ use std::time::Duration;
 const BOOT: Duration = Duration::from_secs(120);
 const SHUTDOWN: Duration = Duration::from_secs(60);
 const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
-/// The console shell's prompt (PS1 in initrd/rootfs/etc/profile).
-const PROMPT: &str = r"\[root@rancher [^\]]*\]# ";
+/// The recovery console's root prompt (PS1 in initrd/rootfs/etc/profile).
+const ROOT_PROMPT: &str = r"\[root@rancher [^\]]*\]# ";
 
 fn boot(opts: VmOptions) -> Vm {
     let mut vm = Vm::boot(opts).expect("QEMU starts");
@@ -106,8 +106,13 @@ fn ctrl_alt_del_reboots_cleanly() {
 fn rancherctl_reboot_then_poweroff() {
     let opts = VmOptions::new("rancherctl_power").unwrap().allow_reboot();
     let mut vm = boot(opts.cmdline("rancher.shutdown_timeout=3"));
-    // A service that ignores SIGTERM is killed after the timeout, not waited on forever.
-    vm.sh("(trap '' TERM; sleep 1000) &", BOOT).unwrap();
+    // A process outside every service (in the root cgroup) that ignores SIGTERM is killed
+    // after the timeout, not waited on forever.
+    vm.sh(
+        "sh -c 'echo $$ > /sys/fs/cgroup/cgroup.procs; trap \"\" TERM; exec sleep 1000' &",
+        BOOT,
+    )
+    .unwrap();
     vm.send("rancherctl reboot\n").unwrap();
     vm.expect(r"\[ros\] shutdown reboot \(SIGTERM\)", SHUTDOWN)
         .unwrap();
@@ -115,7 +120,12 @@ fn rancherctl_reboot_then_poweroff() {
         .unwrap();
     vm.expect(r"\[ros\] shutdown complete", SHUTDOWN).unwrap();
     vm.expect(READY, BOOT).unwrap();
-    vm.send("rancherctl poweroff\n").unwrap();
+    // From the console's autologin session, as a user would.
+    vm.root_shell(BOOT).unwrap();
+    vm.send("exit\n").unwrap();
+    vm.shell_ended();
+    vm.expect(harness::vm::CONSOLE_PROMPT, BOOT).unwrap();
+    vm.send("sudo rancherctl poweroff\n").unwrap();
     vm.expect(r"\[ros\] shutdown poweroff \(SIGUSR2\)", SHUTDOWN)
         .unwrap();
     vm.expect(r"\[ros\] shutdown complete", SHUTDOWN).unwrap();
@@ -123,25 +133,40 @@ fn rancherctl_reboot_then_poweroff() {
 }
 
 #[test]
-fn pid1_reaps_orphans_and_respawns_the_console() {
-    let mut vm = boot(VmOptions::new("reaping").unwrap());
+fn pid1_reaps_orphans_and_respawns_the_recovery_console() {
+    // rancher.recovery: PID 1's own root shell on the console tty, the console container
+    // running no terminal session.
+    let opts = VmOptions::new("reaping").unwrap();
+    let mut vm = Vm::boot(opts.cmdline("rancher.recovery=true")).unwrap();
+    vm.expect(r"\[ros\] recovery console: a root shell on ttyS0", BOOT)
+        .unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let (out, rc) = vm
+        .console_sh("cat /proc/$PPID/comm; wc -c < /run/ros/console/ttys", BOOT)
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["init", "0"],
+        "the shell is PID 1's and the console has no session: {out}"
+    );
     // Orphans: their parent exits at once, so they are re-parented to PID 1 and must be reaped.
     let (_, rc) = vm
-        .sh(
+        .console_sh(
             "for i in 1 2 3 4 5; do sh -c 'sleep 0.2 &'; done; sleep 2",
             BOOT,
         )
         .unwrap();
     assert_eq!(rc, 0);
     let (out, _) = vm
-        .sh("grep -l '^State:.Z' /proc/[0-9]*/status | wc -l", BOOT)
+        .console_sh("grep -l '^State:.Z' /proc/[0-9]*/status | wc -l", BOOT)
         .unwrap();
     assert_eq!(out.trim(), "0", "zombies left: {out}");
-    // The console shell comes back after it exits.
-    vm.expect(PROMPT, BOOT).unwrap();
+    // The recovery shell comes back after it exits.
+    vm.expect(ROOT_PROMPT, BOOT).unwrap();
     vm.send("exit\n").unwrap();
-    vm.expect(PROMPT, BOOT).unwrap();
-    let (out, rc) = vm.sh("echo back", BOOT).unwrap();
+    vm.expect(ROOT_PROMPT, BOOT).unwrap();
+    let (out, rc) = vm.console_sh("echo back", BOOT).unwrap();
     assert_eq!((out.trim(), rc), ("back", 0));
 }
 

@@ -1,7 +1,9 @@
-//! The console over SSH, proven in VMs: the `rancher` user logs in with the key given in the
-//! configuration and becomes root with sudo, acting on the host (PID 1, the system services);
-//! a wrong key is refused; password logins are not even offered unless `rancher.password` is
-//! set, and then the password works.
+//! The console over SSH and on the serial line, proven in VMs: the `rancher` user logs in with
+//! the key given in the configuration and becomes root with sudo, acting on the host (PID 1,
+//! the system services); a wrong key is refused; password logins are not even offered unless
+//! `rancher.password` is set, and then the password works. On the serial console `rancher` is
+//! logged in without a prompt (`rancher.autologin`, default ttyS0) in the console container,
+//! with Ctrl-C working; with autologin off, getty asks for a login and checks the password.
 
 use harness::ssh::Key;
 use harness::vm::{Vm, VmOptions};
@@ -74,6 +76,44 @@ fn ssh_with_the_configured_key_and_sudo_to_the_host() {
 
     // No password set: the server offers public keys alone.
     assert_eq!(offered_methods(&vm, &key), "publickey");
+
+    // The serial console: rancher, logged in without a prompt, in the console container (its
+    // sudo), on the tty itself; SIGINT not ignored, so Ctrl-C reaches what the user runs.
+    vm.expect_since_boot(harness::vm::CONSOLE_PROMPT, BOOT)
+        .unwrap();
+    let (out, rc) = vm
+        .console_sh(
+            "id -un; tty; sh -c 'grep SigIgn /proc/self/status'; sudo cat /proc/1/comm",
+            BOOT,
+        )
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words.len(), 5, "{out}");
+    assert_eq!(
+        [words[0], words[1], words[2], words[4]],
+        ["rancher", "/dev/ttyS0", "SigIgn:", "init"],
+        "{out}"
+    );
+    let ignored = u64::from_str_radix(words[3], 16).unwrap();
+    assert_eq!(ignored & (1 << (2 - 1)), 0, "SIGINT is ignored: {out}");
+    vm.send("sleep 1000\n").unwrap();
+    let mut running = false;
+    for _ in 0..60 {
+        running = vm.ssh("pidof sleep").unwrap().status.success();
+        if running {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(running, "sleep did not start on the serial console");
+    vm.send("\x03").unwrap();
+    let (_, rc) = vm.console_sh("true", BOOT).unwrap();
+    assert_eq!(rc, 0);
+    assert!(
+        !vm.ssh("pidof sleep").unwrap().status.success(),
+        "Ctrl-C did not stop sleep"
+    );
 }
 
 #[test]
@@ -82,7 +122,8 @@ fn a_password_turns_password_logins_on() {
     let opts = VmOptions::new("console_password")
         .unwrap()
         .ssh_key(&key)
-        .init_arg("rancher.password=s3cret-pw");
+        .init_arg("rancher.password=s3cret-pw")
+        .init_arg("rancher.autologin=");
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(READY, BOOT).unwrap();
     vm.wait_ssh(BOOT).unwrap();
@@ -133,4 +174,28 @@ fn a_password_turns_password_logins_on() {
     std::fs::write(&wrong, "#!/bin/sh\necho not-it\n").unwrap();
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(!login(&wrong).status.success(), "a wrong password got in");
+
+    // No autologin: the serial console asks for a login; a wrong password and root (no
+    // password at all) are refused, and the prompt comes back; rancher's password gets in.
+    vm.expect_since_boot(r"rancher login: ", BOOT).unwrap();
+    for (user, pw) in [("rancher", "not-it"), ("root", "s3cret-pw")] {
+        vm.send(&format!("{user}\n")).unwrap();
+        vm.expect("Password: ", BOOT).unwrap();
+        vm.send(&format!("{pw}\n")).unwrap();
+        let between = vm.expect(r"rancher login: ", BOOT).unwrap();
+        assert!(
+            !between.contains("]$ ") && !between.contains("]# "),
+            "{user} got a shell: {between}"
+        );
+    }
+    vm.send("rancher\n").unwrap();
+    vm.expect("Password: ", BOOT).unwrap();
+    vm.send("s3cret-pw\n").unwrap();
+    vm.expect(harness::vm::CONSOLE_PROMPT, BOOT).unwrap();
+    let (out, rc) = vm.console_sh("id -un; tty", BOOT).unwrap();
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["rancher", "/dev/ttyS0"]
+    );
 }

@@ -4,6 +4,7 @@ pub mod cloudinit;
 pub mod cmdline;
 pub mod config;
 pub mod console;
+pub mod consoled;
 pub mod engine;
 pub mod init;
 pub mod netconf;
@@ -12,6 +13,7 @@ pub mod rancherctl;
 pub mod services;
 pub mod state;
 pub mod system_docker;
+pub mod tty;
 
 use std::process::ExitCode;
 
@@ -41,6 +43,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "netconf" => netconf::main(rest),
         // The `ntp` system service's client (run inside its container).
         "ntpd" => ntp::main(rest),
+        // The console container's main process: the SSH server and a getty per terminal.
+        "consoled" => consoled::main(rest),
         // The system engine's CLI (talks to the control API).
         "system-docker" => system_docker::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.

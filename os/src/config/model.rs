@@ -69,9 +69,18 @@ pub struct Rancher {
         deserialize_with = "shutdown_timeout"
     )]
     pub shutdown_timeout: u64,
-    /// The tty that gets a shell without a login (empty: none).
+    /// The ttys (comma- or space-separated) where the console logs `rancher` in without a
+    /// prompt; every other console tty gets a login prompt (empty: prompts everywhere).
     #[serde(default = "default_autologin", deserialize_with = "or_default")]
     pub autologin: String,
+    /// Recovery console: PID 1 itself runs a root shell on the first autologin tty (or the
+    /// first console tty), for when the console container cannot start.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub recovery: bool,
     /// Send system logs to the console as well.
     #[serde(default, deserialize_with = "or_default")]
     pub log: bool,
@@ -409,6 +418,7 @@ impl Default for Rancher {
             debug: false,
             shutdown_timeout: default_shutdown_timeout(),
             autologin: default_autologin(),
+            recovery: false,
             log: false,
             console: None,
             password: None,

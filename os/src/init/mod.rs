@@ -1,7 +1,7 @@
 //! PID 1. Boot is a list of named steps ([`steps::STEPS`]), each run and timed in order and
 //! printed as a milestone; a failed (or panicking) step is reported and boot goes on. After the
 //! last step PID 1 prints `[ros] ready <seconds>` once and becomes the supervisor: the single
-//! owner of `waitpid`, reaping every zombie, respawning the console shell, and turning the power
+//! owner of `waitpid`, reaping every zombie, respawning the recovery console shell, and turning the power
 //! button, Ctrl-Alt-Del and `rancherctl reboot|poweroff` into a clean shutdown.
 //!
 //! PID 1 must never exit: its death panics the kernel. Every step and the supervisor loop run
@@ -36,7 +36,7 @@ pub struct Boot {
     pub power_buttons: Vec<std::fs::File>,
     /// The signalfd through which PID 1 receives SIGCHLD and the shutdown signals.
     pub signals: Option<nix::sys::signalfd::SignalFd>,
-    /// The console shell: its tty and pid.
+    /// The recovery console shell (`rancher.recovery`): its tty and pid.
     pub console: Option<(String, i32)>,
     /// The system services (containers of the system engine).
     pub services: services::SystemServices,

@@ -1,6 +1,8 @@
-//! Shells on the console. Until the console system container exists, the tty named by
-//! `rancher.autologin` (default `ttyS0`) gets a login shell, respawned when it exits. The
-//! emergency shell is the last resort when PID 1's own loop cannot run.
+//! PID 1's own shells. The console's terminal sessions belong to the console container
+//! (`ros consoled`); PID 1 runs a root shell on a terminal only as the recovery console
+//! (`rancher.recovery=true` on the kernel command line, for when the console container cannot
+//! start), respawned when it exits. The emergency shell is the last resort when PID 1's own
+//! loop cannot run.
 
 use anyhow::Context;
 use std::os::unix::process::CommandExt;
@@ -46,13 +48,20 @@ pub fn spawn_on(tty: &str) -> anyhow::Result<Child> {
         .with_context(|| format!("start {SHELL} on {path}"))
 }
 
-pub fn start_console(boot: &mut super::Boot) -> anyhow::Result<()> {
-    let tty = boot.config.rancher.autologin.clone();
-    if tty.is_empty() {
+/// The `recovery-console` step: with `rancher.recovery`, a root shell on the first autologin
+/// tty, else the first console tty (the console container then runs no terminal sessions).
+pub fn start_recovery(boot: &mut super::Boot) -> anyhow::Result<()> {
+    if !boot.config.rancher.recovery {
         return Ok(());
     }
+    let tty = crate::tty::autologin_ttys(&boot.config.rancher.autologin)
+        .into_iter()
+        .chain(crate::tty::kernel_consoles(&boot.cmdline))
+        .next()
+        .unwrap_or_else(|| "tty1".into());
     std::fs::create_dir_all("/root").context("mkdir /root")?;
     let child = spawn_on(&tty)?;
+    crate::console::say(format!("recovery console: a root shell on {tty}"));
     boot.console = Some((tty, child.id() as i32));
     Ok(())
 }

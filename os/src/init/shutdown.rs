@@ -62,22 +62,10 @@ pub fn run(
     }
 }
 
-/// `vhangup` a terminal: its sessions get SIGHUP and their reads end.
+/// Hang up a console terminal; a failure is logged, not fatal.
 fn hang_up(tty: &str) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = format!("/dev/{tty}");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(&path);
-    match file {
-        // SAFETY: TIOCVHANGUP takes no argument; the fd is valid for the call.
-        Ok(f) => unsafe {
-            libc::ioctl(f.as_raw_fd(), libc::TIOCVHANGUP);
-        },
-        Err(e) => tracing::warn!(tty = %path, error = %e, "cannot hang up"),
+    if let Err(e) = crate::tty::hang_up(tty) {
+        tracing::warn!(tty, error = %e, "cannot hang up");
     }
 }
 

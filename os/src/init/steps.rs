@@ -34,7 +34,7 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("system-services", system_services),
     ("power-button", power_button::open),
     ("api", super::api::start),
-    ("console", shell::start_console),
+    ("recovery-console", shell::start_recovery),
 ];
 
 /// Run every step; a failure or panic is printed and boot goes on.
@@ -104,7 +104,8 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
             problems.push(format!("hostname: {e:#}"));
         }
         // Keys and password from a datasource reach the console, which starts after this.
-        if let Err(e) = console_config::write_to(std::path::Path::new(console_config::DIR), &new) {
+        let dir = std::path::Path::new(console_config::DIR);
+        if let Err(e) = console_config::write_to(dir, &new, &cmdline) {
             problems.push(format!("console config: {e:#}"));
         }
         problems.extend(super::sysctl::apply(
