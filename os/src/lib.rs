@@ -11,6 +11,7 @@ pub mod netconf;
 pub mod ntp;
 pub mod rancherctl;
 pub mod services;
+pub mod signals;
 pub mod state;
 pub mod system_docker;
 pub mod tty;

@@ -64,6 +64,16 @@ struct Tty {
     next_start: Option<Instant>,
 }
 
+impl Tty {
+    /// Say why the session is not running and start it again after the next back-off delay.
+    fn retry_later(&mut self, why: &str) {
+        let delay = retry_delay(self.failures);
+        self.failures += 1;
+        eprintln!("consoled: {why}; next try in {} s", delay.as_secs());
+        self.next_start = Some(Instant::now() + delay);
+    }
+}
+
 /// `ros consoled [--ttys FILE] -- COMMAND ARGS…`
 pub fn main(args: &[String]) -> ExitCode {
     let mut file = SESSIONS.to_string();
@@ -141,15 +151,12 @@ fn usage() -> ExitCode {
 
 /// Start `cmd` with default signal dispositions and an empty signal mask; its pid.
 fn spawn(cmd: &mut Command) -> std::io::Result<i32> {
-    // SAFETY: the closure runs in the child between fork and exec and calls only sigemptyset,
-    // sigprocmask and signal, which are async-signal-safe; it touches no shared state.
+    // SAFETY: the closure runs in the child between fork and exec and makes only
+    // async-signal-safe calls (raw rt_sigaction, sigemptyset, sigprocmask); it touches no
+    // shared state.
     unsafe {
         cmd.pre_exec(|| {
-            for sig in 1..32 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
-                }
-            }
+            crate::signals::reset_all();
             let mut set = std::mem::zeroed::<libc::sigset_t>();
             libc::sigemptyset(&mut set);
             if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
@@ -170,16 +177,7 @@ fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>) -> ExitCode {
                 t.started = now;
                 match spawn(Command::new("getty").args(getty_args(&t.session))) {
                     Ok(pid) => t.pid = Some(pid),
-                    Err(e) => {
-                        let delay = retry_delay(t.failures);
-                        t.failures += 1;
-                        eprintln!(
-                            "consoled: getty on {}: {e}; next try in {} s",
-                            t.session.tty,
-                            delay.as_secs()
-                        );
-                        t.next_start = Some(now + delay);
-                    }
+                    Err(e) => t.retry_later(&format!("getty on {}: {e}", t.session.tty)),
                 }
             }
         }
@@ -210,14 +208,8 @@ fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>) -> ExitCode {
             if let Some(t) = ttys.iter_mut().find(|t| t.pid == Some(pid)) {
                 t.pid = None;
                 if t.started.elapsed() < QUICK {
-                    let delay = retry_delay(t.failures);
-                    t.failures += 1;
-                    eprintln!(
-                        "consoled: the session on {} ended at once ({code}); next try in {} s",
-                        t.session.tty,
-                        delay.as_secs()
-                    );
-                    t.next_start = Some(Instant::now() + delay);
+                    let why = format!("the session on {} ended at once ({code})", t.session.tty);
+                    t.retry_later(&why);
                 } else {
                     t.failures = 0;
                     t.next_start = Some(Instant::now());

@@ -168,14 +168,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Give the container a clean signal state. libcontainer execs the container's command without
-/// resetting what it inherits, and a Rust program ignores SIGPIPE (ignored signals survive
-/// `exec`), so without this `yes | head` would never end inside a container. The mask is
-/// cleared too, in case the caller (PID 1 blocks its signals for its signalfd) leaked one.
+/// resetting what it inherits, and ignored signals survive `exec` (see [`crate::signals`]):
+/// without this `yes | head` would never end inside a container. The mask is cleared too, in
+/// case the caller (PID 1 blocks its signals for its signalfd) leaked one. We are
+/// single-threaded here, so glibc's own signals are not needed.
 fn reset_signals() {
-    use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
-    // SAFETY: setting SIG_DFL installs no handler code; we are single-threaded here.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-    let _ = SigSet::empty().thread_set_mask();
+    crate::signals::reset_all();
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
 /// The remaining command-line words.
