@@ -204,7 +204,8 @@ fn ec2_metadata_service() {
         .unwrap()
         .net("169.254.0.0/16")
         .guestfwd("169.254.169.254:80", &http_cmd(&dir))
-        .cmdline("rancher.cloud_init.datasources=[ec2]");
+        // After `--`: hidden from /proc/cmdline, still seen by cloud-init-save.
+        .init_arg("rancher.cloud_init.datasources=[ec2]");
     let mut vm = boot(opts);
     assert_eq!(sh(&mut vm, "hostname"), "from-ec2");
     assert!(sh(&mut vm, "rancherctl config get ssh_authorized_keys").contains(KEY_META));
