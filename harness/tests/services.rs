@@ -478,3 +478,57 @@ fn a_chatty_services_log_is_rotated_by_size() {
         "at most 2 old copies: {listing}"
     );
 }
+
+#[test]
+fn init_true_passes_sigterm_on_and_reaps_orphans() {
+    // The same command twice: its subshell leaves an orphan that ends at once, then it becomes
+    // `sleep`, which as PID 1 of its namespace ignores SIGTERM and reaps nothing.
+    let cmd = ("command", "\"sh -c '(sleep 0.1 &); exec sleep 1000'\"");
+    let opts = VmOptions::new("services_init")
+        .unwrap()
+        .cmdline("rancher.shutdown_timeout=3");
+    let opts = service(opts, "plain", &[("image", "ros/busybox:latest"), cmd]);
+    let opts = service(
+        opts,
+        "inited",
+        &[("image", "ros/busybox:latest"), cmd, ("init", "true")],
+    );
+    let mut vm = boot(opts);
+    let state = |vm: &mut Vm, name: &str, field: &str| {
+        let inspect = sh(vm, &format!("system-docker inspect {name}"));
+        let re = regex::Regex::new(&format!(r#""{field}": (\d+)"#)).unwrap();
+        re.captures(&inspect)
+            .unwrap_or_else(|| panic!("no {field} in {inspect}"))[1]
+            .to_string()
+    };
+    let pid = |vm: &mut Vm, name: &str| state(vm, name, "Pid");
+    let inited = pid(&mut vm, "inited");
+    assert_eq!(sh(&mut vm, &format!("cat /proc/{inited}/comm")), "ros-init");
+    // Only `plain` keeps a zombie: ros-init reaped the one handed to it.
+    let zombies = poll(
+        &mut vm,
+        "for f in $(grep -l '^State:.Z' /proc/[0-9]*/status); do grep PPid $f; done",
+        Duration::from_secs(10),
+        |out| !out.is_empty(),
+    );
+    let plain = pid(&mut vm, "plain");
+    assert_eq!(
+        zombies.split_whitespace().collect::<Vec<_>>(),
+        ["PPid:", plain.as_str()],
+        "one zombie, `plain`'s"
+    );
+    // `docker stop`: ros-init passes SIGTERM on and `sleep` ends (143); plain `sleep` has to
+    // be killed after the 3 s timeout.
+    sh(&mut vm, "rancherctl service stop inited");
+    sh(&mut vm, "rancherctl service stop plain");
+    let serial = vm.serial_text();
+    assert!(
+        !serial.contains("service inited did not stop"),
+        "ros-init did not pass SIGTERM on: {serial}"
+    );
+    assert!(
+        serial.contains("service plain did not stop in 3s; killing it"),
+        "{serial}"
+    );
+    assert_eq!(state(&mut vm, "inited", "ExitCode"), "143");
+}

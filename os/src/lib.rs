@@ -5,6 +5,7 @@ pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod consoled;
+pub mod containerinit;
 pub mod engine;
 pub mod init;
 pub mod netconf;
@@ -19,7 +20,7 @@ pub mod tty;
 use std::process::ExitCode;
 
 /// The commands this binary answers to, by program name or first argument.
-const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker"];
+const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker", "ros-init"];
 
 /// Run the command named by `argv[0]` (its file name) or, failing that, by `argv[1]`.
 pub fn dispatch(args: Vec<String>) -> ExitCode {
@@ -46,6 +47,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "ntpd" => ntp::main(rest),
         // The console container's main process: the SSH server and a getty per terminal.
         "consoled" => consoled::main(rest),
+        // A container's init (services with `init: true`), bound in as /sbin/ros-init.
+        "ros-init" => containerinit::main(rest),
         // The system engine's CLI (talks to the control API).
         "system-docker" => system_docker::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.

@@ -25,6 +25,8 @@ pub const STORE_ROOT: &str = "/var/lib/system-docker";
 pub const INITRD_IMAGES: &str = "/usr/share/ros/images";
 /// Per-container root filesystems (overlay mounts).
 const CONTAINERS: &str = "/run/system-docker/containers";
+/// The os binary on the host, bound into `init: true` containers as their init.
+const OS_BINARY: &str = "/usr/bin/ros";
 /// Service status, for `rancherctl service list`.
 pub const STATUS_PATH: &str = "/run/system-docker/services.json";
 
@@ -378,6 +380,18 @@ impl SystemServices {
             let _ = self.runtime.delete(name, true);
         }
         let (args, env) = (c.args.clone(), c.env.clone());
+        if spec.init {
+            // `init: true`: our own binary as the container's PID 1 (crate::containerinit).
+            c.binds.push(BindMount {
+                source: OS_BINARY.into(),
+                destination: crate::containerinit::PATH.into(),
+                read_only: true,
+            });
+            c.args = [crate::containerinit::PATH.to_string(), "--".to_string()]
+                .into_iter()
+                .chain(args.iter().cloned())
+                .collect();
+        }
         let st = if spec.create_only {
             self.runtime.create(&c)?
         } else {

@@ -90,6 +90,9 @@ pub struct ServiceSpec {
     pub cpus: Option<f64>,
     /// `pids_limit`.
     pub pids_limit: Option<u64>,
+    /// `init`: run the command under `ros-init` (signals passed on, orphans reaped), as
+    /// Docker's `--init`.
+    pub init: bool,
     /// Compose keys kept but not acted on.
     pub extra: BTreeMap<String, Value>,
 }
@@ -372,6 +375,7 @@ impl ServiceSpec {
                 "cpu_shares" => spec.cpu_shares = cx.number(key, v),
                 "cpus" => spec.cpus = cx.fraction(key, v),
                 "pids_limit" => spec.pids_limit = cx.number(key, v),
+                "init" => spec.init = cx.bool(key, v),
                 _ => {
                     spec.extra.insert(key.to_string(), v.clone());
                 }
@@ -500,10 +504,12 @@ labels:
   io.rancher.os.after: network, syslog
   io.rancher.os.detach: "false"
 mem_limit: 64m
+init: true
 ports: ["123:123"]
 "#,
         );
         let s = ServiceSpec::parse("ntp", &raw).unwrap();
+        assert!(s.init);
         assert_eq!(s.command.as_deref().unwrap(), ["ntpd", "--nofork", "-g"]);
         assert!(s.privileged && !s.detach && !s.create_only);
         assert_eq!(
