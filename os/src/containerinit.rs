@@ -12,7 +12,6 @@
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 /// Where the engine puts this binary inside a container.
@@ -59,20 +58,7 @@ pub fn main(args: &[String]) -> ExitCode {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let mut cmd = Command::new(prog);
-    cmd.args(rest);
-    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe calls
-    // (raw rt_sigaction, sigemptyset, sigprocmask).
-    unsafe {
-        cmd.pre_exec(|| {
-            crate::signals::reset_all();
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut set);
-            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::signals::clean_child(cmd.args(rest));
     let child = match cmd.spawn() {
         Ok(c) => Pid::from_raw(c.id() as i32),
         Err(e) => {

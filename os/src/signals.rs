@@ -41,23 +41,51 @@ pub fn reset_all() {
     }
 }
 
+/// `cmd` set to start with every signal at its default ([`reset_all`]) and an empty signal mask:
+/// a parent that blocks signals to take them with `sigwait` (consoled, ros-init, netconf) would
+/// otherwise hand the block down, and the child would never see SIGTERM.
+pub fn clean_child(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and makes only
+    // async-signal-safe calls (raw rt_sigaction, sigemptyset, sigprocmask); it touches no
+    // shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            reset_all();
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_child_starts_with_nothing_ignored() {
+    fn a_clean_child_starts_with_nothing_ignored_or_blocked() {
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", "grep SigIgn /proc/self/status"]);
-        // SAFETY: reset_all only makes raw system calls.
+        cmd.args(["-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]);
+        // SAFETY: signal and sigprocmask are async-signal-safe. These run before clean_child's
+        // closure (pre_exec closures run in order) and leave what it must undo.
         unsafe {
             cmd.pre_exec(|| {
                 libc::signal(libc::SIGTERM, libc::SIG_IGN);
-                super::reset_all();
+                let mut set = std::mem::zeroed::<libc::sigset_t>();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
                 Ok(())
             });
         }
-        let out = cmd.output().unwrap();
+        let out = super::clean_child(&mut cmd).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(text.trim(), "SigIgn:\t0000000000000000");
+        assert_eq!(
+            text.trim(),
+            "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000"
+        );
     }
 }

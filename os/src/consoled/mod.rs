@@ -17,7 +17,6 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -151,21 +150,9 @@ fn usage() -> ExitCode {
 
 /// Start `cmd` with default signal dispositions and an empty signal mask; its pid.
 fn spawn(cmd: &mut Command) -> std::io::Result<i32> {
-    // SAFETY: the closure runs in the child between fork and exec and makes only
-    // async-signal-safe calls (raw rt_sigaction, sigemptyset, sigprocmask); it touches no
-    // shared state.
-    unsafe {
-        cmd.pre_exec(|| {
-            crate::signals::reset_all();
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut set);
-            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn().map(|c| c.id() as i32)
+    crate::signals::clean_child(cmd)
+        .spawn()
+        .map(|c| c.id() as i32)
 }
 
 fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>) -> ExitCode {

@@ -23,24 +23,6 @@ const RESOLV: &str = "/run/resolvconf/resolv.conf";
 const STATIC_MARK: &str = "/run/resolvconf/static";
 const DHCP_SCRIPT: &str = "/usr/share/udhcpc/default.script";
 
-/// `cmd` with the signal mask of its process cleared: we block SIGTERM, SIGINT and SIGCHLD
-/// to take them with `sigwait`, and a child would otherwise inherit that and never see SIGTERM.
-fn with_clear_sigmask(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec and only calls
-    // sigemptyset/sigprocmask, which are async-signal-safe; it touches no shared state.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut set = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut set);
-            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
-}
-
 /// A link of the host: name and MAC address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -181,7 +163,7 @@ pub fn main(_args: &[String]) -> ExitCode {
     for action in plan(&net, &links) {
         match action {
             Action::Ip(args) => {
-                let st = with_clear_sigmask(Command::new("ip").args(&args)).status();
+                let st = crate::signals::clean_child(Command::new("ip").args(&args)).status();
                 match st {
                     Ok(s) if s.success() => println!("network: ip {}", args.join(" ")),
                     Ok(s) => println!("network: ip {}: {s}", args.join(" ")),
@@ -189,7 +171,7 @@ pub fn main(_args: &[String]) -> ExitCode {
                 }
             }
             Action::Dhcp { link, args } => {
-                let child = with_clear_sigmask(
+                let child = crate::signals::clean_child(
                     Command::new("udhcpc")
                         .args(["-f", "-i", &link, "-t", "10", "-T", "2", "-s", DHCP_SCRIPT])
                         .args(&args),
