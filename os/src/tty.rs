@@ -80,6 +80,16 @@ pub fn sessions(cmdline: &crate::cmdline::Cmdline, autologin: &str) -> Vec<Sessi
     out
 }
 
+/// The recovery console's tty (`rancher.recovery`): the first autologin tty, else the first
+/// kernel console, else `tty1`.
+pub fn recovery_tty(cmdline: &crate::cmdline::Cmdline, autologin: &str) -> String {
+    autologin_ttys(autologin)
+        .into_iter()
+        .chain(kernel_consoles(cmdline))
+        .next()
+        .unwrap_or_else(|| "tty1".into())
+}
+
 /// The file PID 1 writes for the console container: a session a line.
 pub fn render(sessions: &[Session]) -> String {
     sessions.iter().map(|s| format!("{s}\n")).collect()
@@ -173,6 +183,9 @@ mod tests {
             names(&sessions(&Cmdline::parse("quiet"), "")),
             ["tty1 login"]
         );
+        assert_eq!(recovery_tty(&c, ""), "tty1");
+        assert_eq!(recovery_tty(&c, "ttyS0"), "ttyS0");
+        assert_eq!(recovery_tty(&Cmdline::parse("quiet"), ""), "tty1");
     }
 
     #[test]

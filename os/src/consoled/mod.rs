@@ -12,6 +12,7 @@
 //! `rancher` user has a password only when `rancher.password` is set). When the SSH server
 //! ends, consoled ends with its status, so the engine's restart policy sees the container stop.
 
+use crate::containerinit::exit_code;
 use crate::tty::Session;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -102,16 +103,13 @@ pub fn main(args: &[String]) -> ExitCode {
     if let Err(e) = set.thread_block() {
         eprintln!("consoled: blocking signals: {e}");
     }
-    let sessions = match std::fs::read_to_string(&file) {
-        Ok(text) => crate::tty::parse(&text).unwrap_or_else(|e| {
+    let sessions = std::fs::read_to_string(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|text| crate::tty::parse(&text))
+        .unwrap_or_else(|e| {
             eprintln!("consoled: {file}: {e}; no terminal sessions");
             Vec::new()
-        }),
-        Err(e) => {
-            eprintln!("consoled: {file}: {e}; no terminal sessions");
-            Vec::new()
-        }
-    };
+        });
     let main_pid = match command.split_first() {
         Some((prog, rest)) => match spawn(Command::new(prog).args(rest)) {
             Ok(pid) => Some(pid),
@@ -182,10 +180,8 @@ fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            let (pid, code) = match st {
-                WaitStatus::Exited(p, c) => (p.as_raw(), c),
-                WaitStatus::Signaled(p, s, _) => (p.as_raw(), 128 + s as i32),
-                _ => break,
+            let (Some(pid), Some(code)) = (st.pid().map(Pid::as_raw), exit_code(st)) else {
+                break;
             };
             if Some(pid) == main_pid {
                 eprintln!("consoled: the SSH server ended ({code}); stopping");

@@ -54,11 +54,7 @@ pub fn start_recovery(boot: &mut super::Boot) -> anyhow::Result<()> {
     if !boot.config.rancher.recovery {
         return Ok(());
     }
-    let tty = crate::tty::autologin_ttys(&boot.config.rancher.autologin)
-        .into_iter()
-        .chain(crate::tty::kernel_consoles(&boot.cmdline))
-        .next()
-        .unwrap_or_else(|| "tty1".into());
+    let tty = crate::tty::recovery_tty(&boot.cmdline, &boot.config.rancher.autologin);
     std::fs::create_dir_all("/root").context("mkdir /root")?;
     let child = spawn_on(&tty)?;
     crate::console::say(format!("recovery console: a root shell on {tty}"));
