@@ -150,6 +150,15 @@ fn pid1_reaps_orphans_and_respawns_the_recovery_console() {
         ["init", "0"],
         "the shell is PID 1's and the console has no session: {out}"
     );
+    // Nothing of PID 1's blocked signals (its signalfd's) reaches the shell's commands.
+    let (out, rc) = vm
+        .console_sh("sh -c 'grep SigBlk /proc/self/status'", BOOT)
+        .unwrap();
+    assert_eq!(
+        (out.split_whitespace().collect::<Vec<_>>(), rc),
+        (vec!["SigBlk:", "0000000000000000"], 0),
+        "{out}"
+    );
     // Orphans: their parent exits at once, so they are re-parented to PID 1 and must be reaped.
     let (_, rc) = vm
         .console_sh(

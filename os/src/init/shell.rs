@@ -34,6 +34,9 @@ pub fn spawn_on(tty: &str) -> anyhow::Result<Child> {
         .stdin(Stdio::from(open()?))
         .stdout(Stdio::from(open()?))
         .stderr(Stdio::from(open()?));
+    // Not PID 1's blocked signals (its signalfd's): Ctrl-C and the shutdown's hangup must reach
+    // the shell and what it runs.
+    crate::signals::clean_child(&mut cmd);
     // SAFETY: between fork and exec we only call async-signal-safe functions (setsid, ioctl).
     unsafe {
         cmd.pre_exec(|| {
@@ -65,7 +68,7 @@ pub fn start_recovery(boot: &mut super::Boot) -> anyhow::Result<()> {
 /// The last resort: a shell on the console, again and again, reaping everything.
 pub fn emergency_forever() -> ! {
     loop {
-        match Command::new("/bin/busybox").arg("sh").spawn() {
+        match crate::signals::clean_child(Command::new("/bin/busybox").arg("sh")).spawn() {
             Ok(child) => loop {
                 // Reap everything until our shell is gone; then start another.
                 match nix::sys::wait::wait() {
