@@ -23,6 +23,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "xz-utils",
     "cpio",
     "dpkg-dev",
+    // libcontainer's seccomp links libseccomp.a into the static `ros` (.cargo/config.toml).
+    "libseccomp-dev",
     // Datasource seed disks for the cloud-init tests (harness/src/seed.rs).
     "genisoimage",
     "dosfstools",

@@ -38,7 +38,10 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
     };
     match cmd.as_str() {
         "init" => init::main(),
-        "rancherctl" => rancherctl::main(rest),
+        "rancherctl" => {
+            signals::quiet_on_closed_pipe();
+            rancherctl::main(rest)
+        }
         // The `cloud-init-save` and `cloud-init-execute` system services (in their containers).
         "cloud-init" => cloudinit::main(rest),
         // The `network` system service's main process (in its container).
@@ -50,7 +53,10 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         // A container's init (services with `init: true`), bound in as /sbin/ros-init.
         "ros-init" => containerinit::main(rest),
         // The system engine's CLI (talks to the control API).
-        "system-docker" => system_docker::main(rest),
+        "system-docker" => {
+            signals::quiet_on_closed_pipe();
+            system_docker::main(rest)
+        }
         // Hidden: the short-lived process that runs libcontainer for the engine.
         "container-helper" => engine::runtime::helper::main(rest),
         other => {

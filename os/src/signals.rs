@@ -62,6 +62,17 @@ pub fn clean_child(cmd: &mut std::process::Command) -> &mut std::process::Comman
     }
 }
 
+/// For the command-line tools: a closed pipe ends the process quietly, as it does any Unix
+/// tool (`system-docker inspect ntp | head`), instead of a panic in `println!` (Rust ignores
+/// SIGPIPE, so a write to a closed pipe is an error, and `println!` panics on errors).
+pub fn quiet_on_closed_pipe() {
+    // SAFETY: setting SIGPIPE's disposition to the default has no memory-safety preconditions;
+    // it is called at the start of a single-purpose command, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

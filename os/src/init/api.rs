@@ -41,6 +41,9 @@ pub struct Bridge {
     snapshot: Arc<Mutex<Vec<ContainerInfo>>>,
     /// Exec helpers still running: pid → where their exit code goes.
     execs: HashMap<i32, watch::Sender<Option<i32>>>,
+    /// Stops, restarts and ups in progress: ticket → who waits for the answer.
+    waiting: HashMap<u64, oneshot::Sender<Result<(), ApiError>>>,
+    next_ticket: u64,
 }
 
 /// The API thread's end.
@@ -89,6 +92,8 @@ pub fn start(boot: &mut Boot) -> anyhow::Result<()> {
         wake,
         snapshot,
         execs: HashMap::new(),
+        waiting: HashMap::new(),
+        next_ticket: 0,
     });
     Ok(())
 }
@@ -113,20 +118,22 @@ impl Bridge {
                     self.publish(services);
                     let _ = reply.send(r);
                 }
+                // These answer when the stop is done (see `settle`): the loop only records a
+                // deadline, so a container that ignores SIGTERM delays nobody else.
                 Request::Stop(name, t, reply) => {
-                    let r = services.stop(&name, t).map_err(op_error);
-                    self.publish(services);
-                    let _ = reply.send(r);
+                    let ticket = self.ticket(reply);
+                    let r = services.begin_stop(&name, t, false, ticket);
+                    self.refuse(ticket, r.map_err(op_error));
                 }
                 Request::Restart(name, t, reply) => {
-                    let r = services.restart(&name, t).map_err(op_error);
-                    self.publish(services);
-                    let _ = reply.send(r);
+                    let ticket = self.ticket(reply);
+                    let r = services.begin_stop(&name, t, true, ticket);
+                    self.refuse(ticket, r.map_err(op_error));
                 }
                 Request::Up(name, reply) => {
-                    let r = up(services, &name, secs(None));
-                    self.publish(services);
-                    let _ = reply.send(r);
+                    let ticket = self.ticket(reply);
+                    let r = up(services, &name, secs(None), ticket);
+                    self.refuse(ticket, r);
                 }
                 Request::Exec(name, spec, reply) => {
                     let r = match services.exec(&name, &spec) {
@@ -145,6 +152,33 @@ impl Bridge {
                     };
                     let _ = reply.send(r);
                 }
+            }
+        }
+    }
+
+    /// Keep `reply` until its ticket completes.
+    fn ticket(&mut self, reply: oneshot::Sender<Result<(), ApiError>>) -> u64 {
+        self.next_ticket += 1;
+        self.waiting.insert(self.next_ticket, reply);
+        self.next_ticket
+    }
+
+    /// A request refused before it began is answered at once.
+    fn refuse(&mut self, ticket: u64, r: Result<(), ApiError>) {
+        if let Err(e) = r {
+            if let Some(reply) = self.waiting.remove(&ticket) {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// After every round of the loop: publish the services, then answer the stops, restarts
+    /// and ups that have completed (so a client's next read sees their effect).
+    pub fn settle(&mut self, services: &mut SystemServices) {
+        self.publish(services);
+        for (ticket, r) in services.take_completed() {
+            if let Some(reply) = self.waiting.remove(&ticket) {
+                let _ = reply.send(r.map_err(op_error));
             }
         }
     }
@@ -168,7 +202,12 @@ impl Bridge {
 }
 
 /// `up`: the configuration as it is on disk now (a `rancherctl service enable` just changed it).
-fn up(services: &mut SystemServices, name: &str, timeout: Duration) -> Result<(), ApiError> {
+fn up(
+    services: &mut SystemServices,
+    name: &str,
+    timeout: Duration,
+    ticket: u64,
+) -> Result<(), ApiError> {
     let (config, errors) = crate::config::load_running();
     for e in &errors {
         tracing::warn!(error = %e, "config problem (up)");
@@ -178,7 +217,9 @@ fn up(services: &mut SystemServices, name: &str, timeout: Duration) -> Result<()
             "service {name} is disabled (rancher.services_include.{name}: false)"
         )));
     }
-    services.up(name, &config, timeout).map_err(op_error)
+    services
+        .up(name, &config, timeout, ticket)
+        .map_err(op_error)
 }
 
 impl SupervisorEngine {

@@ -124,14 +124,14 @@ impl Supervisor {
                 .next_due()
                 .is_some_and(|at| at <= Instant::now())
             {
-                self.boot.services.restart_due();
+                self.boot.services.due();
             }
             if self.next_rotation <= Instant::now() {
                 logs::rotate_dir(Path::new(logs::LOG_DIR), logs::MAX_BYTES, logs::KEEP);
                 self.next_rotation = Instant::now() + logs::CHECK_EVERY;
             }
-            if let Some(api) = &self.boot.api {
-                api.publish(&self.boot.services);
+            if let Some(api) = self.boot.api.as_mut() {
+                api.settle(&mut self.boot.services);
             }
         }
     }

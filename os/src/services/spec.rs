@@ -93,6 +93,12 @@ pub struct ServiceSpec {
     /// `init`: run the command under `ros-init` (signals passed on, orphans reaped), as
     /// Docker's `--init`.
     pub init: bool,
+    /// `devices`: host device nodes given to the container (`/dev/fuse[:/dev/fuse[:rwm]]`).
+    pub devices: Vec<crate::engine::runtime::DeviceMapping>,
+    /// `device_cgroup_rules`: more device filter rules (`c 13:* r`).
+    pub device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    /// `security_opt: [seccomp=unconfined]`: no seccomp filter.
+    pub seccomp_unconfined: bool,
     /// Compose keys kept but not acted on.
     pub extra: BTreeMap<String, Value>,
 }
@@ -376,6 +382,41 @@ impl ServiceSpec {
                 "cpus" => spec.cpus = cx.fraction(key, v),
                 "pids_limit" => spec.pids_limit = cx.number(key, v),
                 "init" => spec.init = cx.bool(key, v),
+                "devices" => {
+                    for (i, item) in cx.list(key, v).into_iter().enumerate() {
+                        match item.parse() {
+                            Ok(d) => spec.devices.push(d),
+                            Err(e) => cx.err(&format!("devices[{i}]"), e.to_string()),
+                        }
+                    }
+                }
+                "device_cgroup_rules" => {
+                    for (i, item) in cx.list(key, v).into_iter().enumerate() {
+                        match crate::engine::runtime::devices::parse_rule(&item) {
+                            Ok(r) => spec.device_rules.push(r),
+                            Err(e) => cx.err(&format!("device_cgroup_rules[{i}]"), e.to_string()),
+                        }
+                    }
+                }
+                "security_opt" => {
+                    for (i, item) in cx.list(key, v).into_iter().enumerate() {
+                        match item.as_str() {
+                            "seccomp=unconfined" | "seccomp:unconfined" => {
+                                spec.seccomp_unconfined = true
+                            }
+                            "no-new-privileges"
+                            | "no-new-privileges=true"
+                            | "no-new-privileges:true" => {}
+                            other => cx.err(
+                                &format!("security_opt[{i}]"),
+                                format!(
+                                    "{other:?} is not supported (seccomp=unconfined, \
+                                     no-new-privileges)"
+                                ),
+                            ),
+                        }
+                    }
+                }
                 _ => {
                     spec.extra.insert(key.to_string(), v.clone());
                 }

@@ -81,6 +81,12 @@ pub(super) fn create_container(paths: &Paths, a: &CreateArgs) -> Result<Containe
         .with_detach(true)
         .with_no_pivot(no_pivot)
         .build()?;
+    // Init waits for start in its cgroup: the device filter goes on before any of the
+    // container's code runs. Without it the container must not run at all.
+    if let Err(e) = attach_device_filter(&a.bundle) {
+        let _ = container.delete(true);
+        return Err(e);
+    }
     if a.start {
         if let Err(e) = container.start() {
             // Do not leave an init process waiting for a start that will not come.
@@ -89,6 +95,23 @@ pub(super) fn create_container(paths: &Paths, a: &CreateArgs) -> Result<Containe
         }
     }
     Ok(container)
+}
+
+/// Attach the device filter of the bundle's `linux.resources.devices` to its cgroup.
+fn attach_device_filter(bundle: &Path) -> Result<(), RuntimeError> {
+    let path = bundle.join("config.json");
+    let spec = oci_spec::runtime::Spec::load(&path)
+        .map_err(|e| RuntimeError::Spec(format!("{}: {e}", path.display())))?;
+    let linux = spec.linux().as_ref();
+    let rules = linux
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_else(super::devices::default_rules);
+    let cgroup = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .ok_or_else(|| RuntimeError::Spec(format!("{}: no cgroupsPath", path.display())))?;
+    let dir = Path::new("/sys/fs/cgroup").join(cgroup.strip_prefix("/").unwrap_or(cgroup));
+    super::devices::attach(&dir, &rules)
 }
 
 /// Whether `/` is the initramfs (`rootfs` in mountinfo). `pivot_root(2)` refuses to move it
@@ -102,7 +125,7 @@ pub(super) fn root_is_initramfs() -> bool {
 }
 
 /// The filesystem type of the topmost mount on `/`.
-fn root_fstype(mountinfo: &str) -> Option<&str> {
+pub fn root_fstype(mountinfo: &str) -> Option<&str> {
     mountinfo
         .lines()
         .filter(|l| l.split(' ').nth(4) == Some("/"))

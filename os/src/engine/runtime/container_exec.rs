@@ -15,6 +15,9 @@
 //!    caller's `--env`) and its privileges: the capability bounding set of its init (so a root
 //!    exec gets the container's capabilities, not the host's full set) and `no_new_privs` if
 //!    the init has it; the fork lands it in the pid namespace joined in step 3;
+//!    Before the spawn, this helper puts itself under the container's seccomp filter (read from
+//!    its bundle's `config.json`, `--seccomp-from`): what it does after that (fork, wait,
+//!    write, exit) the profile allows, and the command inherits the filter;
 //! 6. wait for it (our own child, by pid) and exit with its code (128 + signal if killed).
 //!
 //! The helper's stdout and stderr are the command's, so errors go to stderr as text and the exit
@@ -38,6 +41,8 @@ pub(super) struct ExecArgs {
     pub user: Option<String>,
     pub cwd: Option<String>,
     pub cmd: Vec<String>,
+    /// The container's `config.json`, whose `linux.seccomp` the command runs under.
+    pub seccomp_from: Option<std::path::PathBuf>,
 }
 
 /// Exit code when the command cannot be run at all.
@@ -68,6 +73,15 @@ pub(super) fn exec(a: &ExecArgs) -> Result<i32, RuntimeError> {
         }
     }
     let privs = Privileges::parse(&read(&proc_dir.join("status"))?)?;
+    // Read before moving into the container (the path is the host's).
+    let seccomp = match &a.seccomp_from {
+        Some(p) => oci_spec::runtime::Spec::load(p)
+            .map_err(|e| RuntimeError::Spec(format!("{}: {e}", p.display())))?
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().clone()),
+        None => None,
+    };
     let root_path = proc_dir.join("root");
     let root = File::open(&root_path).map_err(|e| RuntimeError::io(&root_path, e))?;
 
@@ -102,6 +116,10 @@ pub(super) fn exec(a: &ExecArgs) -> Result<i32, RuntimeError> {
     // calls, which are async-signal-safe; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || privs.apply());
+    }
+    if let Some(profile) = &seccomp {
+        libcontainer::seccomp::initialize_seccomp(profile)
+            .map_err(|e| RuntimeError::Spec(format!("seccomp: {e}")))?;
     }
     let status = match cmd.status() {
         Ok(s) => s,

@@ -17,8 +17,9 @@
 //!
 //! Cgroups: `linux.cgroupsPath` is always set (`/system/<id>`), libcontainer always runs with
 //! `with_systemd(false)`: libcgroups writes the cgroup v2 files itself, creating `/system` and
-//! enabling the controllers on the way down. Only the `v1` and `v2` features are built: no
-//! systemd, no libseccomp and no cgroup v2 device filter (both C libraries, see `os/Cargo.toml`).
+//! enabling the controllers on the way down. Built with the `v1`, `v2` and `libseccomp`
+//! features (Docker's seccomp profile, [`seccomp`]): no systemd; the cgroup v2 device filter is
+//! our own ([`devices`]), attached by the helper between create and start.
 //!
 //! State lives under [`DEFAULT_ROOT`] (`/run/system-docker/runtime`): libcontainer's under
 //! `state/<id>`, the bundles we write under `bundles/<id>`, the helpers' stderr in `helper.log`.
@@ -29,13 +30,16 @@ mod container_exec;
 mod container_kill;
 mod container_run;
 mod container_start;
+pub mod devices;
 pub mod error;
 pub mod helper;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 
+pub use container_create::root_fstype;
 pub use error::RuntimeError;
-pub use spec::{BindMount, ContainerSpec, Limits, Namespace};
+pub use spec::{BindMount, ContainerSpec, DeviceMapping, Limits, Namespace};
 pub use state::{ContainerState, Status};
 
 use state::Reply;
@@ -122,6 +126,12 @@ impl Runtime {
 
     pub fn root(&self) -> &Path {
         &self.paths.root
+    }
+
+    /// The `config.json` of container `id`'s bundle (what `exec` reads its seccomp profile
+    /// from).
+    pub fn bundle_config(&self, id: &str) -> PathBuf {
+        self.paths.bundle(id).join("config.json")
     }
 
     /// Write the bundle and create the container: its init process exists, in its namespaces

@@ -1,19 +1,20 @@
 //! What the engine asks for ([`ContainerSpec`]), turned into an OCI runtime `config.json` with
 //! oci-spec's builders. The engine never writes OCI JSON by hand: it fills this small struct and
 //! [`ContainerSpec::to_oci`] makes the full spec, with the defaults Docker gives a container
-//! (its capability set minus `CAP_MKNOD`, masked and read-only `/proc` paths, a private `/dev`),
-//! and always a cgroup under [`CGROUP_PARENT`]`/<id>`.
+//! (its capability set, masked and read-only `/proc` paths, a private `/dev`, the device
+//! filter's allow list in `linux.resources.devices` ([`super::devices`]) and Docker's seccomp
+//! profile ([`super::seccomp`])), and always a cgroup under [`CGROUP_PARENT`]`/<id>`.
 //!
-//! `CAP_MKNOD` is left out of the default set on purpose: the static build has no cgroup v2
-//! device controller (libcgroups' `cgroupsv2_devices` needs libbpf, a C library), so nothing
-//! would stop a container that can `mknod` from opening the host's disks.
+//! `CAP_MKNOD` is in the default set, as in Docker: the device filter lets a container create
+//! any node but open only the harmless ones, so a node it makes stays inert.
 
 use super::error::RuntimeError;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxDeviceBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,10 @@ pub const CGROUP_PARENT: &str = "/system";
 /// The OCI runtime-spec version we write.
 const OCI_VERSION: &str = "1.0.2";
 
-/// Docker's default capability set, less `MKNOD` (see the module docs).
+/// Docker's default capability set.
 const DEFAULT_CAPS: &[&str] = &[
     "CHOWN",
+    "MKNOD",
     "DAC_OVERRIDE",
     "FSETID",
     "FOWNER",
@@ -181,6 +183,46 @@ impl FromStr for BindMount {
     }
 }
 
+/// A host device node given to the container (`devices: [/dev/fuse:/dev/fuse:rwm]`): the node
+/// is made in its `/dev` and the device filter allows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceMapping {
+    pub host: PathBuf,
+    pub container: PathBuf,
+    /// `r`, `w`, `m` letters.
+    pub access: String,
+}
+
+impl FromStr for DeviceMapping {
+    type Err = RuntimeError;
+    /// `HOST[:CONTAINER[:PERMS]]`, as `docker run --device`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, access) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, c] if c.starts_with('/') => (*h, *c, "rwm"),
+            [h, a] => (*h, *h, *a),
+            [h, c, a] => (*h, *c, *a),
+            _ => return Err(RuntimeError::Spec(format!("bad device {s:?}"))),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(RuntimeError::Spec(format!(
+                "device paths must be absolute: {s:?}"
+            )));
+        }
+        if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+            return Err(RuntimeError::Spec(format!(
+                "device {s:?}: permissions {access:?} are not r, w, m letters"
+            )));
+        }
+        Ok(DeviceMapping {
+            host: host.into(),
+            container: container.into(),
+            access: access.into(),
+        })
+    }
+}
+
 /// cgroup limits; `None` is unlimited.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
@@ -221,6 +263,13 @@ pub struct ContainerSpec {
     pub binds: Vec<BindMount>,
     pub read_only_rootfs: bool,
     pub limits: Limits,
+    /// Host devices passed in (beyond the default harmless ones).
+    pub devices: Vec<DeviceMapping>,
+    /// More device filter rules (`c 13:* r`: compose's `device_cgroup_rules`).
+    pub device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    /// Docker's default seccomp profile (unless privileged); `false` is
+    /// `security_opt: [seccomp=unconfined]`.
+    pub seccomp: bool,
     /// Where the container's stdout and stderr go (`/dev/null` when unset). Not part of
     /// `config.json`: the helper opens them and hands them to the container.
     pub stdout: Option<PathBuf>,
@@ -245,6 +294,9 @@ impl ContainerSpec {
             binds: Vec::new(),
             read_only_rootfs: false,
             limits: Limits::default(),
+            devices: Vec::new(),
+            device_rules: Vec::new(),
+            seccomp: true,
             stdout: None,
             stderr: None,
         }
@@ -385,11 +437,20 @@ impl ContainerSpec {
         if let Some(p) = self.limits.pids {
             resources = resources.pids(LinuxPidsBuilder::default().limit(p).build()?);
         }
+        let (devices, mut allowed) = self.device_nodes()?;
+        if self.privileged {
+            allowed = super::devices::allow_all();
+        }
+        resources = resources.devices(allowed);
 
         let mut linux = LinuxBuilder::default()
             .namespaces(namespaces)
             .cgroups_path(PathBuf::from(self.cgroup_path()))
-            .resources(resources.build()?);
+            .resources(resources.build()?)
+            .devices(devices);
+        if self.seccomp && !self.privileged {
+            linux = linux.seccomp(super::seccomp::default_profile(&caps));
+        }
         // The builders start from oci-spec's `Default`s (runc's), so both lists are always set.
         let (masked, readonly) = if self.privileged {
             (&[][..], &[][..])
@@ -419,6 +480,53 @@ impl ContainerSpec {
             Some(self.hostname.clone().unwrap_or_else(|| self.id.clone()))
         });
         Ok(spec)
+    }
+
+    /// The `devices:` nodes for `linux.devices` (numbers read from the host's node now), and
+    /// the device filter's rules: the defaults plus one for each.
+    fn device_nodes(
+        &self,
+    ) -> Result<
+        (
+            Vec<oci_spec::runtime::LinuxDevice>,
+            Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+        ),
+        RuntimeError,
+    > {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut nodes = Vec::new();
+        let mut rules = super::devices::default_rules();
+        for d in &self.devices {
+            let m = std::fs::metadata(&d.host).map_err(|e| RuntimeError::io(&d.host, e))?;
+            let typ = if m.file_type().is_block_device() {
+                LinuxDeviceType::B
+            } else if m.file_type().is_char_device() {
+                LinuxDeviceType::C
+            } else {
+                return Err(RuntimeError::Spec(format!(
+                    "device {}: not a device node",
+                    d.host.display()
+                )));
+            };
+            let (major, minor) = (
+                nix::sys::stat::major(m.rdev()) as i64,
+                nix::sys::stat::minor(m.rdev()) as i64,
+            );
+            nodes.push(
+                LinuxDeviceBuilder::default()
+                    .path(d.container.clone())
+                    .typ(typ)
+                    .major(major)
+                    .minor(minor)
+                    .file_mode(m.mode() & 0o777)
+                    .uid(m.uid())
+                    .gid(m.gid())
+                    .build()?,
+            );
+            rules.push(super::devices::rule_for(typ, major, minor, &d.access));
+        }
+        rules.extend(self.device_rules.iter().cloned());
+        Ok((nodes, rules))
     }
 
     /// The kernel filesystems every container gets, then the bind mounts.
@@ -580,8 +688,20 @@ mod tests {
             .clone()
             .unwrap();
         assert!(caps.contains(&Capability::Chown));
-        assert!(!caps.contains(&Capability::Mknod));
+        assert!(caps.contains(&Capability::Mknod));
         assert!(!caps.contains(&Capability::SysAdmin));
+        let seccomp = linux.seccomp().as_ref().expect("seccomp profile");
+        assert!(!super::super::seccomp::allows_unconditionally(
+            seccomp, "mount"
+        ));
+        let devices = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert_eq!(devices, &super::super::devices::default_rules());
         assert!(linux.masked_paths().as_ref().unwrap().len() > 3);
         assert_eq!(oci.hostname().as_deref(), Some("t1"));
     }
@@ -630,6 +750,55 @@ mod tests {
         let linux = oci.linux().as_ref().unwrap();
         assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
         assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
+        assert!(linux.seccomp().is_none());
+        let devices = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert_eq!(devices, &super::super::devices::allow_all());
+    }
+
+    #[test]
+    fn unconfined_has_no_seccomp_and_devices_add_a_node_and_a_rule() {
+        let mut s = spec();
+        s.seccomp = false;
+        s.devices.push("/dev/null:/dev/mynull:rw".parse().unwrap());
+        let oci = s.to_oci().unwrap();
+        let linux = oci.linux().as_ref().unwrap();
+        assert!(linux.seccomp().is_none());
+        let node = &linux.devices().as_ref().unwrap()[0];
+        assert_eq!(
+            (
+                node.path().as_path(),
+                node.typ(),
+                node.major(),
+                node.minor()
+            ),
+            (Path::new("/dev/mynull"), LinuxDeviceType::C, 1, 3)
+        );
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            rules.len(),
+            super::super::devices::default_rules().len() + 1
+        );
+        assert!("/dev/x:/dev/y:rwx".parse::<DeviceMapping>().is_err());
+        assert!("dev/x".parse::<DeviceMapping>().is_err());
+        assert_eq!(
+            "/dev/fuse:r".parse::<DeviceMapping>().unwrap().container,
+            Path::new("/dev/fuse")
+        );
+        let mut s = spec();
+        s.devices.push("/etc/hostname".parse().unwrap());
+        assert!(s.to_oci().is_err());
     }
 
     #[test]

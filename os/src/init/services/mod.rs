@@ -3,7 +3,8 @@
 //! store, the services are checked ([`crate::services::ServiceSpec`]), ordered, and started; a
 //! run-to-completion service (`io.rancher.os.detach: "false"`) finishes before its dependents
 //! start. Afterwards the supervisor hands every reaped pid to [`SystemServices::on_exit`], which
-//! restarts by policy with backoff. At shutdown services stop in reverse start order.
+//! restarts by policy with backoff. Stops are deadlines, never waits ([`stop`]); at shutdown
+//! services stop level by level in reverse dependency order.
 //!
 //! The state of every service is written to [`STATUS_PATH`] (atomically) for `rancherctl
 //! service list`.
@@ -18,6 +19,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+mod stop;
+pub use stop::deadline;
 
 /// The system engine's image store.
 pub const STORE_ROOT: &str = "/var/lib/system-docker";
@@ -51,6 +55,9 @@ pub struct ServiceStatus {
     /// started again.
     #[serde(skip)]
     user_stopped: bool,
+    /// A stop (or restart) in progress.
+    #[serde(skip)]
+    stopping: Option<stop::Stopping>,
     /// What the control API shows (`docker inspect`).
     #[serde(skip)]
     created: Option<SystemTime>,
@@ -82,6 +89,7 @@ impl ServiceStatus {
             restart_at: None,
             backoff_count: 0,
             user_stopped: false,
+            stopping: None,
             created: None,
             started_at: None,
             finished_at: None,
@@ -111,6 +119,10 @@ pub struct SystemServices {
     /// stall the supervisor loop, which reaps and serves the API); its exit is seen by
     /// [`SystemServices::on_exit`] like any other.
     booted: bool,
+    /// Stop tickets done, with their outcome, for the control API to answer.
+    completed: Vec<(u64, Result<(), ServiceOpError>)>,
+    /// Services whose next start makes a new root filesystem (`up`), not the boot's.
+    recreate: std::collections::BTreeSet<String>,
 }
 
 impl SystemServices {
@@ -303,7 +315,10 @@ impl SystemServices {
             .with_context(|| format!("image {}", spec.image))?;
         let lowers = store.lower_dirs(&image)?;
         let img = store.image_config(&image)?;
-        let rootfs = mount_rootfs(name, &lowers)?;
+        if self.recreate.remove(name) {
+            discard_rootfs(name)?;
+        }
+        let rootfs = mount_rootfs(name, &lowers, !spec.privileged)?;
         for problem in crate::cloudinit::write_files::apply(&self.write_files, Some(name), &rootfs)
         {
             say(format!("service {name}: {problem}"));
@@ -348,6 +363,9 @@ impl SystemServices {
         c.privileged = spec.privileged;
         c.cap_add = spec.cap_add.clone();
         c.cap_drop = spec.cap_drop.clone();
+        c.devices = spec.devices.clone();
+        c.device_rules = spec.device_rules.clone();
+        c.seccomp = !spec.seccomp_unconfined;
         c.read_only_rootfs = spec.read_only;
         for v in &spec.volumes {
             if let Volume::Bind {
@@ -452,6 +470,10 @@ impl SystemServices {
         else {
             return false;
         };
+        if self.status.get(&name).is_some_and(|s| s.stopping.is_some()) {
+            self.stop_finished(&name, code);
+            return true;
+        }
         let _ = self.runtime.delete(&name, true);
         let spec = self.specs.get(&name).cloned();
         let Some(st) = self.status.get_mut(&name) else {
@@ -492,13 +514,15 @@ impl SystemServices {
             .is_some_and(|s| s.state == "running" && s.pid.is_some())
     }
 
-    /// When the next restart is due.
+    /// When the next restart or stop deadline is due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.status.values().filter_map(|s| s.restart_at).min()
+        let restart = self.status.values().filter_map(|s| s.restart_at).min();
+        [restart, self.next_stop_due()].into_iter().flatten().min()
     }
 
-    /// Restart every service whose time has come.
-    pub fn restart_due(&mut self) {
+    /// Act on stop deadlines that have passed, and restart every service whose time has come.
+    pub fn due(&mut self) {
+        self.stop_deadlines();
         let now = Instant::now();
         let due: Vec<String> = self
             .status
@@ -526,69 +550,6 @@ impl SystemServices {
         self.write_status();
     }
 
-    /// Stop every running service, in reverse start order: TERM, then KILL after `timeout`.
-    pub fn stop_all(&mut self, timeout: Duration) {
-        self.stopping = true;
-        for name in self.order.clone().iter().rev() {
-            if self.status.get(name).and_then(|s| s.pid).is_some() {
-                say(format!("stopping service {name}"));
-                self.stop_one(name, timeout);
-            }
-        }
-        self.write_status();
-    }
-
-    /// TERM the service's init, KILL it after `timeout`, reap it (by its pid: this runs in the
-    /// supervisor, the one that reaps), delete the container. A no-op when it does not run.
-    fn stop_one(&mut self, name: &str, timeout: Duration) {
-        let Some(pid) = self.status.get(name).and_then(|s| s.pid) else {
-            return;
-        };
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + timeout;
-        let mut ended = wait_until(pid, deadline);
-        if ended.is_none() {
-            say(format!(
-                "service {name} did not stop in {}s; killing it",
-                timeout.as_secs()
-            ));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            ended = wait_until(pid, Instant::now() + Duration::from_secs(2));
-        }
-        let _ = self.runtime.delete(name, true);
-        if let Some(st) = self.status.get_mut(name) {
-            st.pid = None;
-            st.state = "exited".into();
-            st.last_exit = ended.map(describe);
-            st.finished_at = Some(SystemTime::now());
-            st.exit_code = ended.map(|c| c.unwrap_or(137));
-        }
-    }
-
-    /// `docker stop`: stop it and keep it stopped (the restart policy does not bring it back).
-    pub fn stop(&mut self, name: &str, timeout: Duration) -> Result<(), ServiceOpError> {
-        let st = self
-            .status
-            .get_mut(name)
-            .ok_or_else(|| ServiceOpError::NotFound(name.to_string()))?;
-        st.user_stopped = true;
-        st.restart_at = None;
-        if st.state == "restarting" {
-            st.state = "exited".into();
-        }
-        self.stop_one(name, timeout);
-        append_log(name, &format!("service {name} stopped through the api"));
-        tracing::info!(service = name, "service stopped through the api");
-        self.write_status();
-        Ok(())
-    }
-
     /// `docker start`: start a stopped service (a no-op when it runs).
     pub fn start_service(&mut self, name: &str) -> Result<(), ServiceOpError> {
         if !self.specs.contains_key(name) {
@@ -613,16 +574,6 @@ impl SystemServices {
         result
     }
 
-    /// `docker restart`: stop (TERM, KILL after `timeout`), then start.
-    pub fn restart(&mut self, name: &str, timeout: Duration) -> Result<(), ServiceOpError> {
-        if !self.specs.contains_key(name) {
-            return Err(ServiceOpError::NotFound(name.to_string()));
-        }
-        self.stop_one(name, timeout);
-        // Not counted in `restarts`: like Docker's RestartCount, that counts the policy's.
-        self.start_service(name)
-    }
-
     /// `rancherctl service up NAME`: take the service's definition from `config` (the
     /// configuration now on disk), and (re)create it with it.
     pub fn up(
@@ -630,6 +581,7 @@ impl SystemServices {
         name: &str,
         config: &Config,
         timeout: Duration,
+        ticket: u64,
     ) -> Result<(), ServiceOpError> {
         let raw = config
             .rancher
@@ -652,12 +604,18 @@ impl SystemServices {
             });
         }
         self.environment = config.rancher.environment.clone().into_iter().collect();
-        self.stop_one(name, timeout);
         self.specs.insert(name.to_string(), spec);
         if !self.order.iter().any(|n| n == name) {
             self.order.push(name.to_string());
         }
-        self.start_service(name)
+        // A new container: a fresh root filesystem on the (maybe new) image's layers.
+        self.recreate.insert(name.to_string());
+        if !self.status.contains_key(name) {
+            let result = self.start_service(name);
+            self.completed.push((ticket, result));
+            return Ok(());
+        }
+        self.begin_stop(name, timeout, true, ticket)
     }
 
     /// Run `spec` inside service `name`'s container: a `container-helper exec` process joins
@@ -677,6 +635,9 @@ impl SystemServices {
             .ok_or_else(|| ServiceOpError::NotRunning(name.to_string()))?;
         let mut cmd = Command::new("/proc/self/exe");
         cmd.args(["container-helper", "exec", "--pid", &pid.to_string()]);
+        // The container's seccomp profile applies to what runs in it.
+        cmd.arg("--seccomp-from")
+            .arg(self.runtime.bundle_config(name));
         for e in &spec.env {
             cmd.args(["--env", e]);
         }
@@ -785,7 +746,7 @@ pub type ExecPipes = (
 );
 
 /// Why an action on one service (from the control API) failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceOpError {
     #[error("No such container: {0}")]
     NotFound(String),
@@ -818,8 +779,25 @@ fn describe(code: Option<i32>) -> String {
     }
 }
 
+/// Unmount and remove a container's root filesystem and its upper layer.
+fn discard_rootfs(name: &str) -> anyhow::Result<()> {
+    let dir = Path::new(CONTAINERS).join(name);
+    let merged = dir.join("rootfs");
+    match nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => anyhow::bail!("unmount {}: {e}", merged.display()),
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("remove {}: {e}", dir.display())),
+    }
+}
+
 /// Overlay the image's layers with a per-container upper dir (kept across restarts in a boot).
-fn mount_rootfs(name: &str, lowers: &[PathBuf]) -> anyhow::Result<PathBuf> {
+/// `nodev` (non-privileged containers): a device node in an image's layer cannot even be
+/// opened through this mount, whatever the device filter says.
+fn mount_rootfs(name: &str, lowers: &[PathBuf], nodev: bool) -> anyhow::Result<PathBuf> {
     let dir = Path::new(CONTAINERS).join(name);
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
     for d in [&upper, &work, &merged] {
@@ -839,11 +817,16 @@ fn mount_rootfs(name: &str, lowers: &[PathBuf]) -> anyhow::Result<PathBuf> {
         upper.display(),
         work.display()
     );
+    let flags = if nodev {
+        nix::mount::MsFlags::MS_NODEV
+    } else {
+        nix::mount::MsFlags::empty()
+    };
     nix::mount::mount(
         Some("overlay"),
         &merged,
         Some("overlay"),
-        nix::mount::MsFlags::empty(),
+        flags,
         Some(data.as_str()),
     )
     .with_context(|| format!("mount overlay on {}", merged.display()))?;
