@@ -132,7 +132,16 @@ impl Client {
             .write_all(head.as_bytes())
             .map_err(io_err("sending the request"))?;
         if let Some((_, _, reader)) = body {
-            io::copy(reader, &mut stream).map_err(io_err("sending the request body"))?;
+            if let Err(e) = io::copy(reader, &mut stream) {
+                // The daemon answered before it took the whole body (413, 400) and closed:
+                // its answer, already in our receive queue, is what to show.
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) {
+                    return Err(io_err("sending the request body")(e));
+                }
+            }
         }
         Ok(stream)
     }

@@ -156,11 +156,21 @@ pub struct StopQuery {
     t: Option<String>,
 }
 
+/// The longest stop timeout accepted (a day): a longer one is a mistake or an attack, and a
+/// bounded value keeps every deadline the supervisor computes from it representable.
+pub const MAX_STOP_TIMEOUT: u64 = 86_400;
+
 fn timeout(q: &StopQuery) -> Result<Option<u64>, ApiError> {
     q.t.as_deref()
-        .map(|t| {
-            t.parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid timeout {t:?}")))
+        .map(|t| match t.parse::<u64>() {
+            Ok(n) if n <= MAX_STOP_TIMEOUT => Ok(n),
+            Ok(n) => Err(ApiError::bad_request(format!(
+                "invalid value for t: {n} is more than {MAX_STOP_TIMEOUT} seconds"
+            ))),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "invalid value for t: {t:?} is not a whole number of seconds from 0 to \
+                 {MAX_STOP_TIMEOUT}"
+            ))),
         })
         .transpose()
 }

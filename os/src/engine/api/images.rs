@@ -34,23 +34,58 @@ pub async fn list<E: Engine>(
     ))
 }
 
+/// Space the spool leaves free on its filesystem (the store unpacking the tar needs room too,
+/// and on a tmpfs that room is the machine's memory).
+const SPOOL_RESERVE: u64 = 64 << 20;
+
+/// How large an upload the spool directory can take now: its filesystem's free space less
+/// [`SPOOL_RESERVE`], halved (the layers unpacked from it need about as much again).
+fn spool_limit(dir: &str) -> Result<u64, ApiError> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| ApiError::internal(format!("statvfs {dir}: {e}")))?;
+    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+    Ok(free.saturating_sub(SPOOL_RESERVE) / 2)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the image archive is larger than the {limit} bytes this machine has room for"),
+    )
+}
+
 /// `POST /images/load`: the body is the tar. Docker answers with JSON progress lines; the docker
-/// CLI prints their `stream` fields, so one `Loaded image: NAME` line per image.
+/// CLI prints their `stream` fields, so one `Loaded image: NAME` line per image. A body larger
+/// than the room there is (`Content-Length`, or counted as it arrives) gets 413.
 pub async fn load<E: Engine>(
     axum::extract::State(api): State<E>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<String, ApiError> {
     std::fs::create_dir_all(SPOOL_DIR)
         .map_err(|e| ApiError::internal(format!("mkdir {SPOOL_DIR}: {e}")))?;
+    let limit = spool_limit(SPOOL_DIR)?;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
     let spool = spool_in(SPOOL_DIR);
     let path = spool.0.clone();
     let result = async {
         let mut file = std::fs::File::create(&path)
             .map_err(|e| ApiError::internal(format!("creating {}: {e}", path.display())))?;
         let mut stream = body.into_data_stream();
+        let mut written: u64 = 0;
         while let Some(chunk) = next_chunk(&mut stream).await {
             let chunk =
                 chunk.map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
+            written = written.saturating_add(chunk.len() as u64);
+            if written > limit {
+                return Err(too_large(limit));
+            }
             file.write_all(&chunk)
                 .map_err(|e| ApiError::internal(format!("writing {}: {e}", path.display())))?;
         }
