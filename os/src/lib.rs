@@ -6,6 +6,7 @@ pub mod config;
 pub mod console;
 pub mod consoled;
 pub mod containerinit;
+pub mod dirfd;
 pub mod engine;
 pub mod init;
 pub mod netconf;

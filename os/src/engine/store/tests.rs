@@ -1243,3 +1243,236 @@ fn ambiguous_prefixes_and_bad_inputs_are_typed_errors() {
         Err(StoreError::Io { .. })
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile layers: every entry is written through the layer root's descriptor, so none of these
+// reaches the canary directory beside the layer, whatever symlinks the layer plants first.
+
+/// Everything about a tree that an escaping write would change: per path, its kind, mode,
+/// owner, link count, mtime (to the nanosecond) and content or symlink target.
+fn snapshot(root: &Path) -> Vec<(String, u32, u32, u64, i64, i64, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        let body = if m.file_type().is_symlink() {
+            fs::read_link(&p).unwrap().display().to_string()
+        } else if m.is_file() {
+            read(&p)
+        } else {
+            String::new()
+        };
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        out.push((
+            rel,
+            m.mode(),
+            m.uid(),
+            m.nlink(),
+            m.mtime(),
+            m.mtime_nsec(),
+            body,
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// A canary tree outside any layer: a file, a subdirectory `b` and a nested file, with odd
+/// modes and fixed times so that any chmod, chown, utimes or write through an escape shows.
+fn canary(at: &Path) -> Vec<(String, u32, u32, u64, i64, i64, String)> {
+    fs::create_dir_all(at.join("b")).unwrap();
+    fs::write(at.join("file"), "canary").unwrap();
+    fs::write(at.join("b/inner"), "inner").unwrap();
+    for (p, mode) in [
+        ("b/inner", 0o640),
+        ("file", 0o604),
+        ("b", 0o751),
+        ("", 0o753),
+    ] {
+        let p = at.join(p);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        sys::set_mtime_nofollow(&p, 1_234_567_890).unwrap();
+    }
+    snapshot(at)
+}
+
+#[test]
+fn hostile_layers_are_refused_or_contained_and_the_canary_is_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let canary_dir = tmp.path().join("canary");
+    let before = canary(&canary_dir);
+    let c = canary_dir.to_str().unwrap().to_string();
+    let cf = format!("{c}/file");
+
+    // (label, tar, Some(entry named by a PathTraversal) | None for contained).
+    #[allow(clippy::type_complexity)]
+    let refused: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "dotdot name",
+            TarBuilder::new().file("../canary/file", "x").finish(),
+            "../canary/file",
+        ),
+        (
+            "dotdot inside a name",
+            TarBuilder::new()
+                .dir("a/", 0o755)
+                .file("a/../../canary/new", "x")
+                .finish(),
+            "a/../../canary/new",
+        ),
+        (
+            "absolute symlink then a file through it",
+            TarBuilder::new()
+                .symlink("etc", &c)
+                .file("etc/passwd", "root::0:0::/:/bin/sh\n")
+                .finish(),
+            "etc/passwd",
+        ),
+        (
+            "a directory through a nested absolute symlink",
+            TarBuilder::new()
+                .dir("x/", 0o755)
+                .symlink("x/y", &c)
+                .dir("x/y/b/", 0o777)
+                .finish(),
+            "x/y/b/",
+        ),
+        (
+            "relative symlink out, then a file through it",
+            TarBuilder::new()
+                .symlink("up", "../../canary")
+                .file("up/file", "x")
+                .finish(),
+            "up/file",
+        ),
+        (
+            "hard link up and out",
+            TarBuilder::new()
+                .hardlink("h", "../../canary/file")
+                .finish(),
+            "h",
+        ),
+        (
+            "hard link through a symlink out",
+            TarBuilder::new()
+                .symlink("lnk", &c)
+                .hardlink("h", "lnk/file")
+                .finish(),
+            "h",
+        ),
+        (
+            "whiteout of ..",
+            TarBuilder::new()
+                .dir("d/", 0o755)
+                .file("d/.wh...", "")
+                .finish(),
+            "d/.wh...",
+        ),
+        (
+            "whiteout of . at the top",
+            TarBuilder::new().file(".wh..", "").finish(),
+            ".wh..",
+        ),
+        (
+            "symlink loop",
+            TarBuilder::new()
+                .symlink("a", "b")
+                .symlink("b", "a")
+                .file("a/x", "x")
+                .finish(),
+            "a/x",
+        ),
+        (
+            "symlink to itself",
+            TarBuilder::new()
+                .symlink("s", "s")
+                .file("s/x", "x")
+                .finish(),
+            "s/x",
+        ),
+        (
+            "whiteout through a symlink",
+            TarBuilder::new()
+                .symlink("w", &c)
+                .file("w/.wh.file", "")
+                .finish(),
+            "w/.wh.file",
+        ),
+    ];
+    for (i, (label, tar, entry)) in refused.into_iter().enumerate() {
+        let dest = tmp.path().join(format!("r{i}/layer"));
+        match unpack_tar(&tar, &dest) {
+            Err(StoreError::PathTraversal { entry: e, .. }) => assert_eq!(e, entry, "{label}"),
+            other => panic!("{label}: expected a path traversal naming {entry:?}, got {other:?}"),
+        }
+        assert_eq!(snapshot(&canary_dir), before, "{label}: the canary changed");
+        assert!(!tmp.path().join(format!("r{i}/canary")).exists(), "{label}");
+    }
+
+    // An absolute hard-link target is taken inside the layer: here there is none, so the
+    // entry is refused as a link to nothing (never a link to the host's /etc/passwd).
+    let dest = tmp.path().join("abs-link/layer");
+    let err = unpack_tar(
+        &TarBuilder::new().hardlink("h", "/etc/passwd").finish(),
+        &dest,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::BadLayer { ref entry, .. } if entry == "h"),
+        "{err}"
+    );
+    // With its own etc/passwd, the absolute target is the layer's.
+    let dest = tmp.path().join("abs-link2/layer");
+    unpack_tar(
+        &TarBuilder::new()
+            .file("etc/passwd", "layer's")
+            .hardlink("h", "/etc/passwd")
+            .finish(),
+        &dest,
+    )
+    .unwrap();
+    assert_eq!(read(dest.join("h")), "layer's");
+    assert_eq!(fs::metadata(dest.join("h")).unwrap().nlink(), 2);
+
+    // Contained: directories whose modes were recorded, then replaced by symlinks to the
+    // canary (absolute and relative) or whose parent was; the deferred modes and times are
+    // not applied through the symlinks. A hard link to a symlink links the symlink itself.
+    let contained = TarBuilder::new()
+        .dir("a/", 0o777)
+        .raw(
+            EntryType::Directory,
+            "a/b/",
+            None,
+            b"",
+            (0o700, 4321, 4321, MTIME),
+        )
+        .symlink("a", &c)
+        .raw(
+            EntryType::Directory,
+            "top/",
+            None,
+            b"",
+            (0o700, 4321, 4321, MTIME),
+        )
+        .symlink("top", "../../canary")
+        .symlink("s", &cf)
+        .hardlink("s2", "s")
+        .finish();
+    let dest = tmp.path().join("contained/layer");
+    unpack_tar(&contained, &dest).unwrap();
+    assert_eq!(
+        snapshot(&canary_dir),
+        before,
+        "contained: the canary changed"
+    );
+    assert_eq!(fs::read_link(dest.join("a")).unwrap(), canary_dir);
+    assert_eq!(
+        fs::read_link(dest.join("s2")).unwrap().to_str(),
+        Some(cf.as_str())
+    );
+}

@@ -24,18 +24,28 @@
 //! (created earlier by the same layer): writing through it could land outside the layer, e.g.
 //! `etc -> /etc` then `etc/passwd`. Absolute names are taken relative to the layer, as tar does.
 //! Symlink *targets* are stored as they are: they are resolved inside the container's root.
+//!
+//! That refusal is not a check done before a write by path (which a later entry could make
+//! stale): nothing here opens a joined string path. The layer directory is opened once, and
+//! every create, mkdir, symlink, hard link, mknod, chown, chmod, utimes, xattr and whiteout is
+//! done relative to the descriptor of its parent, reached from that root with `openat2`
+//! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`, see
+//! [`crate::dirfd`]), on a final component that is never followed. Directories' modes and times,
+//! applied after all entries, are reopened the same way: a directory that a later entry swapped
+//! for a symlink (it, or a parent of it) is skipped, never followed out of the layer.
 
 use super::digest::{Digest, HashingReader};
 use super::error::{IoContext, Result, StoreError};
 use super::paths::clean_relative;
 use super::sys;
+use crate::dirfd::{self, Dir, Kind};
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
 
 /// The xattr overlayfs reads to make a directory opaque.
@@ -129,6 +139,7 @@ pub fn unpack_layer(
     };
     let mut archive = tar::Archive::new(HashingReader::new(decoded));
     let mut ex = Extractor {
+        root: Dir::open(dest).ctx("opening", dest)?,
         dest,
         what,
         dirs: HashMap::new(),
@@ -159,10 +170,13 @@ struct Meta {
 }
 
 struct Extractor<'a> {
+    /// The layer directory: every entry is written relative to it, never by a joined path.
+    root: Dir,
+    /// Its path, for messages only.
     dest: &'a Path,
     what: &'a LayerSource<'a>,
-    /// Directories' mode and mtime, applied at the end (children change a directory's mtime,
-    /// and a read-only mode would stop us writing them as non-root).
+    /// Directories' mode and mtime by their name in the layer, applied at the end (children
+    /// change a directory's mtime, and a read-only mode would stop us writing them as non-root).
     dirs: HashMap<PathBuf, (u32, i64)>,
     as_root: bool,
     stats: UnpackStats,
@@ -183,6 +197,11 @@ impl Extractor<'_> {
             entry: entry.to_string(),
             reason: reason.into(),
         }
+    }
+
+    /// Attach the action and the entry's would-be path (for messages) to an I/O error.
+    fn io<T>(&self, r: io::Result<T>, action: &'static str, rel: &Path) -> Result<T> {
+        r.ctx(action, &self.dest.join(rel))
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
@@ -211,38 +230,55 @@ impl Extractor<'_> {
         }
         let rel = clean_relative(Path::new(OsStr::from_bytes(&raw)))
             .map_err(|reason| self.traversal(&name, reason))?;
-        let Some(file_name) = rel.file_name() else {
+        let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
             return Ok(()); // the layer root itself ("./")
         };
+        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let meta = read_meta(entry).ctx("reading layer", self.what.src)?;
         self.stats.entries += 1;
         if let Some(hidden) = file_name.as_bytes().strip_prefix(b".wh.") {
-            let hidden = hidden.to_vec();
-            return self.whiteout(&rel, &hidden, &name, &meta);
+            let hidden = OsStr::from_bytes(hidden).to_os_string();
+            return self.whiteout(&parent_rel, &hidden, &name, &meta);
         }
-        self.make_parents(&rel, &name)?;
-        let path = self.dest.join(&rel);
+        let dir = self.parent_dir(&parent_rel, &name, true)?;
+        let fname = file_name.as_os_str();
         // Whatever an earlier entry of this layer left here is replaced (a directory by a
         // directory is kept, with its contents).
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() && kind == EntryType::Directory => {}
-            Ok(m) if m.is_dir() => fs::remove_dir_all(&path).ctx("removing", &path)?,
-            Ok(_) => fs::remove_file(&path).ctx("removing", &path)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx("inspecting", &path),
+        match self.io(dir.lstat(fname), "inspecting", &rel)? {
+            Some(Kind::Dir) if kind == EntryType::Directory => {}
+            Some(_) => self.io(dir.remove_all(fname), "removing", &rel)?,
+            None => {}
         }
         match kind {
             EntryType::Directory => {
-                if !path.is_dir() {
-                    fs::create_dir(&path).ctx("creating directory", &path)?;
+                if self.io(dir.lstat(fname), "inspecting", &rel)?.is_none() {
+                    self.io(dir.mkdir(fname, 0o700), "creating directory", &rel)?;
                 }
+                let d = self.io(dir.child_dir(fname), "opening directory", &rel)?;
+                if self.as_root {
+                    self.io(
+                        d.set_own_owner(meta.uid, meta.gid),
+                        "changing owner of",
+                        &rel,
+                    )?;
+                }
+                for (key, value) in self.xattrs(&rel, &meta) {
+                    self.xattr_result(&rel, key, d.set_own_xattr(key, value));
+                }
+                // Mode and mtime at the end, reopened by name (see finish_dirs).
+                self.dirs.insert(rel, (meta.mode, meta.mtime));
+                Ok(())
             }
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| self.bad(&name, "symlink without a target"))?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                    .ctx("creating symlink", &path)?;
+                self.io(
+                    dir.symlink(OsStr::from_bytes(&target), fname),
+                    "creating symlink",
+                    &rel,
+                )?;
+                self.node_meta(&dir, fname, &rel, &meta, false)
             }
             EntryType::Link => {
                 let target = entry
@@ -250,10 +286,13 @@ impl Extractor<'_> {
                     .ok_or_else(|| self.bad(&name, "hard link without a target"))?;
                 let target_rel = clean_relative(Path::new(OsStr::from_bytes(&target)))
                     .map_err(|reason| self.traversal(&name, reason))?;
-                self.check_parents(&target_rel, &name)?;
-                let target_path = self.dest.join(&target_rel);
-                match fs::symlink_metadata(&target_path) {
-                    Ok(m) if !m.is_dir() => {}
+                let Some(target_name) = target_rel.file_name() else {
+                    return Err(self.bad(&name, "hard link to the layer root"));
+                };
+                let target_dir =
+                    self.parent_dir(target_rel.parent().unwrap_or(Path::new("")), &name, false)?;
+                match self.io(target_dir.lstat(target_name), "inspecting", &target_rel)? {
+                    Some(Kind::Symlink | Kind::Other) => {}
                     _ => {
                         return Err(self.bad(
                             &name,
@@ -265,7 +304,11 @@ impl Extractor<'_> {
                     }
                 }
                 // Ownership, mode and times belong to the inode, already set by its first name.
-                return fs::hard_link(&target_path, &path).ctx("creating hard link", &path);
+                self.io(
+                    dir.hard_link(&target_dir, target_name, fname),
+                    "creating hard link",
+                    &rel,
+                )
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let h = entry.header();
@@ -276,68 +319,131 @@ impl Extractor<'_> {
                     EntryType::Block => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
-                sys::mknod(&path, ty | (meta.mode & 0o7777), major, minor)
-                    .ctx("creating device node", &path)?;
+                self.io(
+                    dir.mknod(fname, ty | (meta.mode & 0o7777), major, minor),
+                    "creating device node",
+                    &rel,
+                )?;
+                self.node_meta(&dir, fname, &rel, &meta, true)
             }
             _ => {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .ctx("creating", &path)?;
+                let mut file = self.io(dir.create_new(fname, 0o600), "creating", &rel)?;
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let n = entry.read(&mut buf).ctx("reading layer", self.what.src)?;
                     if n == 0 {
                         break;
                     }
-                    file.write_all(&buf[..n]).ctx("writing", &path)?;
+                    self.io(file.write_all(&buf[..n]), "writing", &rel)?;
                 }
+                if self.as_root {
+                    // Before chmod: chown clears setuid/setgid bits.
+                    self.io(
+                        dirfd::set_file_owner(&file, meta.uid, Some(meta.gid)),
+                        "changing owner of",
+                        &rel,
+                    )?;
+                }
+                for (key, value) in self.xattrs(&rel, &meta) {
+                    self.xattr_result(&rel, key, dirfd::set_file_xattr(&file, key, value));
+                }
+                self.io(
+                    file.set_permissions(fs::Permissions::from_mode(meta.mode)),
+                    "changing mode of",
+                    &rel,
+                )?;
+                self.io(
+                    dirfd::set_file_times(&file, meta.mtime),
+                    "setting mtime of",
+                    &rel,
+                )
             }
         }
-        self.apply_meta(&path, kind, &meta)
     }
 
-    fn apply_meta(&mut self, path: &Path, kind: EntryType, meta: &Meta) -> Result<()> {
+    /// Owner, xattrs, mode (`chmod`: device nodes and FIFOs, never symlinks) and mtime of a
+    /// node that cannot be opened for writing, by its name in `dir`, never following it.
+    fn node_meta(
+        &self,
+        dir: &Dir,
+        fname: &OsStr,
+        rel: &Path,
+        meta: &Meta,
+        chmod: bool,
+    ) -> Result<()> {
         if self.as_root {
             // Before chmod: chown clears setuid/setgid bits.
-            sys::lchown(path, meta.uid, meta.gid).ctx("changing owner of", path)?;
+            self.io(
+                dir.chown_nofollow(fname, meta.uid, meta.gid),
+                "changing owner of",
+                rel,
+            )?;
         }
-        for (name, value) in &meta.xattrs {
-            if name.starts_with("trusted.overlay.") {
-                tracing::warn!(layer = self.what.layer, path = %path.display(), xattr = %name,
-                    "refusing an overlayfs xattr from a layer tar");
-                continue;
-            }
-            if let Err(e) = sys::lsetxattr(path, name, value) {
-                tracing::warn!(layer = self.what.layer, path = %path.display(), xattr = %name,
-                    error = %e, "could not set an extended attribute");
-            }
+        for (key, value) in self.xattrs(rel, meta) {
+            self.xattr_result(rel, key, dir.set_xattr_nofollow(fname, key, value));
         }
-        match kind {
-            EntryType::Symlink => {}
-            EntryType::Directory => {
-                self.dirs
-                    .insert(path.to_path_buf(), (meta.mode, meta.mtime));
-                return Ok(());
-            }
-            _ => fs::set_permissions(path, fs::Permissions::from_mode(meta.mode))
-                .ctx("changing mode of", path)?,
+        if chmod {
+            self.io(
+                dir.chmod_not_symlink(fname, meta.mode),
+                "changing mode of",
+                rel,
+            )?;
         }
-        sys::set_mtime_nofollow(path, meta.mtime).ctx("setting mtime of", path)
+        self.io(
+            dir.set_times_nofollow(fname, meta.mtime),
+            "setting mtime of",
+            rel,
+        )
     }
 
-    /// `.wh.<hidden>` in the directory of `rel`.
-    fn whiteout(&mut self, rel: &Path, hidden: &[u8], name: &str, meta: &Meta) -> Result<()> {
-        self.make_parents(rel, name)?;
-        let dir = self.dest.join(rel.parent().unwrap_or(Path::new("")));
-        if hidden == b".wh..opq" {
-            sys::lsetxattr(&dir, OPAQUE_XATTR, b"y").ctx("marking opaque", &dir)?;
+    /// The entry's xattrs that a layer may set: `trusted.overlay.*` only the whiteout
+    /// conversion may (an image must not forge overlayfs redirects or metacopy).
+    fn xattrs<'m>(&self, rel: &Path, meta: &'m Meta) -> Vec<(&'m str, &'m [u8])> {
+        let mut out = Vec::new();
+        for (name, value) in &meta.xattrs {
+            if name.starts_with("trusted.overlay.") {
+                tracing::warn!(layer = self.what.layer, path = %self.dest.join(rel).display(),
+                    xattr = %name, "refusing an overlayfs xattr from a layer tar");
+                continue;
+            }
+            out.push((name.as_str(), value.as_slice()));
+        }
+        out
+    }
+
+    fn xattr_result(&self, rel: &Path, key: &str, r: io::Result<()>) {
+        if let Err(e) = r {
+            tracing::warn!(layer = self.what.layer, path = %self.dest.join(rel).display(),
+                xattr = %key, error = %e, "could not set an extended attribute");
+        }
+    }
+
+    /// `.wh.<hidden>` in the directory `parent_rel`.
+    fn whiteout(
+        &mut self,
+        parent_rel: &Path,
+        hidden: &OsStr,
+        name: &str,
+        meta: &Meta,
+    ) -> Result<()> {
+        let hidden_b = hidden.as_bytes();
+        // Refused before anything is created for it.
+        match hidden_b {
+            b"" => return Err(self.bad(name, "whiteout of an empty name")),
+            b"." | b".." => return Err(self.traversal(name, "whiteout of `.` or `..`")),
+            _ => {}
+        }
+        let dir = self.parent_dir(parent_rel, name, true)?;
+        if hidden_b == b".wh..opq" {
+            self.io(
+                dir.set_own_xattr(OPAQUE_XATTR, b"y"),
+                "marking opaque",
+                parent_rel,
+            )?;
             self.stats.opaque_dirs += 1;
             return Ok(());
         }
-        if hidden.starts_with(b".wh.") {
+        if hidden_b.starts_with(b".wh.") {
             tracing::debug!(
                 layer = self.what.layer,
                 entry = name,
@@ -345,80 +451,128 @@ impl Extractor<'_> {
             );
             return Ok(());
         }
-        match hidden {
-            b"" => return Err(self.bad(name, "whiteout of an empty name")),
-            b"." | b".." => return Err(self.traversal(name, "whiteout of `.` or `..`")),
-            _ => {}
-        }
-        let target = dir.join(OsStr::from_bytes(hidden));
-        if fs::symlink_metadata(&target).is_ok() {
+        let rel = parent_rel.join(hidden);
+        if self.io(dir.lstat(hidden), "inspecting", &rel)?.is_some() {
             // An entry of this same layer: it wins over the whiteout.
             return Ok(());
         }
-        sys::mknod(&target, libc::S_IFCHR, 0, 0).ctx("creating whiteout", &target)?;
+        self.io(
+            dir.mknod(hidden, libc::S_IFCHR, 0, 0),
+            "creating whiteout",
+            &rel,
+        )?;
         if self.as_root {
-            sys::lchown(&target, meta.uid, meta.gid).ctx("changing owner of", &target)?;
+            self.io(
+                dir.chown_nofollow(hidden, meta.uid, meta.gid),
+                "changing owner of",
+                &rel,
+            )?;
         }
         self.stats.whiteouts += 1;
         Ok(())
     }
 
-    /// Create the missing parent directories of `rel` (mode 0755, as Docker does); refuse a
-    /// parent that is a symlink or not a directory.
-    fn make_parents(&self, rel: &Path, name: &str) -> Result<()> {
-        self.walk_parents(rel, name, true)
+    /// The directory `rel` of the layer, opened through the layer root's descriptor without
+    /// crossing a symlink. With `create`, missing directories are made (mode 0755, as Docker
+    /// does); without, a missing one is an error (hard-link targets). A symlink on the way is a
+    /// [`StoreError::PathTraversal`]: writing through it could leave the layer (`etc -> /etc`
+    /// then `etc/passwd`).
+    fn parent_dir(&self, rel: &Path, name: &str, create: bool) -> Result<Dir> {
+        match self.root.open_beneath(rel) {
+            Ok(d) => return Ok(d),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) && create => {}
+            Err(e) => return Err(self.resolve_error(e, rel, name, create)),
+        }
+        // Some directory is missing: walk and make them, one component at a time.
+        let mut cur = self.io(self.root.reopen(), "opening", Path::new(""))?;
+        let mut sofar = PathBuf::new();
+        for c in rel.components() {
+            let Component::Normal(c) = c else {
+                return Err(self.traversal(name, "the path contains `..`"));
+            };
+            sofar.push(c);
+            cur = match cur.child_dir(c) {
+                Ok(d) => d,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    self.io(cur.mkdir(c, 0o755), "creating directory", &sofar)?;
+                    let d = self.io(cur.child_dir(c), "opening directory", &sofar)?;
+                    // The umask may have taken bits off.
+                    self.io(d.set_own_mode(0o755), "changing mode of", &sofar)?;
+                    d
+                }
+                Err(e) => return Err(self.resolve_error(e, &sofar, name, create)),
+            };
+        }
+        Ok(cur)
     }
 
-    /// Like [`Self::make_parents`], but a missing parent is an error (hard-link targets).
-    fn check_parents(&self, rel: &Path, name: &str) -> Result<()> {
-        self.walk_parents(rel, name, false)
-    }
-
-    fn walk_parents(&self, rel: &Path, name: &str, create: bool) -> Result<()> {
-        let mut cur = self.dest.to_path_buf();
-        for c in rel.parent().into_iter().flat_map(Path::components) {
-            cur.push(c);
-            match fs::symlink_metadata(&cur) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(self.traversal(
+    /// Why `rel` could not be opened as a directory of the layer. The kernel says ELOOP or
+    /// ENOTDIR for a symlink on the way (which depends on where it is): look at each component
+    /// to name the one in the way.
+    fn resolve_error(&self, e: io::Error, rel: &Path, name: &str, create: bool) -> StoreError {
+        if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
+            let mut cur = self.root.reopen().ok();
+            let mut sofar = PathBuf::new();
+            for c in rel.components() {
+                let Some(dir) = cur.take() else { break };
+                sofar.push(c);
+                match dir.lstat(c.as_os_str()) {
+                    Ok(Some(Kind::Dir)) => cur = dir.child_dir(c.as_os_str()).ok(),
+                    Ok(Some(Kind::Symlink)) => return self.traversal(
                         name,
                         "a parent directory is a symlink: writing through it could leave the layer",
-                    ))
+                    ),
+                    Ok(Some(Kind::Other)) => {
+                        return self.bad(
+                            name,
+                            format!("parent {} is not a directory", sofar.display()),
+                        )
+                    }
+                    _ => break,
                 }
-                Ok(_) => {
-                    return Err(
-                        self.bad(name, format!("parent {} is not a directory", cur.display()))
-                    )
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    fs::create_dir(&cur).ctx("creating directory", &cur)?;
-                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
-                        .ctx("changing mode of", &cur)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(self.bad(
-                        name,
-                        format!("hard link target directory {} is missing", cur.display()),
-                    ))
-                }
-                Err(e) => return Err(e).ctx("inspecting", &cur),
             }
         }
-        Ok(())
+        match e.raw_os_error() {
+            Some(libc::ELOOP) => self.traversal(
+                name,
+                "a parent directory is a symlink: writing through it could leave the layer",
+            ),
+            Some(libc::EXDEV) => self.traversal(name, "the path leaves the layer"),
+            Some(libc::ENOENT) if !create => self.bad(
+                name,
+                format!("hard link target directory {} is missing", rel.display()),
+            ),
+            _ => StoreError::Io {
+                action: "opening directory",
+                path: self.dest.join(rel),
+                source: e,
+            },
+        }
     }
 
-    /// Directories' modes and mtimes, deepest first.
+    /// Directories' modes and mtimes, deepest first. Each is reopened from the layer root
+    /// without crossing a symlink, so a directory that a later entry replaced (by a symlink
+    /// to somewhere outside, say), or whose parent it replaced, is skipped, not followed.
     fn finish_dirs(&mut self) -> Result<()> {
         let mut dirs: Vec<_> = self.dirs.drain().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-        for (path, (mode, mtime)) in dirs {
-            if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
-                continue; // replaced by a later entry
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .ctx("changing mode of", &path)?;
-            sys::set_mtime_nofollow(&path, mtime).ctx("setting mtime of", &path)?;
+        for (rel, (mode, mtime)) in dirs {
+            let d = match self.root.open_beneath(&rel) {
+                Ok(d) => d,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR | libc::EXDEV)
+                    ) =>
+                {
+                    tracing::debug!(layer = self.what.layer, dir = %rel.display(), error = %e,
+                        "directory replaced by a later entry: its mode is not applied");
+                    continue;
+                }
+                Err(e) => return Err(e).ctx("opening directory", &self.dest.join(&rel)),
+            };
+            self.io(d.set_own_mode(mode), "changing mode of", &rel)?;
+            self.io(d.set_own_times(mtime), "setting mtime of", &rel)?;
         }
         Ok(())
     }
