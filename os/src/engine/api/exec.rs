@@ -17,6 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How many execs are remembered before finished ones are forgotten.
 const MAX_EXECS: usize = 256;
+/// An exec created and never started is forgotten after this (the CLI starts its own at once).
+const START_WITHIN: Duration = Duration::from_secs(300);
 
 /// One exec, from create to its end.
 pub struct ExecRecord {
@@ -27,6 +29,17 @@ pub struct ExecRecord {
     pid: Option<i32>,
     /// Set once started; holds the exit code when it ends.
     exit: Option<tokio::sync::watch::Receiver<Option<i32>>>,
+    created: std::time::Instant,
+}
+
+impl ExecRecord {
+    /// Worth keeping: running, or created recently and not started yet.
+    fn live(&self) -> bool {
+        match &self.exit {
+            Some(e) => e.borrow().is_none(),
+            None => self.created.elapsed() < START_WITHIN,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,11 +108,19 @@ pub async fn create<E: Engine>(
         attach_stderr: b.attach_stderr,
         pid: None,
         exit: None,
+        created: std::time::Instant::now(),
     };
     let mut execs = lock(&api.execs);
     if execs.len() >= MAX_EXECS {
-        // Forget finished execs (Docker too forgets them, when their container goes).
-        execs.retain(|_, r| r.exit.as_ref().is_none_or(|e| e.borrow().is_none()));
+        // Forget finished execs (Docker too forgets them, when their container goes) and
+        // those never started in time.
+        execs.retain(|_, r| r.live());
+    }
+    if execs.len() >= MAX_EXECS {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_EXECS} execs are running or waiting to start; try again later"),
+        ));
     }
     execs.insert(exec_id.clone(), record);
     Ok(Json(json!({ "Id": exec_id })))

@@ -50,6 +50,11 @@ use std::process::{Command, Stdio};
 /// Where the runtime keeps its state (a tmpfs: containers do not outlive a boot).
 pub const DEFAULT_ROOT: &str = "/run/system-docker/runtime";
 
+/// How long one helper may take before it is killed and the call fails: its one libcontainer
+/// call takes a fraction of a second (300 ms under TCG); a helper stuck longer must not hold
+/// the supervisor that waits for it.
+pub const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The layout under the runtime root (helper side too).
 #[derive(Debug, Clone)]
 pub(crate) struct Paths {
@@ -93,6 +98,7 @@ impl Paths {
 pub struct Runtime {
     exe: PathBuf,
     paths: Paths,
+    timeout: std::time::Duration,
 }
 
 impl Default for Runtime {
@@ -109,7 +115,14 @@ impl Runtime {
             paths: Paths {
                 root: PathBuf::from(DEFAULT_ROOT),
             },
+            timeout: HELPER_TIMEOUT,
         }
+    }
+
+    /// Give helpers another time limit.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Keep state elsewhere.
@@ -247,15 +260,63 @@ impl Runtime {
             .stderr(log)
             .spawn()
             .map_err(RuntimeError::Spawn)?;
-        let mut out = String::new();
-        let read = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
+        let read = match child.stdout.take() {
+            Some(s) => read_until(s, self.timeout),
+            None => Ok(Some(String::new())),
+        };
+        let out = match read {
+            Ok(Some(out)) => out,
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RuntimeError::Helper {
+                    verb: verb.to_string(),
+                    message: format!("no reply within {}s; killed it", self.timeout.as_secs()),
+                });
+            }
+            Err(e) => {
+                let _ = child.wait();
+                return Err(RuntimeError::Spawn(e));
+            }
+        };
         // In PID 1 the supervisor's `waitpid(-1)` may reap the helper first: then this wait
         // fails with ECHILD, which is fine, as the reply alone says how it went.
         let _ = child.wait();
-        if let Some(Err(e)) = read {
-            return Err(RuntimeError::Spawn(e));
-        }
         parse_reply(verb, &out)
+    }
+}
+
+/// Read `pipe` to its end, or give up when `timeout` has passed (`Ok(None)`).
+fn read_until(
+    pipe: std::process::ChildStdout,
+    timeout: std::time::Duration,
+) -> std::io::Result<Option<String>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let end = std::time::Instant::now() + timeout;
+    let mut pipe = pipe;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        match pipe.read(&mut buf) {
+            Ok(0) => return Ok(Some(String::from_utf8_lossy(&out).into_owned())),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -373,6 +434,27 @@ mod tests {
             std::fs::read_to_string(bundle.join("config.json")).unwrap(),
             "{}"
         );
+    }
+
+    #[test]
+    fn a_helper_that_hangs_is_killed_at_the_time_limit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("helper");
+        std::fs::write(&helper, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rt = Runtime::new()
+            .with_root(dir.path().join("root"))
+            .with_exe(&helper)
+            .with_timeout(std::time::Duration::from_millis(300));
+        let t = std::time::Instant::now();
+        let e = rt.state("t1").unwrap_err();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(e.to_string().contains("no reply within"), "{e}");
     }
 
     #[test]
