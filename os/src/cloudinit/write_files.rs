@@ -88,6 +88,28 @@ fn lookup(root: &pathrs::Root, shown: &Path, file: &str, name: &str) -> Result<u
         })
 }
 
+/// A container's `user:` (`name`, `uid`, `name:group`, `uid:gid`) as (uid, gid), resolved in
+/// `root` the way Docker does: without a group, the user's primary group from `/etc/passwd`,
+/// and gid 0 for a uid that has no entry there.
+pub fn user_ids(root: &Path, spec: &str) -> Result<(u32, u32), String> {
+    let r = open_root(root)?;
+    let (uid, gid) = owner_in(&r, root, spec)?;
+    if let Some(g) = gid {
+        return Ok((uid, g));
+    }
+    let mut passwd = String::new();
+    if let Ok(handle) = r.resolve(Path::new("/etc/passwd")) {
+        if let Ok(mut f) = handle.reopen(OpenFlags::O_RDONLY) {
+            let _ = f.read_to_string(&mut passwd);
+        }
+    }
+    let primary = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[3].parse().ok())?
+    });
+    Ok((uid, primary.unwrap_or(0)))
+}
+
 fn owner_in(root: &pathrs::Root, shown: &Path, spec: &str) -> Result<(u32, Option<u32>), String> {
     let (user, group) = match spec.split_once([':', '.']) {
         Some((u, g)) => (u, Some(g)),
@@ -239,6 +261,12 @@ mod tests {
         assert!(owner(root.path(), "nobody")
             .unwrap_err()
             .contains("no user \"nobody\""));
+        // A container's user: the primary group by default, gid 0 for an unknown uid.
+        assert_eq!(user_ids(root.path(), "rancher"), Ok((1100, 1100)));
+        assert_eq!(user_ids(root.path(), "1100"), Ok((1100, 1100)));
+        assert_eq!(user_ids(root.path(), "rancher:docker"), Ok((1100, 1101)));
+        assert_eq!(user_ids(root.path(), "4242"), Ok((4242, 0)));
+        assert!(user_ids(root.path(), "nobody").is_err());
     }
 
     /// Kind, mode, owner, mtime and content of everything under `root`.

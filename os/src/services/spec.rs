@@ -97,6 +97,8 @@ pub struct ServiceSpec {
     pub devices: Vec<crate::engine::runtime::DeviceMapping>,
     /// `device_cgroup_rules`: more device filter rules (`c 13:* r`).
     pub device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    /// `stop_signal`: what `docker stop` sends first (default: the image's, else SIGTERM).
+    pub stop_signal: Option<String>,
     /// `security_opt: [seccomp=unconfined]`: no seccomp filter.
     pub seccomp_unconfined: bool,
     /// Compose keys kept but not acted on.
@@ -312,6 +314,36 @@ fn comma_list(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// A signal as compose and Docker write it: `SIGTERM`, `TERM`, `sigterm` or `15`.
+pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
+    use std::str::FromStr;
+    let bad = || format!("{text:?} is not a signal (SIGTERM, TERM or 15)");
+    if let Ok(n) = text.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    nix::sys::signal::Signal::from_str(&name).map_err(|_| bad())
+}
+
+/// Compose keys the engine keeps but does not act on: each gets a warning naming its key path
+/// (`services.NAME.KEY`), so that an accepted key never silently does nothing.
+pub fn ignored_key_warnings(spec: &ServiceSpec) -> Vec<String> {
+    spec.extra
+        .keys()
+        .map(|k| {
+            format!(
+                "services.{}.{k}: not supported by the system engine; ignored",
+                spec.name
+            )
+        })
+        .collect()
+}
+
 impl ServiceSpec {
     /// Check one service. `Err` holds every problem found, each naming the key.
     pub fn parse(name: &str, raw: &Value) -> Result<ServiceSpec, Vec<ServiceError>> {
@@ -387,6 +419,14 @@ impl ServiceSpec {
                         match item.parse() {
                             Ok(d) => spec.devices.push(d),
                             Err(e) => cx.err(&format!("devices[{i}]"), e.to_string()),
+                        }
+                    }
+                }
+                "stop_signal" => {
+                    if let Some(sig) = cx.string(key, v) {
+                        match parse_signal(&sig) {
+                            Ok(_) => spec.stop_signal = Some(sig),
+                            Err(e) => cx.err(key, e),
                         }
                     }
                 }
@@ -522,6 +562,32 @@ fn parse_volume(s: &str) -> Result<Volume, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_signals_parse_as_docker_writes_them_and_ignored_keys_are_named() {
+        use nix::sys::signal::Signal;
+        for (text, sig) in [
+            ("SIGTERM", Signal::SIGTERM),
+            ("quit", Signal::SIGQUIT),
+            ("9", Signal::SIGKILL),
+        ] {
+            assert_eq!(parse_signal(text), Ok(sig), "{text}");
+        }
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("999").is_err());
+        let s = ServiceSpec::parse(
+            "web",
+            &yaml("image: x\nstop_signal: SIGINT\nports: ['80:80']\n"),
+        )
+        .unwrap();
+        assert_eq!(s.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(
+            ignored_key_warnings(&s),
+            ["services.web.ports: not supported by the system engine; ignored"]
+        );
+        let errs = ServiceSpec::parse("web", &yaml("image: x\nstop_signal: NOPE\n")).unwrap_err();
+        assert!(errs[0].to_string().contains("stop_signal"), "{errs:?}");
+    }
 
     fn yaml(s: &str) -> Value {
         serde_yaml_ng::from_str(s).unwrap()

@@ -265,6 +265,10 @@ pub struct ContainerSpec {
     pub limits: Limits,
     /// Host devices passed in (beyond the default harmless ones).
     pub devices: Vec<DeviceMapping>,
+    /// Run as (uid, gid) instead of root (`user:`, or the image's `User`). A non-root user
+    /// keeps the bounding set but starts with no effective or permitted capability, as in
+    /// Docker.
+    pub user: Option<(u32, u32)>,
     /// More device filter rules (`c 13:* r`: compose's `device_cgroup_rules`).
     pub device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
     /// Docker's default seccomp profile (unless privileged); `false` is
@@ -296,6 +300,7 @@ impl ContainerSpec {
             limits: Limits::default(),
             devices: Vec::new(),
             device_rules: Vec::new(),
+            user: None,
             seccomp: true,
             stdout: None,
             stderr: None,
@@ -376,9 +381,17 @@ impl ContainerSpec {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         }
+        let (uid, gid) = self.user.unwrap_or((0, 0));
+        // A non-root process holds no capability of its own (it may still gain what the
+        // bounding set allows through a file's capabilities, unless no_new_privs).
+        let held = if uid == 0 {
+            caps.clone()
+        } else {
+            Capabilities::new()
+        };
         let process = ProcessBuilder::default()
             .terminal(false)
-            .user(UserBuilder::default().uid(0u32).gid(0u32).build()?)
+            .user(UserBuilder::default().uid(uid).gid(gid).build()?)
             .args(self.args.clone())
             .env(env)
             .cwd(self.cwd.clone())
@@ -386,8 +399,8 @@ impl ContainerSpec {
             .capabilities(
                 LinuxCapabilitiesBuilder::default()
                     .bounding(caps.clone())
-                    .effective(caps.clone())
-                    .permitted(caps.clone())
+                    .effective(held.clone())
+                    .permitted(held)
                     .inheritable(Capabilities::new())
                     .ambient(Capabilities::new())
                     .build()?,
@@ -759,6 +772,19 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(devices, &super::super::devices::allow_all());
+    }
+
+    #[test]
+    fn a_non_root_user_keeps_the_bounding_set_and_holds_no_capability() {
+        let mut s = spec();
+        s.user = Some((1000, 100));
+        let json = serde_json::to_value(s.to_oci().unwrap()).unwrap();
+        assert_eq!(json["process"]["user"]["uid"], 1000);
+        assert_eq!(json["process"]["user"]["gid"], 100);
+        let caps = &json["process"]["capabilities"];
+        assert!(caps["bounding"].to_string().contains("CAP_CHOWN"));
+        assert_eq!(caps["effective"], serde_json::json!([]));
+        assert_eq!(caps["permitted"], serde_json::json!([]));
     }
 
     #[test]

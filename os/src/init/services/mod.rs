@@ -58,6 +58,9 @@ pub struct ServiceStatus {
     /// A stop (or restart) in progress.
     #[serde(skip)]
     stopping: Option<stop::Stopping>,
+    /// What a stop sends first (`stop_signal`, the image's `StopSignal`, or SIGTERM).
+    #[serde(skip)]
+    stop_signal: Option<nix::sys::signal::Signal>,
     /// What the control API shows (`docker inspect`).
     #[serde(skip)]
     created: Option<SystemTime>,
@@ -90,6 +93,7 @@ impl ServiceStatus {
             backoff_count: 0,
             user_stopped: false,
             stopping: None,
+            stop_signal: None,
             created: None,
             started_at: None,
             finished_at: None,
@@ -123,6 +127,8 @@ pub struct SystemServices {
     completed: Vec<(u64, Result<(), ServiceOpError>)>,
     /// Services whose next start makes a new root filesystem (`up`), not the boot's.
     recreate: std::collections::BTreeSet<String>,
+    /// Each started service's volumes (binds and its own anonymous ones), for `volumes_from`.
+    volumes: BTreeMap<String, Vec<BindMount>>,
 }
 
 impl SystemServices {
@@ -216,6 +222,9 @@ impl SystemServices {
             let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
             match ServiceSpec::parse(name, &value) {
                 Ok(spec) if spec.scope == Scope::System => {
+                    for w in crate::services::spec::ignored_key_warnings(&spec) {
+                        say(format!("service warning: {w}"));
+                    }
                     self.specs.insert(name.clone(), spec);
                 }
                 Ok(_) => {} // user-scope services belong to the user engine
@@ -367,21 +376,21 @@ impl SystemServices {
         c.device_rules = spec.device_rules.clone();
         c.seccomp = !spec.seccomp_unconfined;
         c.read_only_rootfs = spec.read_only;
-        for v in &spec.volumes {
-            if let Volume::Bind {
-                host,
-                container,
-                read_only,
-            } = v
-            {
-                std::fs::create_dir_all(host).ok();
-                c.binds.push(BindMount {
-                    source: host.into(),
-                    destination: container.into(),
-                    read_only: *read_only,
-                });
-            }
+        if let Some(u) = spec.user.clone().or(img.user.clone()) {
+            let (uid, gid) = crate::cloudinit::write_files::user_ids(&rootfs, &u)
+                .map_err(|e| anyhow::anyhow!("user {u:?}: {e}"))?;
+            c.user = Some((uid, gid));
         }
+        let stop_signal = match spec.stop_signal.as_deref().or(img.stop_signal.as_deref()) {
+            Some(s) => Some(
+                crate::services::spec::parse_signal(s)
+                    .map_err(|e| anyhow::anyhow!("stop_signal: {e}"))?,
+            ),
+            None => None,
+        };
+        let volumes = self.volume_mounts(name, &spec, &img.volumes, &rootfs)?;
+        c.binds.extend(volumes.iter().cloned());
+        self.volumes.insert(name.to_string(), volumes);
         c.limits = Limits {
             memory_bytes: spec.mem_limit.map(|m| m as i64),
             cpus: spec.cpus,
@@ -421,6 +430,7 @@ impl SystemServices {
             .or_insert_with(|| ServiceStatus::new(name, &spec.image, "running"));
         entry.image.clone_from(&spec.image);
         entry.image_id = image.id.to_string();
+        entry.stop_signal = stop_signal;
         entry.args = args;
         entry.env = env;
         entry.created.get_or_insert_with(SystemTime::now);
@@ -675,6 +685,68 @@ impl SystemServices {
         Ok((helper, stdin, out.into(), err.into()))
     }
 
+    /// The volumes of service `name`: its `volumes:` binds; its anonymous volumes and the
+    /// image's `Volumes` as directories of its own under [`VOLUMES`] (filled from the image's
+    /// content at that path when new, as Docker does); and every volume of the services in
+    /// `volumes_from`. A destination given twice keeps its first source.
+    fn volume_mounts(
+        &self,
+        name: &str,
+        spec: &ServiceSpec,
+        image_volumes: &[String],
+        rootfs: &Path,
+    ) -> anyhow::Result<Vec<BindMount>> {
+        let mut out: Vec<BindMount> = Vec::new();
+        let mut anonymous: Vec<String> = Vec::new();
+        for v in &spec.volumes {
+            match v {
+                Volume::Bind {
+                    host,
+                    container,
+                    read_only,
+                } => {
+                    std::fs::create_dir_all(host).ok();
+                    out.push(BindMount {
+                        source: host.into(),
+                        destination: container.into(),
+                        read_only: *read_only,
+                    });
+                }
+                Volume::Anonymous { container } => anonymous.push(container.clone()),
+            }
+        }
+        anonymous.extend(image_volumes.iter().cloned());
+        for from in &spec.volumes_from {
+            match self.volumes.get(from) {
+                Some(theirs) => out.extend(theirs.iter().cloned()),
+                None => say(format!(
+                    "service {name}: volumes_from {from}: it has not started; no volumes shared"
+                )),
+            }
+        }
+        for path in anonymous {
+            if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+                anyhow::bail!("volume {path:?}: not an absolute path inside the container");
+            }
+            let dir = Path::new(VOLUMES)
+                .join(name)
+                .join(hex::encode(path.as_bytes()));
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("mkdir {}", dir.display()))?;
+                copy_up(rootfs, &path, &dir);
+            }
+            out.push(BindMount {
+                source: dir,
+                destination: path.into(),
+                read_only: false,
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|b| seen.insert(b.destination.clone()));
+        Ok(out)
+    }
+
     /// Every service as the control API shows it.
     pub fn snapshot(&self) -> Vec<crate::engine::api::ContainerInfo> {
         use crate::engine::api::{ContainerInfo, RunState};
@@ -776,6 +848,34 @@ fn describe(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exit {c}"),
         None => "killed by a signal".into(),
+    }
+}
+
+/// Anonymous volumes of the system services (RAM: they last a boot, like the services).
+const VOLUMES: &str = "/run/system-docker/volumes";
+
+/// Fill a new volume with what the image has at `path` (resolved inside `rootfs`, never out of
+/// it); nothing when the image has no directory there. Problems are said, not fatal.
+fn copy_up(rootfs: &Path, path: &str, volume: &Path) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(root) = pathrs::Root::open(rootfs) else {
+        return;
+    };
+    let Ok(handle) = root.resolve(Path::new(path)) else {
+        return; // nothing there in the image
+    };
+    let Ok(dir) =
+        handle.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+    else {
+        return;
+    };
+    let from = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let Ok(dev) = std::fs::metadata(&from).map(|m| m.dev()) else {
+        return;
+    };
+    if let Err(e) = super::switch_root::copy_tree(&from, volume, dev, &mut Default::default()) {
+        say(format!("volume {path}: copying the image's content: {e:#}"));
     }
 }
 

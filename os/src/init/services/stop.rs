@@ -1,7 +1,8 @@
 //! Stopping services without waiting: a stop is a deadline in the service's state, never a
 //! sleep in the loop that reaps, restarts and answers the power button.
 //!
-//! `docker stop` sends SIGTERM at once and records when SIGKILL is due; the supervisor's poll
+//! `docker stop` sends the stop signal (`stop_signal`, the image's `StopSignal`, or SIGTERM) at
+//! once and records when SIGKILL is due; the supervisor's poll
 //! wakes for that deadline ([`SystemServices::next_due`]). The stop completes when the loop
 //! reaps the container's init ([`SystemServices::on_exit`]), or, if even SIGKILL does not end it
 //! (a process stuck in the kernel), [`GIVE_UP_AFTER_KILL`] later. A restart is a stop that
@@ -91,7 +92,10 @@ impl SystemServices {
             self.completed.push((ticket, result));
             return Ok(());
         };
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let _ = kill(
+            Pid::from_raw(pid),
+            st.stop_signal.unwrap_or(Signal::SIGTERM),
+        );
         st.stopping = Some(Stopping {
             kill_at,
             give_up_at: None,
@@ -197,8 +201,9 @@ impl SystemServices {
             }
             let names: Vec<&str> = pids.values().map(String::as_str).collect();
             say(format!("stopping {}", names.join(", ")));
-            for pid in pids.keys() {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+            for (pid, name) in &pids {
+                let sig = self.status.get(name).and_then(|s| s.stop_signal);
+                let _ = kill(Pid::from_raw(*pid), sig.unwrap_or(Signal::SIGTERM));
             }
             let mut left = wait_all(pids, end, &mut |name, code| {
                 self.record_stopped(name, Some(code))
