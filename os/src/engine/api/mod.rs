@@ -77,6 +77,10 @@ pub fn router<E: Engine>(api: Arc<Api<E>>) -> Router {
         .route("/images/json", get(images::list::<E>))
         .route("/images/load", post(images::load::<E>))
         .route("/rancheros/services/{name}/up", post(containers::up::<E>))
+        // A known path with another method is a page not found too, as dockerd answers it (axum
+        // would send a bare 405): every error is Docker's `{"message": …}`. Set after the routes:
+        // it applies to those registered before it.
+        .method_not_allowed_fallback(not_found)
         .fallback(not_found)
         .with_state(api)
 }

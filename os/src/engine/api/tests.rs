@@ -441,6 +441,30 @@ async fn json_keys_are_dockers() {
     );
 }
 
+/// Found by the `api` fuzz target: a known path with a method it does not take got axum's bare
+/// 405 with an empty body, not Docker's JSON error.
+#[tokio::test]
+async fn a_known_path_with_another_method_is_a_json_404() {
+    let api = Api::new(Fake::new());
+    for (method, uri) in [
+        (Method::POST, "/containers/json"),
+        (Method::DELETE, "/containers/syslog/json"),
+        (Method::GET, "/rancheros/services/ntp/up"),
+        (Method::from_bytes(b"HOST").unwrap(), "/v1.41/images/load"),
+    ] {
+        let (code, body) = call(&api, method.clone(), uri, "").await;
+        assert_eq!(code, 404, "{method} {uri}");
+        assert!(
+            json(&body)["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("page not found"),
+            "{method} {uri}"
+        );
+    }
+    assert!(api.engine.calls.lock().unwrap().is_empty());
+}
+
 #[test]
 fn tail_takes_whole_lines_from_the_end() {
     use super::containers::tail_lines;
