@@ -10,13 +10,15 @@
 //! negotiates with.
 //!
 //! Routes: `containers.rs` (list, inspect, logs, start/stop/restart), `images.rs` (list, load),
-//! `exec.rs` (create, start with streamed output, inspect); `/rancheros/…` holds what Docker has
+//! `exec.rs` (create, start with streamed output, inspect), with `extract.rs`'s `Path` and
+//! `Query` (their rejections are Docker's errors too); `/rancheros/…` holds what Docker has
 //! no word for (`POST /rancheros/services/{name}/up`).
 
 mod containers;
 pub mod engine;
 pub mod error;
 mod exec;
+mod extract;
 mod images;
 pub mod server;
 pub mod stream;
