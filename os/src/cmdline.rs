@@ -77,14 +77,19 @@ impl Cmdline {
     }
 }
 
-/// Words joined by spaces, a word with whitespace getting its value quoted back.
+/// Words joined by spaces, a word with whitespace getting its value quoted back (the whole word
+/// when its key has whitespace too), an empty word as `""`: [`Cmdline::parse`] reads the line
+/// back as the same words.
 fn join_quoted(words: &[String]) -> String {
     let quoted: Vec<String> = words
         .iter()
         .map(|w| {
-            if !w.contains(char::is_whitespace) {
+            let key_value = w
+                .split_once('=')
+                .filter(|(k, _)| !k.contains(char::is_whitespace));
+            if !w.is_empty() && !w.contains(char::is_whitespace) {
                 w.clone()
-            } else if let Some((k, v)) = w.split_once('=') {
+            } else if let Some((k, v)) = key_value {
                 format!("{k}=\"{v}\"")
             } else {
                 format!("\"{w}\"")
@@ -147,6 +152,28 @@ mod tests {
         assert_eq!(c.init, vec!["rancher.password=p"]);
         let pairs: Vec<_> = c.pairs_with_prefix("rancher.").collect();
         assert_eq!(pairs, vec![("rancher.a", "x y"), ("rancher.password", "p")]);
+    }
+
+    /// Found by the `cmdline` fuzz target: a word whose key has whitespace (an unclosed or
+    /// early quote) was quoted after its `=` only, so the sanitized line read back as other
+    /// words, a `--` among them turning the rest into hidden words; an empty word vanished.
+    #[test]
+    fn the_kernel_line_reads_back_as_the_same_words() {
+        for line in [
+            r#"x "a -- b"=c y"#,
+            r#"x "a b=c d" y"#,
+            r#"a "" b"#,
+            r#"k="" "#,
+            r#"x b' c=d e -- p=1"#,
+            r#"x "unclosed -- p=secret"#,
+        ] {
+            let c = Cmdline::parse(line);
+            let back = Cmdline::parse(&c.kernel_line());
+            assert_eq!(back.kernel, c.kernel, "{line:?} -> {:?}", c.kernel_line());
+            assert!(back.init.is_empty(), "{line:?} -> {:?}", c.kernel_line());
+            let kept = Cmdline::parse(&format!("-- {}", c.init_line()));
+            assert_eq!(kept.init, c.init, "{line:?}");
+        }
     }
 
     #[test]

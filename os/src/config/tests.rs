@@ -208,6 +208,26 @@ fn a_broken_layer_is_reported_and_the_others_apply() {
     assert_eq!(c.rancher.state.dev.as_deref(), Some("LABEL=X"));
 }
 
+/// Found by the `cloud_config` fuzz target: a layer that reads from its text but whose tree,
+/// written out again, does not read (an odd tag on its first key: serde_yaml_ng writes a line
+/// that reads as a tagged document) passed its check, so `rancherctl config` could save a file
+/// that the next boot would leave out whole. Now it is left out at once, naming the file.
+#[test]
+fn a_layer_that_does_not_read_back_is_left_out() {
+    let odd = "!c.o;;;;;;: ncmd:;;;;;;timeout: -5\n  ne;;;\n";
+    let checked = check_text("user-data", odd);
+    assert_eq!(checked.errors.len(), 1, "{:?}", checked.errors);
+    assert!(checked.errors[0].to_string().contains("user-data"));
+    assert_eq!(checked.value, yaml("{}"));
+    assert!(check_value("again", checked.value).errors.is_empty());
+    let root = Root::new();
+    root.write("usr/share/ros/os-config.yml", "hostname: d\n");
+    root.write("var/lib/rancher/conf/cloud-config.yml", odd);
+    let loaded = load_layers(&root.paths, &Cmdline::default());
+    assert_eq!(loaded.config.hostname, "d");
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+}
+
 /// Validation messages, with line, column and key path, for a table of bad inputs.
 #[test]
 fn validation_messages() {

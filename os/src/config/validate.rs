@@ -112,7 +112,10 @@ fn check(file: &str, mut value: Value, original: Option<&str>) -> Checked {
     let mut dropped_items: Vec<(Vec<Step>, usize)> = Vec::new();
     for attempt in 0..=MAX_PROBLEMS {
         let result = match (attempt, original) {
-            (0, Some(text)) => serde_yaml_ng::from_str::<Config>(text),
+            // The tree is what is merged and saved again (`rancherctl config`): it must read back
+            // as well as the text did.
+            (0, Some(text)) => serde_yaml_ng::from_str::<Config>(text)
+                .and_then(|config| typed(&value).map(|_| config)),
             _ => typed(&value),
         };
         let e = match result {

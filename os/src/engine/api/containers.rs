@@ -2,11 +2,11 @@
 //! [`ContainerInfo`] is turned into Docker's shapes here and only here.
 
 use super::engine::{container_id, find};
+use super::extract::{Path, Query};
 use super::stream::{frames, StreamKind};
 use super::time::{human, rfc3339, since};
 use super::{multiplexed, ApiError, ContainerInfo, Engine, RunState, State};
 use axum::body::Bytes;
-use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;

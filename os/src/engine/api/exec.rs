@@ -3,10 +3,10 @@
 //! (in PID 1, the supervisor loop, which also reaps it and reports its exit code).
 
 use super::engine::find;
+use super::extract::Path;
 use super::stream::{frames, StreamKind};
 use super::{multiplexed, ApiError, Engine, ExecSpec, RunState, State};
 use axum::body::Bytes;
-use axum::extract::Path;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use axum::Json;

@@ -10,13 +10,15 @@
 //! negotiates with.
 //!
 //! Routes: `containers.rs` (list, inspect, logs, start/stop/restart), `images.rs` (list, load),
-//! `exec.rs` (create, start with streamed output, inspect); `/rancheros/…` holds what Docker has
+//! `exec.rs` (create, start with streamed output, inspect), with `extract.rs`'s `Path` and
+//! `Query` (their rejections are Docker's errors too); `/rancheros/…` holds what Docker has
 //! no word for (`POST /rancheros/services/{name}/up`).
 
 mod containers;
 pub mod engine;
 pub mod error;
 mod exec;
+mod extract;
 mod images;
 pub mod server;
 pub mod stream;
@@ -77,6 +79,10 @@ pub fn router<E: Engine>(api: Arc<Api<E>>) -> Router {
         .route("/images/json", get(images::list::<E>))
         .route("/images/load", post(images::load::<E>))
         .route("/rancheros/services/{name}/up", post(containers::up::<E>))
+        // A known path with another method is a page not found too, as dockerd answers it (axum
+        // would send a bare 405): every error is Docker's `{"message": …}`. Set after the routes:
+        // it applies to those registered before it.
+        .method_not_allowed_fallback(not_found)
         .fallback(not_found)
         .with_state(api)
 }

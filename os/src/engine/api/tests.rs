@@ -441,6 +441,52 @@ async fn json_keys_are_dockers() {
     );
 }
 
+/// Found by the `api` fuzz target: a known path with a method it does not take got axum's bare
+/// 405 with an empty body, not Docker's JSON error.
+#[tokio::test]
+async fn a_known_path_with_another_method_is_a_json_404() {
+    let api = Api::new(Fake::new());
+    for (method, uri) in [
+        (Method::POST, "/containers/json"),
+        (Method::DELETE, "/containers/syslog/json"),
+        (Method::GET, "/rancheros/services/ntp/up"),
+        (Method::from_bytes(b"HOST").unwrap(), "/v1.41/images/load"),
+    ] {
+        let (code, body) = call(&api, method.clone(), uri, "").await;
+        assert_eq!(code, 404, "{method} {uri}");
+        assert!(
+            json(&body)["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("page not found"),
+            "{method} {uri}"
+        );
+    }
+    assert!(api.engine.calls.lock().unwrap().is_empty());
+}
+
+/// Found by the `api` fuzz target: a query string or path that did not read got axum's
+/// plain-text 400, not Docker's JSON error.
+#[tokio::test]
+async fn a_bad_query_or_path_is_a_json_400() {
+    let api = Api::new(Fake::new());
+    for (method, uri) in [
+        (
+            Method::GET,
+            "/containers/syslog/logs?stdout=1&tail=1&tail=2",
+        ),
+        (Method::GET, "/containers/json?all=1&all=0"),
+        (Method::POST, "/containers/syslog/stop?t=1&t=2"),
+        (Method::GET, "/containers/%FF/json"),
+        (Method::GET, "/exec/%C3%28/json"),
+    ] {
+        let (code, body) = call(&api, method.clone(), uri, "").await;
+        assert_eq!(code, 400, "{method} {uri}");
+        assert!(json(&body)["message"].is_string(), "{method} {uri}");
+    }
+    assert!(api.engine.calls.lock().unwrap().is_empty());
+}
+
 #[test]
 fn tail_takes_whole_lines_from_the_end() {
     use super::containers::tail_lines;
