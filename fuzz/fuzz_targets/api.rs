@@ -30,8 +30,9 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 /// Statuses the API answers with: 101 (exec on an upgraded connection), 200, 204, 304 (already
-/// started or stopped), and Docker's 400, 404, 409.
-const STATUSES: &[u16] = &[101, 200, 204, 304, 400, 404, 409];
+/// started or stopped), and Docker's 400, 404, 409, 413 (a load larger than the room there is)
+/// and 503 (too many execs waiting to start).
+const STATUSES: &[u16] = &[101, 200, 204, 304, 400, 404, 409, 413, 503];
 
 /// At most this many requests per input.
 const MAX_REQUESTS: usize = 4;
