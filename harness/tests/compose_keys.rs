@@ -78,7 +78,10 @@ fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
     // user: 65534, no capability held, the bounding set kept.
     let pid = main_pid(&mut vm, "nobody");
     let status = vm
-        .sh_ok(&format!("grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd):' /proc/{pid}/status"), BOOT)
+        .sh_ok(
+            &format!("grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd):' /proc/{pid}/status"),
+            BOOT,
+        )
         .unwrap();
     assert!(status.contains("Uid:\t65534"), "{status}");
     assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
@@ -95,7 +98,9 @@ fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
     // An anonymous volume, shared through volumes_from.
     vm.sh_ok("system-docker exec vol sh -c 'echo shared > /data/x'", BOOT)
         .unwrap();
-    let seen = vm.sh_ok("system-docker exec share cat /data/x", BOOT).unwrap();
+    let seen = vm
+        .sh_ok("system-docker exec share cat /data/x", BOOT)
+        .unwrap();
     assert_eq!(seen, "shared");
     let host = vm
         .sh_ok("cat /run/system-docker/volumes/vol/*/x", BOOT)

@@ -51,6 +51,12 @@ pub fn leave_initramfs(started: f64) {
     if !on_rootfs && !argv_has_words {
         return;
     }
+    // Our own path (`/init`, or what `rdinit=` named), read while /proc is there; the copy
+    // keeps it.
+    let exe = fs::read_link("/proc/self/exe")
+        .ok()
+        .and_then(|p| CString::new(p.into_os_string().into_encoded_bytes()).ok())
+        .unwrap_or_else(|| CString::from(c"/init"));
     let t = Instant::now();
     if on_rootfs {
         match switch() {
@@ -65,7 +71,7 @@ pub fn leave_initramfs(started: f64) {
             }
         }
     }
-    let err = reexec(started);
+    let err = reexec(&exe, started);
     say(format!(
         "re-exec of /init failed: {err}; going on without it"
     ));
@@ -216,9 +222,10 @@ fn empty_dir(dir: &Path, dev: u64) {
     }
 }
 
-/// Execute `/init` with no arguments, marking the switch in the environment.
-fn reexec(started: f64) -> nix::errno::Errno {
-    let path = CString::from(c"/init");
+/// Execute `path` (ourselves) as `/init` with no arguments (the name picks PID 1's entry point
+/// in the multi-call binary), marking the switch in the environment.
+fn reexec(path: &CString, started: f64) -> nix::errno::Errno {
+    let argv0 = CString::from(c"/init");
     let mut env: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| k != SWITCHED_ENV)
         .filter_map(|(k, v)| {
@@ -232,7 +239,7 @@ fn reexec(started: f64) -> nix::errno::Errno {
     if let Ok(mark) = CString::new(format!("{SWITCHED_ENV}={started:.3}")) {
         env.push(mark);
     }
-    match nix::unistd::execve(&path, &[&path], &env) {
+    match nix::unistd::execve(path, &[&argv0], &env) {
         Ok(never) => match never {},
         Err(e) => e,
     }
