@@ -1,8 +1,11 @@
 //! Accepted means applied: the compose keys a system service may carry do what compose does
 //! with them, in a VM. `user:` runs the command as that user with no capability held;
 //! `stop_signal` is what a stop sends first; an anonymous volume is the service's own and
-//! `volumes_from` shares it; a key the engine does not act on is warned about by its key path.
+//! `volumes_from` shares it; `devices:` passes a host disk in (readable there, while the device
+//! filter keeps it from every other container); `security_opt: [seccomp=unconfined]` runs
+//! without the seccomp filter; a key the engine does not act on is warned about by its key path.
 
+use harness::disk::Disk;
 use harness::vm::{Vm, VmOptions};
 use std::time::Duration;
 
@@ -25,7 +28,18 @@ fn main_pid(vm: &mut Vm, name: &str) -> String {
 
 #[test]
 fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
-    let opts = VmOptions::new("compose_keys").unwrap();
+    let disk = Disk::blank("compose_keys", 32).unwrap();
+    let opts = VmOptions::new("compose_keys").unwrap().drive(disk.drive());
+    let opts = service(
+        opts,
+        "disk",
+        &[
+            ("image", "ros/busybox:latest"),
+            ("command", "\"sleep 100000\""),
+            ("devices", "[/dev/vda:/dev/xvda:r]"),
+            ("security_opt", "[seccomp=unconfined]"),
+        ],
+    );
     let opts = service(
         opts,
         "nobody",
@@ -106,4 +120,31 @@ fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
         .sh_ok("cat /run/system-docker/volumes/vol/*/x", BOOT)
         .unwrap();
     assert_eq!(host, "shared");
+
+    // devices: the disk is readable as /dev/xvda in that service only.
+    let read = vm
+        .sh_ok(
+            "system-docker exec disk sh -c 'dd if=/dev/xvda bs=512 count=1 | wc -c'",
+            BOOT,
+        )
+        .unwrap();
+    assert!(read.lines().any(|l| l.trim() == "512"), "{read}");
+    let (other, _) = vm
+        .sh(
+            "system-docker exec vol sh -c 'mknod /dev/v b 254 0; dd if=/dev/v bs=512 count=1' 2>&1",
+            BOOT,
+        )
+        .unwrap();
+    assert!(other.contains("Operation not permitted"), "{other}");
+    // security_opt: seccomp=unconfined, while the others have the filter.
+    let pid = main_pid(&mut vm, "disk");
+    let seccomp = vm
+        .sh_ok(&format!("grep Seccomp: /proc/{pid}/status"), BOOT)
+        .unwrap();
+    assert!(seccomp.ends_with('0'), "{seccomp}");
+    let pid = main_pid(&mut vm, "vol");
+    let seccomp = vm
+        .sh_ok(&format!("grep Seccomp: /proc/{pid}/status"), BOOT)
+        .unwrap();
+    assert!(seccomp.ends_with('2'), "{seccomp}");
 }
