@@ -56,9 +56,10 @@ fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
         "usr1",
         &[
             ("image", "ros/busybox:latest"),
+            // `exit\ 42` is one word for sh: no quote inside the kernel's double quotes.
             (
                 "command",
-                "\"sh -c 'trap \\\"exit 42\\\" USR1; while :; do sleep 1; done'\"",
+                "\"sh -c 'trap exit\\ 42 USR1; while :; do sleep 1; done'\"",
             ),
             ("stop_signal", "SIGUSR1"),
         ],
