@@ -36,6 +36,8 @@ pub fn deadline(d: Duration) -> Instant {
 pub(super) struct Stopping {
     /// When SIGKILL is sent.
     kill_at: Instant,
+    /// The time it was given (for the console's note when it runs out).
+    timeout: Duration,
     /// After SIGKILL: when to stop waiting for the exit.
     give_up_at: Option<Instant>,
     /// Start it again once stopped (`docker restart`).
@@ -98,6 +100,7 @@ impl SystemServices {
         );
         st.stopping = Some(Stopping {
             kill_at,
+            timeout,
             give_up_at: None,
             then_start: restart,
             tickets: vec![ticket],
@@ -132,8 +135,9 @@ impl SystemServices {
             match s.give_up_at {
                 None if s.kill_at <= now => {
                     say(format!(
-                        "service {} did not stop in time; killing it",
-                        st.name
+                        "service {} did not stop in {}s; killing it",
+                        st.name,
+                        s.timeout.as_secs()
                     ));
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     s.give_up_at = Some(deadline(GIVE_UP_AFTER_KILL));
@@ -199,8 +203,12 @@ impl SystemServices {
             if pids.is_empty() {
                 continue;
             }
-            let names: Vec<&str> = pids.values().map(String::as_str).collect();
-            say(format!("stopping {}", names.join(", ")));
+            // One line a service, in reverse start order within the level; they stop together.
+            for name in self.order.iter().rev().filter(|n| level.contains(n)) {
+                if pids.values().any(|p| p == name) {
+                    say(format!("stopping service {name}"));
+                }
+            }
             for (pid, name) in &pids {
                 let sig = self.status.get(name).and_then(|s| s.stop_signal);
                 let _ = kill(Pid::from_raw(*pid), sig.unwrap_or(Signal::SIGTERM));
@@ -209,13 +217,11 @@ impl SystemServices {
                 self.record_stopped(name, Some(code))
             });
             if !left.is_empty() {
-                let names: Vec<&str> = left.values().map(String::as_str).collect();
-                say(format!(
-                    "did not stop in {}s; killing {}",
-                    timeout.as_secs(),
-                    names.join(", ")
-                ));
-                for pid in left.keys() {
+                for (pid, name) in &left {
+                    say(format!(
+                        "service {name} did not stop in {}s; killing it",
+                        timeout.as_secs()
+                    ));
                     let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
                 }
                 left = wait_all(left, deadline(GIVE_UP_AFTER_KILL), &mut |name, code| {
@@ -244,7 +250,7 @@ impl SystemServices {
 
     /// The started services by dependency depth: level 0 depends on nothing, level n on
     /// something of level n-1 (`io.rancher.os.after`, `before`, `volumes_from`).
-    pub(super) fn levels(&self) -> Vec<Vec<String>> {
+    pub fn levels(&self) -> Vec<Vec<String>> {
         let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
         let started: BTreeSet<&str> = self.order.iter().map(String::as_str).collect();
         // `order` is a topological order: every dependency comes before its dependents.
