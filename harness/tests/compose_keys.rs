@@ -149,3 +149,37 @@ fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
         .unwrap();
     assert!(seccomp.ends_with('2'), "{seccomp}");
 }
+
+/// `rancherctl service up` after the service's image changed: the container is made anew on
+/// the new image's layers, with a fresh root filesystem (nothing of the old one stays).
+#[test]
+fn up_with_a_changed_image_recreates_the_container_on_its_layers() {
+    let mut vm = Vm::boot_ready(VmOptions::new("compose_keys_up").unwrap(), BOOT).unwrap();
+    for cmd in [
+        "rancherctl config set rancher.services.upme.image ros/busybox:latest",
+        "rancherctl config set rancher.services.upme.command 'sleep 100000'",
+        "rancherctl service up upme",
+    ] {
+        vm.sh_ok(cmd, BOOT).unwrap();
+    }
+    vm.sh_ok("system-docker exec upme sh -c 'echo old > /stale'", BOOT)
+        .unwrap();
+    let (_, rc) = vm
+        .sh("system-docker exec upme test -e /usr/sbin/dropbear", BOOT)
+        .unwrap();
+    assert_ne!(rc, 0, "busybox has no dropbear");
+    vm.sh_ok(
+        "rancherctl config set rancher.services.upme.image ros/console:latest && \
+         rancherctl service up upme",
+        BOOT,
+    )
+    .unwrap();
+    vm.sh_ok("system-docker exec upme test -e /usr/sbin/dropbear", BOOT)
+        .unwrap();
+    let (out, rc) = vm
+        .sh("system-docker exec upme test -e /stale", BOOT)
+        .unwrap();
+    assert_ne!(rc, 0, "the old container's files are gone: {out}");
+    let inspect = vm.sh_ok("system-docker inspect upme", BOOT).unwrap();
+    assert!(inspect.contains("ros/console:latest"), "{inspect}");
+}
