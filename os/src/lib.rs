@@ -7,6 +7,7 @@ pub mod console;
 pub mod consoled;
 pub mod containerinit;
 pub mod dirfd;
+pub mod dockerd;
 pub mod engine;
 pub mod init;
 pub mod netconf;
@@ -58,8 +59,12 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
             signals::quiet_on_closed_pipe();
             system_docker::main(rest)
         }
+        // The user engine (the `docker` system service's main process).
+        "dockerd" => dockerd::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.
         "container-helper" => engine::runtime::helper::main(rest),
+        // Hidden: the process that owns one container of the user engine (see engine::shim).
+        "container-shim" => engine::shim::main(rest),
         other => {
             eprintln!(
                 "ros: unknown command {other:?}; expected one of {}",

@@ -18,7 +18,7 @@ mod containers;
 pub mod engine;
 pub mod error;
 mod exec;
-mod extract;
+pub mod extract;
 mod images;
 pub mod server;
 pub mod stream;
@@ -144,6 +144,12 @@ async fn version() -> Json<serde_json::Value> {
 
 /// A streamed body fed from a task through a channel: log follow and exec output.
 pub(crate) struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl ChannelBody {
+    pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        ChannelBody(rx)
+    }
+}
 
 impl futures_core::Stream for ChannelBody {
     type Item = Result<Bytes, std::io::Error>;

@@ -12,6 +12,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use std::fs::{File, OpenOptions};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// Where the container's stdout/stderr go.
@@ -55,39 +56,82 @@ pub(super) fn create(paths: &Paths, a: &CreateArgs) -> Result<ContainerState, Ru
 }
 
 pub(super) fn create_container(paths: &Paths, a: &CreateArgs) -> Result<Container, RuntimeError> {
-    paths.ensure_new(&a.id)?;
-    let state_root = paths.state();
-    std::fs::create_dir_all(&state_root).map_err(|e| RuntimeError::io(&state_root, e))?;
-    let mut builder = ContainerBuilder::new(a.id.clone(), SyscallType::default())
-        .with_root_path(&state_root)?
-        .validate_id()?;
     let inherit = matches!(a.stdout, Output::Inherit) && matches!(a.stderr, Output::Inherit);
-    if !inherit {
+    let stdin = if inherit {
+        None
+    } else {
         let null =
             File::open("/dev/null").map_err(|e| RuntimeError::io(Path::new("/dev/null"), e))?;
-        builder = builder.with_stdin(null);
-    }
-    if let Some(f) = open_output(&a.stdout)? {
-        builder = builder.with_stdout(f);
-    }
-    if let Some(f) = open_output(&a.stderr)? {
-        builder = builder.with_stderr(f);
+        Some(OwnedFd::from(null))
+    };
+    let stdio = Stdio::Fds {
+        stdin,
+        stdout: open_output(&a.stdout)?.map(OwnedFd::from),
+        stderr: open_output(&a.stderr)?.map(OwnedFd::from),
+    };
+    create_with(paths, &a.id, &a.bundle, stdio, a.start)
+}
+
+/// The container's stdio as its creator hands it over.
+pub(crate) enum Stdio {
+    /// These descriptors (`None`: the creator's own).
+    Fds {
+        stdin: Option<OwnedFd>,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+    },
+    /// A pseudo-terminal made in the container; its master is sent to this listening socket
+    /// (the bundle must say `process.terminal: true`).
+    Console(PathBuf),
+}
+
+/// Create (and with `start`, start) container `id` from `bundle`, its stdio given.
+pub(crate) fn create_with(
+    paths: &Paths,
+    id: &str,
+    bundle: &Path,
+    stdio: Stdio,
+    start: bool,
+) -> Result<Container, RuntimeError> {
+    paths.ensure_new(id)?;
+    let state_root = paths.state();
+    std::fs::create_dir_all(&state_root).map_err(|e| RuntimeError::io(&state_root, e))?;
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(&state_root)?
+        .validate_id()?;
+    match stdio {
+        Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            if let Some(f) = stdin {
+                builder = builder.with_stdin(f);
+            }
+            if let Some(f) = stdout {
+                builder = builder.with_stdout(f);
+            }
+            if let Some(f) = stderr {
+                builder = builder.with_stderr(f);
+            }
+        }
+        Stdio::Console(socket) => builder = builder.with_console_socket(Some(socket)),
     }
     let no_pivot = root_is_initramfs();
-    tracing::debug!(id = a.id, no_pivot, "creating");
+    tracing::debug!(id, no_pivot, "creating");
     let mut container = builder
-        .as_init(&a.bundle)
+        .as_init(bundle)
         .with_systemd(false)
         .with_detach(true)
         .with_no_pivot(no_pivot)
         .build()?;
     // Init waits for start in its cgroup: the device filter goes on before any of the
     // container's code runs. Without it the container must not run at all.
-    if let Err(e) = attach_device_filter(&a.bundle) {
+    if let Err(e) = attach_device_filter(bundle) {
         let _ = container.delete(true);
         return Err(e);
     }
-    if a.start {
+    if start {
         if let Err(e) = container.start() {
             // Do not leave an init process waiting for a start that will not come.
             let _ = container.delete(true);

@@ -38,6 +38,7 @@ pub mod spec;
 pub mod state;
 
 pub use container_create::root_fstype;
+pub(crate) use container_create::{create_with, Stdio as ContainerStdio};
 pub use error::RuntimeError;
 pub use spec::{BindMount, ContainerSpec, DeviceMapping, Limits, Namespace};
 pub use state::{ContainerState, Status};
@@ -62,6 +63,10 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Paths { root: root.into() }
+    }
+
     /// libcontainer's root: `<root>/state/<id>/state.json`.
     pub fn state(&self) -> PathBuf {
         self.root.join("state")

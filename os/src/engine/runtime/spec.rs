@@ -278,6 +278,12 @@ pub struct ContainerSpec {
     /// `config.json`: the helper opens them and hands them to the container.
     pub stdout: Option<PathBuf>,
     pub stderr: Option<PathBuf>,
+    /// The cgroup the container's cgroup is made in ([`CGROUP_PARENT`] for system services,
+    /// `/docker` for the user engine's containers).
+    pub cgroup_parent: String,
+    /// A pseudo-terminal as the container's stdio (`process.terminal`): its master comes back
+    /// over a console socket (see `engine::shim`).
+    pub terminal: bool,
 }
 
 impl ContainerSpec {
@@ -304,17 +310,32 @@ impl ContainerSpec {
             seccomp: true,
             stdout: None,
             stderr: None,
+            cgroup_parent: CGROUP_PARENT.to_string(),
+            terminal: false,
         }
     }
 
     /// The container's cgroup path (`linux.cgroupsPath`).
     pub fn cgroup_path(&self) -> String {
-        format!("{CGROUP_PARENT}/{}", self.id)
+        format!("{}/{}", self.cgroup_parent.trim_end_matches('/'), self.id)
     }
 
     /// Reject what libcontainer would reject later, with a clearer message.
     pub fn validate(&self) -> Result<(), RuntimeError> {
         validate_id(&self.id)?;
+        let parent_ok = self.cgroup_parent.starts_with('/')
+            && self.cgroup_parent.split('/').skip(1).all(|c| {
+                !c.is_empty()
+                    && c != "."
+                    && c != ".."
+                    && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+            });
+        if !parent_ok {
+            return Err(RuntimeError::Spec(format!(
+                "bad cgroup parent {:?} (want /name[/name…])",
+                self.cgroup_parent
+            )));
+        }
         if self.args.is_empty() {
             return Err(RuntimeError::Spec("no command (args is empty)".into()));
         }
@@ -390,7 +411,7 @@ impl ContainerSpec {
             Capabilities::new()
         };
         let process = ProcessBuilder::default()
-            .terminal(false)
+            .terminal(self.terminal)
             .user(UserBuilder::default().uid(uid).gid(gid).build()?)
             .args(self.args.clone())
             .env(env)

@@ -895,42 +895,9 @@ fn discard_rootfs(name: &str) -> anyhow::Result<()> {
 }
 
 /// Overlay the image's layers with a per-container upper dir (kept across restarts in a boot).
-/// `nodev` (non-privileged containers): a device node in an image's layer cannot even be
-/// opened through this mount, whatever the device filter says.
 fn mount_rootfs(name: &str, lowers: &[PathBuf], nodev: bool) -> anyhow::Result<PathBuf> {
     let dir = Path::new(CONTAINERS).join(name);
-    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
-    for d in [&upper, &work, &merged] {
-        std::fs::create_dir_all(d).with_context(|| format!("mkdir {}", d.display()))?;
-    }
-    let mounted = std::fs::read_to_string("/proc/self/mounts")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(&*merged.to_string_lossy()));
-    if mounted {
-        return Ok(merged);
-    }
-    let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        upper.display(),
-        work.display()
-    );
-    let flags = if nodev {
-        nix::mount::MsFlags::MS_NODEV
-    } else {
-        nix::mount::MsFlags::empty()
-    };
-    nix::mount::mount(
-        Some("overlay"),
-        &merged,
-        Some("overlay"),
-        flags,
-        Some(data.as_str()),
-    )
-    .with_context(|| format!("mount overlay on {}", merged.display()))?;
-    Ok(merged)
+    crate::engine::rootfs::mount(&dir, lowers, nodev).context("mounting the root filesystem")
 }
 
 /// Block until `pid` exits; its exit code (None: a signal).

@@ -1,0 +1,144 @@
+//! Records as Docker's JSON: `GET /containers/json` rows and `GET /containers/{id}/json`.
+//! Only values we hold; network settings say what the network is (a private namespace with
+//! loopback only, or the host's): no addresses, no ports.
+
+use crate::engine::api::time;
+use crate::engine::manager::record::system_time;
+use crate::engine::manager::{Lifecycle, Manager, Record};
+use serde_json::{json, Value};
+
+fn status_text(r: &Record) -> String {
+    let s = &r.state;
+    match s.status {
+        Lifecycle::Running => format!("Up {}", time::human(time::since(system_time(s.started_at)))),
+        Lifecycle::Paused => format!(
+            "Up {} (Paused)",
+            time::human(time::since(system_time(s.started_at)))
+        ),
+        Lifecycle::Restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            time::human(time::since(system_time(s.finished_at)))
+        ),
+        Lifecycle::Exited if s.finished_at > 0 => format!(
+            "Exited ({}) {} ago",
+            s.exit_code,
+            time::human(time::since(system_time(s.finished_at)))
+        ),
+        Lifecycle::Exited | Lifecycle::Created => "Created".into(),
+        Lifecycle::Dead => "Dead".into(),
+        Lifecycle::Removing => "Removal In Progress".into(),
+    }
+}
+
+fn network_mode(r: &Record) -> &str {
+    match r.host.network_mode.as_str() {
+        "" | "default" => "bridge",
+        m => m,
+    }
+}
+
+fn mounts(r: &Record) -> Vec<Value> {
+    r.host
+        .binds
+        .iter()
+        .map(|b| {
+            let parts: Vec<&str> = b.split(':').collect();
+            let mode = parts.get(2).copied().unwrap_or("");
+            json!({
+                "Type": "bind",
+                "Source": parts.first().copied().unwrap_or(""),
+                "Destination": parts.get(1).copied().unwrap_or(""),
+                "Mode": mode,
+                "RW": mode != "ro",
+                "Propagation": "rprivate",
+            })
+        })
+        .collect()
+}
+
+/// One row of `docker ps`.
+pub fn row(r: &Record) -> Value {
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.config.image,
+        "ImageID": r.image_id,
+        "Command": r.argv().join(" "),
+        "Created": (r.created / 1_000_000_000) as i64,
+        "Ports": [],
+        "Labels": r.config.labels,
+        "State": r.state.status.as_str(),
+        "Status": status_text(r),
+        "HostConfig": { "NetworkMode": network_mode(r) },
+        "NetworkSettings": { "Networks": {} },
+        "Mounts": mounts(r),
+    })
+}
+
+/// `docker inspect`.
+pub fn inspect(m: &Manager, r: &Record) -> Value {
+    let s = &r.state;
+    let dir = m.dir(&r.id);
+    let argv = r.argv();
+    let mut host = serde_json::to_value(&r.host).unwrap_or_else(|_| json!({}));
+    host["LogConfig"] = json!({ "Type": "json-file", "Config": {} });
+    host["NetworkMode"] = json!(network_mode(r));
+    host["CgroupParent"] = json!(m.config().cgroup_parent);
+    let mut config = serde_json::to_value(&r.config).unwrap_or_else(|_| json!({}));
+    config["StopSignal"] = json!(r.config.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()));
+    json!({
+        "Id": r.id,
+        "Created": time::rfc3339(system_time(r.created)),
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": s.status.as_str(),
+            "Running": s.status.is_running(),
+            "Paused": s.status == Lifecycle::Paused,
+            "Restarting": s.status == Lifecycle::Restarting,
+            "OOMKilled": false,
+            "Dead": s.status == Lifecycle::Dead,
+            "Pid": s.pid,
+            "ExitCode": s.exit_code,
+            "Error": s.error,
+            "StartedAt": time::rfc3339(system_time(s.started_at)),
+            "FinishedAt": time::rfc3339(system_time(s.finished_at)),
+        },
+        "Image": r.image_id,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": m.log_path(&r.id),
+        "Name": format!("/{}", r.name),
+        "RestartCount": s.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": host,
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "MergedDir": dir.join("rootfs"),
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+            },
+        },
+        "Mounts": mounts(r),
+        "Config": config,
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "SandboxKey": if s.pid > 0 && network_mode(r) != "host" { json!(format!("/proc/{}/ns/net", s.pid)) } else { json!("") },
+            "Ports": {},
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "Gateway": "",
+            "MacAddress": "",
+            "Networks": {},
+        },
+    })
+}

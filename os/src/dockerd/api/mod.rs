@@ -1,0 +1,117 @@
+//! The Docker Engine API of the user engine: only translation between HTTP and the manager
+//! (routes a file per area: `containers`, `attach` (attach and logs streams), `images`,
+//! `json` (records as Docker's JSON), `system` (ping, version, info)).
+//!
+//! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
+//! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
+//! to [`API_VERSION`] from `/_ping`. Errors are Docker's `{"message": …}` with its status
+//! codes.
+
+mod attach;
+mod containers;
+mod images;
+mod json;
+mod system;
+
+use crate::engine::api::{strip_version, ApiError};
+use crate::engine::manager::{Manager, ManagerError};
+use axum::http::HeaderValue;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The API version we speak (all of what we serve is in it).
+pub const API_VERSION: &str = "1.41";
+pub const MIN_API_VERSION: &str = "1.24";
+
+pub struct Api {
+    pub mgr: Arc<Manager>,
+    /// Where uploads are spooled (on the engine's own disk).
+    pub spool: PathBuf,
+}
+
+impl Api {
+    pub fn new(mgr: Arc<Manager>, spool: PathBuf) -> Arc<Api> {
+        Arc::new(Api { mgr, spool })
+    }
+}
+
+type St = axum::extract::State<Arc<Api>>;
+
+/// A manager error as Docker's answer.
+pub(crate) fn err(e: ManagerError) -> ApiError {
+    let status = axum::http::StatusCode::from_u16(e.status())
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    ApiError::new(status, e.to_string())
+}
+
+/// The router with the version prefix stripped and the headers added.
+pub fn app(api: Arc<Api>) -> tower::util::MapRequest<
+    tower::util::MapResponse<Router, fn(Response) -> Response>,
+    fn(axum::extract::Request) -> axum::extract::Request,
+> {
+    let with_headers = tower::util::MapResponse::new(
+        router(api),
+        add_headers as fn(Response) -> Response,
+    );
+    tower::util::MapRequest::new(
+        with_headers,
+        strip_version as fn(axum::extract::Request) -> axum::extract::Request,
+    )
+}
+
+fn add_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("Docker/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    r
+}
+
+fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/containers/json", get(containers::list))
+        .route("/containers/create", post(containers::create))
+        .route("/containers/{id}/json", get(containers::inspect))
+        .route("/containers/{id}/start", post(containers::start))
+        .route("/containers/{id}/stop", post(containers::stop))
+        .route("/containers/{id}/restart", post(containers::restart))
+        .route("/containers/{id}/kill", post(containers::kill))
+        .route("/containers/{id}/wait", post(containers::wait))
+        .route("/containers/{id}/rename", post(containers::rename))
+        .route("/containers/{id}/resize", post(containers::resize))
+        .route("/containers/{id}/attach", post(attach::attach))
+        .route("/containers/{id}/logs", get(attach::logs))
+        .route("/containers/{id}", delete(containers::remove))
+        .route("/containers/prune", post(containers::prune))
+        .route("/images/json", get(images::list))
+        .route("/images/load", post(images::load))
+        .route("/images/{*name}", get(images::by_name).delete(images::remove).post(images::tag))
+        .method_not_allowed_fallback(not_found)
+        .fallback(not_found)
+        .with_state(api)
+}
+
+async fn not_found(req: axum::extract::Request) -> ApiError {
+    ApiError::not_found(format!("page not found: {}", req.uri().path()))
+}
+
+/// `1`, `true`, `True` (Docker's boolean query values; anything else is false).
+pub(crate) fn truthy(v: &Option<String>) -> bool {
+    matches!(
+        v.as_deref().map(|s| s.to_ascii_lowercase()).as_deref(),
+        Some("1") | Some("true") | Some("yes")
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! `create`: a record, no process. The image is resolved now (its ID is kept: a later tag of
+//! the same name to another image does not change the container), its config fills what the
+//! request left out (Cmd, Entrypoint, Env, WorkingDir, User, StopSignal, Volumes), and the name
+//! is checked unique under the lock that inserts it.
+
+use super::record::{self, Config, HostConfig, Record, State};
+use super::{id, Entry, Manager, ManagerError, Result};
+
+/// What a client asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// Without a leading `/`; `None`: made up.
+    pub name: Option<String>,
+    pub config: Config,
+    pub host: HostConfig,
+}
+
+impl Manager {
+    pub fn create(&self, req: CreateRequest) -> Result<Record> {
+        let CreateRequest {
+            name,
+            mut config,
+            host,
+        } = req;
+        if config.image.is_empty() {
+            return Err(ManagerError::BadRequest(
+                "config cannot be empty in order to create a container".into(),
+            ));
+        }
+        let image = self.store.resolve(&config.image).map_err(|e| match e {
+            crate::engine::store::StoreError::NotFound(_) => {
+                ManagerError::NoSuchImage(config.image.clone())
+            }
+            other => other.into(),
+        })?;
+        let ic = self.store.image_config(&image)?;
+        // Docker: an Entrypoint given replaces the image's Cmd too, unless Cmd is given.
+        if config.entrypoint.is_empty() {
+            config.entrypoint = ic.entrypoint.clone();
+            if config.cmd.is_empty() {
+                config.cmd = ic.cmd.clone();
+            }
+        }
+        if config.cmd.is_empty() && config.entrypoint.is_empty() {
+            return Err(ManagerError::BadRequest("No command specified".into()));
+        }
+        let mut env = ic.env.clone();
+        for e in &config.env {
+            let key = e.split('=').next().unwrap_or_default();
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        config.env = env;
+        if config.working_dir.is_empty() {
+            config.working_dir = ic.working_dir.clone().unwrap_or_default();
+        }
+        if config.user.is_empty() {
+            config.user = ic.user.clone().unwrap_or_default();
+        }
+        if config.stop_signal.is_none() {
+            config.stop_signal = ic.stop_signal.clone();
+        }
+        for (k, v) in &ic.labels {
+            config.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for v in &ic.volumes {
+            config.volumes.entry(v.clone()).or_insert(serde_json::json!({}));
+        }
+        check_host(&host)?;
+        let id = id::new_id();
+        if config.hostname.is_empty() {
+            config.hostname = id[..12].to_string();
+        }
+        let mut map = self.lock();
+        let name = match name.map(|n| n.trim_start_matches('/').to_string()) {
+            Some(n) if !n.is_empty() => {
+                if !id::valid_name(&n) {
+                    return Err(ManagerError::BadRequest(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                if let Some(other) = map.values().find(|e| e.rec.name == n) {
+                    return Err(ManagerError::Conflict(format!(
+                        "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                        other.rec.id
+                    )));
+                }
+                n
+            }
+            _ => id::new_name(|n| map.values().any(|e| e.rec.name == n)),
+        };
+        let rec = Record {
+            id: id.clone(),
+            name,
+            created: record::now(),
+            image_id: image.id.to_string(),
+            config,
+            host,
+            state: State::default(),
+        };
+        let dir = self.dir(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| ManagerError::io(&dir, e))?;
+        if let Err(e) = rec.save(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(ManagerError::io(&dir, e));
+        }
+        let (changed, _) = tokio::sync::watch::channel(0);
+        map.insert(
+            id.clone(),
+            Entry {
+                rec: rec.clone(),
+                changed,
+                pending: Vec::new(),
+                busy: false,
+            },
+        );
+        drop(map);
+        self.emit(&rec, "create", None, None);
+        tracing::info!(id = %rec.id, name = %rec.name, image = %rec.config.image, "created");
+        Ok(rec)
+    }
+}
+
+/// What `start` would refuse anyway, refused at create (Docker checks mounts and the restart
+/// policy at create too).
+fn check_host(h: &HostConfig) -> Result<()> {
+    for b in &h.binds {
+        super::start::parse_bind(b)?;
+    }
+    match h.restart_policy.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
+        other => {
+            return Err(ManagerError::BadRequest(format!(
+                "invalid restart policy '{other}'"
+            )))
+        }
+    }
+    if h.restart_policy.maximum_retry_count > 0 && h.restart_policy.name != "on-failure" {
+        return Err(ManagerError::BadRequest(format!(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )));
+    }
+    if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
+        return Err(ManagerError::BadRequest(
+            "can't create 'AutoRemove' container with restart policy".into(),
+        ));
+    }
+    match h.network_mode.as_str() {
+        "" | "default" | "bridge" | "none" | "host" => {}
+        other => {
+            return Err(ManagerError::BadRequest(format!(
+                "network {other} not found"
+            )))
+        }
+    }
+    if h.memory < 0 || h.nano_cpus < 0 || h.cpu_shares < 0 {
+        return Err(ManagerError::BadRequest(
+            "negative resource limits are not allowed".into(),
+        ));
+    }
+    for d in h.tmpfs.keys() {
+        if !d.starts_with('/') {
+            return Err(ManagerError::BadRequest(format!(
+                "invalid mount path {d:?}: it must be absolute"
+            )));
+        }
+    }
+    Ok(())
+}

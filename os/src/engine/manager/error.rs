@@ -1,0 +1,58 @@
+//! What can go wrong in the manager, worded as Docker words it (the user engine passes the
+//! message on as `{"message": …}`; its HTTP status comes from the variant).
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("multiple containers found with provided prefix: {0}")]
+    Ambiguous(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 304 (start of a running container, stop of a stopped one).
+    #[error("{0}")]
+    NotModified(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::engine::store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] crate::engine::runtime::RuntimeError),
+    /// The shim could not make the container, or did not answer.
+    #[error("{0}")]
+    Shim(String),
+}
+
+impl ManagerError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        ManagerError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// The HTTP status Docker answers with.
+    pub fn status(&self) -> u16 {
+        use crate::engine::store::StoreError;
+        match self {
+            ManagerError::NoSuchContainer(_) | ManagerError::NoSuchImage(_) => 404,
+            ManagerError::Ambiguous(_) | ManagerError::BadRequest(_) => 400,
+            ManagerError::Conflict(_) => 409,
+            ManagerError::NotModified(_) => 304,
+            ManagerError::Store(StoreError::NotFound(_)) => 404,
+            ManagerError::Runtime(crate::engine::runtime::RuntimeError::Spec(_)) => 400,
+            _ => 500,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! `logs`: the container's json-file log read back, stdout and stderr apart, with Docker's
+//! options (since, until, tail, timestamps, follow). Following reads what the shim appends
+//! until the container no longer runs and the file has no more.
+
+use super::{Manager, Result};
+use crate::engine::shim::log::Entry;
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    /// Unix seconds; 0: from the start.
+    pub since: i64,
+    /// Unix seconds; 0: no end.
+    pub until: i64,
+    /// The last N lines only.
+    pub tail: Option<usize>,
+    pub follow: bool,
+}
+
+/// One line of output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub stderr: bool,
+    /// RFC 3339 with nanoseconds, as logged.
+    pub time: String,
+    pub data: Vec<u8>,
+}
+
+impl LogOptions {
+    fn wants(&self, e: &Entry) -> bool {
+        let stream_ok = match e.stream.as_str() {
+            "stdout" => self.stdout,
+            "stderr" => self.stderr,
+            _ => false,
+        };
+        if !stream_ok {
+            return false;
+        }
+        let t = crate::engine::api::time::parse_rfc3339(&e.time).unwrap_or(0);
+        (self.since == 0 || t >= self.since) && (self.until == 0 || t <= self.until)
+    }
+}
+
+fn line_of(e: Entry) -> LogLine {
+    LogLine {
+        stderr: e.stream == "stderr",
+        time: e.time,
+        data: e.log.into_bytes(),
+    }
+}
+
+impl Manager {
+    /// Send the container's log lines into `tx` (it ends when the log does, or the receiver
+    /// goes away).
+    pub async fn logs(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        opts: LogOptions,
+        tx: tokio::sync::mpsc::Sender<LogLine>,
+    ) -> Result<()> {
+        let id = self.find(name_or_id)?;
+        let path = self.log_path(&id);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(super::ManagerError::io(&path, e)),
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut reader = file.map(BufReader::new);
+            let mut first: VecDeque<LogLine> = VecDeque::new();
+            if let Some(r) = reader.as_mut() {
+                let mut buf = String::new();
+                loop {
+                    buf.clear();
+                    match r.read_line(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) if !buf.ends_with('\n') => {
+                            // A line being written: read it again later.
+                            let _ = r.seek_relative(-(n as i64));
+                            break;
+                        }
+                        Ok(_) => {}
+                    }
+                    if let Ok(e) = serde_json::from_str::<Entry>(buf.trim_end()) {
+                        if opts.wants(&e) {
+                            first.push_back(line_of(e));
+                            if let Some(t) = opts.tail {
+                                while first.len() > t {
+                                    first.pop_front();
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for l in first {
+                if tx.send(l).await.is_err() {
+                    return;
+                }
+            }
+            if !opts.follow {
+                return;
+            }
+            loop {
+                let running = me
+                    .get(&id)
+                    .map(|r| r.state.status.is_running() || r.state.status == super::Lifecycle::Restarting)
+                    .unwrap_or(false);
+                if reader.is_none() {
+                    reader = std::fs::File::open(&path).ok().map(BufReader::new);
+                }
+                let mut got = false;
+                if let Some(r) = reader.as_mut() {
+                    let mut buf = String::new();
+                    loop {
+                        buf.clear();
+                        match r.read_line(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) if !buf.ends_with('\n') => {
+                                let _ = r.seek_relative(-(n as i64));
+                                break;
+                            }
+                            Ok(_) => {}
+                        }
+                        got = true;
+                        if let Ok(e) = serde_json::from_str::<Entry>(buf.trim_end()) {
+                            if opts.wants(&e) && tx.send(line_of(e)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if !running && !got {
+                    return;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(())
+    }
+}

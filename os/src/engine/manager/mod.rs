@@ -1,0 +1,261 @@
+//! The container manager: containers as records with a life cycle, for an engine that is not
+//! PID 1 (the user's `ros dockerd`).
+//!
+//! Why its own module: the system services' life cycle leans on PID 1 (its `waitpid(-1)`
+//! reaps every container, their records live in tmpfs); a user engine has neither. Here
+//! - a container is a [`Record`] keyed by a random 64-hex id and a unique name, kept in
+//!   `<root>/containers/<id>/record.json` (atomic writes), with its log beside it and its
+//!   root filesystem (overlay) under it, so it outlives an engine restart and a reboot;
+//! - its life is a [`Lifecycle`] and a watch channel that waiters and stoppers follow, with
+//!   deadlines, never a blocking wait;
+//! - a running container belongs to its shim (`engine::shim`), which reaps it, holds its stdio
+//!   and reports its exit code over its socket; the manager keeps one `wait` connection a
+//!   running container and hears of every exit that way (or reads `exit.json` when it was not
+//!   there to hear it);
+//! - every engine instance has its own root, run directory (shims, runtime state, bundles),
+//!   cgroup parent and store ([`Config`]).
+//!
+//! A file per verb: `create`, `start`, `stop` (stop, kill, restart), `wait`, `remove`,
+//! `logs`, `attach` (attach, resize), `restore` (at engine start), `exit` (what happens when
+//! a container ends: record, restart policy, auto-remove), `shim_client`.
+
+mod attach;
+mod create;
+pub mod error;
+mod exit;
+pub mod id;
+pub mod logs;
+pub mod record;
+mod remove;
+mod restore;
+mod shim_client;
+mod start;
+mod stop;
+mod wait;
+
+pub use create::CreateRequest;
+pub use error::ManagerError;
+pub use logs::LogOptions;
+pub use record::{Config as ContainerConfig, HostConfig, Lifecycle, Record};
+pub use wait::WaitCondition;
+
+use crate::engine::store::Store;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub type Result<T> = std::result::Result<T, ManagerError>;
+
+/// Where one engine instance keeps what.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Records, logs, root filesystems: `<root>/containers/<id>/`; the image store:
+    /// `<root>/image`.
+    pub root: PathBuf,
+    /// Shims' sockets (`<run>/shims/<id>/`), the runtime's state and the bundles (a tmpfs:
+    /// none of it outlives a boot).
+    pub run: PathBuf,
+    /// Every container's cgroup is `<cgroup_parent>/<id>`.
+    pub cgroup_parent: String,
+    /// The `ros` binary (shims are `ros container-shim`).
+    pub exe: PathBuf,
+}
+
+/// Something that happened to a container (Docker's event names: create, start, die, destroy,
+/// kill, stop, restart, rename, attach, resize…).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub action: String,
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Unix nanoseconds.
+    pub time: i128,
+}
+
+struct Entry {
+    rec: Record,
+    /// Bumped at every change of the record; waiters follow it.
+    changed: tokio::sync::watch::Sender<u64>,
+    /// Attach requests made before the container started: each gets its shim connection at
+    /// start.
+    pending: Vec<attach::Pending>,
+    /// A start, stop or removal is on its way: another one is refused (409) until it is done.
+    busy: bool,
+}
+
+/// One engine's containers.
+pub struct Manager {
+    cfg: Config,
+    pub store: Store,
+    inner: Mutex<HashMap<String, Entry>>,
+    events: tokio::sync::broadcast::Sender<Event>,
+}
+
+impl Manager {
+    /// Open (or make) the engine's directories and image store. Containers are read back by
+    /// [`Manager::restore`].
+    pub fn open(cfg: Config) -> Result<Arc<Manager>> {
+        for d in [cfg.root.join("containers"), cfg.run.join("shims")] {
+            std::fs::create_dir_all(&d).map_err(|e| ManagerError::io(&d, e))?;
+        }
+        let store = Store::open(cfg.root.join("image"))?;
+        let (events, _) = tokio::sync::broadcast::channel(256);
+        Ok(Arc::new(Manager {
+            cfg,
+            store,
+            inner: Mutex::new(HashMap::new()),
+            events,
+        }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// A container's own directory (record, log, root filesystem).
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.cfg.root.join("containers").join(id)
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn shim_dir(&self, id: &str) -> PathBuf {
+        self.cfg.run.join("shims").join(id)
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.cfg.run.join("runtime")
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.cfg.run.join("bundles").join(id)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // Every change is a whole-record replace: a panic elsewhere leaves no half-change.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events as they happen.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, rec: &Record, action: &str, exit_code: Option<i32>, signal: Option<i32>) {
+        let _ = self.events.send(Event {
+            action: action.to_string(),
+            id: rec.id.clone(),
+            name: rec.name.clone(),
+            image: rec.config.image.clone(),
+            exit_code,
+            signal,
+            time: record::now(),
+        });
+    }
+
+    /// The id of the container `name_or_id` names: a full id, a name (`/name` too), or an
+    /// unambiguous id prefix.
+    pub fn find(&self, name_or_id: &str) -> Result<String> {
+        let map = self.lock();
+        find_in(&map, name_or_id)
+    }
+
+    /// A copy of a container's record.
+    pub fn get(&self, name_or_id: &str) -> Result<Record> {
+        let map = self.lock();
+        let id = find_in(&map, name_or_id)?;
+        Ok(map[&id].rec.clone())
+    }
+
+    /// Every container's record, newest first.
+    pub fn list(&self) -> Vec<Record> {
+        let mut v: Vec<Record> = self.lock().values().map(|e| e.rec.clone()).collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v
+    }
+
+    /// Change a record, save it, and tell its waiters.
+    fn update(&self, id: &str, f: impl FnOnce(&mut Record)) -> Result<Record> {
+        let mut map = self.lock();
+        let e = map
+            .get_mut(id)
+            .ok_or_else(|| ManagerError::NoSuchContainer(id.to_string()))?;
+        f(&mut e.rec);
+        let rec = e.rec.clone();
+        let dir = self.dir(id);
+        let saved = rec.save(&dir);
+        e.changed.send_modify(|g| *g += 1);
+        drop(map);
+        saved.map_err(|err| ManagerError::io(&dir, err))?;
+        Ok(rec)
+    }
+
+    /// Mark a container busy (start, stop, removal under way) or refuse with 409.
+    fn claim(&self, id: &str) -> Result<Record> {
+        let mut map = self.lock();
+        let e = map
+            .get_mut(id)
+            .ok_or_else(|| ManagerError::NoSuchContainer(id.to_string()))?;
+        if e.busy {
+            return Err(ManagerError::Conflict(format!(
+                "container {} is being started, stopped or removed; try again",
+                e.rec.name
+            )));
+        }
+        e.busy = true;
+        Ok(e.rec.clone())
+    }
+
+    fn release(&self, id: &str) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.busy = false;
+        }
+    }
+
+    /// Rename (409 when the name is taken).
+    pub fn rename(&self, name_or_id: &str, new_name: &str) -> Result<()> {
+        let new_name = new_name.trim_start_matches('/');
+        if !id::valid_name(new_name) {
+            return Err(ManagerError::BadRequest(format!(
+                "Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let id = self.find(name_or_id)?;
+        {
+            let map = self.lock();
+            if let Some(other) = map.values().find(|e| e.rec.name == new_name) {
+                return Err(ManagerError::Conflict(format!(
+                    "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.rec.id
+                )));
+            }
+        }
+        let rec = self.update(&id, |r| r.name = new_name.to_string())?;
+        self.emit(&rec, "rename", None, None);
+        Ok(())
+    }
+}
+
+fn find_in(map: &HashMap<String, Entry>, name_or_id: &str) -> Result<String> {
+    let key = name_or_id.strip_prefix('/').unwrap_or(name_or_id);
+    if key.is_empty() {
+        return Err(ManagerError::NoSuchContainer(name_or_id.to_string()));
+    }
+    if map.contains_key(key) {
+        return Ok(key.to_string());
+    }
+    if let Some(e) = map.values().find(|e| e.rec.name == key) {
+        return Ok(e.rec.id.clone());
+    }
+    let mut hits = map.keys().filter(|id| id.starts_with(key));
+    match (hits.next(), hits.next()) {
+        (Some(id), None) => Ok(id.clone()),
+        (Some(_), Some(_)) => Err(ManagerError::Ambiguous(name_or_id.to_string())),
+        _ => Err(ManagerError::NoSuchContainer(name_or_id.to_string())),
+    }
+}

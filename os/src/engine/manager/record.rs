@@ -1,0 +1,272 @@
+//! A container's record: what it runs, how, and where its life stands. Kept as
+//! `<root>/containers/<id>/record.json`, rewritten atomically at every change of state, so a
+//! container outlives a restart of its engine and a reboot. The fields are Docker's (its
+//! `config.v2.json` and `hostconfig.json` in one), as both engines speak Docker's API; a
+//! request's JSON body reads straight into [`Config`] and [`HostConfig`].
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A container's life cycle (Docker's `State.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lifecycle {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Dead,
+    Removing,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Created => "created",
+            Lifecycle::Running => "running",
+            Lifecycle::Paused => "paused",
+            Lifecycle::Restarting => "restarting",
+            Lifecycle::Exited => "exited",
+            Lifecycle::Dead => "dead",
+            Lifecycle::Removing => "removing",
+        }
+    }
+
+    /// A process exists (Docker's `State.Running` is true when paused too).
+    pub fn is_running(self) -> bool {
+        matches!(self, Lifecycle::Running | Lifecycle::Paused)
+    }
+}
+
+/// `null` reads as the default (Docker's clients send `"Cmd": null`, `"Env": null`, …).
+pub fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `"sh -c x"` or `["sh", "-c", "x"]` (Docker's `StrSlice`); `null` is empty.
+fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<S>::deserialize(d)? {
+        None => Vec::new(),
+        Some(S::One(s)) => vec![s],
+        Some(S::Many(v)) => v,
+    })
+}
+
+/// What to run (Docker's container `Config`). Cmd and Entrypoint are the effective ones
+/// once created (the image's when the request gave none), as Docker records them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Config {
+    #[serde(deserialize_with = "null_default")]
+    pub hostname: String,
+    #[serde(deserialize_with = "null_default")]
+    pub domainname: String,
+    #[serde(deserialize_with = "null_default")]
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    #[serde(deserialize_with = "null_default")]
+    pub env: Vec<String>,
+    #[serde(deserialize_with = "str_slice")]
+    pub cmd: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub image: String,
+    #[serde(deserialize_with = "null_default")]
+    pub working_dir: String,
+    #[serde(deserialize_with = "str_slice")]
+    pub entrypoint: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+    #[serde(deserialize_with = "null_default")]
+    pub volumes: BTreeMap<String, serde_json::Value>,
+    #[serde(deserialize_with = "null_default")]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+}
+
+/// `--restart`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    #[serde(deserialize_with = "null_default")]
+    pub name: String,
+    pub maximum_retry_count: u32,
+}
+
+/// How to run it (Docker's `HostConfig`), the part we honour.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    #[serde(deserialize_with = "null_default")]
+    pub binds: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub network_mode: String,
+    #[serde(deserialize_with = "null_default")]
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    #[serde(deserialize_with = "null_default")]
+    pub cap_add: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    #[serde(deserialize_with = "null_default")]
+    pub tmpfs: BTreeMap<String, String>,
+    pub memory: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    #[serde(deserialize_with = "null_default")]
+    pub pids_limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(deserialize_with = "null_default")]
+    pub dns: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub extra_hosts: Vec<String>,
+}
+
+/// Where its life stands (Docker's `State`, times in unix nanoseconds, 0 = never).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Lifecycle,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: i128,
+    pub finished_at: i128,
+    pub restart_count: u32,
+    /// Stopped by a user (`docker stop`/`kill`): `unless-stopped` and `always` do not bring
+    /// it back until it is started again, and `unless-stopped` not even after a reboot.
+    pub stopped_by_user: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Lifecycle::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: 0,
+            finished_at: 0,
+            restart_count: 0,
+            stopped_by_user: false,
+        }
+    }
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 64 hex digits.
+    pub id: String,
+    /// Without Docker's leading `/`.
+    pub name: String,
+    /// Unix nanoseconds.
+    pub created: i128,
+    /// The image's ID (`sha256:…`) when created.
+    pub image_id: String,
+    pub config: Config,
+    pub host: HostConfig,
+    pub state: State,
+}
+
+impl Record {
+    /// The process's argv: entrypoint then cmd.
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = self.config.entrypoint.clone();
+        v.extend(self.config.cmd.iter().cloned());
+        v
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::config::atomic::write_atomic(&dir.join(FILE), &json, 0o600)
+    }
+
+    pub fn load(dir: &Path) -> Result<Record, String> {
+        let path = dir.join(FILE);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The record's file name in the container's directory.
+pub const FILE: &str = "record.json";
+
+/// Now, in unix nanoseconds.
+pub fn now() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Unix nanoseconds as a `SystemTime` (`None` for 0: never).
+pub fn system_time(ns: i128) -> Option<std::time::SystemTime> {
+    (ns > 0).then(|| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_docker_create_body_reads_with_its_nulls() {
+        let body = r#"{"Hostname":"","User":"","AttachStdin":false,"AttachStdout":true,
+            "Tty":false,"OpenStdin":false,"Env":null,"Cmd":["echo","hi"],"Image":"busybox",
+            "Entrypoint":null,"Labels":{"a":"b"},"Volumes":null,"StopTimeout":3}"#;
+        let c: Config = serde_json::from_str(body).unwrap();
+        assert_eq!(c.cmd, ["echo", "hi"]);
+        assert!(c.entrypoint.is_empty() && c.env.is_empty());
+        assert_eq!(c.labels["a"], "b");
+        assert_eq!(c.stop_timeout, Some(3));
+        let c: Config = serde_json::from_str(r#"{"Entrypoint":"/bin/sh"}"#).unwrap();
+        assert_eq!(c.entrypoint, ["/bin/sh"]);
+        let h: HostConfig = serde_json::from_str(
+            r#"{"Binds":null,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3},
+                "PidsLimit":null,"Memory":1048576}"#,
+        )
+        .unwrap();
+        assert_eq!(h.restart_policy.name, "on-failure");
+        assert_eq!(h.restart_policy.maximum_retry_count, 3);
+        assert_eq!(h.memory, 1 << 20);
+    }
+
+    #[test]
+    fn records_round_trip_through_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Record {
+            id: "a".repeat(64),
+            name: "web".into(),
+            created: now(),
+            image_id: "sha256:00".into(),
+            config: Config::default(),
+            host: HostConfig::default(),
+            state: State::default(),
+        };
+        r.save(dir.path()).unwrap();
+        assert_eq!(Record::load(dir.path()).unwrap(), r);
+        std::fs::write(dir.path().join(FILE), "{").unwrap();
+        assert!(Record::load(dir.path()).unwrap_err().contains("record.json"));
+    }
+}

@@ -1,0 +1,229 @@
+//! `start`: mount the root filesystem, write the bundle, start the shim (which creates the
+//! container), connect the attach requests that were waiting, then let the process run and
+//! follow it until it exits.
+//!
+//! Network: until the networking issue lands, `bridge` (the default) and `none` are a network
+//! namespace of the container's own with loopback only; `host` is the host's.
+
+use super::record::{self, Lifecycle, Record};
+use super::{shim_client, Manager, ManagerError, Result};
+use crate::engine::runtime::{BindMount, ContainerSpec, Namespace};
+use crate::engine::shim::protocol::{Reply, Request};
+use crate::engine::shim::Args as ShimArgs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+impl Manager {
+    /// Start a created or exited container (304 when it runs already).
+    pub async fn start(self: &Arc<Self>, name_or_id: &str) -> Result<()> {
+        let id = self.find(name_or_id)?;
+        let rec = self.claim(&id)?;
+        let r = self.start_claimed(rec).await;
+        self.release(&id);
+        r
+    }
+
+    pub(super) async fn start_claimed(self: &Arc<Self>, rec: Record) -> Result<()> {
+        if rec.state.status.is_running() {
+            return Err(ManagerError::NotModified(format!(
+                "container {} is already running",
+                rec.name
+            )));
+        }
+        let id = rec.id.clone();
+        let me = self.clone();
+        let spawned = tokio::task::spawn_blocking(move || me.spawn_shim(&rec))
+            .await
+            .map_err(|e| ManagerError::Shim(format!("start task: {e}")))?;
+        let pid = match spawned {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.start_failed(&id, &e);
+                return Err(e);
+            }
+        };
+        let shim = self.shim_dir(&id);
+        let pending = self
+            .lock()
+            .get_mut(&id)
+            .map(|e| std::mem::take(&mut e.pending))
+            .unwrap_or_default();
+        for p in pending {
+            let r = shim_client::connect(&shim, &p.req).await;
+            let _ = p.tx.send(r);
+        }
+        if let Err(e) = shim_client::call_ok(&shim, &Request::Start).await {
+            let _ = shim_client::call(&shim, &Request::Kill { signal: 9 }).await;
+            self.start_failed(&id, &e);
+            return Err(e);
+        }
+        let rec = self.update(&id, |r| {
+            r.state.status = Lifecycle::Running;
+            r.state.pid = pid;
+            r.state.exit_code = 0;
+            r.state.error.clear();
+            r.state.started_at = record::now();
+            r.state.stopped_by_user = false;
+        })?;
+        self.emit(&rec, "start", None, None);
+        tracing::info!(id = %id, name = %rec.name, pid, "started");
+        self.follow(id);
+        Ok(())
+    }
+
+    /// Follow a running container's shim until it reports the exit.
+    pub(super) fn follow(self: &Arc<Self>, id: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let dir = me.shim_dir(&id);
+            let code = match shim_client::call(&dir, &Request::Wait).await {
+                Ok(Some(Reply::Exit { exit_code })) => Some(exit_code),
+                _ => None,
+            };
+            me.exited(&id, code).await;
+        });
+    }
+
+    fn start_failed(&self, id: &str, e: &ManagerError) {
+        let msg = e.to_string();
+        // Docker's codes: 127 when the command is not found, 126 when it cannot be run.
+        let code = if msg.contains("No such file") || msg.contains("not found") {
+            127
+        } else {
+            126
+        };
+        let _ = self.update(id, |r| {
+            r.state.status = if r.state.started_at > 0 {
+                Lifecycle::Exited
+            } else {
+                Lifecycle::Created
+            };
+            r.state.exit_code = code;
+            r.state.error = msg.clone();
+        });
+        let dir = self.dir(id);
+        let _ = crate::engine::rootfs::unmount(&dir);
+    }
+
+    /// Blocking: everything up to a shim holding a created container; its pid.
+    fn spawn_shim(&self, rec: &Record) -> Result<i32> {
+        let image = self.store.resolve(&rec.image_id)?;
+        let lowers = self.store.lower_dirs(&image)?;
+        let dir = self.dir(&rec.id);
+        let rootfs = crate::engine::rootfs::mount(&dir, &lowers, !rec.host.privileged)
+            .map_err(|e| ManagerError::io(&dir, e))?;
+        let spec = self.spec(rec, &rootfs)?;
+        let bundle = self.bundle(&rec.id);
+        spec.write_bundle(&bundle)?;
+        let shim = self.shim_dir(&rec.id);
+        let _ = std::fs::remove_dir_all(&shim);
+        let args = ShimArgs {
+            root: self.runtime_root(),
+            id: rec.id.clone(),
+            bundle,
+            dir: shim,
+            log: self.log_path(&rec.id),
+            tty: rec.config.tty,
+            stdin: rec.config.open_stdin,
+            stdin_once: rec.config.stdin_once,
+        };
+        shim_client::spawn(&self.cfg.exe, &args, &self.cfg.run.join("shim.log"))
+    }
+
+    /// The runtime spec of a record.
+    fn spec(&self, rec: &Record, rootfs: &Path) -> Result<ContainerSpec> {
+        let c = &rec.config;
+        let h = &rec.host;
+        let mut s = ContainerSpec::new(&rec.id, rootfs, rec.argv());
+        s.env = c.env.clone();
+        if !c.working_dir.is_empty() {
+            s.cwd = PathBuf::from(&c.working_dir);
+        }
+        s.hostname = Some(c.hostname.clone()).filter(|h| !h.is_empty());
+        if h.network_mode == "host" {
+            s.host_namespaces.insert(Namespace::Net);
+        }
+        s.privileged = h.privileged;
+        s.cap_add = h.cap_add.clone();
+        s.cap_drop = h.cap_drop.clone();
+        s.read_only_rootfs = h.readonly_rootfs;
+        for b in &h.binds {
+            s.binds.push(parse_bind(b)?);
+        }
+        s.binds.extend(self.etc_files(rec)?);
+        if !c.user.is_empty() {
+            let ids = crate::cloudinit::write_files::user_ids(rootfs, &c.user)
+                .map_err(|e| ManagerError::BadRequest(format!("unable to find user {}: {e}", c.user)))?;
+            s.user = Some(ids);
+        }
+        s.limits.memory_bytes = (h.memory > 0).then_some(h.memory);
+        s.limits.cpus = (h.nano_cpus > 0).then(|| h.nano_cpus as f64 / 1e9);
+        s.limits.cpu_shares = (h.cpu_shares > 0).then_some(h.cpu_shares as u64);
+        s.limits.pids = (h.pids_limit > 0).then_some(h.pids_limit);
+        s.terminal = c.tty;
+        s.cgroup_parent = self.cfg.cgroup_parent.clone();
+        Ok(s)
+    }
+
+    /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` of the container's own, kept in
+    /// its directory and bound in (as Docker does).
+    fn etc_files(&self, rec: &Record) -> Result<Vec<BindMount>> {
+        let dir = self.dir(&rec.id);
+        let host_net = rec.host.network_mode == "host";
+        let hostname = if host_net {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            rec.config.hostname.clone()
+        };
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+        );
+        if !host_net {
+            hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+        }
+        for e in &rec.host.extra_hosts {
+            if let Some((name, ip)) = e.split_once(':') {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut binds = Vec::new();
+        for (file, text) in [
+            ("hostname", format!("{hostname}\n")),
+            ("hosts", hosts),
+            ("resolv.conf", resolv),
+        ] {
+            let path = dir.join(file);
+            crate::config::atomic::write_atomic(&path, text.as_bytes(), 0o644)
+                .map_err(|e| ManagerError::io(&path, e))?;
+            binds.push(BindMount {
+                source: path,
+                destination: PathBuf::from("/etc").join(file),
+                read_only: false,
+            });
+        }
+        Ok(binds)
+    }
+}
+
+/// `SRC:DST[:ro|rw]` from `-v`; a named volume (a source without `/`) is not served yet.
+pub(super) fn parse_bind(b: &str) -> Result<BindMount> {
+    let src = b.split(':').next().unwrap_or_default();
+    if !src.starts_with('/') {
+        return Err(ManagerError::BadRequest(format!(
+            "invalid mount config for type \"bind\": named volumes are not supported yet: {b:?}"
+        )));
+    }
+    let m: BindMount = b
+        .parse()
+        .map_err(|e: crate::engine::runtime::RuntimeError| ManagerError::BadRequest(format!("invalid volume specification: '{b}': {e}")))?;
+    if !m.source.exists() {
+        return Err(ManagerError::BadRequest(format!(
+            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+            m.source.display()
+        )));
+    }
+    Ok(m)
+}

@@ -1,0 +1,128 @@
+//! `stop` (the stop signal, then KILL at the deadline), `kill` (one signal), `restart`.
+//! A stop waits on the record's change channel with a deadline; nothing blocks a thread.
+
+use super::record::Lifecycle;
+use super::{shim_client, Manager, ManagerError, Result};
+use crate::engine::shim::protocol::Request;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Docker's default time between the stop signal and KILL.
+pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
+
+fn signal_number(text: &str) -> Result<i32> {
+    crate::services::spec::parse_signal(text)
+        .map(|s| s as i32)
+        .map_err(|e| ManagerError::BadRequest(format!("Invalid signal: {e}")))
+}
+
+impl Manager {
+    /// Stop it: `signal` (default: the container's StopSignal, else TERM), then KILL after
+    /// `timeout` seconds (default: its StopTimeout, else 10; negative: wait for ever).
+    pub async fn stop(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
+        let id = self.find(name_or_id)?;
+        let rec = self.get(&id)?;
+        if rec.state.status == Lifecycle::Restarting {
+            let rec = self.update(&id, |r| {
+                r.state.status = Lifecycle::Exited;
+                r.state.stopped_by_user = true;
+            })?;
+            self.emit(&rec, "stop", None, None);
+            return Ok(());
+        }
+        if !rec.state.status.is_running() {
+            return Err(ManagerError::NotModified(format!(
+                "container {} is not running",
+                rec.name
+            )));
+        }
+        self.update(&id, |r| r.state.stopped_by_user = true)?;
+        let sig = match signal.or(rec.config.stop_signal.as_deref()) {
+            Some(s) if !s.is_empty() => signal_number(s)?,
+            _ => libc::SIGTERM,
+        };
+        let t = timeout
+            .or(rec.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let shim = self.shim_dir(&id);
+        let _ = shim_client::call(&shim, &Request::Kill { signal: sig }).await;
+        let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
+        if !self.until_stopped(&id, limit).await {
+            tracing::info!(id, timeout = t, "did not stop in time: KILL");
+            let _ = shim_client::call(&shim, &Request::Kill { signal: 9 }).await;
+            if !self.until_stopped(&id, Some(Duration::from_secs(30))).await {
+                return Err(ManagerError::Conflict(format!(
+                    "container {} did not exit after KILL",
+                    rec.name
+                )));
+            }
+        }
+        self.emit(&rec, "stop", None, None);
+        Ok(())
+    }
+
+    /// Send one signal (default KILL) to a running container.
+    pub async fn kill(self: &Arc<Self>, name_or_id: &str, signal: Option<&str>) -> Result<()> {
+        let id = self.find(name_or_id)?;
+        let rec = self.get(&id)?;
+        if !rec.state.status.is_running() {
+            return Err(ManagerError::Conflict(format!(
+                "Container {id} is not running"
+            )));
+        }
+        let sig = match signal {
+            Some(s) if !s.is_empty() => signal_number(s)?,
+            _ => libc::SIGKILL,
+        };
+        self.update(&id, |r| r.state.stopped_by_user = true)?;
+        shim_client::call_ok(&self.shim_dir(&id), &Request::Kill { signal: sig }).await?;
+        self.emit(&rec, "kill", None, Some(sig));
+        Ok(())
+    }
+
+    /// Stop (if running) and start again.
+    pub async fn restart(self: &Arc<Self>, name_or_id: &str, timeout: Option<i64>) -> Result<()> {
+        match self.stop(name_or_id, timeout, None).await {
+            Ok(()) | Err(ManagerError::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let rec = self.get(name_or_id)?;
+        self.start(&rec.id).await?;
+        self.emit(&rec, "restart", None, None);
+        Ok(())
+    }
+
+    /// Wait until the container no longer runs (true), or the limit passed (false).
+    pub(super) async fn until_stopped(&self, id: &str, limit: Option<Duration>) -> bool {
+        let Some(mut rx) = self.lock().get(id).map(|e| e.changed.subscribe()) else {
+            return true;
+        };
+        let done = |m: &Manager| {
+            m.get(id)
+                .map(|r| !r.state.status.is_running())
+                .unwrap_or(true)
+        };
+        let wait = async {
+            loop {
+                if done(self) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match limit {
+            Some(l) => tokio::time::timeout(l, wait).await.is_ok(),
+            None => {
+                wait.await;
+                true
+            }
+        }
+    }
+}
