@@ -22,7 +22,7 @@ pub mod tty;
 use std::process::ExitCode;
 
 /// The commands this binary answers to, by program name or first argument.
-const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker", "ros-init"];
+const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker", "docker", "ros-init"];
 
 /// Run the command named by `argv[0]` (its file name) or, failing that, by `argv[1]`.
 pub fn dispatch(args: Vec<String>) -> ExitCode {
@@ -58,6 +58,11 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "system-docker" => {
             signals::quiet_on_closed_pipe();
             system_docker::main(rest)
+        }
+        // The user engine's CLI in the console (and `docker system dial-stdio` for ssh://).
+        "docker" => {
+            signals::quiet_on_closed_pipe();
+            system_docker::docker_main(rest)
         }
         // The user engine (the `docker` system service's main process).
         "dockerd" => dockerd::main(rest),

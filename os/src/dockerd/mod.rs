@@ -129,7 +129,7 @@ async fn serve(args: Args) -> Result<(), String> {
     }
 }
 
-/// Bind the socket (replacing a stale one), mode 0660, group `group` when it exists.
+/// Bind the socket (replacing a stale one), mode 0660, group `group` (a name or a gid).
 fn bind(path: &Path, group: &str) -> Result<tokio::net::UnixListener, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -140,7 +140,13 @@ fn bind(path: &Path, group: &str) -> Result<tokio::net::UnixListener, String> {
         Err(e) => return Err(format!("removing the stale {}: {e}", path.display())),
     }
     let l = tokio::net::UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let gid = nix::unistd::Group::from_name(group).ok().flatten().map(|g| g.gid);
+    let gid = match group.parse::<u32>() {
+        Ok(n) => Some(nix::unistd::Gid::from_raw(n)),
+        Err(_) => nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .map(|g| g.gid),
+    };
     if gid.is_none() {
         tracing::warn!(group, "dockerd: no such group; the socket is root's only");
     }

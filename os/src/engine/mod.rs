@@ -1,6 +1,6 @@
 pub mod api;
-pub mod runtime;
-pub mod store;
-pub mod shim;
-pub mod rootfs;
 pub mod manager;
+pub mod rootfs;
+pub mod runtime;
+pub mod shim;
+pub mod store;

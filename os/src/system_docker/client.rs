@@ -13,7 +13,7 @@ const VERSION_PREFIX: &str = "/v1.41";
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("Cannot connect to the system-docker daemon at unix://{}: {source}. Is PID 1 the RancherOS-rs init?", socket.display())]
+    #[error("Cannot connect to the engine at unix://{}: {source}. Is it running?", socket.display())]
     Connect { socket: PathBuf, source: io::Error },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
@@ -40,10 +40,15 @@ pub struct Client {
 impl Client {
     /// `-H unix:///path` wins, then `DOCKER_HOST`, then the system engine's socket.
     pub fn new(host: Option<&str>) -> Result<Client, ClientError> {
+        Client::with_default(host, crate::engine::api::SOCKET)
+    }
+
+    /// As [`Client::new`], with another socket when neither `-H` nor `DOCKER_HOST` says.
+    pub fn with_default(host: Option<&str>, default: &str) -> Result<Client, ClientError> {
         let env = std::env::var("DOCKER_HOST").ok();
         let host = host.map(str::to_string).or(env);
         let socket = match host.as_deref() {
-            None | Some("") => PathBuf::from(crate::engine::api::SOCKET),
+            None | Some("") => PathBuf::from(default),
             Some(h) => match h.strip_prefix("unix://") {
                 Some(p) => PathBuf::from(p),
                 None => {

@@ -3,6 +3,7 @@
 //! talks HTTP through [`client`] only, so it works against any engine serving the same API.
 
 pub mod client;
+mod dial_stdio;
 mod exec;
 mod images;
 mod inspect;
@@ -25,9 +26,23 @@ commands:
   start|stop|restart [-t SECS] NAME…
   inspect NAME…                low-level information as JSON
   load [-i FILE]               load images from a docker save or OCI layout tar (stdin without -i)
-  version                      the engine's version";
+  version                      the engine's version
+  system dial-stdio            join stdin and stdout to the engine's socket (docker -H ssh://)";
 
 pub fn main(args: &[String]) -> ExitCode {
+    run(args, crate::engine::api::SOCKET)
+}
+
+/// The user engine's socket (the console's `/var/run` is the host's `/run`).
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// `docker` in the console: the same verbs against the user engine, and `docker system
+/// dial-stdio`, which a workstation's docker CLI runs over SSH for `DOCKER_HOST=ssh://…`.
+pub fn docker_main(args: &[String]) -> ExitCode {
+    run(args, DOCKER_SOCKET)
+}
+
+fn run(args: &[String], default_socket: &str) -> ExitCode {
     let mut args = args.to_vec();
     let mut host = None;
     while let Some(first) = args.first() {
@@ -47,7 +62,7 @@ pub fn main(args: &[String]) -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let client = match Client::new(host.as_deref()) {
+    let client = match Client::with_default(host.as_deref(), default_socket) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
@@ -60,6 +75,9 @@ pub fn main(args: &[String]) -> ExitCode {
         "inspect" => inspect::inspect(&client, rest),
         "load" => images::load(&client, rest),
         "version" => version(&client),
+        "system" if rest.first().map(String::as_str) == Some("dial-stdio") => {
+            dial_stdio::dial_stdio(&client)
+        }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

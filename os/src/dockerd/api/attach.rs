@@ -40,7 +40,9 @@ pub async fn attach(
     let rec = api.mgr.get(&id).map_err(err)?;
     let _ = &q.detach_keys;
     if truthy(&q.logs) && !truthy(&q.stream) {
-        return Err(ApiError::bad_request("attach with logs=1 alone is not supported; use GET /containers/{id}/logs"));
+        return Err(ApiError::bad_request(
+            "attach with logs=1 alone is not supported; use GET /containers/{id}/logs",
+        ));
     }
     let wants_upgrade = req
         .headers()
@@ -98,7 +100,8 @@ pub async fn attach(
         }
     });
     let mut r = Response::new(Body::from_stream(ChannelBody::new(rx)));
-    r.headers_mut().insert(header::CONTENT_TYPE, content_type(tty));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(tty));
     Ok(r)
 }
 
@@ -183,6 +186,7 @@ pub async fn logs(
         }
     });
     let mut r = Response::new(Body::from_stream(ChannelBody::new(rx)));
-    r.headers_mut().insert(header::CONTENT_TYPE, content_type(tty));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type(tty));
     Ok(r)
 }

@@ -28,7 +28,10 @@ pub struct CreateQuery {
 struct CreateBody {
     #[serde(flatten)]
     config: ContainerConfig,
-    #[serde(default, deserialize_with = "crate::engine::manager::record::null_default")]
+    #[serde(
+        default,
+        deserialize_with = "crate::engine::manager::record::null_default"
+    )]
     host_config: HostConfig,
 }
 
@@ -105,7 +108,10 @@ fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, ApiError> {
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
         let vals: Vec<String> = match v {
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
             Value::Object(o) => o.keys().cloned().collect(),
             _ => return Err(ApiError::bad_request(format!("invalid filter {k:?}"))),
         };
@@ -122,18 +128,15 @@ fn matches(r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool, ApiErro
             "name" => any(&|v| r.name.contains(v.trim_start_matches('/'))),
             "id" => any(&|v| r.id.starts_with(v)),
             "exited" => any(&|v| {
-                r.state.status == Lifecycle::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code)
+                r.state.status == Lifecycle::Exited
+                    && v.parse::<i32>().ok() == Some(r.state.exit_code)
             }),
             "label" => any(&|v| match v.split_once('=') {
                 Some((k, val)) => r.config.labels.get(k).is_some_and(|x| x == val),
                 None => r.config.labels.contains_key(v),
             }),
             "ancestor" => any(&|v| r.config.image == v || r.image_id.contains(v)),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid filter '{other}'"
-                )))
-            }
+            other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
         };
         if !ok {
             return Ok(false);
@@ -300,5 +303,7 @@ pub async fn prune(axum::extract::State(api): St) -> Result<Json<Value>, ApiErro
             deleted.push(r.id);
         }
     }
-    Ok(Json(json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 })))
+    Ok(Json(
+        json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }),
+    ))
 }

@@ -20,7 +20,10 @@ fn store_err(e: StoreError, name: &str) -> ApiError {
 }
 
 fn created(i: &Image) -> i64 {
-    i.created.as_deref().and_then(time::parse_rfc3339).unwrap_or(0)
+    i.created
+        .as_deref()
+        .and_then(time::parse_rfc3339)
+        .unwrap_or(0)
 }
 
 fn size(i: &Image) -> u64 {
@@ -86,16 +89,20 @@ pub async fn load(
         .map_err(|e| ApiError::internal(format!("creating {}: {e}", path.display())))?;
     let mut stream = body.into_data_stream();
     let mut written = 0u64;
-    while let Some(chunk) =
-        std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx))
-            .await
+    while let Some(chunk) = std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)
+    })
+    .await
     {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
         written = written.saturating_add(chunk.len() as u64);
         if written > limit {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the image archive is larger than the {limit} bytes this disk has room for"),
+                format!(
+                    "the image archive is larger than the {limit} bytes this disk has room for"
+                ),
             ));
         }
         file.write_all(&chunk)
@@ -122,7 +129,11 @@ pub async fn load(
         };
         out.push_str(&format!("{}\n", json!({ "stream": line })));
     }
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response())
 }
 
 /// Removed when dropped.
@@ -140,7 +151,11 @@ pub async fn by_name(
     axum::extract::Path(path): axum::extract::Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(name) = path.strip_suffix("/json") {
-        let i = api.mgr.store.resolve(name).map_err(|e| store_err(e, name))?;
+        let i = api
+            .mgr
+            .store
+            .resolve(name)
+            .map_err(|e| store_err(e, name))?;
         let c = api
             .mgr
             .store
@@ -177,7 +192,11 @@ pub async fn by_name(
         })));
     }
     if let Some(name) = path.strip_suffix("/history") {
-        let i = api.mgr.store.resolve(name).map_err(|e| store_err(e, name))?;
+        let i = api
+            .mgr
+            .store
+            .resolve(name)
+            .map_err(|e| store_err(e, name))?;
         let rows: Vec<Value> = i
             .layers
             .iter()
@@ -186,7 +205,9 @@ pub async fn by_name(
             .collect();
         return Ok(Json(json!(rows)));
     }
-    Err(ApiError::not_found(format!("page not found: /images/{path}")))
+    Err(ApiError::not_found(format!(
+        "page not found: /images/{path}"
+    )))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,7 +223,9 @@ pub async fn tag(
     Query(q): Query<TagQuery>,
 ) -> Result<Response, ApiError> {
     let Some(name) = path.strip_suffix("/tag") else {
-        return Err(ApiError::not_found(format!("page not found: /images/{path}")));
+        return Err(ApiError::not_found(format!(
+            "page not found: /images/{path}"
+        )));
     };
     let repo = q.repo.unwrap_or_default();
     if repo.is_empty() {
@@ -212,13 +235,10 @@ pub async fn tag(
         Some(t) if !t.is_empty() => format!("{repo}:{t}"),
         _ => repo,
     };
-    api.mgr
-        .store
-        .tag(name, &target)
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::not_found(format!("No such image: {name}")),
-            other => ApiError::bad_request(other.to_string()),
-        })?;
+    api.mgr.store.tag(name, &target).map_err(|e| match e {
+        StoreError::NotFound(_) => ApiError::not_found(format!("No such image: {name}")),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -233,17 +253,30 @@ pub async fn remove(
     axum::extract::Path(name): axum::extract::Path<String>,
     Query(q): Query<RemoveQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let i = api.mgr.store.resolve(&name).map_err(|e| store_err(e, &name))?;
+    let i = api
+        .mgr
+        .store
+        .resolve(&name)
+        .map_err(|e| store_err(e, &name))?;
     let id = i.id.to_string();
-    let by_name_only = i.names.len() > 1 && i.names.iter().any(|n| n.ends_with(&name) || *n == name);
+    let by_name_only =
+        i.names.len() > 1 && i.names.iter().any(|n| n.ends_with(&name) || *n == name);
     if !by_name_only {
         if let Some(c) = api.mgr.list().into_iter().find(|c| c.image_id == id) {
-            let verb = if c.state.status.is_running() { "cannot delete" } else { "unable to delete" };
+            let verb = if c.state.status.is_running() {
+                "cannot delete"
+            } else {
+                "unable to delete"
+            };
             if !truthy(&q.force) || c.state.status.is_running() {
                 return Err(ApiError::conflict(format!(
                     "conflict: {verb} {} (must be forced) - image is being used by {} container {}",
                     i.id.short(),
-                    if c.state.status.is_running() { "running" } else { "stopped" },
+                    if c.state.status.is_running() {
+                        "running"
+                    } else {
+                        "stopped"
+                    },
                     &c.id[..12]
                 )));
             }
@@ -260,7 +293,11 @@ pub async fn remove(
     .await
     .map_err(|e| ApiError::internal(format!("remove task: {e}")))?
     .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut out: Vec<Value> = removed.untagged.iter().map(|n| json!({ "Untagged": n })).collect();
+    let mut out: Vec<Value> = removed
+        .untagged
+        .iter()
+        .map(|n| json!({ "Untagged": n }))
+        .collect();
     if removed.deleted.is_some() {
         out.push(json!({ "Deleted": id }));
     }

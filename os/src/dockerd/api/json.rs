@@ -86,7 +86,11 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
     host["NetworkMode"] = json!(network_mode(r));
     host["CgroupParent"] = json!(m.config().cgroup_parent);
     let mut config = serde_json::to_value(&r.config).unwrap_or_else(|_| json!({}));
-    config["StopSignal"] = json!(r.config.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()));
+    config["StopSignal"] = json!(r
+        .config
+        .stop_signal
+        .clone()
+        .unwrap_or_else(|| "SIGTERM".into()));
     json!({
         "Id": r.id,
         "Created": time::rfc3339(system_time(r.created)),

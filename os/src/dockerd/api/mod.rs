@@ -48,14 +48,14 @@ pub(crate) fn err(e: ManagerError) -> ApiError {
 }
 
 /// The router with the version prefix stripped and the headers added.
-pub fn app(api: Arc<Api>) -> tower::util::MapRequest<
+pub fn app(
+    api: Arc<Api>,
+) -> tower::util::MapRequest<
     tower::util::MapResponse<Router, fn(Response) -> Response>,
     fn(axum::extract::Request) -> axum::extract::Request,
 > {
-    let with_headers = tower::util::MapResponse::new(
-        router(api),
-        add_headers as fn(Response) -> Response,
-    );
+    let with_headers =
+        tower::util::MapResponse::new(router(api), add_headers as fn(Response) -> Response);
     tower::util::MapRequest::new(
         with_headers,
         strip_version as fn(axum::extract::Request) -> axum::extract::Request,
@@ -95,7 +95,12 @@ fn router(api: Arc<Api>) -> Router {
         .route("/containers/prune", post(containers::prune))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
-        .route("/images/{*name}", get(images::by_name).delete(images::remove).post(images::tag))
+        .route(
+            "/images/{*name}",
+            get(images::by_name)
+                .delete(images::remove)
+                .post(images::tag),
+        )
         .method_not_allowed_fallback(not_found)
         .fallback(not_found)
         .with_state(api)

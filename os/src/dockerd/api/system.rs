@@ -10,7 +10,10 @@ use serde_json::{json, Value};
 pub async fn ping() -> Response {
     let mut r = "OK".into_response();
     let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
@@ -22,7 +25,9 @@ fn kernel() -> String {
 }
 
 fn arch() -> String {
-    std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")
+    std::env::consts::ARCH
+        .replace("x86_64", "amd64")
+        .replace("aarch64", "arm64")
 }
 
 pub async fn version() -> Json<Value> {
@@ -92,7 +97,9 @@ pub async fn info(axum::extract::State(api): St) -> Json<Value> {
 
 /// CPUs online and total memory in bytes.
 fn machine() -> (usize, u64) {
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

@@ -17,7 +17,12 @@ fn api(dir: &std::path::Path) -> Arc<Api> {
     Api::new(mgr, dir.join("tmp"))
 }
 
-async fn call(api: &Arc<Api>, method: &str, uri: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+async fn call(
+    api: &Arc<Api>,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -28,7 +33,11 @@ async fn call(api: &Arc<Api>, method: &str, uri: &str, body: &str) -> (StatusCod
     let status = r.status();
     let headers = r.headers().clone();
     let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
-    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -52,7 +61,13 @@ async fn every_answer_carries_the_version_headers_and_any_prefix_is_served() {
 async fn bad_requests_get_dockers_messages() {
     let dir = tempfile::tempdir().unwrap();
     let a = api(dir.path());
-    let (s, _, b) = call(&a, "POST", "/v1.41/containers/create", r#"{"Image":"nosuch","Cmd":["true"]}"#).await;
+    let (s, _, b) = call(
+        &a,
+        "POST",
+        "/v1.41/containers/create",
+        r#"{"Image":"nosuch","Cmd":["true"]}"#,
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     assert!(b.contains("No such image: nosuch"), "{b}");
     let (s, _, b) = call(&a, "POST", "/containers/create", "{not json").await;
@@ -62,7 +77,13 @@ async fn bad_requests_get_dockers_messages() {
     assert!(b.contains("No such container: abc"), "{b}");
     let (s, _, b) = call(&a, "DELETE", "/containers/abc", "").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
-    let (s, _, b) = call(&a, "GET", "/containers/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D", "").await;
+    let (s, _, b) = call(
+        &a,
+        "GET",
+        "/containers/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        "",
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     let (s, _, b) = call(&a, "GET", "/containers/json", "").await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "[]"));

@@ -41,7 +41,10 @@ impl Manager {
                 None
             } else {
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                e.pending.push(Pending { req: req.clone(), tx });
+                e.pending.push(Pending {
+                    req: req.clone(),
+                    tx,
+                });
                 Some(rx)
             }
         };

@@ -64,7 +64,10 @@ impl Manager {
             config.labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
         for v in &ic.volumes {
-            config.volumes.entry(v.clone()).or_insert(serde_json::json!({}));
+            config
+                .volumes
+                .entry(v.clone())
+                .or_insert(serde_json::json!({}));
         }
         check_host(&host)?;
         let id = id::new_id();

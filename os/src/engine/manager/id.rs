@@ -8,13 +8,7 @@ pub fn new_id() -> String {
     let mut filled = 0;
     while filled < b.len() {
         // SAFETY: getrandom(2) writes at most `len` bytes into the buffer we pass.
-        let n = unsafe {
-            libc::getrandom(
-                b[filled..].as_mut_ptr().cast(),
-                b.len() - filled,
-                0,
-            )
-        };
+        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
         }
@@ -36,9 +30,26 @@ const ADJECTIVES: &[&str] = &[
     "zealous",
 ];
 const NOUNS: &[&str] = &[
-    "babbage", "curie", "darwin", "euler", "fermat", "gauss", "hopper", "kepler", "lovelace",
-    "mirzakhani", "noether", "pascal", "ritchie", "shannon", "thompson", "turing", "wozniak",
-    "yalow", "zuse", "torvalds",
+    "babbage",
+    "curie",
+    "darwin",
+    "euler",
+    "fermat",
+    "gauss",
+    "hopper",
+    "kepler",
+    "lovelace",
+    "mirzakhani",
+    "noether",
+    "pascal",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "turing",
+    "wozniak",
+    "yalow",
+    "zuse",
+    "torvalds",
 ];
 
 /// A made-up name not in `taken`.

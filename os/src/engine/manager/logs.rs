@@ -110,7 +110,10 @@ impl Manager {
             loop {
                 let running = me
                     .get(&id)
-                    .map(|r| r.state.status.is_running() || r.state.status == super::Lifecycle::Restarting)
+                    .map(|r| {
+                        r.state.status.is_running()
+                            || r.state.status == super::Lifecycle::Restarting
+                    })
                     .unwrap_or(false);
                 if reader.is_none() {
                     reader = std::fs::File::open(&path).ok().map(BufReader::new);

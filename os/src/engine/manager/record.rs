@@ -267,6 +267,8 @@ mod tests {
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);
         std::fs::write(dir.path().join(FILE), "{").unwrap();
-        assert!(Record::load(dir.path()).unwrap_err().contains("record.json"));
+        assert!(Record::load(dir.path())
+            .unwrap_err()
+            .contains("record.json"));
     }
 }

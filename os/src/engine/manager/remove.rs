@@ -38,9 +38,10 @@ impl Manager {
             let _ = std::fs::remove_dir_all(&shim);
             let _ = std::fs::remove_dir_all(&bundle);
             match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", dir.display()),
+                )),
                 _ => Ok(()),
             }
         })

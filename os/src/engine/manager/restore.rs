@@ -20,7 +20,9 @@ impl Manager {
                 }
                 match Record::load(&path) {
                     Ok(r) if r.id == d.file_name().to_string_lossy() => found.push(r),
-                    Ok(r) => tracing::warn!(path = %path.display(), id = %r.id, "record names another id; skipped"),
+                    Ok(r) => {
+                        tracing::warn!(path = %path.display(), id = %r.id, "record names another id; skipped")
+                    }
                     Err(e) => tracing::warn!(error = %e, "unreadable record; skipped"),
                 }
             }

@@ -60,8 +60,8 @@ fn read_line_until(out: &mut std::process::ChildStdout, deadline: Instant) -> Re
                 CREATE_WITHIN.as_secs()
             )));
         }
-        let ms = PollTimeout::try_from(left.as_millis().min(10_000) as i32)
-            .unwrap_or(PollTimeout::MAX);
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, ms) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,

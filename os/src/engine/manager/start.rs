@@ -86,6 +86,16 @@ impl Manager {
 
     fn start_failed(&self, id: &str, e: &ManagerError) {
         let msg = e.to_string();
+        // Attach requests waiting for this start get the error (their clients then end).
+        let pending = self
+            .lock()
+            .get_mut(id)
+            .map(|e| std::mem::take(&mut e.pending))
+            .unwrap_or_default();
+        for p in pending {
+            let _ = p.tx.send(Err(ManagerError::Conflict(msg.clone())));
+        }
+        let _ = std::fs::remove_dir_all(self.shim_dir(id));
         // Docker's codes: 127 when the command is not found, 126 when it cannot be run.
         let code = if msg.contains("No such file") || msg.contains("not found") {
             127
@@ -150,10 +160,11 @@ impl Manager {
         for b in &h.binds {
             s.binds.push(parse_bind(b)?);
         }
-        s.binds.extend(self.etc_files(rec)?);
+        s.binds.extend(self.etc_files(rec, rootfs)?);
         if !c.user.is_empty() {
-            let ids = crate::cloudinit::write_files::user_ids(rootfs, &c.user)
-                .map_err(|e| ManagerError::BadRequest(format!("unable to find user {}: {e}", c.user)))?;
+            let ids = crate::cloudinit::write_files::user_ids(rootfs, &c.user).map_err(|e| {
+                ManagerError::BadRequest(format!("unable to find user {}: {e}", c.user))
+            })?;
             s.user = Some(ids);
         }
         s.limits.memory_bytes = (h.memory > 0).then_some(h.memory);
@@ -167,8 +178,9 @@ impl Manager {
 
     /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` of the container's own, kept in
     /// its directory and bound in (as Docker does).
-    fn etc_files(&self, rec: &Record) -> Result<Vec<BindMount>> {
+    fn etc_files(&self, rec: &Record, rootfs: &Path) -> Result<Vec<BindMount>> {
         let dir = self.dir(&rec.id);
+        let targets = bind_targets(rootfs).map_err(|e| ManagerError::io(rootfs, e))?;
         let host_net = rec.host.network_mode == "host";
         let hostname = if host_net {
             nix::unistd::gethostname()
@@ -177,9 +189,8 @@ impl Manager {
         } else {
             rec.config.hostname.clone()
         };
-        let mut hosts = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-        );
+        let mut hosts =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         if !host_net {
             hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
         }
@@ -198,6 +209,9 @@ impl Manager {
             let path = dir.join(file);
             crate::config::atomic::write_atomic(&path, text.as_bytes(), 0o644)
                 .map_err(|e| ManagerError::io(&path, e))?;
+            if !targets.contains(&file) {
+                continue;
+            }
             binds.push(BindMount {
                 source: path,
                 destination: PathBuf::from("/etc").join(file),
@@ -206,6 +220,39 @@ impl Manager {
         }
         Ok(binds)
     }
+}
+
+/// Which of `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` can take a bind mount in the
+/// image's tree: each becomes a plain file in the container's upper layer when it is missing or
+/// a symlink (an image's `resolv.conf` often links to a runtime path that is not there; the
+/// runtime creates a bind target with `O_EXCL|O_NOFOLLOW`). The tree is the image's, so it is
+/// walked without following any symlink: an `/etc` that is not a directory gets no binds.
+fn bind_targets(rootfs: &Path) -> std::io::Result<Vec<&'static str>> {
+    use crate::dirfd::{Dir, Kind};
+    use std::ffi::OsStr;
+    let root = Dir::open(rootfs)?;
+    let etc = OsStr::new("etc");
+    match root.lstat(etc)? {
+        None => root.mkdir(etc, 0o755)?,
+        Some(Kind::Dir) => {}
+        Some(_) => return Ok(Vec::new()),
+    }
+    let etc = root.child_dir(etc)?;
+    let mut ok = Vec::new();
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let n = OsStr::new(name);
+        match etc.lstat(n)? {
+            Some(Kind::Dir) => continue,
+            Some(Kind::Symlink) => {
+                etc.unlink(n)?;
+                drop(etc.create_new(n, 0o644)?);
+            }
+            None => drop(etc.create_new(n, 0o644)?),
+            Some(_) => {}
+        }
+        ok.push(name);
+    }
+    Ok(ok)
 }
 
 /// `SRC:DST[:ro|rw]` from `-v`; a named volume (a source without `/`) is not served yet.
@@ -218,7 +265,9 @@ pub(super) fn parse_bind(b: &str) -> Result<BindMount> {
     }
     let m: BindMount = b
         .parse()
-        .map_err(|e: crate::engine::runtime::RuntimeError| ManagerError::BadRequest(format!("invalid volume specification: '{b}': {e}")))?;
+        .map_err(|e: crate::engine::runtime::RuntimeError| {
+            ManagerError::BadRequest(format!("invalid volume specification: '{b}': {e}"))
+        })?;
     if !m.source.exists() {
         return Err(ManagerError::BadRequest(format!(
             "invalid mount config for type \"bind\": bind source path does not exist: {}",

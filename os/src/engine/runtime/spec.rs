@@ -328,7 +328,8 @@ impl ContainerSpec {
                 !c.is_empty()
                     && c != "."
                     && c != ".."
-                    && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+                    && c.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
             });
         if !parent_ok {
             return Err(RuntimeError::Spec(format!(

@@ -265,9 +265,7 @@ fn read_output(st: &mut State, stream: Stream) {
             return;
         }
         Ok(n) => n,
-        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
-            return
-        }
+        Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => return,
         // A pty master reads EIO once no process holds the terminal.
         Err(_) => {
             *file = None;

@@ -218,8 +218,7 @@ fn setup(a: &Args) -> Result<Shim, String> {
     if a.tty {
         let console = console_path(&a.dir);
         let _ = std::fs::remove_file(&console);
-        let cl =
-            UnixListener::bind(&console).map_err(|e| format!("{}: {e}", console.display()))?;
+        let cl = UnixListener::bind(&console).map_err(|e| format!("{}: {e}", console.display()))?;
         let container = runtime::create_with(
             &paths,
             &a.id,
