@@ -47,13 +47,14 @@ pub(crate) fn err(e: ManagerError) -> ApiError {
     ApiError::new(status, e.to_string())
 }
 
+/// Responses with our headers.
+type WithHeaders = tower::util::MapResponse<Router, fn(Response) -> Response>;
+/// The whole service: requests with the version prefix stripped.
+pub type App =
+    tower::util::MapRequest<WithHeaders, fn(axum::extract::Request) -> axum::extract::Request>;
+
 /// The router with the version prefix stripped and the headers added.
-pub fn app(
-    api: Arc<Api>,
-) -> tower::util::MapRequest<
-    tower::util::MapResponse<Router, fn(Response) -> Response>,
-    fn(axum::extract::Request) -> axum::extract::Request,
-> {
+pub fn app(api: Arc<Api>) -> App {
     let with_headers =
         tower::util::MapResponse::new(router(api), add_headers as fn(Response) -> Response);
     tower::util::MapRequest::new(

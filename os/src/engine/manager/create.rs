@@ -139,9 +139,9 @@ fn check_host(h: &HostConfig) -> Result<()> {
         }
     }
     if h.restart_policy.maximum_retry_count > 0 && h.restart_policy.name != "on-failure" {
-        return Err(ManagerError::BadRequest(format!(
-            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-        )));
+        return Err(ManagerError::BadRequest(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'".into(),
+        ));
     }
     if h.auto_remove && !matches!(h.restart_policy.name.as_str(), "" | "no") {
         return Err(ManagerError::BadRequest(

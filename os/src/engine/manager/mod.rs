@@ -175,7 +175,7 @@ impl Manager {
     /// Every container's record, newest first.
     pub fn list(&self) -> Vec<Record> {
         let mut v: Vec<Record> = self.lock().values().map(|e| e.rec.clone()).collect();
-        v.sort_by(|a, b| b.created.cmp(&a.created));
+        v.sort_by_key(|r| std::cmp::Reverse(r.created));
         v
     }
 

@@ -136,6 +136,10 @@ impl Manager {
             tty: rec.config.tty,
             stdin: rec.config.open_stdin,
             stdin_once: rec.config.stdin_once,
+            cgroup: Some(format!(
+                "{}-shims",
+                self.cfg.cgroup_parent.trim_end_matches('/')
+            )),
         };
         shim_client::spawn(&self.cfg.exe, &args, &self.cfg.run.join("shim.log"))
     }

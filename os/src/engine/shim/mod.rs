@@ -68,6 +68,9 @@ pub struct Args {
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
+    /// The cgroup the shim moves itself into (not its engine's: a system engine that stops
+    /// the engine's service kills every process in that service's cgroup).
+    pub cgroup: Option<String>,
 }
 
 impl Args {
@@ -85,6 +88,9 @@ impl Args {
             "--log".into(),
             self.log.display().to_string(),
         ];
+        if let Some(c) = &self.cgroup {
+            w.extend(["--cgroup".to_string(), c.clone()]);
+        }
         for (on, flag) in [
             (self.tty, "--tty"),
             (self.stdin, "--stdin"),
@@ -112,6 +118,7 @@ impl Args {
                 "--bundle" => a.bundle = value()?.into(),
                 "--dir" => a.dir = value()?.into(),
                 "--log" => a.log = value()?.into(),
+                "--cgroup" => a.cgroup = Some(value()?),
                 "--tty" => a.tty = true,
                 "--stdin" => a.stdin = true,
                 "--stdin-once" => a.stdin_once = true,
@@ -151,6 +158,11 @@ pub fn main(words: &[String]) -> ExitCode {
     }
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    if let Some(cg) = &args.cgroup {
+        if let Err(e) = join_cgroup(cg) {
+            tracing::warn!(cgroup = cg, error = %e, "shim: staying in the engine's cgroup");
+        }
+    }
     match setup(&args) {
         Ok(shim) => {
             report(&Created::Pid { pid: shim.pid });
@@ -182,6 +194,22 @@ fn report(c: &Created) {
         // SAFETY: dup2(2) on two descriptors we hold open; 1 is replaced atomically.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }
+}
+
+/// Move this process into cgroup `path` (`/docker-shims`: a leaf of the cgroup v2 tree), made
+/// if missing.
+fn join_cgroup(path: &str) -> std::io::Result<()> {
+    let ok = path.starts_with('/')
+        && path
+            .split('/')
+            .skip(1)
+            .all(|c| !c.is_empty() && c != ".." && c != ".");
+    if !ok {
+        return Err(std::io::Error::other(format!("bad cgroup path {path:?}")));
+    }
+    let dir = Path::new("/sys/fs/cgroup").join(&path[1..]);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("cgroup.procs"), b"0")
 }
 
 /// The container created (not started) and its stdio held.
@@ -361,6 +389,7 @@ mod tests {
             tty: true,
             stdin: true,
             stdin_once: false,
+            cgroup: Some("/docker-shims".into()),
         };
         assert_eq!(Args::parse(&a.to_words()).unwrap(), a);
         assert!(Args::parse(&["--id".into(), "x".into()])
