@@ -118,10 +118,8 @@ i=0; while [ $i -lt N ]; do crun --version >/dev/null; i=$((i+1)); done; d=$(t)
 i=0; while [ $i -lt N ]; do ros container-helper --help >/dev/null 2>&1 || :; i=$((i+1)); done; e=$(t)
 echo "crun $a $b ours $b $c exec $c $d $e""#;
 
-/// `harness bench crun`: start latency of a trivial container through our engine's runtime
-/// (the re-exec'd helper running youki's libcontainer, as PID 1 starts every service) against
-/// Debian's crun run directly, in the same VM, on the same rootfs.
-pub fn crun(n: usize) -> anyhow::Result<()> {
+/// The image with Debian's crun added to its initrd: (image, initrd path, package versions).
+fn crun_image() -> anyhow::Result<(Image, std::path::PathBuf, Vec<String>)> {
     use crate::initrd::{self as ird};
     let img = image::build()?;
     let os_bin = crate::osbin::build()?;
@@ -137,6 +135,83 @@ pub fn crun(n: usize) -> anyhow::Result<()> {
     archive.write_to(&mut raw)?;
     let path = crate::paths::dist_dir().join("initrd-bench-crun.img");
     crate::fsutil::write_atomic(&path, &ird::compress::compress(recipe.compression, &raw)?)?;
+    Ok((img, path, versions))
+}
+
+/// The in-VM comparison for the user engine: `docker run --rm ros/busybox true` through the
+/// console's CLI, the API and the engine (create, attach, wait, start, exit, remove) against
+/// crun run directly, `n` times each; then 50 detached containers (time and memory); the
+/// engine's RSS idle and with the 50.
+const DOCKER_SCRIPT: &str = r#"set -e
+mkdir -p /run/b/rootfs/bin /run/b/rootfs/proc /run/b/rootfs/dev /run/b/rootfs/sys /run/b/rootfs/tmp
+cp /bin/busybox /run/b/rootfs/bin/
+cd /run/b && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/busybox", "true"/' config.json
+i=0; until docker version >/dev/null 2>&1; do sleep 1; i=$((i+1)); [ $i -lt 60 ]; done
+tar -C /usr/share/ros/images -cf /tmp/images.tar . && docker load -i /tmp/images.tar >/dev/null && rm /tmp/images.tar
+crun run --no-pivot -b /run/b w0 && docker run --rm ros/busybox true
+t() { cut -d' ' -f1 /proc/uptime; }
+mem() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }
+rss() { for p in /proc/[0-9]*; do grep -q dockerd $p/cmdline 2>/dev/null && awk '/VmRSS/ {print $2}' $p/status; done | head -1; }
+sleep 2; r0=$(rss)
+a=$(t); i=0; while [ $i -lt N ]; do crun run --no-pivot -b /run/b c$i; i=$((i+1)); done; b=$(t)
+i=0; while [ $i -lt N ]; do docker run --rm ros/busybox true; i=$((i+1)); done; c=$(t)
+m0=$(mem); i=0; while [ $i -lt 50 ]; do docker run -d ros/busybox sleep 10000 >/dev/null; i=$((i+1)); done; d=$(t)
+sleep 2; m1=$(mem); r1=$(rss)
+echo "crun $a $b docker $b $c fifty $c $d mem $m0 $m1 rss $r0 $r1""#;
+
+/// `harness bench docker`: the user engine, end to end in the VM, against crun run directly;
+/// 50 detached containers; the engine's memory.
+pub fn docker(n: usize) -> anyhow::Result<()> {
+    let (img, path, versions) = crun_image()?;
+    let opts = VmOptions::with_image("bench-docker", &img.kernel, &path);
+    let mut vm = Vm::boot(opts)?;
+    vm.expect(READY, BOOT_TIMEOUT)?;
+    let script = DOCKER_SCRIPT.replace("-lt N", &format!("-lt {n}"));
+    eprintln!("[bench] docker: {n} runs each, then 50 detached containers (minutes under TCG)");
+    let (out, rc) = vm.sh(&script, Duration::from_secs(1800))?;
+    let caps = regex::Regex::new(
+        r"crun ([0-9.]+) ([0-9.]+) docker ([0-9.]+) ([0-9.]+) fifty ([0-9.]+) ([0-9.]+) mem (\d+) (\d+) rss (\d+) (\d+)",
+    )?
+    .captures(&out)
+    .filter(|_| rc == 0)
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "the comparison failed ({rc}): {out}
+serial log: {}",
+            vm.log_path().display()
+        )
+    })?;
+    let f = |i: usize| caps[i].parse::<f64>().unwrap_or(f64::NAN);
+    let crun_ms = (f(2) - f(1)) * 1000.0 / n as f64;
+    let docker_ms = (f(4) - f(3)) * 1000.0 / n as f64;
+    println!(
+        "`docker run --rm ros/busybox true` (console CLI, API, engine, shim), mean of {n}, same VM, accel {}",
+        crate::accel::Accel::from_env().qemu_name()
+    );
+    println!("  crun run (Debian, directly)          {crun_ms:7.1} ms");
+    println!("  docker run --rm (ours, end to end)   {docker_ms:7.1} ms");
+    println!("  ratio  {:.2}x   (goal ≤ 1.0x)", docker_ms / crun_ms);
+    let fifty = f(6) - f(5);
+    let per_kb = (f(7) - f(8)) / 50.0;
+    println!(
+        "  50 × docker run -d: {:.1} s, {:.0} ms and {:.0} KiB of MemAvailable a container",
+        fifty,
+        fifty * 1000.0 / 50.0,
+        per_kb
+    );
+    println!(
+        "  ros dockerd RSS: idle {} KiB, with 50 containers {} KiB   (goal idle ≤ 15 MB)",
+        &caps[9], &caps[10]
+    );
+    println!("  packages: {}", versions.join(" "));
+    Ok(())
+}
+
+/// `harness bench crun`: start latency of a trivial container through our engine's runtime
+/// (the re-exec'd helper running youki's libcontainer, as PID 1 starts every service) against
+/// Debian's crun run directly, in the same VM, on the same rootfs.
+pub fn crun(n: usize) -> anyhow::Result<()> {
+    let (img, path, versions) = crun_image()?;
     let opts = VmOptions::with_image("bench-crun", &img.kernel, &path);
     let mut vm = Vm::boot(opts)?;
     vm.expect(READY, BOOT_TIMEOUT)?;

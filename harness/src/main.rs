@@ -67,6 +67,11 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 20)]
         n: usize,
     },
+    /// The user engine: `docker run --rm` end to end against crun, 50 containers, its RSS.
+    Docker {
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+    },
     /// QEMU start to the first successful `ssh true`, beside `[ros] ready`.
     Ssh {
         #[arg(short = 'n', default_value_t = 5)]
@@ -184,6 +189,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Services { n } => harness::bench::services(n)?,
                 BenchCmd::Crun { n } => harness::bench::crun(n)?,
                 BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
+                BenchCmd::Docker { n } => harness::bench::docker(n)?,
             }
         }
     }

@@ -334,6 +334,31 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
 fn restart_policies_and_an_engine_restart_keep_containers_going() {
     let (vm, d) = boot("user_docker_restart");
 
+    // The console's own docker CLI (our code) on the same engine.
+    let out = vm
+        .ssh("docker run --rm ros/busybox sh -c 'echo console-cli; echo err >&2; exit 5'")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "console-cli");
+    assert_eq!(text(&out.stderr).trim(), "err");
+    assert_eq!(
+        vm.ssh_ok("echo through-stdin | docker run -i --rm ros/busybox cat")
+            .unwrap(),
+        "through-stdin"
+    );
+    vm.ssh_ok("docker run -d --name c1 ros/busybox sleep 100")
+        .unwrap();
+    assert!(vm.ssh_ok("docker ps").unwrap().contains(" c1"));
+    let out = vm.ssh("docker rm c1").unwrap();
+    assert!(
+        !out.status.success()
+            && text(&out.stderr).contains("You cannot remove a running container"),
+        "{}",
+        text(&out.stderr)
+    );
+    vm.ssh_ok("docker rm -f c1").unwrap();
+    assert_eq!(d.ok(&["ps", "-aq"], &vm), "");
+
     // on-failure:2: two restarts, then it stays exited with its code.
     d.ok(
         &[

@@ -10,6 +10,7 @@ mod inspect;
 pub mod lifecycle;
 mod logs;
 mod ps;
+mod run;
 mod table;
 
 use client::{Client, ClientError};
@@ -27,6 +28,9 @@ commands:
   inspect NAME…                low-level information as JSON
   load [-i FILE]               load images from a docker save or OCI layout tar (stdin without -i)
   version                      the engine's version
+  run [-d] [-i] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--restart P] IMAGE [CMD…]
+                               create and start a container (user engine)
+  rm [-f] NAME…                remove containers
   system dial-stdio            join stdin and stdout to the engine's socket (docker -H ssh://)";
 
 pub fn main(args: &[String]) -> ExitCode {
@@ -75,6 +79,8 @@ fn run(args: &[String], default_socket: &str) -> ExitCode {
         "inspect" => inspect::inspect(&client, rest),
         "load" => images::load(&client, rest),
         "version" => version(&client),
+        "run" => return run::run(&client, rest),
+        "rm" => run::rm(&client, rest),
         "system" if rest.first().map(String::as_str) == Some("dial-stdio") => {
             dial_stdio::dial_stdio(&client)
         }
