@@ -154,7 +154,7 @@ fn fail(e: &RuntimeError) -> ExitCode {
 }
 
 /// The error and its sources, `: `-joined (libcontainer nests them deeply).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

@@ -360,18 +360,9 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> Result<(), String> {
     Ok(())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let m = s.to_string();
-        if !msg.contains(&m) {
-            msg.push_str(": ");
-            msg.push_str(&m);
-        }
-        src = s.source();
-    }
-    msg
+/// The error and its sources, `: `-joined (libcontainer nests them deeply).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    crate::engine::runtime::helper::error_chain(e)
 }
 
 #[cfg(test)]
