@@ -70,6 +70,30 @@ async fn bad_requests_get_dockers_messages() {
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     assert!(b.contains("No such image: nosuch"), "{b}");
+    // What is not served is refused, not ignored (checked before the image is looked up).
+    for host in [
+        r#"{"Tmpfs":{"/run":"size=1m"}}"#,
+        r#"{"Init":true}"#,
+        r#"{"RestartPolicy":{"Name":"sometimes"}}"#,
+        r#"{"Binds":["relative:/x"]}"#,
+        r#"{"NetworkMode":"mynet"}"#,
+    ] {
+        let body = format!(r#"{{"Image":"nosuch","Cmd":["true"],"HostConfig":{host}}}"#);
+        let (s, _, b) = call(&a, "POST", "/containers/create", &body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{host}: {b}");
+    }
+    let (s, _, b) = call(
+        &a,
+        "POST",
+        "/containers/create?name=-bad",
+        r#"{"Image":"nosuch"}"#,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the image is looked up before the name: {b}"
+    );
     let (s, _, b) = call(&a, "POST", "/containers/create", "{not json").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     let (s, _, b) = call(&a, "GET", "/containers/abc/json", "").await;

@@ -27,6 +27,7 @@ impl Manager {
                 "config cannot be empty in order to create a container".into(),
             ));
         }
+        check_host(&host)?;
         let image = self.store.resolve(&config.image).map_err(|e| match e {
             crate::engine::store::StoreError::NotFound(_) => {
                 ManagerError::NoSuchImage(config.image.clone())
@@ -69,7 +70,6 @@ impl Manager {
                 .entry(v.clone())
                 .or_insert(serde_json::json!({}));
         }
-        check_host(&host)?;
         let id = id::new_id();
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_string();
@@ -161,12 +161,16 @@ fn check_host(h: &HostConfig) -> Result<()> {
             "negative resource limits are not allowed".into(),
         ));
     }
-    for d in h.tmpfs.keys() {
-        if !d.starts_with('/') {
-            return Err(ManagerError::BadRequest(format!(
-                "invalid mount path {d:?}: it must be absolute"
-            )));
-        }
+    // Asked for and not served yet: refused rather than ignored.
+    if !h.tmpfs.is_empty() {
+        return Err(ManagerError::BadRequest(
+            "tmpfs mounts (--tmpfs) are not supported by this engine yet".into(),
+        ));
+    }
+    if h.init == Some(true) {
+        return Err(ManagerError::BadRequest(
+            "--init is not supported by this engine yet".into(),
+        ));
     }
     Ok(())
 }
