@@ -46,6 +46,29 @@ impl LogOptions {
     }
 }
 
+/// The entries of every complete line from the reader's position on; a line still being
+/// written (no newline yet) is left to be read again later. A line that does not parse is
+/// skipped.
+fn complete_entries(r: &mut BufReader<std::fs::File>) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        match r.read_line(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if !buf.ends_with('\n') => {
+                let _ = r.seek_relative(-(n as i64));
+                break;
+            }
+            Ok(_) => {}
+        }
+        if let Ok(e) = serde_json::from_str::<Entry>(buf.trim_end()) {
+            out.push(e);
+        }
+    }
+    out
+}
+
 fn line_of(e: Entry) -> LogLine {
     LogLine {
         stderr: e.stream == "stderr",
@@ -75,26 +98,11 @@ impl Manager {
             let mut reader = file.map(BufReader::new);
             let mut first: VecDeque<LogLine> = VecDeque::new();
             if let Some(r) = reader.as_mut() {
-                let mut buf = String::new();
-                loop {
-                    buf.clear();
-                    match r.read_line(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) if !buf.ends_with('\n') => {
-                            // A line being written: read it again later.
-                            let _ = r.seek_relative(-(n as i64));
-                            break;
-                        }
-                        Ok(_) => {}
-                    }
-                    if let Ok(e) = serde_json::from_str::<Entry>(buf.trim_end()) {
-                        if opts.wants(&e) {
-                            first.push_back(line_of(e));
-                            if let Some(t) = opts.tail {
-                                while first.len() > t {
-                                    first.pop_front();
-                                }
-                            }
+                for e in complete_entries(r).into_iter().filter(|e| opts.wants(e)) {
+                    first.push_back(line_of(e));
+                    if let Some(t) = opts.tail {
+                        while first.len() > t {
+                            first.pop_front();
                         }
                     }
                 }
@@ -120,22 +128,10 @@ impl Manager {
                 }
                 let mut got = false;
                 if let Some(r) = reader.as_mut() {
-                    let mut buf = String::new();
-                    loop {
-                        buf.clear();
-                        match r.read_line(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) if !buf.ends_with('\n') => {
-                                let _ = r.seek_relative(-(n as i64));
-                                break;
-                            }
-                            Ok(_) => {}
-                        }
+                    for e in complete_entries(r) {
                         got = true;
-                        if let Ok(e) = serde_json::from_str::<Entry>(buf.trim_end()) {
-                            if opts.wants(&e) && tx.send(line_of(e)).await.is_err() {
-                                return;
-                            }
+                        if opts.wants(&e) && tx.send(line_of(e)).await.is_err() {
+                            return;
                         }
                     }
                 }
