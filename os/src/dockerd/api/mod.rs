@@ -1,6 +1,7 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
-//! (routes a file per area: `containers`, `attach` (attach and logs streams), `images`,
-//! `json` (records as Docker's JSON), `system` (ping, version, info)).
+//! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
+//! `processes` (pause, unpause, top, stats), `events`, `images`, `json` (records as Docker's
+//! JSON), `system` (ping, version, info)).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
@@ -9,8 +10,12 @@
 
 mod attach;
 mod containers;
+mod events;
+mod exec;
 mod images;
 mod json;
+mod processes;
+mod pty;
 mod system;
 
 use crate::engine::api::{strip_version, ApiError};
@@ -92,6 +97,15 @@ fn router(api: Arc<Api>) -> Router {
         .route("/containers/{id}/resize", post(containers::resize))
         .route("/containers/{id}/attach", post(attach::attach))
         .route("/containers/{id}/logs", get(attach::logs))
+        .route("/containers/{id}/pause", post(processes::pause))
+        .route("/containers/{id}/unpause", post(processes::unpause))
+        .route("/containers/{id}/top", get(processes::top))
+        .route("/containers/{id}/stats", get(processes::stats))
+        .route("/events", get(events::events))
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}", delete(containers::remove))
         .route("/containers/prune", post(containers::prune))
         .route("/images/json", get(images::list))

@@ -214,7 +214,7 @@ pub async fn start<E: Engine>(
 /// `101 Switching Protocols`, and a task that writes what the channel carries to the upgraded
 /// connection, then closes it (the client reads to EOF); what the client sends on it goes to
 /// the command's stdin, which is closed when the client half-closes.
-fn upgraded(
+pub(crate) fn upgraded(
     on_upgrade: hyper::upgrade::OnUpgrade,
     stdin: Option<std::os::fd::OwnedFd>,
 ) -> (tokio::sync::mpsc::Sender<Bytes>, Response) {
@@ -259,7 +259,7 @@ fn upgraded(
 
 /// Copy one pipe into frames (or drain it unseen when not attached, so the process never blocks
 /// on a full pipe).
-async fn pump(
+pub(crate) async fn pump(
     pipe: std::io::Result<tokio::net::unix::pipe::Receiver>,
     kind: StreamKind,
     attached: bool,

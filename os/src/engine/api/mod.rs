@@ -17,7 +17,7 @@
 mod containers;
 pub mod engine;
 pub mod error;
-mod exec;
+pub(crate) mod exec;
 pub mod extract;
 mod images;
 pub mod server;

@@ -9,6 +9,8 @@ pub enum ManagerError {
     NoSuchContainer(String),
     #[error("multiple containers found with provided prefix: {0}")]
     Ambiguous(String),
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
     #[error("No such image: {0}")]
     NoSuchImage(String),
     /// 409.
@@ -46,7 +48,9 @@ impl ManagerError {
     pub fn status(&self) -> u16 {
         use crate::engine::store::StoreError;
         match self {
-            ManagerError::NoSuchContainer(_) | ManagerError::NoSuchImage(_) => 404,
+            ManagerError::NoSuchContainer(_)
+            | ManagerError::NoSuchImage(_)
+            | ManagerError::NoSuchExec(_) => 404,
             ManagerError::Ambiguous(_) | ManagerError::BadRequest(_) => 400,
             ManagerError::Conflict(_) => 409,
             ManagerError::NotModified(_) => 304,

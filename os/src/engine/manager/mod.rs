@@ -16,27 +16,34 @@
 //!   cgroup parent and store ([`Config`]).
 //!
 //! A file per verb: `create`, `start`, `stop` (stop, kill, restart), `wait`, `remove`,
-//! `logs`, `attach` (attach, resize), `restore` (at engine start), `exit` (what happens when
+//! `logs`, `attach` (attach, resize), `exec`, `pause` (pause, unpause),
+//! `top`, `stats`, `restore` (at engine start), `exit` (what happens when
 //! a container ends: record, restart policy, auto-remove), `shim_client`.
 
 mod attach;
 mod create;
 pub mod error;
+mod exec;
 mod exit;
 pub mod id;
 pub mod logs;
+mod pause;
 pub mod record;
 mod remove;
 mod restore;
 mod shim_client;
 mod start;
+pub mod stats;
 mod stop;
+mod top;
 mod wait;
 
 pub use create::CreateRequest;
 pub use error::ManagerError;
+pub use exec::{ExecConfig, ExecInfo, ExecIo, ExecStarted};
 pub use logs::LogOptions;
 pub use record::{Config as ContainerConfig, HostConfig, Lifecycle, Record};
+pub use top::TITLES as TOP_TITLES;
 pub use wait::WaitCondition;
 
 use crate::engine::store::Store;
@@ -71,9 +78,14 @@ pub struct Event {
     pub image: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// The container's labels (Docker puts them among an event's attributes).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Unix nanoseconds.
     pub time: i128,
 }
+
+/// How many past events are kept for `GET /events?since=…`.
+const HISTORY: usize = 1024;
 
 struct Entry {
     rec: Record,
@@ -91,7 +103,9 @@ pub struct Manager {
     cfg: Config,
     pub store: Store,
     inner: Mutex<HashMap<String, Entry>>,
+    execs: Mutex<HashMap<String, exec::Exec>>,
     events: tokio::sync::broadcast::Sender<Event>,
+    history: Mutex<std::collections::VecDeque<Event>>,
 }
 
 impl Manager {
@@ -107,7 +121,9 @@ impl Manager {
             cfg,
             store,
             inner: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
             events,
+            history: Mutex::new(std::collections::VecDeque::new()),
         }))
     }
 
@@ -141,21 +157,40 @@ impl Manager {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Events as they happen.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.events.subscribe()
+    /// The events kept from the past (oldest first, at most [`HISTORY`]), and those to come.
+    /// Subscribed before the past is read: an event in both has the same time and is skipped
+    /// by a reader that goes on from the last past event's time.
+    pub fn subscribe(&self) -> (Vec<Event>, tokio::sync::broadcast::Receiver<Event>) {
+        let rx = self.events.subscribe();
+        let past = self
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        (past, rx)
     }
 
     fn emit(&self, rec: &Record, action: &str, exit_code: Option<i32>, signal: Option<i32>) {
-        let _ = self.events.send(Event {
+        let ev = Event {
             action: action.to_string(),
             id: rec.id.clone(),
             name: rec.name.clone(),
             image: rec.config.image.clone(),
             exit_code,
             signal,
+            labels: rec.config.labels.clone(),
             time: record::now(),
-        });
+        };
+        {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            if h.len() >= HISTORY {
+                h.pop_front();
+            }
+            h.push_back(ev.clone());
+        }
+        let _ = self.events.send(ev);
     }
 
     /// The id of the container `name_or_id` names: a full id, a name (`/name` too), or an

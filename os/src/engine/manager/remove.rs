@@ -56,6 +56,7 @@ impl Manager {
             return Err(ManagerError::io(&self.dir(&id), e));
         }
         self.lock().remove(&id);
+        self.forget_execs(&id);
         self.emit(&rec, "destroy", None, None);
         tracing::info!(id, name = %rec.name, "removed");
         Ok(())

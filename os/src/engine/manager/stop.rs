@@ -1,4 +1,5 @@
-//! `stop` (the stop signal, then KILL at the deadline), `kill` (one signal), `restart`.
+//! `stop` (the stop signal, then KILL at the deadline), `kill` (one signal), `restart`. A
+//! paused container is thawed after its stop signal (and after KILL), so it can act on it.
 //! A stop waits on the record's change channel with a deadline; nothing blocks a thread.
 
 use super::record::Lifecycle;
@@ -51,6 +52,7 @@ impl Manager {
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         let shim = self.shim_dir(&id);
         let _ = shim_client::call(&shim, &Request::Kill { signal: sig }).await;
+        self.thaw_after_signal(&id).await;
         let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
         if !self.until_stopped(&id, limit).await {
             tracing::info!(id, timeout = t, "did not stop in time: KILL");
@@ -81,6 +83,10 @@ impl Manager {
         };
         self.update(&id, |r| r.state.stopped_by_user = true)?;
         shim_client::call_ok(&self.shim_dir(&id), &Request::Kill { signal: sig }).await?;
+        if sig == libc::SIGKILL {
+            // A frozen task dies of KILL all the same; thawing keeps the record in step.
+            self.thaw_after_signal(&id).await;
+        }
         self.emit(&rec, "kill", None, Some(sig));
         Ok(())
     }

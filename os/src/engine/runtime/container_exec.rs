@@ -22,6 +22,13 @@
 //!
 //! The helper's stdout and stderr are the command's, so errors go to stderr as text and the exit
 //! code says what failed, as Docker's: 126 cannot run it, 127 not found.
+//!
+//! With `--tty` the command gets a terminal of the container's own: after step 4 the helper
+//! opens a pty on the container's `/dev/ptmx` (its devpts instance, so `tty` names a
+//! `/dev/pts/N` that exists in there), sends the master to the engine over its stdin, which
+//! is then a unix socket (SCM_RIGHTS), and runs the command in a new session with the pty's
+//! slave as its controlling terminal and stdio. The helper's own stderr moves to the slave
+//! too, so what it says about a command that cannot run shows on that terminal.
 
 use super::error::RuntimeError;
 use nix::sched::{setns, CloneFlags};
@@ -43,6 +50,8 @@ pub(super) struct ExecArgs {
     pub cmd: Vec<String>,
     /// The container's `config.json`, whose `linux.seccomp` the command runs under.
     pub seccomp_from: Option<std::path::PathBuf>,
+    /// Make a pty in the container and send its master over stdin (a unix socket).
+    pub tty: bool,
 }
 
 /// Exit code when the command cannot be run at all.
@@ -106,6 +115,20 @@ pub(super) fn exec(a: &ExecArgs) -> Result<i32, RuntimeError> {
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear().envs(env);
     let mut privs = privs;
+    if a.tty {
+        let slave = terminal()?;
+        let io = |f: &std::os::fd::OwnedFd| {
+            f.try_clone()
+                .map(std::process::Stdio::from)
+                .map_err(|e| RuntimeError::Spec(format!("pty: {e}")))
+        };
+        cmd.stdin(io(&slave)?)
+            .stdout(io(&slave)?)
+            .stderr(io(&slave)?);
+        // From here on what this helper says goes to the terminal.
+        nix::unistd::dup2_stderr(&slave).map_err(|e| RuntimeError::Spec(format!("pty: {e}")))?;
+        privs.session = true;
+    }
     if let Some(u) = &a.user {
         privs.user = Some(user_ids(
             u,
@@ -148,6 +171,8 @@ struct Privileges {
     /// Run as (uid, gid) instead of root: set here, after the bounding set is dropped (which
     /// needs root's CAP_SETPCAP), not by `Command::uid`, which would come first.
     user: Option<(u32, u32)>,
+    /// Start a session whose controlling terminal is stdin (a pty's slave).
+    session: bool,
 }
 
 impl Privileges {
@@ -165,6 +190,7 @@ impl Privileges {
             bounding,
             no_new_privs: field("NoNewPrivs") == Some("1"),
             user: None,
+            session: false,
         })
     }
 
@@ -172,6 +198,13 @@ impl Privileges {
     /// process's capabilities after exec are its bounding set), switch user, then
     /// `no_new_privs`.
     fn apply(self) -> std::io::Result<()> {
+        if self.session {
+            // SAFETY: setsid and ioctl(TIOCSCTTY) with an integer argument touch no memory.
+            let ok = unsafe { libc::setsid() >= 0 && libc::ioctl(0, libc::TIOCSCTTY, 0) == 0 };
+            if !ok {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         for cap in 0..64u64 {
             if self.bounding & (1 << cap) != 0 {
                 continue;
@@ -205,6 +238,36 @@ impl Privileges {
         }
         Ok(())
     }
+}
+
+/// A pty on the container's `/dev/ptmx` (we are chrooted in it): the master goes to the engine
+/// over stdin (a unix socket), the slave is returned.
+fn terminal() -> Result<std::os::fd::OwnedFd, RuntimeError> {
+    use nix::fcntl::OFlag;
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let pty = |what: &str, e: nix::Error| RuntimeError::Spec(format!("pty: {what}: {e}"));
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| pty("open /dev/ptmx", e))?;
+    nix::pty::grantpt(&master).map_err(|e| pty("grantpt", e))?;
+    nix::pty::unlockpt(&master).map_err(|e| pty("unlockpt", e))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| pty("ptsname", e))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| pty(&name, e))?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        0,
+        &[std::io::IoSlice::new(b"m")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| pty("sending the master on stdin", e))?;
+    Ok(slave)
 }
 
 fn read(p: &Path) -> Result<String, RuntimeError> {
@@ -292,6 +355,7 @@ mod tests {
                 bounding: 0xa80425fb,
                 no_new_privs: true,
                 user: None,
+                session: false,
             }
         );
         assert!(Privileges::parse("Name:\tx\n").is_err());

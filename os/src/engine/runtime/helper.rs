@@ -7,7 +7,7 @@
 //! ros container-helper [--root DIR] kill   --id ID [--signal SIG] [--all]
 //! ros container-helper [--root DIR] delete --id ID [--force]
 //! ros container-helper [--root DIR] state  --id ID
-//! ros container-helper exec --pid PID [--seccomp-from CONFIG.JSON] [--env K=V]… [--user U] [--cwd DIR] -- CMD [ARG…]
+//! ros container-helper exec --pid PID [--seccomp-from CONFIG.JSON] [--env K=V]… [--user U] [--cwd DIR] [--tty] -- CMD [ARG…]
 //! ros container-helper [--root DIR] run    --id ID --rootfs DIR [spec flags] [--detach] [--timing] -- CMD [ARG…]
 //!   spec flags: --env K=V  --cwd DIR  --hostname H  --host-ns pid,mount,uts,ipc,net  --cgroupns
 //!               --privileged  --cap-add CAP  --cap-drop CAP  --bind SRC:DST[:ro]  --read-only
@@ -93,6 +93,7 @@ fn parse_exec(args: &mut Args) -> Result<ExecArgs, RuntimeError> {
             "--env" => a.env.push(args.value(f)?.to_string()),
             "--user" => a.user = Some(args.value(f)?.to_string()),
             "--cwd" => a.cwd = Some(args.value(f)?.to_string()),
+            "--tty" => a.tty = true,
             "--" => break,
             other => return Err(unknown(other)),
         }
