@@ -9,152 +9,10 @@
 //! the system's are disjoint sets, a user container's cgroup is `/docker/<id>`, and it sees
 //! neither the system engine's socket nor its store.
 
-use harness::ssh::Key;
-use harness::vm::{Vm, VmOptions};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BOOT: Duration = Duration::from_secs(180);
-
-/// This machine's docker CLI, pointed at the VM over SSH with the VM's key.
-struct Docker {
-    host: String,
-    path: String,
-    config: tempfile::TempDir,
-    _bin: tempfile::TempDir,
-}
-
-impl Docker {
-    fn new(vm: &Vm, key: &Key) -> Docker {
-        let cli = Command::new("docker").arg("--version").output();
-        assert!(
-            cli.is_ok_and(|o| o.status.success()),
-            "the docker CLI is missing: `cargo harness setup` installs docker.io"
-        );
-        let port = vm.port(22).expect("port 22 forwarded");
-        let bin = tempfile::tempdir().unwrap();
-        let known = bin.path().join("known_hosts");
-        // The CLI runs plain `ssh`: a wrapper adds the VM's key and host-key policy.
-        let wrapper = bin.path().join("ssh");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\nexec /usr/bin/ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes \
-                 -o StrictHostKeyChecking=no -o UserKnownHostsFile={} -o LogLevel=ERROR \"$@\"\n",
-                key.private.display(),
-                known.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = format!(
-            "{}:{}",
-            bin.path().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        Docker {
-            host: format!("ssh://rancher@127.0.0.1:{port}"),
-            path,
-            config: tempfile::tempdir().unwrap(),
-            _bin: bin,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.args(["-H", &self.host])
-            .args(args)
-            .env("PATH", &self.path)
-            .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_CONTEXT");
-        c
-    }
-
-    /// Run with `input` on stdin.
-    fn run_with(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker runs");
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        out
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("docker runs")
-    }
-
-    /// Must succeed: its stdout, trimmed.
-    fn ok(&self, args: &[&str], vm: &Vm) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?} failed ({}):\n{}{}\nserial log: {}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            vm.log_path().display()
-        );
-        text(&out.stdout).trim().to_string()
-    }
-
-    /// `docker inspect -f FORMAT NAME`.
-    fn inspect(&self, format: &str, name: &str, vm: &Vm) -> String {
-        self.ok(&["inspect", "-f", format, name], vm)
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < within, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn boot(name: &str) -> (Vm, Docker) {
-    let key = Key::generate(name).unwrap();
-    let vm = Vm::boot_ready(VmOptions::new(name).unwrap().ssh_key(&key), BOOT).unwrap();
-    vm.wait_ssh(BOOT).unwrap();
-    let d = Docker::new(&vm, &key);
-    // The docker service may still be starting.
-    until("the user engine answers", Duration::from_secs(60), || {
-        d.run(&["version", "--format", "{{.Server.APIVersion}}"])
-            .status
-            .success()
-    });
-    // The test image: the initrd's own images (ros/busybox among them), as a tar from the VM.
-    let tar = vm.ssh("tar -C /usr/share/ros/images -cf - .").unwrap();
-    assert!(tar.status.success(), "{}", text(&tar.stderr));
-    let loaded = d.run_with(&["load"], &tar.stdout);
-    assert!(
-        loaded.status.success()
-            && text(&loaded.stdout).contains("Loaded image: ros/busybox:latest"),
-        "{}{}",
-        text(&loaded.stdout),
-        text(&loaded.stderr)
-    );
-    (vm, d)
-}
+use harness::docker_cli::{boot, text, until};
+use harness::vm::Vm;
+use std::process::Stdio;
+use std::time::Duration;
 
 #[test]
 fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
@@ -435,4 +293,284 @@ fn restart_policies_and_an_engine_restart_keep_containers_going() {
     // Stopped by the user: `always` does not bring it back.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(d.inspect("{{.State.Status}}", "steady", &vm), "exited");
+}
+
+/// The VM's clock, in unix seconds (the engine stamps events with it).
+fn vm_now(vm: &Vm) -> u64 {
+    vm.ssh_ok("date +%s").unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn exec_top_stats_pause_and_events_on_a_running_container() {
+    let (vm, d) = boot("user_docker_exec");
+    let since = vm_now(&vm).to_string();
+    let id = d.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "-e",
+            "FROM_RUN=1",
+            "ros/busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 1; done",
+        ],
+        &vm,
+    );
+
+    // Exec: in the container's pid namespace, with its environment; streams kept apart.
+    assert_eq!(
+        d.ok(
+            &[
+                "exec",
+                "box",
+                "sh",
+                "-c",
+                "echo $FROM_RUN; tr '\\0' ' ' < /proc/1/cmdline"
+            ],
+            &vm
+        ),
+        "1\nsh -c trap 'exit 0' TERM; while true; do sleep 1; done"
+    );
+    let out = d.run(&["exec", "box", "sh", "-c", "echo o; echo e >&2; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "o");
+    assert_eq!(text(&out.stderr).trim(), "e");
+    let out = d.run_with(
+        &["exec", "-i", "box", "sh", "-c", "cat; echo done"],
+        b"hello\n",
+    );
+    assert_eq!(text(&out.stdout), "hello\ndone\n", "{}", text(&out.stderr));
+    assert_eq!(
+        d.ok(
+            &[
+                "exec",
+                "-u",
+                "1000:1000",
+                "-w",
+                "/tmp",
+                "-e",
+                "X=y",
+                "box",
+                "sh",
+                "-c",
+                "id -u; id -g; pwd; echo $X",
+            ],
+            &vm
+        ),
+        "1000\n1000\n/tmp\ny"
+    );
+    // A terminal of the container's own.
+    let out = d.run(&[
+        "exec",
+        "-t",
+        "box",
+        "sh",
+        "-c",
+        "tty; test -t 0 && echo is-a-tty",
+    ]);
+    let t = text(&out.stdout);
+    assert!(out.status.success(), "{t}{}", text(&out.stderr));
+    assert!(
+        t.starts_with("/dev/pts/") && t.contains("is-a-tty"),
+        "{t:?}"
+    );
+    // What cannot run.
+    let out = d.run(&["exec", "box", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no-such-command"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Detached.
+    d.ok(
+        &[
+            "exec",
+            "-d",
+            "box",
+            "sh",
+            "-c",
+            "sleep 1; touch /tmp/detached",
+        ],
+        &vm,
+    );
+    until("the detached exec ran", Duration::from_secs(20), || {
+        d.run(&["exec", "box", "test", "-e", "/tmp/detached"])
+            .status
+            .success()
+    });
+
+    // Top: ps -ef's columns from /proc.
+    let top = d.ok(&["top", "box"], &vm);
+    let header: Vec<&str> = top.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "{top}"
+    );
+    assert!(
+        top.lines()
+            .any(|l| l.starts_with("root") && l.contains("sh -c trap")),
+        "{top}"
+    );
+    let pid = d.inspect("{{.State.Pid}}", "box", &vm);
+    assert!(
+        top.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(pid.as_str())),
+        "{top}"
+    );
+
+    // Stats: memory and pids from the container's cgroup.
+    let stats = d.ok(
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}|{{.MemUsage}}|{{.PIDs}}|{{.CPUPerc}}",
+            "box",
+        ],
+        &vm,
+    );
+    let f: Vec<&str> = stats.split('|').collect();
+    assert_eq!(f.len(), 4, "{stats}");
+    assert_eq!(f[0], "box", "{stats}");
+    assert!(
+        f[1].contains(" / ") && !f[1].starts_with("0B"),
+        "memory: {stats}"
+    );
+    let pids: u32 = f[2].parse().unwrap_or(0);
+    assert!(pids >= 1, "pids: {stats}");
+    assert!(f[3].ends_with('%'), "cpu: {stats}");
+
+    // Pause: the cgroup is frozen, exec is refused, ps says so; unpause thaws it.
+    d.ok(&["pause", "box"], &vm);
+    assert_eq!(
+        d.inspect(
+            "{{.State.Status}} {{.State.Paused}} {{.State.Running}}",
+            "box",
+            &vm
+        ),
+        "paused true true"
+    );
+    let events = vm
+        .ssh_ok(&format!("cat /sys/fs/cgroup/docker/{id}/cgroup.events"))
+        .unwrap();
+    assert!(events.lines().any(|l| l == "frozen 1"), "{events}");
+    let ps = d.ok(&["ps", "--format", "{{.Names}} {{.Status}}"], &vm);
+    assert!(ps.contains("(Paused)"), "{ps}");
+    let out = d.run(&["exec", "box", "true"]);
+    assert!(
+        text(&out.stderr).contains("is paused, unpause the container before exec"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = d.run(&["pause", "box"]);
+    assert!(
+        text(&out.stderr).contains("is already paused"),
+        "{}",
+        text(&out.stderr)
+    );
+    d.ok(&["unpause", "box"], &vm);
+    assert_eq!(d.inspect("{{.State.Status}}", "box", &vm), "running");
+    assert_eq!(d.ok(&["exec", "box", "echo", "thawed"], &vm), "thawed");
+
+    // Live events: a reader started now sees the next start as it happens.
+    let mut live = d
+        .cmd(&[
+            "events",
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    d.ok(
+        &["run", "--rm", "--name", "blip", "ros/busybox", "true"],
+        &vm,
+    );
+    let mut live_out = live.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(&mut live_out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30));
+    let _ = live.kill();
+    let _ = live.wait();
+    assert_eq!(line.as_deref().map(str::trim), Ok("start blip"));
+
+    // A stop of a paused container: the TERM trap runs once it is thawed.
+    d.ok(&["pause", "box"], &vm);
+    d.ok(&["stop", "-t", "20", "box"], &vm);
+    assert_eq!(
+        d.inspect("{{.State.Status}} {{.State.ExitCode}}", "box", &vm),
+        "exited 0"
+    );
+    let out = d.run(&["exec", "box", "true"]);
+    assert!(
+        text(&out.stderr).contains("is not running"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The past, replayed: since/until bound it, Docker's names and attributes.
+    let until_t = (vm_now(&vm) + 1).to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    let past = d.ok(
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until_t,
+            "--filter",
+            "container=box",
+            "--format",
+            "{{json .}}",
+        ],
+        &vm,
+    );
+    let actions: Vec<String> = past
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let code = v["Actor"]["Attributes"]["exitCode"].as_str().unwrap_or("");
+            format!(
+                "{} {} {code}",
+                v["Type"].as_str().unwrap(),
+                v["Action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "container create ",
+        "container start ",
+        "container pause ",
+        "container unpause ",
+        "container die 0",
+        "container stop ",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want:?} not in:\n{past}"
+        );
+    }
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("container exec_start: sh -c")),
+        "{past}"
+    );
+    assert!(!past.contains("blip"), "{past}");
+    d.ok(&["rm", "box"], &vm);
 }
