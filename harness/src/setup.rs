@@ -34,7 +34,52 @@ const BUILD_PACKAGES: &[&str] = &[
     "e2fsprogs",
     // Tests: the reference Docker Engine and a docker CLI (tests/images.rs, the API's CLI test).
     "docker.io",
+    // Tests: `docker-compose up` against the user engine (tests/user_docker_clients.rs).
+    "docker-compose",
+    // Debian's python3-docker imports paramiko for ssh:// even when it shells out to ssh.
+    "python3-paramiko",
 ];
+
+/// The Python `docker` library the client test drives the user engine with (the issue's
+/// target: 7.x from PyPI), installed into the cache, not into the machine's Python. `[ssh]`:
+/// its ssh:// adapter imports paramiko even when it shells out to `ssh`.
+pub const PYTHON_DOCKER: &str = "docker[ssh]==7.1.0";
+
+/// Where [`PYTHON_DOCKER`] is installed (a `PYTHONPATH` entry).
+pub fn python_docker_dir() -> std::path::PathBuf {
+    crate::paths::cache_dir()
+        .join("python")
+        .join(PYTHON_DOCKER.replace("[ssh]==", "-ssh-"))
+}
+
+/// Install [`PYTHON_DOCKER`] (and what it needs) with pip into [`python_docker_dir`] unless
+/// it is there. Written to a temporary directory and renamed, so a broken install is never
+/// taken for a finished one.
+pub fn ensure_python_docker() -> anyhow::Result<()> {
+    let dir = python_docker_dir();
+    if dir.join("docker").join("__init__.py").exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().context("python dir has a parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = parent.join(format!(".tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("[setup] pip install {PYTHON_DOCKER}");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&tmp)
+        .arg(PYTHON_DOCKER))?;
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    Ok(())
+}
 
 /// For a test that needs a tool `harness setup` installs: outside CI a missing tool skips the
 /// test with a note (a developer's machine may lack it); under `CI=true` it is a failure, so a
@@ -95,7 +140,7 @@ pub fn ensure_host() -> anyhow::Result<()> {
     let mut miss = missing()?;
     let needs_lists = candidate("busybox-static").is_none();
     if miss.is_empty() && !needs_lists {
-        return Ok(());
+        return ensure_python_docker();
     }
     if !is_root() {
         let mut msg = String::from("missing host packages; run as root:\n");
@@ -130,7 +175,7 @@ pub fn ensure_host() -> anyhow::Result<()> {
     if !still.is_empty() {
         bail!("still missing after apt-get install: {}", still.join(" "));
     }
-    Ok(())
+    ensure_python_docker()
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
