@@ -4,3 +4,4 @@ pub mod rootfs;
 pub mod runtime;
 pub mod shim;
 pub mod store;
+pub mod volume;

@@ -59,3 +59,28 @@ fn is_mounted(p: &Path) -> bool {
 fn with_path(p: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
 }
+
+/// Fill a new volume `volume` with what the image has at `path` (Docker copies an image's
+/// content into a volume that is empty when first mounted). The image's tree is untrusted:
+/// `path` is resolved inside `rootfs` without leaving it (pathrs), and the copy never follows
+/// a symlink nor crosses into another filesystem. Nothing at `path`, or not a directory:
+/// nothing to copy.
+pub fn copy_up(rootfs: &Path, path: &str, volume: &Path) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let root = pathrs::Root::open(rootfs).map_err(|e| format!("{}: {e}", rootfs.display()))?;
+    let Ok(handle) = root.resolve(Path::new(path)) else {
+        return Ok(());
+    };
+    let Ok(dir) =
+        handle.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+    else {
+        return Ok(());
+    };
+    let from = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let dev = std::fs::metadata(&from)
+        .map(|m| m.dev())
+        .map_err(|e| format!("{path}: {e}"))?;
+    crate::init::switch_root::copy_tree(&from, volume, dev, &mut Default::default())
+        .map_err(|e| format!("{e:#}"))
+}

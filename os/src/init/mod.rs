@@ -19,7 +19,7 @@ pub mod shutdown;
 mod state;
 mod steps;
 mod supervisor;
-mod switch_root;
+pub(crate) mod switch_root;
 mod sysctl;
 
 use crate::config::Config;

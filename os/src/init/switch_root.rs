@@ -128,7 +128,7 @@ fn switch() -> anyhow::Result<()> {
 /// Copy the directory `from` into `to` (an existing directory), entries of other filesystems
 /// (mount points) and `to` itself left out. Symlinks are copied as links, never followed; hard
 /// links stay hard links (`links`: (dev, ino) of the source → its copy).
-pub(super) fn copy_tree(
+pub(crate) fn copy_tree(
     from: &Path,
     to: &Path,
     dev: u64,

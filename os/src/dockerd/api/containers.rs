@@ -84,7 +84,7 @@ pub async fn list(
         if !matches(&r, &filters)? {
             continue;
         }
-        out.push(json::row(&r));
+        out.push(json::row(&api.mgr, &r));
         if q.limit.is_some_and(|l| l > 0 && out.len() as i64 >= l) {
             break;
         }
@@ -288,8 +288,10 @@ pub async fn remove(
     if truthy(&q.link) {
         return Err(ApiError::bad_request("links are not supported yet"));
     }
-    let _ = truthy(&q.v); // no volumes yet: nothing else to remove
-    api.mgr.remove(&id, truthy(&q.force)).await.map_err(err)?;
+    api.mgr
+        .remove(&id, truthy(&q.force), truthy(&q.v))
+        .await
+        .map_err(err)?;
     Ok(no_content())
 }
 
@@ -299,7 +301,7 @@ pub async fn prune(axum::extract::State(api): St) -> Result<Json<Value>, ApiErro
         if r.state.status.is_running() || r.state.status == Lifecycle::Restarting {
             continue;
         }
-        if api.mgr.remove(&r.id, false).await.is_ok() {
+        if api.mgr.remove(&r.id, false, false).await.is_ok() {
             deleted.push(r.id);
         }
     }

@@ -38,27 +38,58 @@ fn network_mode(r: &Record) -> &str {
     }
 }
 
-fn mounts(r: &Record) -> Vec<Value> {
-    r.host
-        .binds
-        .iter()
-        .map(|b| {
-            let parts: Vec<&str> = b.split(':').collect();
-            let mode = parts.get(2).copied().unwrap_or("");
-            json!({
-                "Type": "bind",
-                "Source": parts.first().copied().unwrap_or(""),
-                "Destination": parts.get(1).copied().unwrap_or(""),
-                "Mode": mode,
-                "RW": mode != "ro",
-                "Propagation": "rprivate",
+fn mounts(m: &Manager, r: &Record) -> Vec<Value> {
+    if r.mounts.is_empty() {
+        // A record from before volumes: its binds.
+        return r
+            .host
+            .binds
+            .iter()
+            .map(|b| {
+                let parts: Vec<&str> = b.split(':').collect();
+                let mode = parts.get(2).copied().unwrap_or("");
+                json!({
+                    "Type": "bind",
+                    "Source": parts.first().copied().unwrap_or(""),
+                    "Destination": parts.get(1).copied().unwrap_or(""),
+                    "Mode": mode,
+                    "RW": mode != "ro",
+                    "Propagation": "rprivate",
+                })
             })
+            .collect();
+    }
+    r.mounts
+        .iter()
+        .map(|p| {
+            let mode = if p.rw { "" } else { "ro" };
+            if p.kind == "volume" {
+                json!({
+                    "Type": "volume",
+                    "Name": p.name,
+                    "Source": m.volumes.data_dir(&p.name),
+                    "Destination": p.destination,
+                    "Driver": "local",
+                    "Mode": mode,
+                    "RW": p.rw,
+                    "Propagation": "",
+                })
+            } else {
+                json!({
+                    "Type": "bind",
+                    "Source": p.source,
+                    "Destination": p.destination,
+                    "Mode": mode,
+                    "RW": p.rw,
+                    "Propagation": "rprivate",
+                })
+            }
         })
         .collect()
 }
 
 /// One row of `docker ps`.
-pub fn row(r: &Record) -> Value {
+pub fn row(m: &Manager, r: &Record) -> Value {
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],
@@ -72,7 +103,7 @@ pub fn row(r: &Record) -> Value {
         "Status": status_text(r),
         "HostConfig": { "NetworkMode": network_mode(r) },
         "NetworkSettings": { "Networks": {} },
-        "Mounts": mounts(r),
+        "Mounts": mounts(m, r),
     })
 }
 
@@ -131,7 +162,7 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
                 "WorkDir": dir.join("work"),
             },
         },
-        "Mounts": mounts(r),
+        "Mounts": mounts(m, r),
         "Config": config,
         "NetworkSettings": {
             "Bridge": "",

@@ -1,13 +1,14 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
 //! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
-//! `processes` (pause, unpause, top, stats), `events`, `images`, `json` (records as Docker's
-//! JSON), `system` (ping, version, info)).
+//! `processes` (pause, unpause, top, stats), `archive` (`docker cp`), `events`, `images`,
+//! `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info)).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
 //! to [`API_VERSION`] from `/_ping`. Errors are Docker's `{"message": …}` with its status
 //! codes.
 
+mod archive;
 mod attach;
 mod containers;
 mod events;
@@ -17,6 +18,7 @@ mod json;
 mod processes;
 mod pty;
 mod system;
+mod volumes;
 
 use crate::engine::api::{strip_version, ApiError};
 use crate::engine::manager::{Manager, ManagerError};
@@ -102,12 +104,23 @@ fn router(api: Arc<Api>) -> Router {
         .route("/containers/{id}/top", get(processes::top))
         .route("/containers/{id}/stats", get(processes::stats))
         .route("/events", get(events::events))
+        .route(
+            "/containers/{id}/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}", delete(containers::remove))
         .route("/containers/prune", post(containers::prune))
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).delete(volumes::remove),
+        )
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route(

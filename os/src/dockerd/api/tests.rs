@@ -75,7 +75,9 @@ async fn bad_requests_get_dockers_messages() {
         r#"{"Tmpfs":{"/run":"size=1m"}}"#,
         r#"{"Init":true}"#,
         r#"{"RestartPolicy":{"Name":"sometimes"}}"#,
-        r#"{"Binds":["relative:/x"]}"#,
+        r#"{"Binds":["bad$name:/x"]}"#,
+        r#"{"Binds":["data:relative"]}"#,
+        r#"{"Mounts":[{"Type":"tmpfs","Target":"/t"}]}"#,
         r#"{"NetworkMode":"mynet"}"#,
     ] {
         let body = format!(r#"{{"Image":"nosuch","Cmd":["true"],"HostConfig":{host}}}"#);

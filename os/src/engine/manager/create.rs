@@ -1,7 +1,8 @@
 //! `create`: a record, no process. The image is resolved now (its ID is kept: a later tag of
 //! the same name to another image does not change the container), its config fills what the
-//! request left out (Cmd, Entrypoint, Env, WorkingDir, User, StopSignal, Volumes), and the name
-//! is checked unique under the lock that inserts it.
+//! request left out (Cmd, Entrypoint, Env, WorkingDir, User, StopSignal, Volumes), its mounts
+//! are resolved (volumes made: see `mounts`), and the name is checked unique under the lock that
+//! inserts it.
 
 use super::record::{self, Config, HostConfig, Record, State};
 use super::{id, Entry, Manager, ManagerError, Result};
@@ -70,6 +71,12 @@ impl Manager {
                 .entry(v.clone())
                 .or_insert(serde_json::json!({}));
         }
+        let (mounts, made) = self.resolve_mounts(&config, &host)?;
+        let forget = |m: &Manager| {
+            for v in &made {
+                let _ = m.volumes.remove(v);
+            }
+        };
         let id = id::new_id();
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_string();
@@ -78,11 +85,13 @@ impl Manager {
         let name = match name.map(|n| n.trim_start_matches('/').to_string()) {
             Some(n) if !n.is_empty() => {
                 if !id::valid_name(&n) {
+                    forget(self);
                     return Err(ManagerError::BadRequest(format!(
                         "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
                     )));
                 }
                 if let Some(other) = map.values().find(|e| e.rec.name == n) {
+                    forget(self);
                     return Err(ManagerError::Conflict(format!(
                         "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
                         other.rec.id
@@ -100,11 +109,16 @@ impl Manager {
             config,
             host,
             state: State::default(),
+            mounts,
         };
         let dir = self.dir(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| ManagerError::io(&dir, e))?;
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            forget(self);
+            return Err(ManagerError::io(&dir, e));
+        }
         if let Err(e) = rec.save(&dir) {
             let _ = std::fs::remove_dir_all(&dir);
+            forget(self);
             return Err(ManagerError::io(&dir, e));
         }
         let (changed, _) = tokio::sync::watch::channel(0);
@@ -127,9 +141,7 @@ impl Manager {
 /// What `start` would refuse anyway, refused at create (Docker checks mounts and the restart
 /// policy at create too).
 fn check_host(h: &HostConfig) -> Result<()> {
-    for b in &h.binds {
-        super::start::parse_bind(b)?;
-    }
+    super::mounts::check(h)?;
     match h.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
         other => {

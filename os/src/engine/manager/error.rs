@@ -11,6 +11,9 @@ pub enum ManagerError {
     Ambiguous(String),
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    /// 404: a path in a container (`docker cp`).
+    #[error("{0}")]
+    NoSuchPath(String),
     #[error("No such image: {0}")]
     NoSuchImage(String),
     /// 409.
@@ -29,6 +32,8 @@ pub enum ManagerError {
     },
     #[error(transparent)]
     Store(#[from] crate::engine::store::StoreError),
+    #[error(transparent)]
+    Volume(#[from] crate::engine::volume::VolumeError),
     #[error(transparent)]
     Runtime(#[from] crate::engine::runtime::RuntimeError),
     /// The shim could not make the container, or did not answer.
@@ -50,11 +55,20 @@ impl ManagerError {
         match self {
             ManagerError::NoSuchContainer(_)
             | ManagerError::NoSuchImage(_)
-            | ManagerError::NoSuchExec(_) => 404,
+            | ManagerError::NoSuchExec(_)
+            | ManagerError::NoSuchPath(_) => 404,
             ManagerError::Ambiguous(_) | ManagerError::BadRequest(_) => 400,
             ManagerError::Conflict(_) => 409,
             ManagerError::NotModified(_) => 304,
             ManagerError::Store(StoreError::NotFound(_)) => 404,
+            ManagerError::Volume(v) => {
+                use crate::engine::volume::VolumeError as V;
+                match v {
+                    V::NotFound(_) => 404,
+                    V::Io { .. } | V::Record { .. } => 500,
+                    _ => 400,
+                }
+            }
             ManagerError::Runtime(crate::engine::runtime::RuntimeError::Spec(_)) => 400,
             _ => 500,
         }

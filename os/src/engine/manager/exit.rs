@@ -40,7 +40,7 @@ impl Manager {
             let me = self.clone();
             let id = id.to_string();
             tokio::spawn(async move {
-                if let Err(e) = me.remove(&id, false).await {
+                if let Err(e) = me.remove(&id, false, true).await {
                     tracing::warn!(id, error = %e, "auto-remove");
                 }
             });
@@ -129,6 +129,7 @@ mod tests {
                 finished_at: 2_000_000_000,
                 ..State::default()
             },
+            mounts: Vec::new(),
         }
     }
 

@@ -13,13 +13,15 @@
 //!   running container and hears of every exit that way (or reads `exit.json` when it was not
 //!   there to hear it);
 //! - every engine instance has its own root, run directory (shims, runtime state, bundles),
-//!   cgroup parent and store ([`Config`]).
+//!   cgroup parent, store and volumes ([`Config`]).
 //!
 //! A file per verb: `create`, `start`, `stop` (stop, kill, restart), `wait`, `remove`,
-//! `logs`, `attach` (attach, resize), `exec`, `pause` (pause, unpause),
+//! `logs`, `attach` (attach, resize), `exec`, `archive` (`docker cp`), `mounts` (binds and volumes), `pause` (pause,
+//! unpause),
 //! `top`, `stats`, `restore` (at engine start), `exit` (what happens when
 //! a container ends: record, restart policy, auto-remove), `shim_client`.
 
+pub mod archive;
 mod attach;
 mod create;
 pub mod error;
@@ -27,6 +29,7 @@ mod exec;
 mod exit;
 pub mod id;
 pub mod logs;
+mod mounts;
 mod pause;
 pub mod record;
 mod remove;
@@ -36,17 +39,19 @@ mod start;
 pub mod stats;
 mod stop;
 mod top;
+mod volumes;
 mod wait;
 
 pub use create::CreateRequest;
 pub use error::ManagerError;
 pub use exec::{ExecConfig, ExecInfo, ExecIo, ExecStarted};
 pub use logs::LogOptions;
-pub use record::{Config as ContainerConfig, HostConfig, Lifecycle, Record};
+pub use record::{Config as ContainerConfig, HostConfig, Lifecycle, MountPoint, Record};
 pub use top::TITLES as TOP_TITLES;
 pub use wait::WaitCondition;
 
 use crate::engine::store::Store;
+use crate::engine::volume::Volumes;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -102,6 +107,7 @@ struct Entry {
 pub struct Manager {
     cfg: Config,
     pub store: Store,
+    pub volumes: Volumes,
     inner: Mutex<HashMap<String, Entry>>,
     execs: Mutex<HashMap<String, exec::Exec>>,
     events: tokio::sync::broadcast::Sender<Event>,
@@ -116,10 +122,12 @@ impl Manager {
             std::fs::create_dir_all(&d).map_err(|e| ManagerError::io(&d, e))?;
         }
         let store = Store::open(cfg.root.join("image"))?;
+        let volumes = Volumes::open(cfg.root.join("volumes"))?;
         let (events, _) = tokio::sync::broadcast::channel(256);
         Ok(Arc::new(Manager {
             cfg,
             store,
+            volumes,
             inner: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             events,

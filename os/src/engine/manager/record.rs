@@ -138,10 +138,63 @@ pub struct HostConfig {
     pub pids_limit: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+    /// `--mount`.
+    #[serde(deserialize_with = "null_default")]
+    pub mounts: Vec<MountRequest>,
+    #[serde(deserialize_with = "null_default")]
+    pub volumes_from: Vec<String>,
     #[serde(deserialize_with = "null_default")]
     pub dns: Vec<String>,
     #[serde(deserialize_with = "null_default")]
     pub extra_hosts: Vec<String>,
+}
+
+/// One `--mount` (Docker's `Mount`): the part we honour; the rest is refused at create.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct MountRequest {
+    #[serde(rename = "Type", deserialize_with = "null_default")]
+    pub typ: String,
+    #[serde(deserialize_with = "null_default")]
+    pub source: String,
+    #[serde(deserialize_with = "null_default")]
+    pub target: String,
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_options: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    pub no_copy: bool,
+    #[serde(deserialize_with = "null_default")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver_config: Option<serde_json::Value>,
+}
+
+/// What a container mounts, resolved at create (Docker's `MountPoint`): a host directory or a
+/// volume of this engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountPoint {
+    /// `bind` or `volume`.
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(default)]
+    pub name: String,
+    /// The host path (binds only; a volume's is its data directory).
+    #[serde(default)]
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+    /// Fill a new, empty volume from the image (not `nocopy`).
+    #[serde(default)]
+    pub copy: bool,
 }
 
 /// Where its life stands (Docker's `State`, times in unix nanoseconds, 0 = never).
@@ -188,6 +241,10 @@ pub struct Record {
     pub config: Config,
     pub host: HostConfig,
     pub state: State,
+    /// Resolved at create; empty in records of engines before volumes (their binds are
+    /// parsed at start instead).
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
 }
 
 impl Record {
@@ -263,6 +320,14 @@ mod tests {
             config: Config::default(),
             host: HostConfig::default(),
             state: State::default(),
+            mounts: vec![MountPoint {
+                kind: "volume".into(),
+                name: "data".into(),
+                source: String::new(),
+                destination: "/data".into(),
+                rw: true,
+                copy: true,
+            }],
         };
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);

@@ -9,7 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl Manager {
-    pub async fn remove(self: &Arc<Self>, name_or_id: &str, force: bool) -> Result<()> {
+    /// `volumes` (`rm -v`, `--rm`): its anonymous volumes go too.
+    pub async fn remove(
+        self: &Arc<Self>,
+        name_or_id: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<()> {
         let id = self.find(name_or_id)?;
         let rec = self.get(&id)?;
         if rec.state.status.is_running() || rec.state.status == Lifecycle::Restarting {
@@ -57,6 +63,9 @@ impl Manager {
         }
         self.lock().remove(&id);
         self.forget_execs(&id);
+        if volumes {
+            self.remove_anonymous(&rec);
+        }
         self.emit(&rec, "destroy", None, None);
         tracing::info!(id, name = %rec.name, "removed");
         Ok(())

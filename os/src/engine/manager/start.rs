@@ -161,9 +161,7 @@ impl Manager {
         s.cap_add = h.cap_add.clone();
         s.cap_drop = h.cap_drop.clone();
         s.read_only_rootfs = h.readonly_rootfs;
-        for b in &h.binds {
-            s.binds.push(parse_bind(b)?);
-        }
+        s.binds = self.mount_binds(rec, rootfs)?;
         s.binds.extend(self.etc_files(rec, rootfs)?);
         if !c.user.is_empty() {
             let ids = crate::cloudinit::write_files::user_ids(rootfs, &c.user).map_err(|e| {
@@ -259,7 +257,7 @@ fn bind_targets(rootfs: &Path) -> std::io::Result<Vec<&'static str>> {
     Ok(ok)
 }
 
-/// `SRC:DST[:ro|rw]` from `-v`; a named volume (a source without `/`) is not served yet.
+/// `SRC:DST[:ro|rw]` from `-v` in a record made before volumes (bind mounts only).
 pub(super) fn parse_bind(b: &str) -> Result<BindMount> {
     let src = b.split(':').next().unwrap_or_default();
     if !src.starts_with('/') {

@@ -8,6 +8,7 @@
 //! ros container-helper [--root DIR] delete --id ID [--force]
 //! ros container-helper [--root DIR] state  --id ID
 //! ros container-helper exec --pid PID [--seccomp-from CONFIG.JSON] [--env K=V]… [--user U] [--cwd DIR] [--tty] -- CMD [ARG…]
+//! ros container-helper archive (--pid PID | --rootfs DIR) stat|get|put PATH
 //! ros container-helper [--root DIR] run    --id ID --rootfs DIR [spec flags] [--detach] [--timing] -- CMD [ARG…]
 //!   spec flags: --env K=V  --cwd DIR  --hostname H  --host-ns pid,mount,uts,ipc,net  --cgroupns
 //!               --privileged  --cap-add CAP  --cap-drop CAP  --bind SRC:DST[:ro]  --read-only
@@ -19,6 +20,7 @@
 //! container's output is there) and exits with the container's exit code; nor does `exec`
 //! (see `container_exec`), whose stdout and stderr are the command's.
 
+use super::container_archive;
 use super::container_create::{CreateArgs, Output};
 use super::container_exec::{self, ExecArgs};
 use super::container_run::RunArgs;
@@ -60,6 +62,9 @@ pub fn main(args: &[String]) -> ExitCode {
     if verb == "exec" {
         return exec_main(&mut args);
     }
+    if verb == "archive" {
+        return archive_main(&mut args);
+    }
     let paths = Paths { root };
     match dispatch(&verb, &mut args, &paths, t0) {
         Ok(Outcome::Reply(r)) => {
@@ -81,6 +86,39 @@ fn exec_main(args: &mut Args) -> ExitCode {
         }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// `archive`: errors are text on stderr, the exit code says which (see `container_archive`).
+fn archive_main(args: &mut Args) -> ExitCode {
+    let r = parse_archive(args)
+        .map_err(container_archive::Failure::from)
+        .and_then(|a| container_archive::run(&a));
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(container_archive::Failure(code, msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn parse_archive(args: &mut Args) -> Result<container_archive::ArchiveArgs, RuntimeError> {
+    use container_archive::Where;
+    let at = match args.next() {
+        Some("--pid") => Where::Pid(args.parsed("--pid")?),
+        Some("--rootfs") => Where::Root(args.value("--rootfs")?.into()),
+        _ => {
+            return Err(RuntimeError::Usage(
+                "archive needs --pid PID or --rootfs DIR".into(),
+            ))
+        }
+    };
+    let verb = required(args.next(), "stat|get|put")?.to_string();
+    let path = required(args.next(), "PATH")?.to_string();
+    if args.next().is_some() {
+        return Err(RuntimeError::Usage("archive takes one PATH".into()));
+    }
+    Ok(container_archive::ArchiveArgs { at, verb, path })
 }
 
 fn parse_exec(args: &mut Args) -> Result<ExecArgs, RuntimeError> {

@@ -24,6 +24,7 @@
 //! State lives under [`DEFAULT_ROOT`] (`/run/system-docker/runtime`): libcontainer's under
 //! `state/<id>`, the bundles we write under `bundles/<id>`, the helpers' stderr in `helper.log`.
 
+pub mod container_archive;
 mod container_create;
 mod container_delete;
 mod container_exec;

@@ -734,7 +734,9 @@ impl SystemServices {
             if !dir.exists() {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("mkdir {}", dir.display()))?;
-                copy_up(rootfs, &path, &dir);
+                if let Err(e) = crate::engine::rootfs::copy_up(rootfs, &path, &dir) {
+                    say(format!("volume {path}: copying the image's content: {e}"));
+                }
             }
             out.push(BindMount {
                 source: dir,
@@ -853,31 +855,6 @@ fn describe(code: Option<i32>) -> String {
 
 /// Anonymous volumes of the system services (RAM: they last a boot, like the services).
 const VOLUMES: &str = "/run/system-docker/volumes";
-
-/// Fill a new volume with what the image has at `path` (resolved inside `rootfs`, never out of
-/// it); nothing when the image has no directory there. Problems are said, not fatal.
-fn copy_up(rootfs: &Path, path: &str, volume: &Path) {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
-    let Ok(root) = pathrs::Root::open(rootfs) else {
-        return;
-    };
-    let Ok(handle) = root.resolve(Path::new(path)) else {
-        return; // nothing there in the image
-    };
-    let Ok(dir) =
-        handle.reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
-    else {
-        return;
-    };
-    let from = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    let Ok(dev) = std::fs::metadata(&from).map(|m| m.dev()) else {
-        return;
-    };
-    if let Err(e) = super::switch_root::copy_tree(&from, volume, dev, &mut Default::default()) {
-        say(format!("volume {path}: copying the image's content: {e:#}"));
-    }
-}
 
 /// Unmount and remove a container's root filesystem and its upper layer.
 fn discard_rootfs(name: &str) -> anyhow::Result<()> {
