@@ -146,24 +146,41 @@ pub fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 pub fn boot(name: &str) -> (Vm, Docker) {
     let key = Key::generate(name).unwrap();
     let vm = Vm::boot_ready(VmOptions::new(name).unwrap().ssh_key(&key), BOOT).unwrap();
-    vm.wait_ssh(BOOT).unwrap();
-    let d = Docker::new(&vm, &key);
-    // The docker service may still be starting.
-    until("the user engine answers", Duration::from_secs(60), || {
-        d.run(&["version", "--format", "{{.Server.APIVersion}}"])
-            .status
-            .success()
-    });
-    // The test image: the initrd's own images (ros/busybox among them), as a tar from the VM.
-    let tar = vm.ssh("tar -C /usr/share/ros/images -cf - .").unwrap();
-    assert!(tar.status.success(), "{}", text(&tar.stderr));
-    let loaded = d.run_with(&["load"], &tar.stdout);
-    assert!(
-        loaded.status.success()
-            && text(&loaded.stdout).contains("Loaded image: ros/busybox:latest"),
-        "{}{}",
-        text(&loaded.stdout),
-        text(&loaded.stderr)
-    );
+    let d = connect(&vm, &key);
+    d.load_initrd_images(&vm);
     (vm, d)
+}
+
+/// Once the VM is ready: wait for SSH and for the user engine to answer.
+pub fn connect(vm: &Vm, key: &Key) -> Docker {
+    vm.wait_ssh(BOOT).unwrap();
+    let d = Docker::new(vm, key);
+    // The docker service may still be starting.
+    d.wait_engine();
+    d
+}
+
+impl Docker {
+    /// Until the user engine answers (it may be starting or restarting).
+    pub fn wait_engine(&self) {
+        until("the user engine answers", Duration::from_secs(60), || {
+            self.run(&["version", "--format", "{{.Server.APIVersion}}"])
+                .status
+                .success()
+        });
+    }
+
+    /// `docker load` the initrd's own images (`ros/busybox` among them), as a tar from the VM.
+    pub fn load_initrd_images(&self, vm: &Vm) {
+        let tar = vm.ssh("tar -C /usr/share/ros/images -cf - .").unwrap();
+        assert!(tar.status.success(), "{}", text(&tar.stderr));
+        let loaded = self.run_with(&["load"], &tar.stdout);
+        assert!(
+            loaded.status.success()
+                && text(&loaded.stdout).contains("Loaded image: ros/busybox:latest"),
+            "{}{}",
+            text(&loaded.stdout),
+            text(&loaded.stderr)
+        );
+    }
 }

@@ -574,3 +574,347 @@ fn exec_top_stats_pause_and_events_on_a_running_container() {
     assert!(!past.contains("blip"), "{past}");
     d.ok(&["rm", "box"], &vm);
 }
+
+#[test]
+fn files_volumes_and_docker_cp() {
+    let (vm, d) = boot("user_docker_volumes");
+    assert_eq!(
+        d.ok(&["volume", "create", "--label", "k=v", "data1"], &vm),
+        "data1"
+    );
+    assert_eq!(
+        d.ok(
+            &[
+                "volume",
+                "inspect",
+                "-f",
+                "{{.Driver}} {{.Mountpoint}} {{.Labels.k}}",
+                "data1"
+            ],
+            &vm
+        ),
+        "local /var/lib/docker/volumes/data1/_data v"
+    );
+    // What one container writes, the next reads; read-only is read-only.
+    d.ok(
+        &[
+            "run",
+            "--rm",
+            "-v",
+            "data1:/data",
+            "ros/busybox",
+            "sh",
+            "-c",
+            "echo persisted > /data/f",
+        ],
+        &vm,
+    );
+    assert_eq!(
+        d.ok(
+            &[
+                "run",
+                "--rm",
+                "-v",
+                "data1:/data:ro",
+                "ros/busybox",
+                "cat",
+                "/data/f"
+            ],
+            &vm
+        ),
+        "persisted"
+    );
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data1:/data:ro",
+        "ros/busybox",
+        "sh",
+        "-c",
+        "echo x > /data/g",
+    ]);
+    assert!(!out.status.success(), "a read-only volume took a write");
+    // The data is on the engine's disk, where inspect says (seen from the engine's own
+    // container: the console does not have /var/lib/docker).
+    assert_eq!(
+        vm.ssh_ok("sudo system-docker exec docker cat /var/lib/docker/volumes/data1/_data/f")
+            .unwrap(),
+        "persisted"
+    );
+    // --mount makes a missing named volume; a new volume is filled from the image.
+    let listing = d.ok(
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,source=fresh,target=/usr/share/udhcpc",
+            "ros/busybox",
+            "ls",
+            "/usr/share/udhcpc",
+        ],
+        &vm,
+    );
+    assert_eq!(listing, "default.script");
+    assert!(d
+        .ok(&["volume", "ls", "-q"], &vm)
+        .lines()
+        .any(|l| l == "fresh"));
+
+    // Anonymous: made for the container, shown by inspect, gone with `rm -v`.
+    d.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "anon",
+            "-v",
+            "/scratch",
+            "ros/busybox",
+            "sleep",
+            "300",
+        ],
+        &vm,
+    );
+    let m = d.inspect(
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}",
+        "anon",
+        &vm,
+    );
+    let f: Vec<&str> = m.split(' ').collect();
+    assert!(f.len() == 4 && f[0] == "volume" && f[1].len() == 64, "{m}");
+    assert_eq!((f[2], f[3]), ("/scratch", "true"), "{m}");
+    let anon = f[1].to_string();
+    assert!(d.ok(&["volume", "ls", "-q"], &vm).contains(&anon));
+    d.ok(&["rm", "-f", "-v", "anon"], &vm);
+    assert!(!d.ok(&["volume", "ls", "-q"], &vm).contains(&anon));
+    // --rm takes its anonymous volumes along.
+    let before = d.ok(&["volume", "ls", "-q"], &vm);
+    d.ok(
+        &["run", "--rm", "-v", "/tmpvol", "ros/busybox", "true"],
+        &vm,
+    );
+    assert_eq!(d.ok(&["volume", "ls", "-q"], &vm), before);
+
+    // --volumes-from, and a volume in use is not removed.
+    d.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "src",
+            "-v",
+            "data1:/shared",
+            "ros/busybox",
+            "sleep",
+            "300",
+        ],
+        &vm,
+    );
+    assert_eq!(
+        d.ok(
+            &[
+                "run",
+                "--rm",
+                "--volumes-from",
+                "src",
+                "ros/busybox",
+                "cat",
+                "/shared/f"
+            ],
+            &vm
+        ),
+        "persisted"
+    );
+    let out = d.run(&["volume", "rm", "data1"]);
+    assert!(
+        text(&out.stderr).contains("volume is in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Bad names and duplicate destinations get Docker's words.
+    let out = d.run(&["run", "--rm", "-v", "bad$name:/x", "ros/busybox", "true"]);
+    assert!(
+        text(&out.stderr).contains("includes invalid characters for a local volume name"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = d.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "data1:/x",
+        "-v",
+        "fresh:/x",
+        "ros/busybox",
+        "true",
+    ]);
+    assert!(
+        text(&out.stderr).contains("Duplicate mount point"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An engine restart changes nothing.
+    vm.ssh_ok("sudo system-docker restart docker").unwrap();
+    until(
+        "the user engine answers again",
+        Duration::from_secs(60),
+        || d.run(&["volume", "ls"]).status.success(),
+    );
+    assert_eq!(d.ok(&["exec", "src", "cat", "/shared/f"], &vm), "persisted");
+
+    // docker cp, both ways, resolved inside the container.
+    let host = tempfile::tempdir().unwrap();
+    let h = |p: &str| host.path().join(p).display().to_string();
+    d.ok(&["cp", "src:/shared/f", &h("f_out")], &vm);
+    assert_eq!(std::fs::read_to_string(h("f_out")).unwrap(), "persisted\n");
+    d.ok(&["cp", "src:/usr/share/udhcpc", &h("dir_out")], &vm);
+    assert!(std::path::Path::new(&h("dir_out/default.script")).exists());
+    std::fs::write(h("hostfile"), "from-the-host\n").unwrap();
+    d.ok(&["cp", &h("hostfile"), "src:/shared/"], &vm);
+    assert_eq!(
+        d.ok(&["exec", "src", "cat", "/shared/hostfile"], &vm),
+        "from-the-host"
+    );
+    // A symlink in the container leads inside it, never out to the engine's root.
+    d.ok(&["exec", "src", "ln", "-s", "/", "/tmp/escape"], &vm);
+    d.ok(&["cp", &h("hostfile"), "src:/tmp/escape/"], &vm);
+    assert_eq!(
+        d.ok(&["exec", "src", "cat", "/hostfile"], &vm),
+        "from-the-host"
+    );
+    let engine_root = vm
+        .ssh("sudo system-docker exec docker test -e /hostfile")
+        .unwrap();
+    assert!(
+        !engine_root.status.success(),
+        "docker cp wrote into the engine's root"
+    );
+    // A tar naming ../ is kept inside the target.
+    let evil = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut hd = tar::Header::new_gnu();
+        let data = b"evil\n";
+        hd.set_size(data.len() as u64);
+        hd.set_mode(0o644);
+        hd.as_gnu_mut().unwrap().name[..15].copy_from_slice(b"../../../evil-x");
+        hd.set_cksum();
+        b.append(&hd, &data[..]).unwrap();
+        b.into_inner().unwrap()
+    };
+    let _ = d.run_with(&["cp", "-", "src:/tmp"], &evil);
+    let escaped = vm
+        .ssh("sudo system-docker exec docker test -e /evil-x")
+        .unwrap();
+    assert!(!escaped.status.success(), "a ../ entry left the container");
+    // Not found, in Docker's words.
+    let out = d.run(&["cp", "src:/no/such", &h("x")]);
+    assert!(
+        text(&out.stderr).contains("Could not find the file /no/such in container"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A container that is not running: its root filesystem, before its first start.
+    d.ok(
+        &[
+            "create",
+            "--name",
+            "cpc",
+            "ros/busybox",
+            "cat",
+            "/etc/hostfile",
+        ],
+        &vm,
+    );
+    d.ok(&["cp", &h("hostfile"), "cpc:/etc/"], &vm);
+    assert_eq!(d.ok(&["start", "-a", "cpc"], &vm), "from-the-host");
+    d.ok(&["rm", "cpc"], &vm);
+
+    d.ok(&["rm", "-f", "src"], &vm);
+    d.ok(&["volume", "rm", "data1"], &vm);
+    let pruned = d.ok(&["volume", "prune", "-f"], &vm);
+    assert!(pruned.contains("fresh"), "{pruned}");
+    assert_eq!(d.ok(&["volume", "ls", "-q"], &vm), "");
+}
+
+#[test]
+fn restart_policies_images_and_volumes_hold_across_a_reboot() {
+    use harness::disk::Disk;
+    use harness::ssh::Key;
+    use harness::vm::VmOptions;
+    let disk = Disk::blank("user_docker_reboot", 512).unwrap();
+    let key = Key::generate("user_docker_reboot").unwrap();
+    let opts = VmOptions::new("user_docker_reboot")
+        .unwrap()
+        .drive(disk.drive())
+        .ssh_key(&key)
+        .allow_reboot();
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"\[ros\] ready", Duration::from_secs(180))
+        .unwrap();
+    let d = harness::docker_cli::connect(&vm, &key);
+    d.load_initrd_images(&vm);
+    let loop_cmd = "echo up; trap 'exit 0' TERM; while true; do sleep 1; done";
+    for (name, policy) in [
+        ("always", "always"),
+        ("unless", "unless-stopped"),
+        ("stopped", "unless-stopped"),
+        ("never", "no"),
+    ] {
+        d.ok(
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--restart",
+                policy,
+                "-v",
+                "keep:/keep",
+                "ros/busybox",
+                "sh",
+                "-c",
+                loop_cmd,
+            ],
+            &vm,
+        );
+    }
+    d.ok(&["stop", "stopped"], &vm);
+    d.ok(
+        &["exec", "always", "sh", "-c", "echo across-reboot > /keep/f"],
+        &vm,
+    );
+
+    let _ = vm.ssh("sudo reboot");
+    vm.expect(r"\[ros\] shutdown complete", Duration::from_secs(180))
+        .unwrap();
+    vm.expect(r"\[ros\] ready", Duration::from_secs(180))
+        .unwrap();
+    let d = harness::docker_cli::connect(&vm, &key);
+    // Images and records are on the state partition: nothing to load again.
+    assert!(
+        d.ok(&["images", "--format", "{{.Repository}}"], &vm)
+            .lines()
+            .any(|l| l == "ros/busybox"),
+        "the image store did not survive the reboot"
+    );
+    until(
+        "the always and unless-stopped containers run again",
+        Duration::from_secs(60),
+        || {
+            d.inspect("{{.State.Status}}", "always", &vm) == "running"
+                && d.inspect("{{.State.Status}}", "unless", &vm) == "running"
+        },
+    );
+    assert_eq!(d.inspect("{{.State.Status}}", "stopped", &vm), "exited");
+    assert_eq!(d.inspect("{{.State.Status}}", "never", &vm), "exited");
+    assert_eq!(
+        d.ok(&["exec", "always", "cat", "/keep/f"], &vm),
+        "across-reboot"
+    );
+    // A fresh process, logging again into the same log.
+    let logs = d.ok(&["logs", "always"], &vm);
+    assert_eq!(logs.lines().filter(|l| *l == "up").count(), 2, "{logs}");
+    d.ok(&["rm", "-f", "always", "unless", "stopped", "never"], &vm);
+}
