@@ -63,7 +63,16 @@ fn mounts(m: &Manager, r: &Record) -> Vec<Value> {
         .iter()
         .map(|p| {
             let mode = if p.rw { "" } else { "ro" };
-            if p.kind == "volume" {
+            if p.kind == "tmpfs" {
+                json!({
+                    "Type": "tmpfs",
+                    "Source": "",
+                    "Destination": p.destination,
+                    "Mode": p.options,
+                    "RW": p.rw,
+                    "Propagation": "",
+                })
+            } else if p.kind == "volume" {
                 json!({
                     "Type": "volume",
                     "Name": p.name,

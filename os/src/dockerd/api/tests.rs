@@ -72,12 +72,12 @@ async fn bad_requests_get_dockers_messages() {
     assert!(b.contains("No such image: nosuch"), "{b}");
     // What is not served is refused, not ignored (checked before the image is looked up).
     for host in [
-        r#"{"Tmpfs":{"/run":"size=1m"}}"#,
-        r#"{"Init":true}"#,
+        r#"{"Tmpfs":{"/run":"size=1m,lowerdir=/etc"}}"#,
         r#"{"RestartPolicy":{"Name":"sometimes"}}"#,
         r#"{"Binds":["bad$name:/x"]}"#,
         r#"{"Binds":["data:relative"]}"#,
-        r#"{"Mounts":[{"Type":"tmpfs","Target":"/t"}]}"#,
+        r#"{"Mounts":[{"Type":"tmpfs","Target":"relative"}]}"#,
+        r#"{"Mounts":[{"Type":"npipe","Target":"/t"}]}"#,
         r#"{"NetworkMode":"mynet"}"#,
     ] {
         let body = format!(r#"{{"Image":"nosuch","Cmd":["true"],"HostConfig":{host}}}"#);

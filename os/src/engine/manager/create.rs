@@ -173,16 +173,5 @@ fn check_host(h: &HostConfig) -> Result<()> {
             "negative resource limits are not allowed".into(),
         ));
     }
-    // Asked for and not served yet: refused rather than ignored.
-    if !h.tmpfs.is_empty() {
-        return Err(ManagerError::BadRequest(
-            "tmpfs mounts (--tmpfs) are not supported by this engine yet".into(),
-        ));
-    }
-    if h.init == Some(true) {
-        return Err(ManagerError::BadRequest(
-            "--init is not supported by this engine yet".into(),
-        ));
-    }
     Ok(())
 }

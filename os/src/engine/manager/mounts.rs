@@ -1,6 +1,6 @@
-//! A container's mounts: what `-v` (`Binds`), `--mount` (`Mounts`), `--volumes-from` and the
-//! `Volumes` of the image and of the request make of them, resolved once at create into
-//! [`MountPoint`]s kept in the record, and turned into bind mounts at each start.
+//! A container's mounts: what `-v` (`Binds`), `--mount` (`Mounts`), `--tmpfs`, `--volumes-from`
+//! and the `Volumes` of the image and of the request make of them, resolved once at create into
+//! [`MountPoint`]s kept in the record, and turned into bind and tmpfs mounts at each start.
 //!
 //! Precedence as Docker's: binds and `--mount` first (two at one destination is an error),
 //! then the mounts of `--volumes-from` containers, then anonymous volumes for every `Volumes`
@@ -11,9 +11,33 @@
 
 use super::record::{Config, HostConfig, MountPoint, Record};
 use super::{Manager, ManagerError, Result};
-use crate::engine::runtime::BindMount;
+use crate::engine::runtime::{BindMount, TmpfsMount};
 use crate::engine::volume::{check_name, NewVolume};
 use std::path::{Path, PathBuf};
+
+/// `--mount type=tmpfs`'s `TmpfsOptions` (`SizeBytes`, `Mode`) as tmpfs options.
+fn tmpfs_options(m: &super::record::MountRequest) -> Result<String> {
+    let Some(o) = &m.tmpfs_options else {
+        return Ok(String::new());
+    };
+    let mut opts = Vec::new();
+    if let Some(size) = o
+        .get("SizeBytes")
+        .and_then(|v| v.as_i64())
+        .filter(|s| *s > 0)
+    {
+        opts.push(format!("size={size}"));
+    }
+    if let Some(mode) = o.get("Mode").and_then(|v| v.as_u64()).filter(|m| *m > 0) {
+        if mode > 0o7777 {
+            return Err(ManagerError::BadRequest(format!(
+                "invalid mount config for type \"tmpfs\": mode {mode:o}"
+            )));
+        }
+        opts.push(format!("mode={mode:o}"));
+    }
+    Ok(opts.join(","))
+}
 
 /// `-v SRC:DST[:OPTS]` split: source (a path or a volume name), destination, read-write, copy.
 fn parse_bind_text(b: &str) -> Result<(String, String, bool, bool)> {
@@ -82,14 +106,16 @@ pub(super) fn check(host: &HostConfig) -> Result<()> {
             check_name(&src).map_err(|e| ManagerError::BadRequest(e.to_string()))?;
         }
     }
+    for (dst, opts) in &host.tmpfs {
+        TmpfsMount::parse(dst, opts).map_err(|e| ManagerError::BadRequest(e.to_string()))?;
+    }
     for m in &host.mounts {
         destination(&m.target)?;
         match m.typ.as_str() {
             "bind" | "volume" => {}
             "tmpfs" => {
-                return Err(ManagerError::BadRequest(
-                    "tmpfs mounts are not supported by this engine yet".into(),
-                ))
+                TmpfsMount::parse(&m.target, &tmpfs_options(m)?)
+                    .map_err(|e| ManagerError::BadRequest(e.to_string()))?;
             }
             other => {
                 return Err(ManagerError::BadRequest(format!(
@@ -147,6 +173,7 @@ impl Manager {
                     destination,
                     rw,
                     copy: false,
+                    options: String::new(),
                 }
             } else {
                 check_name(&src).map_err(|e| ManagerError::BadRequest(e.to_string()))?;
@@ -158,6 +185,7 @@ impl Manager {
                     destination,
                     rw,
                     copy: copy && new,
+                    options: String::new(),
                 }
             };
             explicit(m, &mut out)?;
@@ -190,6 +218,7 @@ impl Manager {
                         destination,
                         rw: !m.read_only,
                         copy: false,
+                        options: String::new(),
                     }
                 }
                 "volume" => {
@@ -220,13 +249,18 @@ impl Manager {
                         destination,
                         rw: !m.read_only,
                         copy: !opts.no_copy && new,
+                        options: String::new(),
                     }
                 }
-                "tmpfs" => {
-                    return Err(ManagerError::BadRequest(
-                        "tmpfs mounts are not supported by this engine yet".into(),
-                    ))
-                }
+                "tmpfs" => MountPoint {
+                    kind: "tmpfs".into(),
+                    name: String::new(),
+                    source: String::new(),
+                    destination,
+                    rw: !m.read_only,
+                    copy: false,
+                    options: tmpfs_options(m)?,
+                },
                 other => {
                     return Err(ManagerError::BadRequest(format!(
                         "mount type unknown: {other:?}"
@@ -235,6 +269,22 @@ impl Manager {
             };
             explicit(mp, &mut out)?;
         }
+        for (dst, opts) in &host.tmpfs {
+            let tm = TmpfsMount::parse(dst, opts)
+                .map_err(|e| ManagerError::BadRequest(e.to_string()))?;
+            explicit(
+                MountPoint {
+                    kind: "tmpfs".into(),
+                    name: String::new(),
+                    source: String::new(),
+                    destination: tm.destination.display().to_string(),
+                    rw: true,
+                    copy: false,
+                    options: opts.clone(),
+                },
+                &mut out,
+            )?;
+        }
         for from in &host.volumes_from {
             let (name, mode) = match from.rsplit_once(':') {
                 Some((n, m @ ("ro" | "rw"))) => (n, Some(m == "rw")),
@@ -242,7 +292,8 @@ impl Manager {
             };
             let theirs = self.get(name)?;
             for m in theirs.mounts {
-                if out.iter().any(|o| o.destination == m.destination) {
+                // A tmpfs is its container's own: there is nothing to share.
+                if m.kind == "tmpfs" || out.iter().any(|o| o.destination == m.destination) {
                     continue;
                 }
                 out.push(MountPoint {
@@ -266,6 +317,7 @@ impl Manager {
                 destination,
                 rw: true,
                 copy: true,
+                options: String::new(),
             });
         }
         Ok(out)
@@ -308,7 +360,7 @@ impl Manager {
         }
         let mut out = Vec::new();
         let mut copied = false;
-        for m in &rec.mounts {
+        for m in rec.mounts.iter().filter(|m| m.kind != "tmpfs") {
             let source = match m.kind.as_str() {
                 "volume" => {
                     self.volumes.get(&m.name).map_err(ManagerError::from)?;
@@ -343,6 +395,22 @@ impl Manager {
             });
         }
         Ok(out)
+    }
+
+    /// The tmpfs mounts of a start.
+    pub(super) fn tmpfs_mounts(&self, rec: &Record) -> Result<Vec<TmpfsMount>> {
+        rec.mounts
+            .iter()
+            .filter(|m| m.kind == "tmpfs")
+            .map(|m| {
+                let mut t = TmpfsMount::parse(&m.destination, &m.options)
+                    .map_err(|e| ManagerError::BadRequest(e.to_string()))?;
+                if !m.rw {
+                    t.options.push("ro".into());
+                }
+                Ok(t)
+            })
+            .collect()
     }
 
     /// The ids of the containers that mount volume `name`.

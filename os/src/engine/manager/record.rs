@@ -182,7 +182,7 @@ pub struct VolumeOptions {
 /// volume of this engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountPoint {
-    /// `bind` or `volume`.
+    /// `bind`, `volume` or `tmpfs`.
     pub kind: String,
     /// The volume's name (volumes only).
     #[serde(default)]
@@ -195,6 +195,9 @@ pub struct MountPoint {
     /// Fill a new, empty volume from the image (not `nocopy`).
     #[serde(default)]
     pub copy: bool,
+    /// A tmpfs's options as given (`size=64m,mode=1777`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub options: String,
 }
 
 /// Where its life stands (Docker's `State`, times in unix nanoseconds, 0 = never).
@@ -327,6 +330,7 @@ mod tests {
                 destination: "/data".into(),
                 rw: true,
                 copy: true,
+                options: String::new(),
             }],
         };
         r.save(dir.path()).unwrap();

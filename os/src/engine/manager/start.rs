@@ -149,6 +149,14 @@ impl Manager {
         let c = &rec.config;
         let h = &rec.host;
         let mut s = ContainerSpec::new(&rec.id, rootfs, rec.argv());
+        if h.init == Some(true) {
+            // `--init`: our own binary as the container's PID 1 (`crate::containerinit`),
+            // bound read-only at its path; it passes signals on and reaps orphans.
+            s.args = [crate::containerinit::PATH.to_string(), "--".to_string()]
+                .into_iter()
+                .chain(rec.argv())
+                .collect();
+        }
         s.env = c.env.clone();
         if !c.working_dir.is_empty() {
             s.cwd = PathBuf::from(&c.working_dir);
@@ -162,6 +170,14 @@ impl Manager {
         s.cap_drop = h.cap_drop.clone();
         s.read_only_rootfs = h.readonly_rootfs;
         s.binds = self.mount_binds(rec, rootfs)?;
+        if h.init == Some(true) {
+            s.binds.push(BindMount {
+                source: self.cfg.exe.clone(),
+                destination: crate::containerinit::PATH.into(),
+                read_only: true,
+            });
+        }
+        s.tmpfs = self.tmpfs_mounts(rec)?;
         s.binds.extend(self.etc_files(rec, rootfs)?);
         if !c.user.is_empty() {
             let ids = crate::cloudinit::write_files::user_ids(rootfs, &c.user).map_err(|e| {

@@ -41,7 +41,7 @@ pub mod state;
 pub use container_create::root_fstype;
 pub(crate) use container_create::{create_with, Stdio as ContainerStdio};
 pub use error::RuntimeError;
-pub use spec::{BindMount, ContainerSpec, DeviceMapping, Limits, Namespace};
+pub use spec::{BindMount, ContainerSpec, DeviceMapping, Limits, Namespace, TmpfsMount};
 pub use state::{ContainerState, Status};
 
 use state::Reply;

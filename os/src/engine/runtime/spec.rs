@@ -183,6 +183,54 @@ impl FromStr for BindMount {
     }
 }
 
+/// A tmpfs mount (`--tmpfs /run:size=64m,mode=1777`): Docker's defaults (`noexec`, `nosuid`,
+/// `nodev`) then the options given, each checked against the ones tmpfs and mount(8) know,
+/// so nothing else reaches the mount's data string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmpfsMount {
+    pub destination: PathBuf,
+    pub options: Vec<String>,
+}
+
+impl TmpfsMount {
+    pub fn parse(destination: &str, options: &str) -> Result<TmpfsMount, RuntimeError> {
+        let bad = |why: String| RuntimeError::Spec(format!("tmpfs {destination}: {why}"));
+        if !destination.starts_with('/')
+            || destination.split('/').any(|c| c == "..")
+            || destination.trim_end_matches('/').is_empty()
+        {
+            return Err(bad("the path must be absolute, and not /".into()));
+        }
+        let mut opts: Vec<String> = ["noexec", "nosuid", "nodev"].map(String::from).to_vec();
+        for o in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let (k, v) = o.split_once('=').unwrap_or((o, ""));
+            let ok = match k {
+                "rw" | "ro" | "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev" | "atime"
+                | "noatime" | "relatime" | "strictatime" | "nodiratime" => v.is_empty(),
+                "size" => {
+                    let digits = v.trim_end_matches(['k', 'm', 'g', 'K', 'M', 'G', '%']);
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                }
+                "nr_inodes" | "uid" | "gid" => {
+                    !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())
+                }
+                "mode" => {
+                    !v.is_empty() && v.len() <= 4 && v.bytes().all(|b| (b'0'..=b'7').contains(&b))
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(bad(format!("option {o:?} is not a tmpfs option")));
+            }
+            opts.push(o.to_string());
+        }
+        Ok(TmpfsMount {
+            destination: destination.trim_end_matches('/').to_string().into(),
+            options: opts,
+        })
+    }
+}
+
 /// A host device node given to the container (`devices: [/dev/fuse:/dev/fuse:rwm]`): the node
 /// is made in its `/dev` and the device filter allows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,6 +309,8 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub binds: Vec<BindMount>,
+    /// `--tmpfs`: a tmpfs of its own at each destination.
+    pub tmpfs: Vec<TmpfsMount>,
     pub read_only_rootfs: bool,
     pub limits: Limits,
     /// Host devices passed in (beyond the default harmless ones).
@@ -302,6 +352,7 @@ impl ContainerSpec {
             cap_add: Vec::new(),
             cap_drop: Vec::new(),
             binds: Vec::new(),
+            tmpfs: Vec::new(),
             read_only_rootfs: false,
             limits: Limits::default(),
             devices: Vec::new(),
@@ -632,17 +683,35 @@ impl ContainerSpec {
             "cgroup",
             &["nosuid", "noexec", "nodev", "relatime", sys_ro],
         )?);
+        // Binds and tmpfs mounts, parents before children (as Docker sorts them), so a mount
+        // at /a never hides one at /a/b; the order given is kept otherwise.
+        let mut own: Vec<(usize, oci_spec::runtime::Mount)> = Vec::new();
+        let depth = |p: &Path| p.components().count();
         for b in &self.binds {
             let mode = if b.read_only { "ro" } else { "rw" };
-            mounts.push(
+            own.push((
+                depth(&b.destination),
                 MountBuilder::default()
                     .destination(b.destination.clone())
                     .typ("bind")
                     .source(b.source.clone())
                     .options(vec!["rbind".to_string(), mode.to_string()])
                     .build()?,
-            );
+            ));
         }
+        for t in &self.tmpfs {
+            own.push((
+                depth(&t.destination),
+                MountBuilder::default()
+                    .destination(t.destination.clone())
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(t.options.clone())
+                    .build()?,
+            ));
+        }
+        own.sort_by_key(|(d, _)| *d);
+        mounts.extend(own.into_iter().map(|(_, m)| m));
         Ok(mounts)
     }
 
@@ -682,6 +751,26 @@ fn parse_cap(name: &str) -> Result<Capability, RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tmpfs_options_are_checked() {
+        let t = TmpfsMount::parse("/run/", "size=64m,mode=1777,exec").unwrap();
+        assert_eq!(t.destination, PathBuf::from("/run"));
+        assert_eq!(
+            t.options,
+            ["noexec", "nosuid", "nodev", "size=64m", "mode=1777", "exec"]
+        );
+        for (d, o) in [
+            ("/run", "size=1m,lowerdir=/etc"),
+            ("/run", "mode=999"),
+            ("/run", "size=lots"),
+            ("relative", ""),
+            ("/", ""),
+            ("/a/../b", ""),
+        ] {
+            assert!(TmpfsMount::parse(d, o).is_err(), "{d} {o}");
+        }
+    }
 
     fn spec() -> ContainerSpec {
         ContainerSpec::new("t1", "/run/t/rootfs", vec!["/bin/true".into()])
