@@ -11,7 +11,7 @@
 
 use harness::docker_cli::{boot, text, until};
 use harness::vm::Vm;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
@@ -186,6 +186,46 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
     );
     d.ok(&["rm", "sleeper"], &vm);
     assert_eq!(d.ok(&["ps", "-aq"], &vm), "");
+
+    // save: a tar that our load and this machine's dockerd 20.10 (the reference) both take.
+    let tmp = tempfile::tempdir().unwrap();
+    let saved = tmp.path().join("busybox.tar").display().to_string();
+    d.ok(&["save", "-o", &saved, "ros/busybox"], &vm);
+    let host = |args: &[&str]| {
+        Command::new("docker")
+            .args(["-H", "unix:///var/run/docker.sock"])
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap()
+    };
+    let out = host(&["load", "-i", &saved]);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("Loaded image: ros/busybox:latest"),
+        "dockerd refused our save: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = host(&["run", "--rm", "ros/busybox", "echo", "ran-on-dockerd"]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "ran-on-dockerd",
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = host(&["rmi", "-f", "ros/busybox"]);
+
+    // prune: nothing dangling; then every image no container uses; load brings it back.
+    let none = d.ok(&["image", "prune", "-f"], &vm);
+    assert!(none.contains("Total reclaimed space: 0B"), "{none}");
+    let all = d.ok(&["image", "prune", "-a", "-f"], &vm);
+    assert!(all.contains("Deleted: sha256:"), "{all}");
+    assert_eq!(d.ok(&["images", "-q"], &vm), "");
+    d.ok(&["load", "-i", &saved], &vm);
+    assert_eq!(
+        d.ok(&["run", "--rm", "ros/busybox", "echo", "back"], &vm),
+        "back"
+    );
 }
 
 #[test]
@@ -509,6 +549,37 @@ fn exec_top_stats_pause_and_events_on_a_running_container() {
     let _ = live.wait();
     assert_eq!(line.as_deref().map(str::trim), Ok("start blip"));
 
+    // --init: our init is the container's PID 1 and passes TERM on (KILL would say 137).
+    d.ok(
+        &[
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            "initc",
+            "ros/busybox",
+            "sleep",
+            "300",
+        ],
+        &vm,
+    );
+    assert_eq!(
+        d.ok(
+            &[
+                "exec",
+                "initc",
+                "sh",
+                "-c",
+                "tr '\\0' ' ' < /proc/1/cmdline"
+            ],
+            &vm
+        ),
+        "/sbin/ros-init -- sleep 300"
+    );
+    d.ok(&["stop", "-t", "30", "initc"], &vm);
+    assert_eq!(d.inspect("{{.State.ExitCode}}", "initc", &vm), "143");
+    d.ok(&["rm", "initc"], &vm);
+
     // A stop of a paused container: the TERM trap runs once it is thawed.
     d.ok(&["pause", "box"], &vm);
     d.ok(&["stop", "-t", "20", "box"], &vm);
@@ -763,6 +834,46 @@ fn files_volumes_and_docker_cp() {
         || d.run(&["volume", "ls"]).status.success(),
     );
     assert_eq!(d.ok(&["exec", "src", "cat", "/shared/f"], &vm), "persisted");
+
+    // tmpfs: --tmpfs with its options, --mount type=tmpfs with a size.
+    let t = d.ok(
+        &[
+            "run",
+            "--rm",
+            "--tmpfs",
+            "/scratch:size=1m,mode=1777",
+            "ros/busybox",
+            "sh",
+            "-c",
+            "grep ' /scratch ' /proc/mounts; stat -c %a /scratch; \
+             dd if=/dev/zero of=/scratch/x bs=1k count=2048 2>/dev/null && echo fit || echo full",
+        ],
+        &vm,
+    );
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(
+        lines.len() == 3 && lines[0].starts_with("tmpfs /scratch tmpfs "),
+        "{t}"
+    );
+    assert!(
+        lines[0].contains("size=1024k") && lines[0].contains("noexec"),
+        "{t}"
+    );
+    assert_eq!((lines[1], lines[2]), ("1777", "full"), "{t}");
+    let t = d.ok(
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=tmpfs,destination=/t,tmpfs-size=2097152",
+            "ros/busybox",
+            "grep",
+            " /t ",
+            "/proc/mounts",
+        ],
+        &vm,
+    );
+    assert!(t.contains("size=2048k"), "{t}");
 
     // docker cp, both ways, resolved inside the container.
     let host = tempfile::tempdir().unwrap();
