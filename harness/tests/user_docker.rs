@@ -219,7 +219,7 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
     let none = d.ok(&["image", "prune", "-f"], &vm);
     assert!(none.contains("Total reclaimed space: 0B"), "{none}");
     let all = d.ok(&["image", "prune", "-a", "-f"], &vm);
-    assert!(all.contains("Deleted: sha256:"), "{all}");
+    assert!(all.contains("deleted: sha256:"), "{all}");
     assert_eq!(d.ok(&["images", "-q"], &vm), "");
     d.ok(&["load", "-i", &saved], &vm);
     assert_eq!(
@@ -941,6 +941,25 @@ fn files_volumes_and_docker_cp() {
     d.ok(&["cp", &h("hostfile"), "cpc:/etc/"], &vm);
     assert_eq!(d.ok(&["start", "-a", "cpc"], &vm), "from-the-host");
     d.ok(&["rm", "cpc"], &vm);
+
+    // system df: what is on the engine's disk, and what is in use.
+    let df = d.ok(
+        &[
+            "system",
+            "df",
+            "--format",
+            "{{.Type}} {{.TotalCount}} {{.Active}}",
+        ],
+        &vm,
+    );
+    let rows: Vec<&str> = df.lines().collect();
+    assert!(rows.contains(&"Containers 1 1"), "{df}");
+    assert!(rows.contains(&"Local Volumes 2 1"), "{df}");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("Images ") && r.ends_with(" 1")),
+        "{df}"
+    );
 
     d.ok(&["rm", "-f", "src"], &vm);
     d.ok(&["volume", "rm", "data1"], &vm);

@@ -203,26 +203,30 @@ impl Volumes {
 
     /// Bytes under a volume's data (not following symlinks, not crossing mounts).
     pub fn size(&self, name: &str) -> u64 {
-        fn walk(p: &Path, dev: u64, depth: usize) -> u64 {
-            use std::os::unix::fs::MetadataExt;
-            let Ok(m) = std::fs::symlink_metadata(p) else {
-                return 0;
-            };
-            if m.dev() != dev || depth > 64 {
-                return 0;
-            }
-            if !m.is_dir() {
-                return m.len();
-            }
-            std::fs::read_dir(p)
-                .map(|rd| rd.flatten().map(|e| walk(&e.path(), dev, depth + 1)).sum())
-                .unwrap_or(0)
-        }
-        use std::os::unix::fs::MetadataExt;
-        let data = self.data_dir(name);
-        let dev = std::fs::metadata(&data).map(|m| m.dev()).unwrap_or(0);
-        walk(&data, dev, 0)
+        disk_usage(&self.data_dir(name))
     }
+}
+
+/// Bytes under `p` on its own filesystem: symlinks not followed, other filesystems (mounts)
+/// not entered, at most 64 levels deep.
+pub fn disk_usage(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(p: &Path, dev: u64, depth: usize) -> u64 {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if m.dev() != dev || depth > 64 {
+            return 0;
+        }
+        if !m.is_dir() {
+            return m.len();
+        }
+        std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| walk(&e.path(), dev, depth + 1)).sum())
+            .unwrap_or(0)
+    }
+    let dev = std::fs::symlink_metadata(p).map(|m| m.dev()).unwrap_or(0);
+    walk(p, dev, 0)
 }
 
 #[cfg(test)]

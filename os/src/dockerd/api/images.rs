@@ -145,11 +145,18 @@ impl Drop for Spool {
     }
 }
 
-/// `GET /images/{name}/json` and `GET /images/{name}/history` (names may hold `/`).
+/// `GET /images/{name}/json`, `…/history` and `…/get` (names may hold `/`).
 pub async fn by_name(
     axum::extract::State(api): St,
     axum::extract::Path(path): axum::extract::Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(name) = path.strip_suffix("/get") {
+        return super::image_save::save_one(api.clone(), name).await;
+    }
+    inspect_or_history(&api, &path).map(IntoResponse::into_response)
+}
+
+fn inspect_or_history(api: &super::Api, path: &str) -> Result<Json<Value>, ApiError> {
     if let Some(name) = path.strip_suffix("/json") {
         let i = api
             .mgr

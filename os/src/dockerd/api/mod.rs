@@ -1,7 +1,7 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
 //! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
 //! `processes` (pause, unpause, top, stats), `archive` (`docker cp`), `events`, `images`,
-//! `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info)).
+//! `image_save` (save, prune), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
@@ -13,11 +13,13 @@ mod attach;
 mod containers;
 mod events;
 mod exec;
+mod image_save;
 mod images;
 mod json;
 mod processes;
 mod pty;
 mod system;
+mod system_df;
 mod volumes;
 
 use crate::engine::api::{strip_version, ApiError};
@@ -87,6 +89,7 @@ fn router(api: Arc<Api>) -> Router {
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
+        .route("/system/df", get(system_df::df))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
         .route("/containers/{id}/json", get(containers::inspect))
@@ -123,6 +126,8 @@ fn router(api: Arc<Api>) -> Router {
         )
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
+        .route("/images/get", get(image_save::save_many))
+        .route("/images/prune", post(image_save::prune))
         .route(
             "/images/{*name}",
             get(images::by_name)

@@ -41,7 +41,8 @@
 //!
 //! Modules: [`load`] (the load pipeline), [`load_oci`], [`load_docker`] (the two input formats),
 //! [`source`] (directory or tar input), [`blobs`], [`layers`], [`unpack`], [`index`],
-//! [`digest`], [`reference`], [`image_config`], [`remove`] (tag, remove, gc), [`error`],
+//! [`digest`], [`reference`], [`image_config`], [`remove`] (tag, remove, gc), [`save`] (export),
+//! [`error`],
 //! [`paths`], [`sys`].
 
 pub mod blobs;
@@ -56,6 +57,7 @@ mod load_oci;
 pub mod paths;
 pub mod reference;
 pub mod remove;
+pub mod save;
 mod source;
 pub mod sys;
 pub mod unpack;

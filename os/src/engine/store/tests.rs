@@ -1476,3 +1476,64 @@ fn hostile_layers_are_refused_or_contained_and_the_canary_is_untouched() {
         Some(cf.as_str())
     );
 }
+
+#[test]
+fn a_saved_image_loads_back_under_its_name_by_both_formats() {
+    use super::save::SaveItem;
+    let tmp = tempfile::tempdir().unwrap();
+    let image = TestImage::new(vec![
+        base_layer(Compression::Gzip),
+        top_layer(Compression::None),
+    ]);
+    let layout = tmp.path().join("layout");
+    write_oci_layout(&layout, &[(&image, Some("saved:1"))]);
+    let store = store_in(&tmp);
+    let loaded = store.load(&layout, &LoadOptions::default()).unwrap();
+    let img = loaded[0].image.clone();
+    let out = tmp.path().join("saved.tar");
+    store
+        .save(
+            &[SaveItem {
+                image: img.clone(),
+                names: vec!["saved:1".into()],
+            }],
+            fs::File::create(&out).unwrap(),
+        )
+        .unwrap();
+    // By its OCI layout (our loader prefers index.json).
+    let again = Store::open(tmp.path().join("again")).unwrap();
+    let back = again.load(&out, &LoadOptions::default()).unwrap();
+    assert_eq!(back[0].image.id, img.id);
+    assert_eq!(back[0].image.names, ["saved:1"]);
+    let dirs = again.lower_dirs(&back[0].image).unwrap();
+    assert_eq!(dirs.len(), 2);
+    assert_eq!(read(dirs.last().unwrap().join("etc/motd")), "hello\n");
+    // By manifest.json alone (what dockerd 20.10 reads).
+    let unpacked = tmp.path().join("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    tar::Archive::new(fs::File::open(&out).unwrap())
+        .unpack(&unpacked)
+        .unwrap();
+    fs::remove_file(unpacked.join("index.json")).unwrap();
+    fs::remove_file(unpacked.join("oci-layout")).unwrap();
+    let classic = Store::open(tmp.path().join("classic")).unwrap();
+    let back = classic.load(&unpacked, &LoadOptions::default()).unwrap();
+    assert_eq!(back[0].image.id, img.id);
+    assert_eq!(back[0].image.names, ["saved:1"]);
+    // A blob changed on disk is not exported.
+    let layer = store.blobs.path(&img.layers[0].blob);
+    let mut bytes = fs::read(&layer).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&layer, bytes).unwrap();
+    let err = store
+        .save(
+            &[SaveItem {
+                image: img,
+                names: vec![],
+            }],
+            std::io::sink(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+}
