@@ -204,7 +204,56 @@ serial log: {}",
         &caps[9], &caps[10]
     );
     println!("  packages: {}", versions.join(" "));
+    match host_dockerd_run(n) {
+        Ok(ms) => println!(
+            "  reference: this machine's dockerd, `docker run --rm` of busybox `true`, natively \
+             (no VM, no TCG: not a ratio) {ms:7.1} ms"
+        ),
+        Err(e) => println!("  reference: this machine's dockerd: not measured ({e:#})"),
+    }
     Ok(())
+}
+
+/// The same `docker run --rm … true` against this machine's dockerd (the reference peer),
+/// `n` times, on an image imported from Debian's busybox-static; the mean in ms. The image is
+/// removed afterwards.
+fn host_dockerd_run(n: usize) -> anyhow::Result<f64> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const IMAGE: &str = "rosbench/busybox:latest";
+    let docker = |args: &[&str]| {
+        let mut c = Command::new("docker");
+        c.args(["-H", "unix:///var/run/docker.sock"]).args(args);
+        c.env_remove("DOCKER_HOST");
+        c
+    };
+    let bb = crate::debs::unpacked("busybox-static")?;
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_path_with_name(bb.root.join("bin/busybox"), "bin/busybox")?;
+    let tar = tar.into_inner()?;
+    let mut import = docker(&["import", "-", IMAGE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    import
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("docker import: no stdin"))?
+        .write_all(&tar)?;
+    anyhow::ensure!(import.wait()?.success(), "docker import failed");
+    let run = || {
+        docker(&["run", "--rm", IMAGE, "/bin/busybox", "true"])
+            .stdout(Stdio::null())
+            .status()
+    };
+    anyhow::ensure!(run()?.success(), "docker run failed");
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        anyhow::ensure!(run()?.success(), "docker run failed");
+    }
+    let ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+    let _ = docker(&["rmi", "-f", IMAGE]).stdout(Stdio::null()).status();
+    Ok(ms)
 }
 
 /// `harness bench crun`: start latency of a trivial container through our engine's runtime
