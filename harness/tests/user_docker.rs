@@ -883,7 +883,24 @@ fn files_volumes_and_docker_cp() {
     d.ok(&["cp", "src:/usr/share/udhcpc", &h("dir_out")], &vm);
     assert!(std::path::Path::new(&h("dir_out/default.script")).exists());
     std::fs::write(h("hostfile"), "from-the-host\n").unwrap();
+    std::os::unix::fs::chown(h("hostfile"), Some(1234), Some(1234)).unwrap();
     d.ok(&["cp", &h("hostfile"), "src:/shared/"], &vm);
+    // Written as root's, as Docker does; `-a` keeps the owner.
+    assert_eq!(
+        d.ok(
+            &["exec", "src", "stat", "-c", "%u:%g", "/shared/hostfile"],
+            &vm
+        ),
+        "0:0"
+    );
+    d.ok(&["cp", "-a", &h("hostfile"), "src:/tmp/"], &vm);
+    assert_eq!(
+        d.ok(
+            &["exec", "src", "stat", "-c", "%u:%g", "/tmp/hostfile"],
+            &vm
+        ),
+        "1234:1234"
+    );
     assert_eq!(
         d.ok(&["exec", "src", "cat", "/shared/hostfile"], &vm),
         "from-the-host"

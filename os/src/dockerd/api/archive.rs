@@ -103,12 +103,11 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let path = path_of(&q)?;
-    let _ = (&q.no_overwrite_dir_non_dir, &q.copy_uid_gid);
-    let mut child = api
-        .mgr
-        .archive(&id, ArchiveVerb::Put, &path)
-        .await
-        .map_err(err)?;
+    let _ = &q.no_overwrite_dir_non_dir;
+    let verb = ArchiveVerb::Put {
+        keep_owner: super::truthy(&q.copy_uid_gid),
+    };
+    let mut child = api.mgr.archive(&id, verb, &path).await.map_err(err)?;
     let mut stdin = child
         .stdin
         .take()

@@ -12,7 +12,10 @@ use std::process::Stdio;
 pub enum ArchiveVerb {
     Stat,
     Get,
-    Put,
+    /// `keep_owner`: the tar's owners stay (`docker cp -a`); otherwise root's.
+    Put {
+        keep_owner: bool,
+    },
 }
 
 impl ArchiveVerb {
@@ -20,7 +23,7 @@ impl ArchiveVerb {
         match self {
             ArchiveVerb::Stat => "stat",
             ArchiveVerb::Get => "get",
-            ArchiveVerb::Put => "put",
+            ArchiveVerb::Put { .. } => "put",
         }
     }
 }
@@ -40,7 +43,8 @@ impl Manager {
             )));
         }
         let rec = self.get(name_or_id)?;
-        if verb == ArchiveVerb::Put && rec.host.readonly_rootfs {
+        let put = matches!(verb, ArchiveVerb::Put { .. });
+        if put && rec.host.readonly_rootfs {
             return Err(ManagerError::BadRequest(
                 "container rootfs is marked read-only".into(),
             ));
@@ -57,12 +61,11 @@ impl Manager {
                 .map_err(|e| ManagerError::io(&dir, e))?;
             cmd.arg("--rootfs").arg(rootfs);
         }
-        cmd.args([verb.word(), path])
-            .stdin(if verb == ArchiveVerb::Put {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+        cmd.args([verb.word(), path]);
+        if verb == (ArchiveVerb::Put { keep_owner: true }) {
+            cmd.arg("--keep-owner");
+        }
+        cmd.stdin(if put { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);

@@ -26,9 +26,7 @@ impl Manager {
         let clock = Clock::now();
         // Names from the container's passwd, then the engine's (dockerd runs the host's `ps`,
         // which uses the host's); uid 0 is root everywhere.
-        let mut passwd =
-            std::fs::read_to_string(format!("/proc/{}/root/etc/passwd", rec.state.pid))
-                .unwrap_or_default();
+        let mut passwd = container_passwd(rec.state.pid);
         passwd.push_str(&std::fs::read_to_string("/etc/passwd").unwrap_or_default());
         passwd.push_str("\nroot:x:0:0::/root:/bin/sh\n");
         Ok(pids
@@ -36,6 +34,28 @@ impl Manager {
             .filter_map(|pid| row(pid, &clock, &passwd))
             .collect())
     }
+}
+
+/// The container's `/etc/passwd`, resolved inside its root (an absolute symlink there must not
+/// lead to the engine's files), a regular file only, at most 1 MiB of it: the container wrote
+/// it.
+fn container_passwd(pid: i32) -> String {
+    use std::io::Read;
+    const MAX: u64 = 1 << 20;
+    let read = || -> Option<String> {
+        let root = pathrs::Root::open(format!("/proc/{pid}/root")).ok()?;
+        let handle = root.resolve(Path::new("/etc/passwd")).ok()?;
+        let f = handle
+            .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_NONBLOCK)
+            .ok()?;
+        if !f.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut text = String::new();
+        f.take(MAX).read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    read().unwrap_or_default()
 }
 
 /// Every pid in `dir`'s `cgroup.procs` and those of its children (not deeper than 16).

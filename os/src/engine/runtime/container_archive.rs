@@ -12,8 +12,9 @@
 //! - `get PATH`: a tar of PATH on stdout, its top entry named by PATH's last component
 //!   (`PATH/.`: the directory's content). Symlinks are archived as links, never followed
 //!   (only PATH itself is resolved, as `docker cp` does).
-//! - `put PATH`: the tar on stdin extracted into the directory PATH; entries with `..` or an
-//!   absolute name are taken inside PATH (the tar crate's `unpack_in`), ownership kept.
+//! - `put PATH [--keep-owner]`: the tar on stdin extracted into the directory PATH; entries
+//!   with `..` are skipped and absolute names taken inside PATH (the tar crate's `unpack_in`);
+//!   what is written is root's unless `--keep-owner` (`docker cp -a`).
 //!
 //! Exit codes: 0, 2 no such path, 3 not a directory (put), 1 anything else; the reason on
 //! stderr.
@@ -39,6 +40,9 @@ pub(super) struct ArchiveArgs {
     pub at: Where,
     pub verb: String,
     pub path: String,
+    /// `put`: keep the tar's owners (`docker cp -a`); otherwise what is written is root's,
+    /// as Docker does.
+    pub keep_owner: bool,
 }
 
 /// Why it failed, with the exit code that says so.
@@ -145,7 +149,7 @@ pub(super) fn run(a: &ArchiveArgs) -> Result<(), Failure> {
             Ok(())
         }
         "get" => get(&a.path),
-        "put" => put(&a.path),
+        "put" => put(&a.path, a.keep_owner),
         other => Err(Failure(1, format!("archive: unknown verb {other:?}"))),
     }
 }
@@ -197,7 +201,7 @@ fn append<W: Write>(b: &mut tar::Builder<W>, path: &Path, name: &Path) -> std::i
     }
 }
 
-fn put(path: &str) -> Result<(), Failure> {
+fn put(path: &str, keep_owner: bool) -> Result<(), Failure> {
     let meta = std::fs::metadata(path).map_err(|e| not_found(path, &e))?;
     if !meta.is_dir() {
         return Err(Failure(
@@ -207,7 +211,7 @@ fn put(path: &str) -> Result<(), Failure> {
     }
     let mut ar = tar::Archive::new(std::io::BufReader::new(std::io::stdin().lock()));
     ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(true);
+    ar.set_preserve_ownerships(keep_owner);
     ar.set_overwrite(true);
     ar.set_unpack_xattrs(false);
     let io = |e: std::io::Error| Failure(1, format!("extracting into {path}: {e}"));

@@ -8,7 +8,7 @@
 //! ros container-helper [--root DIR] delete --id ID [--force]
 //! ros container-helper [--root DIR] state  --id ID
 //! ros container-helper exec --pid PID [--seccomp-from CONFIG.JSON] [--env K=V]… [--user U] [--cwd DIR] [--tty] -- CMD [ARG…]
-//! ros container-helper archive (--pid PID | --rootfs DIR) stat|get|put PATH
+//! ros container-helper archive (--pid PID | --rootfs DIR) stat|get|put PATH [--keep-owner]
 //! ros container-helper [--root DIR] run    --id ID --rootfs DIR [spec flags] [--detach] [--timing] -- CMD [ARG…]
 //!   spec flags: --env K=V  --cwd DIR  --hostname H  --host-ns pid,mount,uts,ipc,net  --cgroupns
 //!               --privileged  --cap-add CAP  --cap-drop CAP  --bind SRC:DST[:ro]  --read-only
@@ -115,10 +115,17 @@ fn parse_archive(args: &mut Args) -> Result<container_archive::ArchiveArgs, Runt
     };
     let verb = required(args.next(), "stat|get|put")?.to_string();
     let path = required(args.next(), "PATH")?.to_string();
-    if args.next().is_some() {
-        return Err(RuntimeError::Usage("archive takes one PATH".into()));
-    }
-    Ok(container_archive::ArchiveArgs { at, verb, path })
+    let keep_owner = match args.next() {
+        None => false,
+        Some("--keep-owner") if verb == "put" => true,
+        Some(other) => return Err(unknown(other)),
+    };
+    Ok(container_archive::ArchiveArgs {
+        at,
+        verb,
+        path,
+        keep_owner,
+    })
 }
 
 fn parse_exec(args: &mut Args) -> Result<ExecArgs, RuntimeError> {
