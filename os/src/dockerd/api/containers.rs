@@ -71,10 +71,7 @@ pub async fn list(
     axum::extract::State(api): St,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let filters: HashMap<String, Vec<String>> = match q.filters.as_deref() {
-        None | Some("") => HashMap::new(),
-        Some(f) => parse_filters(f)?,
-    };
+    let filters = super::filters::parse(q.filters.as_deref(), FILTERS)?;
     let all = truthy(&q.all) || filters.contains_key("status") || filters.contains_key("exited");
     let mut out = Vec::new();
     for r in api.mgr.list() {
@@ -94,31 +91,6 @@ pub async fn list(
 
 /// The filters `GET /containers/json` knows.
 const FILTERS: &[&str] = &["status", "name", "id", "exited", "label", "ancestor"];
-
-/// `{"status":["running"]}` or the old `{"status":{"running":true}}`.
-fn parse_filters(f: &str) -> Result<HashMap<String, Vec<String>>, ApiError> {
-    let v: Value = serde_json::from_str(f)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
-    let mut out = HashMap::new();
-    for (k, v) in obj {
-        if !FILTERS.contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-        let vals: Vec<String> = match v {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => return Err(ApiError::bad_request(format!("invalid filter {k:?}"))),
-        };
-        out.insert(k.clone(), vals);
-    }
-    Ok(out)
-}
 
 fn matches(r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool, ApiError> {
     for (key, vals) in f {

@@ -44,30 +44,7 @@ struct Filters(HashMap<String, Vec<String>>);
 
 impl Filters {
     fn parse(f: Option<&str>) -> Result<Filters, ApiError> {
-        let Some(f) = f.filter(|f| !f.is_empty()) else {
-            return Ok(Filters(HashMap::new()));
-        };
-        let v: Value = serde_json::from_str(f)
-            .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
-        let mut out = HashMap::new();
-        for (k, v) in obj {
-            if !FILTERS.contains(&k.as_str()) {
-                return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-            }
-            let vals = match v {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => return Err(ApiError::bad_request(format!("invalid filter {k:?}"))),
-            };
-            out.insert(k.clone(), vals);
-        }
-        Ok(Filters(out))
+        super::filters::parse(f, FILTERS).map(Filters)
     }
 
     fn keep(&self, e: &Event) -> bool {

@@ -128,30 +128,10 @@ pub async fn prune(
     axum::extract::State(api): St,
     crate::engine::api::extract::Query(q): crate::engine::api::extract::Query<PruneQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut dangling_only = true;
-    if let Some(f) = q.filters.as_deref().filter(|f| !f.is_empty()) {
-        let v: Value = serde_json::from_str(f)
-            .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
-        for (k, v) in obj {
-            let vals: Vec<String> = match v {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => Vec::new(),
-            };
-            match k.as_str() {
-                "dangling" => {
-                    dangling_only = !vals.iter().any(|x| matches!(x.as_str(), "false" | "0"))
-                }
-                other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
-            }
-        }
-    }
+    let filters = super::filters::parse(q.filters.as_deref(), &["dangling"])?;
+    let dangling_only = !filters
+        .get("dangling")
+        .is_some_and(|v| v.iter().any(|x| matches!(x.as_str(), "false" | "0")));
     let mgr = api.mgr.clone();
     let (deleted, reclaimed) = tokio::task::spawn_blocking(move || {
         let used: std::collections::HashSet<String> =

@@ -13,6 +13,7 @@ mod attach;
 mod containers;
 mod events;
 mod exec;
+mod filters;
 mod image_save;
 mod images;
 mod json;

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 fn volume_json(m: &Manager, v: &Volume) -> Value {
     let mut labels = v.labels.clone();
@@ -75,7 +75,7 @@ pub async fn list(
     axum::extract::State(api): St,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let filters = parse_filters(q.filters.as_deref())?;
+    let filters = super::filters::parse(q.filters.as_deref(), FILTERS)?;
     let mut out = Vec::new();
     for v in api.mgr.volumes.list() {
         let used = !api.mgr.volume_users(&v.name).is_empty();
@@ -96,33 +96,6 @@ pub async fn list(
         }
     }
     Ok(Json(json!({ "Volumes": out, "Warnings": [] })))
-}
-
-fn parse_filters(f: Option<&str>) -> Result<HashMap<String, Vec<String>>, ApiError> {
-    let Some(f) = f.filter(|f| !f.is_empty()) else {
-        return Ok(HashMap::new());
-    };
-    let v: Value = serde_json::from_str(f)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
-    let mut out = HashMap::new();
-    for (k, v) in obj {
-        if !FILTERS.contains(&k.as_str()) {
-            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
-        }
-        let vals = match v {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect(),
-            Value::Object(o) => o.keys().cloned().collect(),
-            _ => return Err(ApiError::bad_request(format!("invalid filter {k:?}"))),
-        };
-        out.insert(k.clone(), vals);
-    }
-    Ok(out)
 }
 
 pub async fn inspect(
