@@ -8,7 +8,7 @@ use crate::engine::api::stream::{frames, StreamKind};
 use crate::engine::api::{ApiError, ChannelBody};
 use crate::engine::manager::LogOptions;
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use serde::Deserialize;
 
@@ -44,10 +44,7 @@ pub async fn attach(
             "attach with logs=1 alone is not supported; use GET /containers/{id}/logs",
         ));
     }
-    let wants_upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
+    let wants_upgrade = crate::engine::api::wants_upgrade(&req);
     let (stdin, stdout, stderr) = (truthy(&q.stdin), truthy(&q.stdout), truthy(&q.stderr));
     let conn = api
         .mgr
@@ -74,13 +71,7 @@ pub async fn attach(
             };
             let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
         });
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-        h.insert(header::CONTENT_TYPE, content_type(tty));
-        return Ok(r);
+        return Ok(crate::engine::api::switching_protocols(content_type(tty)));
     }
     // No upgrade: the output as a streamed body (stdin cannot travel this way).
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);

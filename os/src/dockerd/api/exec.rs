@@ -9,7 +9,7 @@ use super::{err, St};
 use crate::engine::api::exec::{pump, upgraded};
 use crate::engine::api::extract::{Path, Query};
 use crate::engine::api::stream::StreamKind;
-use crate::engine::api::{multiplexed, ApiError, ChannelBody};
+use crate::engine::api::{multiplexed, switching_protocols, wants_upgrade, ApiError, ChannelBody};
 use crate::engine::manager::{ExecConfig, ExecIo};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -104,11 +104,7 @@ pub async fn start(
     Path(id): Path<String>,
     mut req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let wants_upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
-    let on_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let on_upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let body = axum::body::to_bytes(req.into_body(), 1 << 16)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
@@ -235,13 +231,7 @@ fn raw(
             i.abort();
         }
     });
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    h.insert(header::CONTENT_TYPE, content_type);
-    r
+    switching_protocols(content_type)
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,7 +7,7 @@ use super::extract::Path;
 use super::stream::{frames, StreamKind};
 use super::{multiplexed, ApiError, Engine, ExecSpec, RunState, State};
 use axum::body::Bytes;
-use axum::http::{header, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
@@ -150,11 +150,7 @@ pub async fn start<E: Engine>(
     Path(id): Path<String>,
     mut req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let wants_upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"));
-    let on_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let on_upgrade = super::wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
     let body = axum::body::to_bytes(req.into_body(), 1 << 16)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request: {e}")))?;
@@ -245,15 +241,9 @@ pub(crate) fn upgraded(
         }
         let _ = to_client.shutdown().await;
     });
-    let mut r = Response::new(axum::body::Body::empty());
-    *r.status_mut() = axum::http::StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.docker.multiplexed-stream"),
-    );
+    let r = super::switching_protocols(HeaderValue::from_static(
+        "application/vnd.docker.multiplexed-stream",
+    ));
     (tx, r)
 }
 

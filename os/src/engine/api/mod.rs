@@ -158,6 +158,25 @@ impl futures_core::Stream for ChannelBody {
     }
 }
 
+/// Whether the client asks to take the connection over (`Upgrade: tcp`, as the docker CLI does
+/// for attach and exec).
+pub(crate) fn wants_upgrade(req: &Request) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"tcp"))
+}
+
+/// `101 Switching Protocols` to `Upgrade: tcp`, the stream typed `content_type`.
+pub(crate) fn switching_protocols(content_type: HeaderValue) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    h.insert(header::CONTENT_TYPE, content_type);
+    r
+}
+
 /// A channel and the streaming response reading from it, typed as Docker's multiplexed stream.
 pub(crate) fn multiplexed() -> (tokio::sync::mpsc::Sender<Bytes>, Response) {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
