@@ -4,8 +4,9 @@
 //! computed, checked, fsynced, then renamed into place: a blob under its name is always whole
 //! and verified. A blob that is already there is not read or written again.
 
-use super::digest::{Digest, HashingReader};
+use super::digest::Digest;
 use super::error::{IoContext, Result, StoreError};
+use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -56,35 +57,19 @@ impl Blobs {
         }
         // Read at most one byte more than promised: enough to tell it is too long.
         let limited = reader.take(size.map_or(u64::MAX, |s| s.saturating_add(1)));
-        let (tmp, actual, n) = self.write_tmp(limited, what)?;
-        let check = if let Some(expected_size) = size.filter(|s| *s != n) {
-            Err(StoreError::SizeMismatch {
-                blob: what.to_string(),
-                expected: expected_size,
-                actual: n,
-            })
-        } else if &actual != expected {
-            Err(StoreError::DigestMismatch {
-                blob: what.to_string(),
-                expected: expected.clone(),
-                actual,
-            })
-        } else {
-            Ok(())
-        };
-        if let Err(e) = check {
-            tracing::warn!(blob = what, error = %e, "blob rejected");
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        self.commit(&tmp, expected)?;
+        let mut w = self.writer(what)?;
+        copy_into(&mut w, limited, what)?;
+        let n = w.written();
+        w.commit(expected, size)?;
         tracing::debug!(blob = %expected, bytes = n, "blob stored");
         Ok(())
     }
 
     /// Store what `reader` yields under whatever digest it has; return digest and size.
     pub fn put_computed(&self, reader: impl Read, what: &str) -> Result<(Digest, u64)> {
-        let (tmp, digest, n) = self.write_tmp(reader, what)?;
+        let mut w = self.writer(what)?;
+        copy_into(&mut w, reader, what)?;
+        let (tmp, digest, n) = w.finish_tmp()?;
         if self.has(&digest) {
             let _ = fs::remove_file(&tmp);
         } else {
@@ -129,54 +114,136 @@ impl Blobs {
             .ctx("syncing", &self.dir)
     }
 
-    fn write_tmp(&self, reader: impl Read, what: &str) -> Result<(PathBuf, Digest, u64)> {
+    /// A blob written piece by piece (a download), hashed as it goes; nothing is under a
+    /// blob name until [`BlobWriter::commit`] has checked digest and size.
+    pub fn writer(&self, what: &str) -> Result<BlobWriter> {
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)
-                .ctx("creating", &tmp)?;
-            let mut hashing = HashingReader::new(reader);
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match hashing.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(StoreError::Io {
-                            action: "reading",
-                            path: PathBuf::from(what),
-                            source: e,
-                        })
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                file.write_all(&buf[..n]).ctx("writing", &tmp)?;
-            }
-            file.sync_all().ctx("syncing", &tmp)?;
-            let (digest, n) = hashing.finish().ctx("reading", Path::new(what))?;
-            Ok((digest, n))
-        })();
-        match result {
-            Ok((digest, n)) => Ok((tmp, digest, n)),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .ctx("creating", &tmp)?;
+        Ok(BlobWriter {
+            blobs: self.clone(),
+            tmp: Some(tmp),
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+            what: what.to_string(),
+        })
     }
 
     fn commit(&self, tmp: &Path, digest: &Digest) -> Result<()> {
         let dst = self.path(digest);
         fs::rename(tmp, &dst).ctx("renaming blob to", &dst)
+    }
+}
+
+/// Everything `reader` yields into `w`.
+fn copy_into(w: &mut BlobWriter, mut reader: impl Read, what: &str) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(StoreError::Io {
+                    action: "reading",
+                    path: PathBuf::from(what),
+                    source: e,
+                })
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        w.write(&buf[..n])?;
+    }
+}
+
+/// A blob being written: see [`Blobs::writer`]. Dropped without a commit, its temporary file
+/// is removed.
+pub struct BlobWriter {
+    blobs: Blobs,
+    tmp: Option<PathBuf>,
+    file: File,
+    hasher: Sha256,
+    bytes: u64,
+    what: String,
+}
+
+impl BlobWriter {
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let tmp = self.tmp.as_deref().unwrap_or(Path::new(""));
+        self.file.write_all(data).ctx("writing", tmp)?;
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Sync, and keep the temporary file: its path, digest and size.
+    fn finish_tmp(mut self) -> Result<(PathBuf, Digest, u64)> {
+        let tmp = self
+            .tmp
+            .take()
+            .expect("a writer has its file until it is finished");
+        if let Err(e) = self.file.sync_all() {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).ctx("syncing", &tmp);
+        }
+        let hasher = std::mem::take(&mut self.hasher);
+        Ok((tmp, Digest::from_hasher(hasher), self.bytes))
+    }
+
+    /// Check what was written against `expected` (and `size`, if given) and put it under its
+    /// name; on a mismatch nothing is stored.
+    pub fn commit(self, expected: &Digest, size: Option<u64>) -> Result<()> {
+        let blobs = self.blobs.clone();
+        let what = self.what.clone();
+        let (tmp, actual, n) = self.finish_tmp()?;
+        let check = if let Some(expected_size) = size.filter(|s| *s != n) {
+            Err(StoreError::SizeMismatch {
+                blob: what.clone(),
+                expected: expected_size,
+                actual: n,
+            })
+        } else if &actual != expected {
+            Err(StoreError::DigestMismatch {
+                blob: what.clone(),
+                expected: expected.clone(),
+                actual,
+            })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = check {
+            tracing::warn!(blob = %what, error = %e, "blob rejected");
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if blobs.has(expected) {
+            let _ = fs::remove_file(&tmp);
+            return Ok(());
+        }
+        blobs.commit(&tmp, expected)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }

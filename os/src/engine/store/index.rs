@@ -39,6 +39,10 @@ pub struct ImageRecord {
     pub layers: Vec<Layer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// `repository@sha256:…` for each registry repository it was pulled from or pushed to
+    /// (Docker's RepoDigests): only what a registry really holds under that digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 /// An image in the store.
@@ -53,6 +57,8 @@ pub struct Image {
     /// Bottom-most first, as in the manifest.
     pub layers: Vec<Layer>,
     pub created: Option<String>,
+    /// `repository@sha256:…`, see [`ImageRecord::repo_digests`].
+    pub repo_digests: Vec<String>,
 }
 
 impl Image {
@@ -137,6 +143,7 @@ impl Index {
             names: self.names_of(manifest),
             layers: rec.layers.clone(),
             created: rec.created.clone(),
+            repo_digests: rec.repo_digests.clone(),
         })
     }
 

@@ -43,6 +43,8 @@ pub struct Loaded {
 pub(super) struct Staged {
     pub manifest: Digest,
     pub names: Vec<String>,
+    /// `repository@digest` where a registry served it (a pull).
+    pub repo_digests: Vec<String>,
 }
 
 /// The input's format, decided by the files it has.
@@ -84,7 +86,7 @@ impl Store {
         Ok(loaded)
     }
 
-    fn prepare_and_commit(&self, staged: Vec<Staged>) -> Result<Vec<Loaded>> {
+    pub(super) fn prepare_and_commit(&self, staged: Vec<Staged>) -> Result<Vec<Loaded>> {
         let mut prepared = Vec::new();
         for s in staged {
             let (record, unpacked, reused) = self.prepare(&s)?;
@@ -94,7 +96,16 @@ impl Store {
         let index_path = self.index_path();
         let mut index = Index::read(&index_path)?;
         for (s, record, ..) in &prepared {
-            index.images.insert(s.manifest.clone(), record.clone());
+            let mut record = record.clone();
+            if let Some(old) = index.images.get(&s.manifest) {
+                record.repo_digests = old.repo_digests.clone();
+            }
+            for d in &s.repo_digests {
+                if !record.repo_digests.contains(d) {
+                    record.repo_digests.push(d.clone());
+                }
+            }
+            index.images.insert(s.manifest.clone(), record);
             for name in &s.names {
                 if let Some(old) = index.names.insert(name.clone(), s.manifest.clone()) {
                     if old != s.manifest {
@@ -166,6 +177,7 @@ impl Store {
             config: config_digest,
             layers,
             created: config.created().clone(),
+            repo_digests: Vec::new(),
         };
         Ok((record, unpacked, reused))
     }

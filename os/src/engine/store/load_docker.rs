@@ -72,6 +72,7 @@ pub(super) fn stage(store: &Store, src: &Source, opts: &LoadOptions) -> Result<V
         out.push(Staged {
             manifest: digest,
             names,
+            repo_digests: Vec::new(),
         });
     }
     Ok(out)

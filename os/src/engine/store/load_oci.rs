@@ -113,6 +113,7 @@ fn collect(
         out.push(Staged {
             manifest: digest,
             names: names.to_vec(),
+            repo_digests: Vec::new(),
         });
     } else {
         tracing::debug!(digest = %desc.digest(), media_type = %media_type,

@@ -40,7 +40,7 @@
 //! Layer blobs are kept beside the unpacked layers (for export and re-unpacking).
 //!
 //! Modules: [`load`] (the load pipeline), [`load_oci`], [`load_docker`] (the two input formats),
-//! [`source`] (directory or tar input), [`blobs`], [`layers`], [`unpack`], [`index`],
+//! [`source`] (directory or tar input), [`fetch`] (a registry pull's side), [`blobs`], [`layers`], [`unpack`], [`index`],
 //! [`digest`], [`reference`], [`image_config`], [`remove`] (tag, remove, gc), [`save`] (export),
 //! [`error`],
 //! [`paths`], [`sys`].
@@ -48,6 +48,7 @@
 pub mod blobs;
 pub mod digest;
 pub mod error;
+pub mod fetch;
 pub mod image_config;
 pub mod index;
 pub mod layers;
@@ -65,6 +66,7 @@ pub mod unpack;
 #[cfg(test)]
 mod tests;
 
+pub use blobs::BlobWriter;
 pub use digest::Digest;
 pub use error::{Result, StoreError};
 pub use image_config::ImageConfig;

@@ -1094,6 +1094,7 @@ fn an_interrupted_unpack_is_redone_not_used() {
     fs::write(half.join("etc/hostname"), "half-writt").unwrap();
     fs::write(half.join("junk"), "x").unwrap();
     let img_tmp = Image {
+        repo_digests: vec![],
         id: image.config_digest(),
         manifest: image.manifest_digest(),
         names: vec![],
