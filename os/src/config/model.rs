@@ -216,12 +216,18 @@ pub struct Docker {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub host: Vec<String>,
+    /// Registries spoken to in plain HTTP: `host[:port]` or an IP range (`10.0.0.0/8`).
     #[serde(
         default,
+        alias = "insecure_registries",
         deserialize_with = "or_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub insecure_registry: Vec<String>,
+    /// PEM certificates trusted, beside the system's bundle, by the user engine's registry
+    /// client (and by cloud-init's HTTPS datasources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_restore: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -113,7 +113,8 @@ async fn serve(args: Args) -> Result<(), String> {
     }
     let listener = bind(&args.socket, &args.group)?;
     tracing::info!(socket = %args.socket.display(), "dockerd: serving");
-    let state = api::Api::new(mgr, args.root.join("tmp"));
+    let registries = registries();
+    let state = api::Api::new(mgr, args.root.join("tmp"), registries);
     let app = api::app(state);
     let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -127,6 +128,24 @@ async fn serve(args: Args) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The registry settings of `rancher.docker` (trust roots, insecure registries); what cannot
+/// be used is said on the log, naming its key, and left out.
+fn registries() -> crate::engine::registry::Registries {
+    let (config, errors) = crate::config::load_running();
+    for e in errors {
+        tracing::warn!(error = %e, "dockerd: configuration");
+    }
+    let (regs, warnings) = crate::engine::registry::Registries::from_config(
+        &config.rancher.docker,
+        Path::new(crate::engine::registry::config::SYSTEM_BUNDLE),
+    );
+    for w in warnings {
+        tracing::warn!(problem = %w, "dockerd: registries");
+    }
+    tracing::info!(trust_roots = regs.roots(), "dockerd: registries");
+    regs
 }
 
 /// Bind the socket (replacing a stale one), mode 0660, group `group` (a name or a gid).

@@ -47,7 +47,7 @@ pub async fn list(axum::extract::State(api): St) -> Result<Json<Vec<Value>>, Api
                     "Id": id,
                     "ParentId": "",
                     "RepoTags": i.names,
-                    "RepoDigests": [],
+                    "RepoDigests": i.repo_digests,
                     "Created": created(i),
                     "Size": size(i),
                     "SharedSize": -1,
@@ -171,7 +171,7 @@ fn inspect_or_history(api: &super::Api, path: &str) -> Result<Json<Value>, ApiEr
         return Ok(Json(json!({
             "Id": i.id.to_string(),
             "RepoTags": i.names,
-            "RepoDigests": [],
+            "RepoDigests": i.repo_digests,
             "Parent": "",
             "Comment": "",
             "Created": i.created.clone().unwrap_or_else(|| time::ZERO.to_string()),
@@ -223,12 +223,17 @@ pub struct TagQuery {
     tag: Option<String>,
 }
 
-/// `POST /images/{name}/tag?repo=R&tag=T`.
+/// `POST /images/{name}/tag?repo=R&tag=T`, and `POST /images/{name}/push?tag=T` (names may
+/// hold `/`, so one wildcard route serves both).
 pub async fn tag(
     axum::extract::State(api): St,
     axum::extract::Path(path): axum::extract::Path<String>,
     Query(q): Query<TagQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
+    if let Some(name) = path.strip_suffix("/push") {
+        return super::registry::push(api.clone(), name, q.tag, &headers).await;
+    }
     let Some(name) = path.strip_suffix("/tag") else {
         return Err(ApiError::not_found(format!(
             "page not found: /images/{path}"

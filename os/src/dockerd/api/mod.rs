@@ -1,7 +1,7 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
 //! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
 //! `processes` (pause, unpause, top, stats), `archive` (`docker cp`), `events`, `images`,
-//! `image_save` (save, prune), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`).
+//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
@@ -19,6 +19,7 @@ mod images;
 mod json;
 mod processes;
 mod pty;
+mod registry;
 mod system;
 mod system_df;
 mod volumes;
@@ -38,13 +39,23 @@ pub const MIN_API_VERSION: &str = "1.24";
 
 pub struct Api {
     pub mgr: Arc<Manager>,
+    /// How registries are reached (trust roots, insecure ones), from `rancher.docker`.
+    pub registries: Arc<crate::engine::registry::Registries>,
     /// Where uploads are spooled (on the engine's own disk).
     pub spool: PathBuf,
 }
 
 impl Api {
-    pub fn new(mgr: Arc<Manager>, spool: PathBuf) -> Arc<Api> {
-        Arc::new(Api { mgr, spool })
+    pub fn new(
+        mgr: Arc<Manager>,
+        spool: PathBuf,
+        registries: crate::engine::registry::Registries,
+    ) -> Arc<Api> {
+        Arc::new(Api {
+            mgr,
+            spool,
+            registries: Arc::new(registries),
+        })
     }
 }
 
@@ -127,6 +138,8 @@ fn router(api: Arc<Api>) -> Router {
         )
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
+        .route("/images/create", post(registry::create))
+        .route("/auth", post(registry::login))
         .route("/images/get", get(image_save::save_many))
         .route("/images/prune", post(image_save::prune))
         .route(

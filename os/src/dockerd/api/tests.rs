@@ -14,7 +14,7 @@ fn api(dir: &std::path::Path) -> Arc<Api> {
         exe: "/bin/false".into(),
     })
     .unwrap();
-    Api::new(mgr, dir.join("tmp"))
+    Api::new(mgr, dir.join("tmp"), Default::default())
 }
 
 async fn call(
