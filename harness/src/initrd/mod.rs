@@ -32,6 +32,18 @@ pub struct Recipe {
     pub devices: Vec<Device>,
     /// System images: built from the recipes in `from`, stored as one OCI layout at `at`.
     pub images: Option<Images>,
+    /// The system's trust roots: one PEM bundle made from a package's certificates.
+    pub ca_bundle: Option<CaBundle>,
+}
+
+/// `package`'s `*.crt` files under `from`, concatenated in name order into `at` (what Debian's
+/// `update-ca-certificates` makes at install time, which unpacking a package does not run).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaBundle {
+    pub package: String,
+    pub from: String,
+    pub at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +107,9 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
         add_tree(&mut a, &root.join(rootfs), "/")?;
     }
     add_debs(&mut a, &recipe.debs, &mut packages)?;
+    if let Some(ca) = &recipe.ca_bundle {
+        add_ca_bundle(&mut a, ca, &mut packages)?;
+    }
     if let Some(bb) = &recipe.busybox {
         add_busybox_links(&mut a, bb, &recipe.debs)?;
     }
@@ -135,6 +150,7 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
 /// Every Debian package the recipe (and its images) uses, by name.
 pub fn package_names(recipe: &Recipe) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = recipe.debs.keys().cloned().collect();
+    names.extend(recipe.ca_bundle.iter().map(|c| c.package.clone()));
     if let Some(images) = &recipe.images {
         let dir = crate::paths::repo_root().join(&images.from);
         for r in crate::images::load_recipes(&dir)? {
@@ -165,6 +181,43 @@ pub fn add_debs(a: &mut Archive, debs: &Debs, packages: &mut Vec<String>) -> any
             a.add(to, file_entry(&src)?);
         }
     }
+    Ok(())
+}
+
+/// Make the trust-root bundle (see [`CaBundle`]); record `package=version` in `packages`.
+pub fn add_ca_bundle(
+    a: &mut Archive,
+    ca: &CaBundle,
+    packages: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let unpacked = crate::debs::unpacked(&ca.package)?;
+    let id = format!("{}={}", ca.package, unpacked.version);
+    if !packages.contains(&id) {
+        packages.push(id);
+    }
+    let dir = unpacked.root.join(ca.from.trim_start_matches('/'));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no .crt files in {}", dir.display());
+    let mut data = Vec::new();
+    for f in &files {
+        let pem = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        anyhow::ensure!(
+            pem.starts_with(b"-----BEGIN CERTIFICATE-----"),
+            "{} is not a PEM certificate",
+            f.display()
+        );
+        data.extend_from_slice(&pem);
+        if !pem.ends_with(b"\n") {
+            data.push(b'\n');
+        }
+    }
+    a.add(&ca.at, Entry::File { mode: 0o644, data });
     Ok(())
 }
 
