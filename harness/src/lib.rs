@@ -13,6 +13,7 @@ pub mod initrd;
 pub mod kernel;
 pub mod osbin;
 pub mod paths;
+pub mod registry;
 pub mod seed;
 pub mod setup;
 pub mod ssh;

@@ -46,6 +46,16 @@ enum Cmd {
     /// Answer one HTTP request on stdin/stdout from DIR (run by QEMU's guestfwd in tests).
     #[command(hide = true)]
     ServeHttp { dir: std::path::PathBuf },
+    /// Answer one HTTPS request on stdin/stdout from DIR with CERT and KEY (PEM).
+    #[command(hide = true)]
+    ServeHttps {
+        dir: std::path::PathBuf,
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+    /// Join stdin/stdout to a TCP connection to ADDR (run by QEMU's guestfwd in tests).
+    #[command(hide = true)]
+    Relay { addr: String },
     /// Record the current Debian versions of every package the images use in initrd/packages.lock.
     Lock,
 }
@@ -107,6 +117,8 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Setup => setup::ensure_host()?,
         Cmd::ServeHttp { dir } => harness::seed::serve_http_once(&dir)?,
+        Cmd::ServeHttps { dir, cert, key } => harness::seed::serve_https_once(&dir, &cert, &key)?,
+        Cmd::Relay { addr } => harness::registry::relay(&addr)?,
         Cmd::Build => {
             build()?;
         }

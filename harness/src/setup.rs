@@ -36,6 +36,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "docker.io",
     // Tests: `docker-compose up` against the user engine (tests/user_docker_clients.rs).
     "docker-compose",
+    // Tests: the registry the user engine pulls from and pushes to (src/registry.rs).
+    "docker-registry",
     // Debian's python3-docker imports paramiko for ssh:// even when it shells out to ssh.
     "python3-paramiko",
 ];
