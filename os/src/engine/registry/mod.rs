@@ -55,3 +55,6 @@ where
     .await
     .map_err(|e| RegistryError::Transport(format!("the transfer's thread: {e}")))?
 }
+
+#[cfg(test)]
+mod tests;
