@@ -7,7 +7,7 @@
 use crate::vm::Drive;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -93,7 +93,78 @@ pub fn disk(name: &str, fs: SeedFs, label: &str, files: &Files) -> anyhow::Resul
 /// connection. `GET /a/b` → `dir/a/b`; a path ending in `/` → `dir/…/index`; anything else 404.
 pub fn serve_http_once(dir: &Path) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
-    let mut lines = stdin.lock();
+    serve_one(dir, stdin.lock(), std::io::stdout().lock())
+}
+
+/// The same over TLS with `cert` and `key` (PEM files): `https://` datasources in tests.
+pub fn serve_https_once(dir: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    let conn = rustls::ServerConnection::new(std::sync::Arc::new(config))?;
+    let mut tls = rustls::StreamOwned::new(conn, StdIo);
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+            // A client that refused our certificate ends here; the log says so.
+            Err(e) => {
+                log_request(dir, &format!("TLS: {e}"));
+                return Ok(());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    serve_one(dir, &request[..], &mut out)?;
+    tls.write_all(&out)?;
+    tls.conn.send_close_notify();
+    tls.flush()?;
+    Ok(())
+}
+
+/// stdin and stdout as one stream (what rustls wraps).
+struct StdIo;
+
+impl std::io::Read for StdIo {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::io::stdin().read(buf)
+    }
+}
+
+impl Write for StdIo {
+    // Flushed at once: stdout is line-buffered and TLS records do not end in newlines.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)?;
+        out.flush()?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+fn log_request(dir: &Path, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("requests.log"))
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Answer one request read from `input` on `out`.
+fn serve_one(dir: &Path, mut lines: impl BufRead, mut out: impl Write) -> anyhow::Result<()> {
     let mut request = String::new();
     lines.read_line(&mut request)?;
     loop {
@@ -113,7 +184,6 @@ pub fn serve_http_once(dir: &Path) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut out = std::io::stdout().lock();
     match body {
         Some(b) => {
             write!(
@@ -127,13 +197,6 @@ pub fn serve_http_once(dir: &Path) -> anyhow::Result<()> {
     }
     out.flush()?;
     // A log line per request, for the test to read.
-    let log = dir.join("requests.log");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        let _ = writeln!(f, "{path}");
-    }
+    log_request(dir, &path);
     Ok(())
 }

@@ -242,3 +242,66 @@ fn malformed_user_data_boots_with_defaults_and_validate_names_the_error() {
     assert_ne!(rc, 0, "{out}");
     assert!(out.contains("line 4"), "validate names the line: {out}");
 }
+
+#[test]
+fn an_https_datasource_is_refused_until_its_ca_is_trusted_then_fetched() {
+    use base64::Engine;
+    use harness::disk::Disk;
+    let dir = seed::fixture_dir("https");
+    seed::write_tree(
+        &dir,
+        &files(&[("user-data", "#cloud-config\nhostname: from-https\n")]),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("requests.log"));
+    let ca = harness::registry::TestCa::new(&["10.0.2.100"]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, &ca.cert_pem).unwrap();
+    std::fs::write(&key, &ca.key_pem).unwrap();
+    let https = format!(
+        "{} serve-https {} {} {}",
+        env!("CARGO_BIN_EXE_harness"),
+        dir.display(),
+        cert.display(),
+        key.display()
+    );
+    let disk = Disk::blank("cloud_init_https", 128).unwrap();
+    let opts = VmOptions::new("cloud_init_https")
+        .unwrap()
+        .drive(disk.drive())
+        .allow_reboot()
+        .guestfwd("10.0.2.100:443", &https)
+        .cmdline("cloud-config-url=https://10.0.2.100/user-data");
+    let mut vm = boot(opts);
+    // Nothing vouches for the server's certificate yet: refused, and the log says why.
+    let log = poll(
+        &mut vm,
+        "cat /var/log/cloud-init-save.log",
+        Duration::from_secs(90),
+        |o| o.contains("https://10.0.2.100/user-data"),
+    );
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+    assert_ne!(sh(&mut vm, "hostname"), "from-https");
+    let served = std::fs::read_to_string(dir.join("requests.log")).unwrap_or_default();
+    assert!(served.contains("TLS:"), "{served}");
+    assert!(!served.contains("/user-data"), "{served}");
+
+    // The user trusts the CA (rancher.docker.ca, on the state partition) and reboots.
+    let pem: String = ca.ca_pem.lines().map(|l| format!("      {l}\n")).collect();
+    let yaml = format!("rancher:\n  docker:\n    ca: |\n{pem}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(yaml);
+    sh(
+        &mut vm,
+        &format!("echo {b64} | base64 -d | rancherctl config merge && sync"),
+    );
+    vm.send("rancherctl reboot\n").unwrap();
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    // The next boot's console session (its prompt comes before `[ros] ready`).
+    vm.shell_ended();
+    let host = poll(&mut vm, "hostname", Duration::from_secs(90), |o| {
+        o == "from-https"
+    });
+    assert_eq!(host, "from-https");
+    let served = std::fs::read_to_string(dir.join("requests.log")).unwrap_or_default();
+    assert!(served.contains("/user-data"), "{served}");
+}

@@ -1,137 +1,130 @@
-//! A small blocking HTTP/1.0 GET, enough for metadata services and `cloud-config-url`: no TLS
-//! (an `https://` URL is refused with a clear error rather than fetched insecurely), no
-//! redirects beyond a few `Location` hops, bodies read to the end of the connection. HTTP/1.0
-//! keeps servers from answering in chunks.
+//! The datasources' HTTP(S) GET (`cloud-config-url=`, `url:`, `ec2`): the same client as the
+//! user engine's registries (reqwest on rustls), trusting the system's CA bundle plus
+//! `rancher.docker.ca` (see [`crate::engine::registry::Registries`]), blocking on a
+//! current-thread runtime of its own. At most [`MAX_BODY`] bytes are read and at most ten
+//! redirects followed; an answer other than 200 or 404 is an error naming the URL.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use crate::engine::registry::Registries;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// A body larger than this is refused (user-data is kilobytes).
+pub const MAX_BODY: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{url}: only http:// URLs are supported (no TLS in the initrd)")]
-    Scheme { url: String },
-    #[error("{url}: bad URL")]
+    #[error("{url}: bad URL (http:// or https:// only)")]
     BadUrl { url: String },
-    #[error("{url}: {source}")]
-    Io {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The server could not be reached (yet): worth retrying while the network comes up.
+    #[error("{url}: {reason}")]
+    Io { url: String, reason: String },
+    /// The server answered, badly (TLS refused, a status, a body too large): final.
+    #[error("{url}: {reason}")]
+    Failed { url: String, reason: String },
     #[error("{url}: HTTP {status}")]
     Status { url: String, status: u16 },
-    #[error("{url}: malformed response")]
-    Malformed { url: String },
 }
 
-/// `http://host[:port]/path` split.
-fn split(url: &str) -> Result<(String, u16, String), HttpError> {
-    let rest = match url.strip_prefix("http://") {
-        Some(r) => r,
-        None if url.starts_with("https://") => return Err(HttpError::Scheme { url: url.into() }),
-        None => return Err(HttpError::BadUrl { url: url.into() }),
-    };
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse()
-                .map_err(|_| HttpError::BadUrl { url: url.into() })?,
-        ),
-        None => (hostport, 80),
-    };
-    if host.is_empty() {
-        return Err(HttpError::BadUrl { url: url.into() });
+/// A client with its trust roots.
+pub struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(regs: &Registries) -> Result<Http, String> {
+        let client = regs.http_client().map_err(|e| e.to_string())?;
+        Ok(Http { client })
     }
-    Ok((host.to_string(), port, path.to_string()))
+
+    /// GET `url`: `Ok(Some(body))` on 200, `Ok(None)` on 404 (a key the service does not have).
+    pub fn get(&self, url: &str, timeout: Duration) -> Result<Option<Vec<u8>>, HttpError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(HttpError::BadUrl { url: url.into() });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| HttpError::Io {
+                url: url.into(),
+                reason: format!("a runtime: {e}"),
+            })?;
+        rt.block_on(self.get_async(url, timeout))
+    }
+
+    async fn get_async(&self, url: &str, timeout: Duration) -> Result<Option<Vec<u8>>, HttpError> {
+        let failed = |reason: String| HttpError::Failed {
+            url: url.into(),
+            reason,
+        };
+        let mut res = self
+            .client
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| classify(url, &e))?;
+        match res.status().as_u16() {
+            200 => {}
+            404 => return Ok(None),
+            status => {
+                return Err(HttpError::Status {
+                    url: url.into(),
+                    status,
+                })
+            }
+        }
+        if res.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(failed(format!("the body is larger than {MAX_BODY} bytes")));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| classify(url, &e))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(failed(format!("the body is larger than {MAX_BODY} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
 }
 
-/// GET `url`: `Ok(Some(body))` on 200, `Ok(None)` on 404 (a key the service does not have).
-pub fn get(url: &str, timeout: Duration) -> Result<Option<Vec<u8>>, HttpError> {
-    let mut url = url.to_string();
-    for _ in 0..4 {
-        match get_once(&url, timeout)? {
-            Reply::Body(b) => return Ok(Some(b)),
-            Reply::NotFound => return Ok(None),
-            Reply::Redirect(to) => url = to,
+/// A connection that could not be made is [`HttpError::Io`] (retried); anything else, a TLS
+/// failure above all, is final.
+fn classify(url: &str, e: &reqwest::Error) -> HttpError {
+    let reason = crate::engine::registry::error::chain(e);
+    let tls = reason.to_ascii_lowercase().contains("certificate");
+    if (e.is_connect() || e.is_timeout()) && !tls {
+        HttpError::Io {
+            url: url.into(),
+            reason,
+        }
+    } else {
+        HttpError::Failed {
+            url: url.into(),
+            reason,
         }
     }
-    Err(HttpError::Malformed { url })
 }
 
-enum Reply {
-    Body(Vec<u8>),
-    NotFound,
-    Redirect(String),
-}
-
-fn get_once(url: &str, timeout: Duration) -> Result<Reply, HttpError> {
-    let (host, port, path) = split(url)?;
-    let io = |source| HttpError::Io {
-        url: url.to_string(),
-        source,
-    };
-    let addr = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(io)?
-        .next()
-        .ok_or_else(|| HttpError::BadUrl { url: url.into() })?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
-    s.set_read_timeout(Some(timeout)).map_err(io)?;
-    s.set_write_timeout(Some(timeout)).map_err(io)?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: ros-cloud-init\r\nAccept: */*\r\n\r\n"
-    )
-    .map_err(io)?;
-    let mut raw = Vec::new();
-    match s.read_to_end(&mut raw) {
-        Ok(_) => parse(url, &raw),
-        // A server that closes with a reset after a whole answer (unread bytes of ours in its
-        // buffer) still answered.
-        Err(e) if !raw.is_empty() => parse(url, &raw).map_err(|_| io(e)),
-        Err(e) => Err(io(e)),
-    }
-}
-
-fn parse(url: &str, raw: &[u8]) -> Result<Reply, HttpError> {
-    let malformed = || HttpError::Malformed { url: url.into() };
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(malformed)?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(malformed)?;
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    let body = raw[end + 4..].to_vec();
-    match status {
-        200 => Ok(Reply::Body(match header("content-length") {
-            Some(n) => body[..n.parse::<usize>().unwrap_or(body.len()).min(body.len())].to_vec(),
-            None => body,
-        })),
-        404 => Ok(Reply::NotFound),
-        301 | 302 | 303 | 307 | 308 => header("location")
-            .map(Reply::Redirect)
-            .ok_or_else(malformed),
-        s => Err(HttpError::Status {
+/// GET with the process's client: the running configuration's trust roots, read once.
+pub fn get(url: &str, timeout: Duration) -> Result<Option<Vec<u8>>, HttpError> {
+    static CLIENT: OnceLock<Result<Http, String>> = OnceLock::new();
+    let http = CLIENT.get_or_init(|| {
+        let (config, _) = crate::config::load_running();
+        let (regs, warnings) = Registries::from_config(
+            &config.rancher.docker,
+            std::path::Path::new(crate::engine::registry::config::SYSTEM_BUNDLE),
+        );
+        for w in warnings {
+            println!("cloud-init: {w}");
+        }
+        Http::new(&regs)
+    });
+    match http {
+        Ok(h) => h.get(url, timeout),
+        Err(e) => Err(HttpError::Failed {
             url: url.into(),
-            status: s,
+            reason: e.clone(),
         }),
     }
 }
@@ -139,10 +132,11 @@ fn parse(url: &str, raw: &[u8]) -> Result<Reply, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// Serve `responses` one connection each on loopback; the base URL.
-    fn serve(responses: Vec<&'static str>) -> String {
+    fn serve(responses: Vec<String>) -> String {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -156,40 +150,53 @@ mod tests {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                c.write_all(r.as_bytes()).unwrap();
+                let _ = c.write_all(r.as_bytes());
             }
         });
         format!("http://127.0.0.1:{port}")
     }
 
-    #[test]
-    fn bodies_404s_and_redirects() {
-        let base = serve(vec![
-            "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-            "HTTP/1.0 404 Not Found\r\n\r\n",
-        ]);
-        let t = Duration::from_secs(5);
-        assert_eq!(
-            get(&format!("{base}/a"), t).unwrap(),
-            Some(b"hello".to_vec())
-        );
-        assert_eq!(get(&format!("{base}/b"), t).unwrap(), None);
-        let base2 = serve(vec!["HTTP/1.0 500 Oops\r\n\r\n"]);
-        let e = get(&format!("{base2}/c"), t).unwrap_err().to_string();
-        assert!(e.ends_with("/c: HTTP 500"), "{e}");
+    fn http() -> Http {
+        Http::new(&Registries::default()).unwrap()
     }
 
     #[test]
-    fn urls_are_checked() {
-        assert!(matches!(split("https://x/"), Err(HttpError::Scheme { .. })));
-        assert!(matches!(split("ftp://x/"), Err(HttpError::BadUrl { .. })));
+    fn bodies_404s_and_errors() {
+        let base = serve(vec![
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".into(),
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+            "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+        ]);
+        let t = Duration::from_secs(5);
+        let h = http();
         assert_eq!(
-            split("http://169.254.169.254/latest/user-data").unwrap(),
-            ("169.254.169.254".into(), 80, "/latest/user-data".into())
+            h.get(&format!("{base}/a"), t).unwrap(),
+            Some(b"hello".to_vec())
         );
-        assert_eq!(
-            split("http://h:8080").unwrap(),
-            ("h".into(), 8080, "/".into())
-        );
+        assert_eq!(h.get(&format!("{base}/b"), t).unwrap(), None);
+        let e = h.get(&format!("{base}/c"), t).unwrap_err().to_string();
+        assert!(e.ends_with("/c: HTTP 500"), "{e}");
+        let big = serve(vec![format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            MAX_BODY + 1
+        )]);
+        let e = h.get(&format!("{big}/d"), t).unwrap_err();
+        assert!(matches!(e, HttpError::Failed { .. }), "{e}");
+    }
+
+    #[test]
+    fn urls_are_checked_and_unreachable_servers_are_retryable() {
+        let h = http();
+        let t = Duration::from_secs(5);
+        assert!(matches!(
+            h.get("ftp://x/", t),
+            Err(HttpError::BadUrl { .. })
+        ));
+        // Nothing listens: a connection error, retried by the caller.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let e = h.get(&format!("http://127.0.0.1:{port}/"), t).unwrap_err();
+        assert!(matches!(e, HttpError::Io { .. }), "{e}");
     }
 }
