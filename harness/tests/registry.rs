@@ -8,8 +8,10 @@
 //! layers, and a manifest list whose linux/amd64 entry must be the one chosen).
 
 use harness::docker_cli::{connect, text};
+use harness::paths::repo_root;
 use harness::registry::{Registry, TestCa};
 use harness::seed::{self, Files, SeedFs};
+use harness::setup::{python_docker_dir, tool_missing};
 use harness::ssh::Key;
 use harness::vm::{Vm, VmOptions};
 use std::process::{Command, Output, Stdio};
@@ -271,6 +273,37 @@ fn push_pull_login_and_run_of_a_missing_image_against_registries_on_this_machine
     );
     // The pushes and pulls went to the secure registry, as the relay says.
     assert!(secure.log().contains("private/busybox"), "{}", secure.log());
+
+    // The Python docker library: pull, push (its decoded stream), NotFound, login, a pull
+    // with the credentials of its login.
+    if !python_docker_dir().join("docker").exists() {
+        tool_missing(&format!(
+            "the Python docker library ({})",
+            python_docker_dir().display()
+        ));
+        return;
+    }
+    d.ok(
+        &["rmi", &format!("{PLAIN}/test/fromdockerd:2"), &private],
+        &vm,
+    );
+    let script = repo_root().join("harness/tests/clients/registry_py.py");
+    let out = d
+        .client("python3")
+        .arg(&script)
+        .args([PLAIN, SECURE])
+        .env("PYTHONPATH", python_docker_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out.stdout).trim_end().ends_with("ok"),
+        "registry_py.py failed ({}):\n{}{}\nengine log:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr),
+        engine_log(&vm)
+    );
+    eprint!("{}", text(&out.stdout));
 }
 
 /// The user engine's log (`/var/log/docker.log`), for failure messages.
