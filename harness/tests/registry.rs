@@ -176,6 +176,37 @@ fn push_pull_login_and_run_of_a_missing_image_against_registries_on_this_machine
     let again = d.ok(&["pull", &format!("{PLAIN}/test/fromdockerd:2")], &vm);
     assert!(again.contains("Image is up to date"), "{again}");
 
+    // Docker's image events for all of it.
+    let now: u64 = vm.ssh_ok("date +%s").unwrap().trim().parse().unwrap();
+    let until = (now + 1).to_string();
+    let events = d.ok(
+        &[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "type=image",
+            "--format",
+            "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}",
+        ],
+        &vm,
+    );
+    for want in [
+        format!("push {mine} {PLAIN}/test/busybox"),
+        format!("pull {PLAIN}/test/fromdockerd:2 {PLAIN}/test/fromdockerd"),
+        "load ros/busybox:latest".to_string(),
+    ] {
+        assert!(events.contains(&want), "{want:?} not in:\n{events}");
+    }
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("tag sha256:") && l.ends_with(&mine)),
+        "{events}"
+    );
+
     // The manifest list: linux/amd64 is dockerd's commit, not the arm64-annotated busybox.
     let multi = format!("{PLAIN}/test/multi:1");
     d.ok(&["pull", &multi], &vm);

@@ -1,4 +1,4 @@
-//! `GET /events`: the engine's container events as Docker's JSON messages, one a line, each
+//! `GET /events`: the engine's container and image events as Docker's JSON messages, one a line, each
 //! flushed as it happens. `since` replays what the engine still remembers (its last 1024
 //! events); `until` ends the stream at that time; `filters` by type, container, event, image,
 //! label.
@@ -50,10 +50,11 @@ impl Filters {
     fn keep(&self, e: &Event) -> bool {
         self.0.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
-                "type" => v == "container",
+                "type" => v == e.kind,
                 "container" => v == &e.name || (!v.is_empty() && e.id.starts_with(v.as_str())),
                 // `exec_start: sh -c …` matches `exec_start`, as in Docker.
                 "event" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
+                "image" if e.kind == "image" => e.id == *v || e.name == *v,
                 "image" => e.image == *v,
                 "label" => match v.split_once('=') {
                     Some((k, val)) => e.labels.get(k).is_some_and(|x| x == val),
@@ -66,6 +67,18 @@ impl Filters {
 }
 
 fn message(e: &Event) -> Value {
+    if e.kind == "image" {
+        return json!({
+            "status": e.action,
+            "id": e.id,
+            "Type": "image",
+            "Action": e.action,
+            "Actor": { "ID": e.id, "Attributes": { "name": e.name } },
+            "scope": "local",
+            "time": (e.time / 1_000_000_000) as i64,
+            "timeNano": e.time,
+        });
+    }
     let mut attrs = Map::new();
     for (k, v) in &e.labels {
         attrs.insert(k.clone(), json!(v));
@@ -190,6 +203,7 @@ mod tests {
         assert!(nanos("x", "since").is_err());
         assert!(nanos("1.0000000001", "since").is_err());
         let e = Event {
+            kind: "container",
             action: "exec_start: sh -c true".into(),
             id: "abcdef".into(),
             name: "web".into(),
@@ -208,5 +222,27 @@ mod tests {
         let m = message(&e);
         assert_eq!(m["Actor"]["Attributes"]["a"], "b");
         assert_eq!(m["Type"], "container");
+        let pull = Event {
+            kind: "image",
+            action: "pull".into(),
+            id: "r:5000/a:1".into(),
+            name: "r:5000/a".into(),
+            image: String::new(),
+            exit_code: None,
+            signal: None,
+            labels: Default::default(),
+            time: 1,
+        };
+        let f = |s: &str| Filters::parse(Some(s)).unwrap().keep(&pull);
+        assert!(f(r#"{"type":["image"],"image":["r:5000/a"]}"#));
+        assert!(!f(r#"{"type":["container"]}"#));
+        let m = message(&pull);
+        assert_eq!(
+            (
+                m["Type"].as_str(),
+                m["Actor"]["Attributes"]["name"].as_str()
+            ),
+            (Some("image"), Some("r:5000/a"))
+        );
     }
 }

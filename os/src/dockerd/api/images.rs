@@ -123,6 +123,12 @@ pub async fn load(
     let mut out = String::new();
     for l in loaded {
         let name = l.image.names.first().cloned();
+        let id = l.image.id.to_string();
+        api.mgr.emit_image(
+            "load",
+            name.as_deref().unwrap_or(&id),
+            name.as_deref().unwrap_or(&id),
+        );
         let line = match name {
             Some(n) => format!("Loaded image: {n}\n"),
             None => format!("Loaded image ID: {}\n", l.image.id),
@@ -251,6 +257,10 @@ pub async fn tag(
         StoreError::NotFound(_) => ApiError::not_found(format!("No such image: {name}")),
         other => ApiError::bad_request(other.to_string()),
     })?;
+    if let Ok(i) = api.mgr.store.resolve(&target) {
+        let familiar = crate::engine::store::reference::normalize(&target).unwrap_or(target);
+        api.mgr.emit_image("tag", &i.id.to_string(), &familiar);
+    }
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -310,8 +320,12 @@ pub async fn remove(
         .iter()
         .map(|n| json!({ "Untagged": n }))
         .collect();
+    for _ in &removed.untagged {
+        api.mgr.emit_image("untag", &id, &id);
+    }
     if removed.deleted.is_some() {
         out.push(json!({ "Deleted": id }));
+        api.mgr.emit_image("delete", &id, &id);
     }
     Ok(Json(json!(out)))
 }

@@ -77,12 +77,12 @@ pub async fn create(
     }
     let target = Target::parse(&image, &tag).map_err(reg_err)?;
     let registry_auth = credentials(&headers)?.registry_auth().map_err(reg_err)?;
-    let store = api.mgr.store.clone();
+    let mgr = api.mgr.clone();
     let regs = api.registries.clone();
     transfer(move |tx| async move {
-        pull::pull(&store, &regs, &target, &registry_auth, &tx)
-            .await
-            .map(|_| ())
+        pull::pull(&mgr.store, &regs, &target, &registry_auth, &tx).await?;
+        mgr.emit_image("pull", &target.display(), &target.repository);
+        Ok(())
     })
     .await
 }
@@ -107,12 +107,12 @@ pub async fn push(
         ))
     })?;
     let registry_auth = credentials(headers)?.registry_auth().map_err(reg_err)?;
-    let store = api.mgr.store.clone();
+    let mgr = api.mgr.clone();
     let regs = api.registries.clone();
     transfer(move |tx| async move {
-        push::push(&store, &regs, &image, &target, &registry_auth, &tx)
-            .await
-            .map(|_| ())
+        push::push(&mgr.store, &regs, &image, &target, &registry_auth, &tx).await?;
+        mgr.emit_image("push", &target.display(), &target.repository);
+        Ok(())
     })
     .await
 }

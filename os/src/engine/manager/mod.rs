@@ -74,9 +74,12 @@ pub struct Config {
 }
 
 /// Something that happened to a container (Docker's event names: create, start, die, destroy,
-/// kill, stop, restart, rename, attach, resize…).
+/// kill, stop, restart, rename, attach, resize…) or to an image (pull, push, tag, untag,
+/// delete, load).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// `container` or `image` (Docker's event `Type`).
+    pub kind: &'static str,
     pub action: String,
     pub id: String,
     pub name: String,
@@ -181,7 +184,8 @@ impl Manager {
     }
 
     fn emit(&self, rec: &Record, action: &str, exit_code: Option<i32>, signal: Option<i32>) {
-        let ev = Event {
+        self.publish(Event {
+            kind: "container",
             action: action.to_string(),
             id: rec.id.clone(),
             name: rec.name.clone(),
@@ -190,7 +194,26 @@ impl Manager {
             signal,
             labels: rec.config.labels.clone(),
             time: record::now(),
-        };
+        });
+    }
+
+    /// An image event: `id` is what Docker's Actor ID says (a reference for pull, push and
+    /// load; the image ID for tag, untag and delete), `name` its `name` attribute.
+    pub fn emit_image(&self, action: &str, id: &str, name: &str) {
+        self.publish(Event {
+            kind: "image",
+            action: action.to_string(),
+            id: id.to_string(),
+            name: name.to_string(),
+            image: String::new(),
+            exit_code: None,
+            signal: None,
+            labels: Default::default(),
+            time: record::now(),
+        });
+    }
+
+    fn publish(&self, ev: Event) {
         {
             let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
             if h.len() >= HISTORY {
