@@ -92,7 +92,11 @@ pub async fn pull(
         .collect::<Result<Vec<_>, _>>()?;
     check_room(store, &layers)?;
 
-    let lock = store.writer_lock()?;
+    let _pin = store.pin_blobs(
+        std::iter::once(&manifest_digest)
+            .chain(std::iter::once(&config.0))
+            .chain(layers.iter().map(|(d, _)| d)),
+    );
     let up_to_date_before = target
         .name
         .as_deref()
@@ -121,6 +125,7 @@ pub async fn pull(
         }
     }
     let repo_digest = format!("{}@{manifest_digest}", target.repository);
+    let lock = store.writer_lock()?;
     let loaded = store.commit_fetched(&lock, &manifest_digest, target.name.clone(), repo_digest)?;
     drop(lock);
     if loaded.layers_unpacked > 0 {

@@ -7,11 +7,13 @@
 use super::digest::Digest;
 use super::error::{IoContext, Result, StoreError};
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// JSON blobs (manifests, configs, indexes) larger than this are refused rather than read.
 pub const MAX_JSON: u64 = 16 * 1024 * 1024;
@@ -22,11 +24,62 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone)]
 pub struct Blobs {
     dir: PathBuf,
+    /// File names under `dir` that [`super::Store::gc`] must leave alone: blobs a pull has
+    /// fetched but not committed yet, and writers' temporary files. Shared by every clone of
+    /// the store in this process (the only one that pulls into it).
+    pins: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+/// Names kept from the garbage collector while it lives; see [`Blobs::pin`].
+pub struct Pin {
+    pins: Arc<Mutex<BTreeMap<String, usize>>>,
+    names: Vec<String>,
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &self.names {
+            if let Some(c) = pins.get_mut(n) {
+                *c -= 1;
+                if *c == 0 {
+                    pins.remove(n);
+                }
+            }
+        }
+    }
 }
 
 impl Blobs {
     pub fn new(dir: PathBuf) -> Blobs {
-        Blobs { dir }
+        Blobs {
+            dir,
+            pins: Arc::default(),
+        }
+    }
+
+    /// Keep these blobs (by digest) from the garbage collector until the pin is dropped.
+    pub fn pin<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) -> Pin {
+        self.pin_names(digests.into_iter().map(|d| d.hex().to_string()).collect())
+    }
+
+    fn pin_names(&self, names: Vec<String>) -> Pin {
+        let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &names {
+            *pins.entry(n.clone()).or_default() += 1;
+        }
+        Pin {
+            pins: self.pins.clone(),
+            names,
+        }
+    }
+
+    /// Whether the file `name` under the blob directory is pinned.
+    pub fn is_pinned(&self, name: &str) -> bool {
+        self.pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
     }
 
     pub fn dir(&self) -> &Path {
@@ -117,11 +170,13 @@ impl Blobs {
     /// A blob written piece by piece (a download), hashed as it goes; nothing is under a
     /// blob name until [`BlobWriter::commit`] has checked digest and size.
     pub fn writer(&self, what: &str) -> Result<BlobWriter> {
-        let tmp = self.dir.join(format!(
+        let name = format!(
             ".tmp-{}-{}",
             std::process::id(),
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
+        let pin = self.pin_names(vec![name.clone()]);
+        let tmp = self.dir.join(name);
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -131,6 +186,7 @@ impl Blobs {
             .ctx("creating", &tmp)?;
         Ok(BlobWriter {
             blobs: self.clone(),
+            _pin: pin,
             tmp: Some(tmp),
             file,
             hasher: Sha256::new(),
@@ -171,6 +227,8 @@ fn copy_into(w: &mut BlobWriter, mut reader: impl Read, what: &str) -> Result<()
 /// is removed.
 pub struct BlobWriter {
     blobs: Blobs,
+    /// Its temporary file is not a garbage collector's leftover.
+    _pin: Pin,
     tmp: Option<PathBuf>,
     file: File,
     hasher: Sha256,

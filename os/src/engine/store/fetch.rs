@@ -1,14 +1,17 @@
 //! The store's side of a registry pull or push (`engine::registry`): the registry code fetches
 //! blobs over the network and the store keeps its promises about them.
 //!
-//! A pull holds the writer lock ([`Store::writer_lock`]) from its first blob to its commit, so
-//! that a concurrent [`Store::gc`] cannot sweep blobs that nothing references yet; each blob is
-//! written through a [`BlobWriter`] and only named once its digest and size match the
-//! manifest's descriptor; [`Store::commit_fetched`] then runs the same prepare-and-commit as a
-//! load (config checked against the manifest, layers unpacked and checked against their
+//! A pull pins its blobs ([`Store::pin_blobs`]) from before its first download to its commit,
+//! so that a [`Store::gc`] meanwhile (an `rmi`, a prune) does not sweep blobs that nothing
+//! references yet, without holding the writer lock through a slow download (which would stall
+//! every load, tag and remove); each blob is written through a [`BlobWriter`] (its temporary
+//! file pinned too) and only named once its digest and size match the manifest's descriptor;
+//! [`Store::commit_fetched`], under the writer lock, then runs the same prepare-and-commit as
+//! a load (config checked against the manifest, layers unpacked and checked against their
 //! diff_ids, index written last), so a pulled image is exactly as trustworthy as a loaded one.
+//! Pins live in this process: the engine that pulls is the one that collects.
 
-use super::blobs::BlobWriter;
+use super::blobs::{BlobWriter, Pin};
 use super::digest::Digest;
 use super::error::{Result, StoreError};
 use super::index::Index;
@@ -23,6 +26,11 @@ impl Store {
     /// Take the store's writer lock (blocks while a load, tag, remove or gc runs).
     pub fn writer_lock(&self) -> Result<WriterLock> {
         self.lock().map(WriterLock)
+    }
+
+    /// Keep these blobs from [`Store::gc`] while the pin lives.
+    pub fn pin_blobs<'a>(&self, digests: impl IntoIterator<Item = &'a Digest>) -> Pin {
+        self.blobs.pin(digests)
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
@@ -85,5 +93,36 @@ impl Store {
         }
         record.repo_digests.push(repo_digest.to_string());
         index.write(&path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_leaves_pinned_blobs_and_open_writers_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes = b"a blob a pull has fetched and not committed yet";
+        let d = Digest::of(bytes);
+        let pin = store.pin_blobs([&d]);
+        let mut w = store.blob_writer("fetched").unwrap();
+        w.write(bytes).unwrap();
+        w.commit(&d, Some(bytes.len() as u64)).unwrap();
+        let mut open = store.blob_writer("in flight").unwrap();
+        open.write(b"half").unwrap();
+        let report = store.gc().unwrap();
+        assert_eq!((report.blobs_removed, report.leftovers_removed), (0, 0));
+        assert!(store.has_blob(&d));
+        open.write(b" and the rest").unwrap();
+        let rest = Digest::of(b"half and the rest");
+        open.commit(&rest, None).unwrap();
+        assert!(store.has_blob(&rest));
+        // Unpinned and referenced by no image: garbage now.
+        drop(pin);
+        let report = store.gc().unwrap();
+        assert_eq!(report.blobs_removed, 2);
+        assert!(!store.has_blob(&d));
     }
 }

@@ -101,6 +101,10 @@ impl Store {
         }
         let mut report = GcReport::default();
         for (name, path) in entries(self.blobs.dir())? {
+            if self.blobs.is_pinned(&name) {
+                // A pull's blob not committed yet, or a writer's file: not garbage.
+                continue;
+            }
             if name.starts_with(".tmp-") {
                 remove_path(&path)?;
                 report.leftovers_removed += 1;
