@@ -5,6 +5,7 @@ pub mod accel;
 pub mod bench;
 pub mod debs;
 pub mod disk;
+pub mod diskimage;
 pub mod docker_cli;
 pub mod fsutil;
 pub mod image;

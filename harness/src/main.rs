@@ -97,6 +97,17 @@ enum BenchCmd {
 fn build() -> anyhow::Result<image::Image> {
     setup::ensure_host()?;
     let img = image::build()?;
+    let disk = harness::diskimage::build(
+        &img.kernel,
+        &img.initrd,
+        &harness::diskimage::version(),
+        &harness::paths::dist_dir().join("rancheros.img"),
+    )?;
+    eprintln!(
+        "disk image: {} (version {})",
+        disk.path.display(),
+        disk.version
+    );
     eprintln!(
         "kernel: {} (linux-source {})",
         img.kernel.display(),

@@ -29,6 +29,10 @@ const BUILD_PACKAGES: &[&str] = &[
     "genisoimage",
     "dosfstools",
     "mtools",
+    // The disk image (src/diskimage.rs): the GPT, GRUB's BIOS stages and grub-mkimage.
+    "gdisk",
+    "grub-pc-bin",
+    "grub-common",
     // Tests: ssh/ssh-keygen/ssh-keyscan into VMs, e2fsck on their state disks.
     "openssh-client",
     "e2fsprogs",

@@ -72,6 +72,9 @@ pub struct VmOptions {
     pub accel: Accel,
     /// The key [`Vm::ssh`] logs in with (authorized on the kernel command line).
     pub ssh_key: Option<crate::ssh::Key>,
+    /// Boot from the first drive by the firmware and its bootloader alone: no `-kernel`,
+    /// `-initrd` or `-append` (the kernel line is the bootloader's).
+    pub firmware_boot: bool,
 }
 
 impl VmOptions {
@@ -98,7 +101,14 @@ impl VmOptions {
             initrd: initrd.to_path_buf(),
             accel: Accel::from_env(),
             ssh_key: None,
+            firmware_boot: false,
         }
+    }
+
+    /// Boot from the first drive alone (see [`VmOptions::firmware_boot`]).
+    pub fn firmware_boot(mut self) -> Self {
+        self.firmware_boot = true;
+        self
     }
 
     /// Authorize `key` for the `rancher` user (`cc.ssh_authorized_keys` after `--`) and
@@ -196,9 +206,11 @@ impl VmOptions {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        a.extend(["-kernel".into(), self.kernel.display().to_string()]);
-        a.extend(["-initrd".into(), self.initrd.display().to_string()]);
-        a.extend(["-append".into(), self.append()]);
+        if !self.firmware_boot {
+            a.extend(["-kernel".into(), self.kernel.display().to_string()]);
+            a.extend(["-initrd".into(), self.initrd.display().to_string()]);
+            a.extend(["-append".into(), self.append()]);
+        }
         a.extend([
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", qmp.display()),

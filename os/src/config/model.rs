@@ -138,6 +138,9 @@ pub struct Rancher {
     pub state: State,
     #[serde(default, deserialize_with = "or_default")]
     pub upgrade: Upgrade,
+    /// What the bootloader says about this boot (`rancher.boot.slot=SLOT_A` from GRUB).
+    #[serde(default, deserialize_with = "or_default")]
+    pub boot: Boot,
     /// SSH host keys saved across reboots. Private.
     #[serde(default, deserialize_with = "or_default")]
     pub ssh: Ssh,
@@ -339,6 +342,16 @@ fn wait<'de, D: Deserializer<'de>>(d: D) -> Result<Wait, D::Error> {
     d.deserialize_any(V)
 }
 
+/// `rancher.boot`: set by the bootloader on the kernel command line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Boot {
+    /// The slot this system was booted from (`SLOT_A` or `SLOT_B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
 /// `rancher.upgrade`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Upgrade {
@@ -438,6 +451,7 @@ impl Default for Rancher {
             system_docker: Docker::default(),
             state: State::default(),
             upgrade: Upgrade::default(),
+            boot: Boot::default(),
             ssh: Ssh::default(),
             cloud_init: CloudInit::default(),
             extra: BTreeMap::new(),

@@ -83,6 +83,10 @@ pub fn locate(
     let deadline = Instant::now() + s.wait;
     let mut judged = BTreeSet::new();
     let mut formatted = false;
+    // A disk left alone because it holds data is worth saying only when no state partition
+    // turns up: an installed disk (a partition table, RANCHER_STATE among its partitions)
+    // holds data at every boot.
+    let mut held = Vec::new();
     loop {
         let present = devs.list();
         for cand in &s.autoformat {
@@ -103,7 +107,7 @@ pub fn locate(
                     tools.mkfs(&dev, format::LABEL)?;
                     formatted = true;
                 }
-                format::Verdict::HoldsData(dev) => note(format!(
+                format::Verdict::HoldsData(dev) => held.push(format!(
                     "state: not formatting {}: it holds data (its first MiB is not all zeros)",
                     dev.display()
                 )),
@@ -116,6 +120,9 @@ pub fn locate(
             return Ok(Some(Located { device, formatted }));
         }
         if Instant::now() >= deadline {
+            for h in held {
+                note(h);
+            }
             return Ok(None);
         }
         std::thread::sleep(POLL);

@@ -1,0 +1,307 @@
+//! `dist/rancheros.img`: a disk that boots by itself (SeaBIOS → GRUB → slot A), built without
+//! loop devices or mounts: `sgdisk` writes the GPT into a sparse file, `mkfs.vfat --offset` and
+//! `mkfs.ext4 -E offset=… -d DIR` make each file system in place, `mcopy -i IMG@@OFFSET` fills
+//! the ESP, and GRUB's BIOS stages are placed by hand the way `grub-bios-setup` does: `boot.img`'s
+//! code in the MBR (pointing at the BIOS boot partition), `core.img` from `grub-mkimage` in that
+//! partition (pointing at its own second sector).
+//!
+//! Layout (GPT, 1 MiB aligned): 1 `BIOS` (BIOS boot, 1 MiB) · 2 `EFI` (ESP, FAT32, 64 MiB:
+//! `grub/grub.cfg` and the boot state `grub/grubenv`) · 3 `SLOT_A` and 4 `SLOT_B` (ext4,
+//! 64 MiB each: `vmlinuz`, `initrd.img`, `manifest.json`) · 5 `RANCHER_STATE` (ext4, found by
+//! its label at boot). Kernels never live on FAT. Slot B starts empty; the boot state's `ORDER`
+//! names the slots GRUB tries, and a slot is booted only if its `*_OK` says so.
+
+use anyhow::{bail, Context};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SECTOR: u64 = 512;
+const MIB: u64 = 1 << 20;
+/// GRUB's i386-pc files (Debian's `grub-pc-bin`).
+pub const GRUB_PC: &str = "/usr/lib/grub/i386-pc";
+
+/// One partition: GPT type code, name (and file-system label), size in MiB.
+struct Part {
+    type_code: &'static str,
+    name: &'static str,
+    mib: u64,
+}
+
+const PARTS: &[Part] = &[
+    Part {
+        type_code: "EF02",
+        name: "BIOS",
+        mib: 1,
+    },
+    Part {
+        type_code: "EF00",
+        name: "EFI",
+        mib: 64,
+    },
+    Part {
+        type_code: "8300",
+        name: "SLOT_A",
+        mib: 64,
+    },
+    Part {
+        type_code: "8300",
+        name: "SLOT_B",
+        mib: 64,
+    },
+    Part {
+        type_code: "8300",
+        name: "RANCHER_STATE",
+        mib: 256,
+    },
+];
+
+/// What was built.
+#[derive(Debug, Clone)]
+pub struct DiskImage {
+    pub path: PathBuf,
+    pub version: String,
+    /// Partition start offsets in bytes, in [`PARTS`] order.
+    pub offsets: Vec<u64>,
+}
+
+/// The version a build names: `RANCHEROS_VERSION`, else the workspace's.
+pub fn version() -> String {
+    std::env::var("RANCHEROS_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+}
+
+/// The kernel command line GRUB gives every slot.
+pub const CMDLINE: &str = "console=tty0 console=ttyS0 panic=10";
+
+/// The boot state GRUB reads and writes: a 1024-byte GRUB environment block.
+pub fn grubenv(vars: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = String::from("# GRUB Environment Block\n");
+    for (k, v) in vars {
+        s.push_str(&format!("{k}={v}\n"));
+    }
+    let mut b = s.into_bytes();
+    assert!(b.len() <= 1024, "the boot state outgrew its block");
+    b.resize(1024, b'#');
+    b
+}
+
+/// GRUB's configuration: walk `ORDER`, boot the first slot whose `*_OK` is 1.
+fn grub_cfg() -> String {
+    format!(
+        r#"# RancherOS-rs boot: the slots in ORDER, the first that is good (written by harness build).
+set timeout=0
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set ORDER="A B"
+set A_OK=1
+set B_OK=0
+if ! load_env ORDER A_OK B_OK; then
+  echo "boot state unreadable: slot A"
+fi
+for slot in $ORDER; do
+  if [ "$slot" = A -a "$A_OK" = 1 ]; then set boot=SLOT_A; break; fi
+  if [ "$slot" = B -a "$B_OK" = 1 ]; then set boot=SLOT_B; break; fi
+done
+if [ -z "$boot" ]; then set boot=SLOT_A; fi
+search --no-floppy --label --set=root $boot
+echo "booting $boot"
+linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot
+initrd /initrd.img
+boot
+"#
+    )
+}
+
+/// Build `out` from `kernel` and `initrd`, naming the version `version`.
+pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow::Result<DiskImage> {
+    for tool in [
+        "sgdisk",
+        "grub-mkimage",
+        "mkfs.ext4",
+        "mkfs.vfat",
+        "mcopy",
+        "mmd",
+    ] {
+        if which(tool).is_none() {
+            bail!("{tool} is missing: `cargo harness setup` installs gdisk, grub-common, grub-pc-bin, e2fsprogs, dosfstools and mtools");
+        }
+    }
+    let work = tempfile::tempdir()?;
+    let tmp = out.with_extension("img.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    // Offsets: 1 MiB for the GPT, then each partition; 1 MiB at the end for the backup GPT.
+    let mut offsets = Vec::new();
+    let mut at = MIB;
+    for p in PARTS {
+        offsets.push(at);
+        at += p.mib * MIB;
+    }
+    let total = at + MIB;
+    std::fs::File::create(&tmp)?.set_len(total)?;
+    let mut sgdisk = Command::new("sgdisk");
+    sgdisk.arg("-o");
+    for (i, (p, off)) in PARTS.iter().zip(&offsets).enumerate() {
+        let n = i + 1;
+        let first = off / SECTOR;
+        let last = first + p.mib * MIB / SECTOR - 1;
+        sgdisk.args([
+            format!("-n{n}:{first}:{last}"),
+            format!("-t{n}:{}", p.type_code),
+            format!("-c{n}:{}", p.name),
+        ]);
+    }
+    run(sgdisk.arg(&tmp))?;
+
+    // ESP: FAT32 with GRUB's configuration and the boot state.
+    let esp = offsets[1];
+    run(Command::new("mkfs.vfat")
+        .args(["-F", "32", "-s", "1", "-n", "EFI", "--offset"])
+        .arg((esp / SECTOR).to_string())
+        .arg(&tmp)
+        .arg((PARTS[1].mib * MIB / 1024).to_string()))?;
+    let cfg = work.path().join("grub.cfg");
+    std::fs::write(&cfg, grub_cfg())?;
+    let env = work.path().join("grubenv");
+    std::fs::write(
+        &env,
+        grubenv(&[("ORDER", "A B"), ("A_OK", "1"), ("B_OK", "0")]),
+    )?;
+    let img_at = format!("{}@@{}", tmp.display(), esp);
+    run(Command::new("mmd").args(["-i", &img_at, "::/grub"]))?;
+    run(Command::new("mcopy")
+        .args(["-i", &img_at])
+        .arg(&cfg)
+        .arg("::/grub/grub.cfg"))?;
+    run(Command::new("mcopy")
+        .args(["-i", &img_at])
+        .arg(&env)
+        .arg("::/grub/grubenv"))?;
+
+    // Slot A: the kernel, the initrd and what they are; slot B empty.
+    let slot = work.path().join("slot");
+    std::fs::create_dir(&slot)?;
+    std::fs::copy(kernel, slot.join("vmlinuz"))?;
+    std::fs::copy(initrd, slot.join("initrd.img"))?;
+    std::fs::write(
+        slot.join("manifest.json"),
+        serde_json::to_vec_pretty(&serde_json::json!({ "version": version }))?,
+    )?;
+    mkfs_ext4(&tmp, offsets[2], PARTS[2].mib, "SLOT_A", Some(&slot))?;
+    mkfs_ext4(&tmp, offsets[3], PARTS[3].mib, "SLOT_B", None)?;
+    mkfs_ext4(&tmp, offsets[4], PARTS[4].mib, "RANCHER_STATE", None)?;
+
+    // GRUB for BIOS: core.img into the BIOS boot partition, boot.img's code into the MBR.
+    let core = work.path().join("core.img");
+    run(Command::new("grub-mkimage")
+        .args(["-O", "i386-pc", "-d", GRUB_PC, "-o"])
+        .arg(&core)
+        .args(["-p", "(hd0,gpt2)/grub"])
+        .args([
+            "biosdisk",
+            "part_gpt",
+            "fat",
+            "ext2",
+            "normal",
+            "configfile",
+            "linux",
+            "echo",
+            "test",
+            "loadenv",
+            "search",
+            "search_label",
+            "serial",
+            "terminal",
+        ]))?;
+    let mut core_img = std::fs::read(&core)?;
+    let bios = offsets[0];
+    if core_img.len() as u64 > PARTS[0].mib * MIB {
+        bail!(
+            "core.img ({} bytes) does not fit the BIOS boot partition",
+            core_img.len()
+        );
+    }
+    // diskboot.img's block list (the last 12 bytes of core.img's first sector): where the rest
+    // of core.img starts. grub-mkimage already wrote its length.
+    let second = bios / SECTOR + 1;
+    core_img[0x200 - 12..0x200 - 4].copy_from_slice(&second.to_le_bytes());
+    let mut boot = std::fs::read(Path::new(GRUB_PC).join("boot.img"))?;
+    if boot.len() != 512 {
+        bail!("{GRUB_PC}/boot.img is {} bytes, not 512", boot.len());
+    }
+    // GRUB_BOOT_MACHINE_KERNEL_SECTOR: the sector boot.img loads (core.img's first).
+    boot[0x5c..0x64].copy_from_slice(&(bios / SECTOR).to_le_bytes());
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tmp)?;
+    let mut mbr = [0u8; 512];
+    f.read_exact(&mut mbr)?;
+    // The code area only: the protective MBR's disk signature, table and 0x55AA stay.
+    mbr[..440].copy_from_slice(&boot[..440]);
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&mbr)?;
+    f.seek(SeekFrom::Start(bios))?;
+    f.write_all(&core_img)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
+    Ok(DiskImage {
+        path: out.to_path_buf(),
+        version: version.to_string(),
+        offsets,
+    })
+}
+
+fn mkfs_ext4(
+    img: &Path,
+    offset: u64,
+    mib: u64,
+    label: &str,
+    from: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut c = Command::new("mkfs.ext4");
+    c.args(["-q", "-F", "-L", label, "-E"])
+        .arg(format!("offset={offset}"));
+    if let Some(d) = from {
+        c.arg("-d").arg(d);
+    }
+    c.arg(img).arg(format!("{}k", mib * 1024));
+    run(&mut c)
+}
+
+fn run(c: &mut Command) -> anyhow::Result<()> {
+    let out = c.output().with_context(|| format!("running {c:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{c:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_state_is_one_grub_environment_block() {
+        let b = grubenv(&[("ORDER", "A B"), ("A_OK", "1")]);
+        assert_eq!(b.len(), 1024);
+        assert!(b.starts_with(b"# GRUB Environment Block\nORDER=A B\nA_OK=1\n#"));
+    }
+}

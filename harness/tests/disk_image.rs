@@ -1,0 +1,73 @@
+//! The disk image (`dist/rancheros.img`, `harness::diskimage`) boots by itself, with no
+//! `-kernel`: SeaBIOS runs GRUB's `boot.img` from the MBR, which loads `core.img` from the BIOS
+//! boot partition, which reads `grub.cfg` and the boot state from the ESP and boots slot A's
+//! kernel and initrd from ext4; the system then finds its state partition by its label, and
+//! what it keeps there outlives a reboot.
+
+use harness::diskimage;
+use harness::vm::{Drive, Vm, VmOptions, READY};
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(240);
+
+#[test]
+fn the_disk_image_boots_by_itself_from_slot_a_and_keeps_its_state() {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("disk_image.img");
+    let built = diskimage::build(&img.kernel, &img.initrd, "9.9.9-test", &path).unwrap();
+    assert_eq!(built.version, "9.9.9-test");
+    let opts = VmOptions::new("disk_image")
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .drive(Drive {
+            path: path.clone(),
+            format: "raw".into(),
+            read_only: false,
+        });
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect("booting SLOT_A", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let sh = |vm: &mut Vm, cmd: &str| vm.sh_ok(cmd, BOOT).unwrap();
+
+    // GRUB's kernel line, with the slot it chose.
+    let cmdline = sh(&mut vm, "cat /proc/cmdline");
+    assert!(cmdline.contains("rancher.boot.slot=SLOT_A"), "{cmdline}");
+    assert!(cmdline.contains("console=ttyS0"), "{cmdline}");
+    // The state partition, by its label, is the disk's fifth partition.
+    let state = sh(&mut vm, "rancherctl state");
+    assert!(
+        state.starts_with("state: /dev/vda5 mounted on /mnt/state"),
+        "{state}"
+    );
+    assert!(
+        !vm.serial_text().contains("not formatting /dev/vda"),
+        "an installed disk is not a disk to complain about"
+    );
+    // Slot A holds the kernel, the initrd and the version; the ESP the boot state.
+    let slot = sh(
+        &mut vm,
+        "mkdir -p /tmp/a && mount -o ro /dev/vda3 /tmp/a && cat /tmp/a/manifest.json && ls /tmp/a",
+    );
+    assert!(slot.contains("\"version\": \"9.9.9-test\""), "{slot}");
+    assert!(
+        slot.contains("vmlinuz") && slot.contains("initrd.img"),
+        "{slot}"
+    );
+    let env = sh(
+        &mut vm,
+        "mkdir -p /tmp/esp && mount -o ro /dev/vda2 /tmp/esp && head -c 60 /tmp/esp/grub/grubenv",
+    );
+    assert!(env.contains("ORDER=A B"), "{env}");
+
+    // What the state partition keeps outlives a reboot.
+    sh(&mut vm, "echo kept > /home/rancher/kept && sync");
+    vm.send("rancherctl reboot\n").unwrap();
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.shell_ended();
+    vm.expect("booting SLOT_A", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    assert_eq!(sh(&mut vm, "cat /home/rancher/kept"), "kept");
+}
