@@ -1,9 +1,12 @@
-//! `dist/rancheros.img`: a disk that boots by itself (SeaBIOS → GRUB → slot A), built without
+//! `dist/rancheros.img`: a disk that boots by itself (SeaBIOS or UEFI → GRUB → slot A), built without
 //! loop devices or mounts: `sgdisk` writes the GPT into a sparse file, `mkfs.vfat --offset` and
 //! `mkfs.ext4 -E offset=… -d DIR` make each file system in place, `mcopy -i IMG@@OFFSET` fills
 //! the ESP, and GRUB's BIOS stages are placed by hand the way `grub-bios-setup` does: `boot.img`'s
 //! code in the MBR (pointing at the BIOS boot partition), `core.img` from `grub-mkimage` in that
 //! partition (pointing at its own second sector).
+//!
+//! UEFI firmware finds GRUB at the ESP's removable-media path (`EFI/BOOT/BOOTX64.EFI`, from
+//! `grub-mkimage -O x86_64-efi`), which reads the same `grub.cfg`.
 //!
 //! Layout (GPT, 1 MiB aligned): 1 `BIOS` (BIOS boot, 1 MiB) · 2 `EFI` (ESP, FAT32, 64 MiB:
 //! `grub/grub.cfg` and the boot state `grub/grubenv`) · 3 `SLOT_A` and 4 `SLOT_B` (ext4,
@@ -20,6 +23,24 @@ const SECTOR: u64 = 512;
 const MIB: u64 = 1 << 20;
 /// GRUB's i386-pc files (Debian's `grub-pc-bin`).
 pub const GRUB_PC: &str = "/usr/lib/grub/i386-pc";
+/// GRUB's x86_64-efi files (Debian's `grub-efi-amd64-bin`).
+pub const GRUB_EFI: &str = "/usr/lib/grub/x86_64-efi";
+/// What GRUB needs built in to read the ESP and the slots and run `grub.cfg`.
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "fat",
+    "ext2",
+    "normal",
+    "configfile",
+    "linux",
+    "echo",
+    "test",
+    "loadenv",
+    "search",
+    "search_label",
+    "serial",
+    "terminal",
+];
 
 /// One partition: GPT type code, name (and file-system label), size in MiB.
 struct Part {
@@ -93,6 +114,7 @@ fn grub_cfg() -> String {
     format!(
         r#"# RancherOS-rs boot: the slots in ORDER, the first that is good (written by harness build).
 set timeout=0
+set gfxpayload=text
 serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
@@ -127,7 +149,7 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
         "mmd",
     ] {
         if which(tool).is_none() {
-            bail!("{tool} is missing: `cargo harness setup` installs gdisk, grub-common, grub-pc-bin, e2fsprogs, dosfstools and mtools");
+            bail!("{tool} is missing: `cargo harness setup` installs gdisk, grub-common, grub-pc-bin, grub-efi-amd64-bin, e2fsprogs, dosfstools and mtools");
         }
     }
     let work = tempfile::tempdir()?;
@@ -171,7 +193,18 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
         grubenv(&[("ORDER", "A B"), ("A_OK", "1"), ("B_OK", "0")]),
     )?;
     let img_at = format!("{}@@{}", tmp.display(), esp);
-    run(Command::new("mmd").args(["-i", &img_at, "::/grub"]))?;
+    run(Command::new("mmd").args(["-i", &img_at, "::/grub", "::/EFI", "::/EFI/BOOT"]))?;
+    // GRUB for UEFI: the removable-media path, so no firmware entry is needed.
+    let efi = work.path().join("BOOTX64.EFI");
+    run(Command::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-d", GRUB_EFI, "-o"])
+        .arg(&efi)
+        .args(["-p", "(hd0,gpt2)/grub"])
+        .args(GRUB_MODULES))?;
+    run(Command::new("mcopy")
+        .args(["-i", &img_at])
+        .arg(&efi)
+        .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
     run(Command::new("mcopy")
         .args(["-i", &img_at])
         .arg(&cfg)
@@ -199,23 +232,8 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
     run(Command::new("grub-mkimage")
         .args(["-O", "i386-pc", "-d", GRUB_PC, "-o"])
         .arg(&core)
-        .args(["-p", "(hd0,gpt2)/grub"])
-        .args([
-            "biosdisk",
-            "part_gpt",
-            "fat",
-            "ext2",
-            "normal",
-            "configfile",
-            "linux",
-            "echo",
-            "test",
-            "loadenv",
-            "search",
-            "search_label",
-            "serial",
-            "terminal",
-        ]))?;
+        .args(["-p", "(hd0,gpt2)/grub", "biosdisk"])
+        .args(GRUB_MODULES))?;
     let mut core_img = std::fs::read(&core)?;
     let bios = offsets[0];
     if core_img.len() as u64 > PARTS[0].mib * MIB {

@@ -32,7 +32,10 @@ const BUILD_PACKAGES: &[&str] = &[
     // The disk image (src/diskimage.rs): the GPT, GRUB's BIOS stages and grub-mkimage.
     "gdisk",
     "grub-pc-bin",
+    "grub-efi-amd64-bin",
     "grub-common",
+    // Tests: UEFI firmware for QEMU (the disk image under OVMF).
+    "ovmf",
     // Tests: ssh/ssh-keygen/ssh-keyscan into VMs, e2fsck on their state disks.
     "openssh-client",
     "e2fsprogs",

@@ -75,7 +75,12 @@ pub struct VmOptions {
     /// Boot from the first drive by the firmware and its bootloader alone: no `-kernel`,
     /// `-initrd` or `-append` (the kernel line is the bootloader's).
     pub firmware_boot: bool,
+    /// UEFI firmware (OVMF) instead of SeaBIOS.
+    pub uefi: bool,
 }
+
+/// Debian's OVMF build (`ovmf`): UEFI firmware for QEMU.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 impl VmOptions {
     /// Options for the image in `dist/` (built if needed).
@@ -102,7 +107,14 @@ impl VmOptions {
             accel: Accel::from_env(),
             ssh_key: None,
             firmware_boot: false,
+            uefi: false,
         }
+    }
+
+    /// Boot under UEFI (OVMF) rather than SeaBIOS.
+    pub fn uefi(mut self) -> Self {
+        self.uefi = true;
+        self
     }
 
     /// Boot from the first drive alone (see [`VmOptions::firmware_boot`]).
@@ -206,6 +218,9 @@ impl VmOptions {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if self.uefi {
+            a.extend(["-bios".into(), OVMF.into()]);
+        }
         if !self.firmware_boot {
             a.extend(["-kernel".into(), self.kernel.display().to_string()]);
             a.extend(["-initrd".into(), self.initrd.display().to_string()]);

@@ -1,8 +1,8 @@
 //! The disk image (`dist/rancheros.img`, `harness::diskimage`) boots by itself, with no
 //! `-kernel`: SeaBIOS runs GRUB's `boot.img` from the MBR, which loads `core.img` from the BIOS
-//! boot partition, which reads `grub.cfg` and the boot state from the ESP and boots slot A's
-//! kernel and initrd from ext4; the system then finds its state partition by its label, and
-//! what it keeps there outlives a reboot.
+//! boot partition; OVMF runs `EFI/BOOT/BOOTX64.EFI` from the ESP; either reads `grub.cfg` and
+//! the boot state from the ESP and boots slot A's kernel and initrd from ext4; the system then
+//! finds its state partition by its label, and what it keeps there outlives a reboot.
 
 use harness::diskimage;
 use harness::vm::{Drive, Vm, VmOptions, READY};
@@ -12,12 +12,7 @@ const BOOT: Duration = Duration::from_secs(240);
 
 #[test]
 fn the_disk_image_boots_by_itself_from_slot_a_and_keeps_its_state() {
-    let img = harness::image::ensure_built().unwrap();
-    let dir = harness::paths::repo_root().join("target").join("disks");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("disk_image.img");
-    let built = diskimage::build(&img.kernel, &img.initrd, "9.9.9-test", &path).unwrap();
-    assert_eq!(built.version, "9.9.9-test");
+    let path = disk("disk_image", "9.9.9-test");
     let opts = VmOptions::new("disk_image")
         .unwrap()
         .firmware_boot()
@@ -70,4 +65,40 @@ fn the_disk_image_boots_by_itself_from_slot_a_and_keeps_its_state() {
     vm.expect("booting SLOT_A", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
     assert_eq!(sh(&mut vm, "cat /home/rancher/kept"), "kept");
+}
+
+#[test]
+fn the_disk_image_boots_under_uefi_too() {
+    let path = disk("disk_image_uefi", "9.9.9-uefi");
+    let opts = VmOptions::new("disk_image_uefi")
+        .unwrap()
+        .firmware_boot()
+        .uefi()
+        .drive(Drive {
+            path,
+            format: "raw".into(),
+            read_only: false,
+        });
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"BdsDxe: starting Boot\d+ .UEFI", BOOT).unwrap();
+    vm.expect("booting SLOT_A", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let cmdline = vm.sh_ok("cat /proc/cmdline", BOOT).unwrap();
+    assert!(cmdline.contains("rancher.boot.slot=SLOT_A"), "{cmdline}");
+    let state = vm.sh_ok("rancherctl state", BOOT).unwrap();
+    assert!(
+        state.starts_with("state: /dev/vda5 mounted on /mnt/state"),
+        "{state}"
+    );
+}
+
+/// A disk image of the built kernel and initrd named `version`, under `target/disks/`.
+fn disk(name: &str, version: &str) -> std::path::PathBuf {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.img"));
+    let built = diskimage::build(&img.kernel, &img.initrd, version, &path).unwrap();
+    assert_eq!(built.version, version);
+    path
 }
