@@ -97,22 +97,43 @@ pub fn version() -> String {
 /// The kernel command line GRUB gives every slot.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0 panic=10";
 
-/// The boot state GRUB reads and writes: a 1024-byte GRUB environment block.
+/// The boot state GRUB reads and writes: a GRUB environment block of one sector, so that
+/// GRUB's `save_env` (which rewrites the file's blocks in place) and the system's own writes
+/// each change one sector.
 pub fn grubenv(vars: &[(&str, &str)]) -> Vec<u8> {
     let mut s = String::from("# GRUB Environment Block\n");
     for (k, v) in vars {
         s.push_str(&format!("{k}={v}\n"));
     }
     let mut b = s.into_bytes();
-    assert!(b.len() <= 1024, "the boot state outgrew its block");
-    b.resize(1024, b'#');
+    assert!(b.len() <= 512, "the boot state outgrew its sector");
+    b.resize(512, b'#');
     b
 }
 
-/// GRUB's configuration: walk `ORDER`, boot the first slot whose `*_OK` is 1.
+/// GRUB's configuration: walk `ORDER`; a slot whose `*_OK` is 1 boots; else one whose `*_TRY`
+/// is above 0 boots only once its decremented count is saved (a trial: if it never marks
+/// itself good, its tries run out and the next boot is another slot, with no hand on it). A
+/// slot that does not load (a kernel GRUB cannot read) falls back to the first good one at
+/// once; a boot state that does not load is the default one (slot A good).
 fn grub_cfg() -> String {
+    let mut try_slot = String::new();
+    for (slot, label) in [("A", "SLOT_A"), ("B", "SLOT_B")] {
+        try_slot.push_str(&format!(
+            r#"  if [ "$slot" = {slot} ]; then
+    if [ "${slot}_OK" = 1 ]; then set boot={label}; break; fi
+    if [ "${slot}_TRY" = 3 ]; then set {slot}_TRY=2
+    elif [ "${slot}_TRY" = 2 ]; then set {slot}_TRY=1
+    elif [ "${slot}_TRY" = 1 ]; then set {slot}_TRY=0
+    else continue; fi
+    if save_env {slot}_TRY; then set boot={label}; set trial=1; break; fi
+    echo "boot state not saved: no trial of slot {slot}"
+  fi
+"#
+        ));
+    }
     format!(
-        r#"# RancherOS-rs boot: the slots in ORDER, the first that is good (written by harness build).
+        r#"# RancherOS-rs boot: the slots in ORDER (written by harness build; see harness/src/diskimage.rs).
 set timeout=0
 set gfxpayload=text
 serial --unit=0 --speed=115200
@@ -120,17 +141,29 @@ terminal_input serial console
 terminal_output serial console
 set ORDER="A B"
 set A_OK=1
+set A_TRY=0
 set B_OK=0
-if ! load_env ORDER A_OK B_OK; then
-  echo "boot state unreadable: slot A"
+set B_TRY=0
+if ! load_env ORDER A_OK A_TRY B_OK B_TRY; then
+  echo "boot state unreadable: booting the default"
 fi
+set boot=""
+set trial=0
+for slot in $ORDER; do
+{try_slot}done
+if [ -z "$boot" ]; then set boot=SLOT_A; fi
+echo "booting $boot (trial $trial)"
+search --no-floppy --label --set=root $boot
+linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot
+initrd /initrd.img
+boot
+echo "$boot did not load: falling back to a good slot"
 for slot in $ORDER; do
   if [ "$slot" = A -a "$A_OK" = 1 ]; then set boot=SLOT_A; break; fi
   if [ "$slot" = B -a "$B_OK" = 1 ]; then set boot=SLOT_B; break; fi
 done
-if [ -z "$boot" ]; then set boot=SLOT_A; fi
+echo "booting $boot (fallback)"
 search --no-floppy --label --set=root $boot
-echo "booting $boot"
 linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot
 initrd /initrd.img
 boot
@@ -138,8 +171,54 @@ boot
     )
 }
 
-/// Build `out` from `kernel` and `initrd`, naming the version `version`.
+/// What goes in a slot.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub version: String,
+}
+
+/// A whole disk: slot A, optionally slot B, and the boot state.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub a: Slot,
+    pub b: Option<Slot>,
+    /// `ORDER`, `A_OK`, `A_TRY`, `B_OK`, `B_TRY`.
+    pub boot_state: Vec<(String, String)>,
+}
+
+impl Spec {
+    /// Slot A alone, good; slot B empty.
+    pub fn slot_a(kernel: &Path, initrd: &Path, version: &str) -> Spec {
+        Spec {
+            a: Slot {
+                kernel: kernel.into(),
+                initrd: initrd.into(),
+                version: version.into(),
+            },
+            b: None,
+            boot_state: [
+                ("ORDER", "A B"),
+                ("A_OK", "1"),
+                ("A_TRY", "0"),
+                ("B_OK", "0"),
+                ("B_TRY", "0"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        }
+    }
+}
+
+/// Build `out` with `kernel` and `initrd` in slot A, naming the version `version`.
 pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow::Result<DiskImage> {
+    build_spec(&Spec::slot_a(kernel, initrd, version), out)
+}
+
+/// Build `out` as `spec` says.
+pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
     for tool in [
         "sgdisk",
         "grub-mkimage",
@@ -188,10 +267,12 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
     let cfg = work.path().join("grub.cfg");
     std::fs::write(&cfg, grub_cfg())?;
     let env = work.path().join("grubenv");
-    std::fs::write(
-        &env,
-        grubenv(&[("ORDER", "A B"), ("A_OK", "1"), ("B_OK", "0")]),
-    )?;
+    let vars: Vec<(&str, &str)> = spec
+        .boot_state
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    std::fs::write(&env, grubenv(&vars))?;
     let img_at = format!("{}@@{}", tmp.display(), esp);
     run(Command::new("mmd").args(["-i", &img_at, "::/grub", "::/EFI", "::/EFI/BOOT"]))?;
     // GRUB for UEFI: the removable-media path, so no firmware entry is needed.
@@ -214,17 +295,25 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
         .arg(&env)
         .arg("::/grub/grubenv"))?;
 
-    // Slot A: the kernel, the initrd and what they are; slot B empty.
-    let slot = work.path().join("slot");
-    std::fs::create_dir(&slot)?;
-    std::fs::copy(kernel, slot.join("vmlinuz"))?;
-    std::fs::copy(initrd, slot.join("initrd.img"))?;
-    std::fs::write(
-        slot.join("manifest.json"),
-        serde_json::to_vec_pretty(&serde_json::json!({ "version": version }))?,
-    )?;
-    mkfs_ext4(&tmp, offsets[2], PARTS[2].mib, "SLOT_A", Some(&slot))?;
-    mkfs_ext4(&tmp, offsets[3], PARTS[3].mib, "SLOT_B", None)?;
+    // The slots: the kernel, the initrd and what they are (slot B may be empty).
+    for (i, (label, slot)) in [("SLOT_A", Some(&spec.a)), ("SLOT_B", spec.b.as_ref())]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(slot) = slot else {
+            mkfs_ext4(&tmp, offsets[2 + i], PARTS[2 + i].mib, label, None)?;
+            continue;
+        };
+        let dir = work.path().join(label);
+        std::fs::create_dir(&dir)?;
+        std::fs::copy(&slot.kernel, dir.join("vmlinuz"))?;
+        std::fs::copy(&slot.initrd, dir.join("initrd.img"))?;
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec_pretty(&serde_json::json!({ "version": slot.version }))?,
+        )?;
+        mkfs_ext4(&tmp, offsets[2 + i], PARTS[2 + i].mib, label, Some(&dir))?;
+    }
     mkfs_ext4(&tmp, offsets[4], PARTS[4].mib, "RANCHER_STATE", None)?;
 
     // GRUB for BIOS: core.img into the BIOS boot partition, boot.img's code into the MBR.
@@ -269,7 +358,7 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
     std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
     Ok(DiskImage {
         path: out.to_path_buf(),
-        version: version.to_string(),
+        version: spec.a.version.clone(),
         offsets,
     })
 }
@@ -319,7 +408,7 @@ mod tests {
     #[test]
     fn the_boot_state_is_one_grub_environment_block() {
         let b = grubenv(&[("ORDER", "A B"), ("A_OK", "1")]);
-        assert_eq!(b.len(), 1024);
+        assert_eq!(b.len(), 512);
         assert!(b.starts_with(b"# GRUB Environment Block\nORDER=A B\nA_OK=1\n#"));
     }
 }

@@ -102,3 +102,103 @@ fn disk(name: &str, version: &str) -> std::path::PathBuf {
     assert_eq!(built.version, version);
     path
 }
+
+#[test]
+fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
+    use harness::diskimage::{build_spec, Slot, Spec};
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    // An initrd with nothing in it: the kernel finds no init, panics, and panic=10 reboots.
+    let empty = dir.join("empty-initrd.img");
+    let mut cpio = Vec::new();
+    harness::initrd::cpio::Archive::default()
+        .write_to(&mut cpio)
+        .unwrap();
+    std::fs::write(&empty, cpio).unwrap();
+    // A kernel GRUB cannot load at all.
+    let garbage = dir.join("garbage-vmlinuz");
+    std::fs::write(&garbage, vec![0x5a; 4096]).unwrap();
+    let state = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let good = Slot {
+        kernel: img.kernel.clone(),
+        initrd: img.initrd.clone(),
+        version: "1.0.0-good".into(),
+    };
+    for (name, bad) in [
+        (
+            "disk_image_panics",
+            Slot {
+                kernel: img.kernel.clone(),
+                initrd: empty.clone(),
+                version: "2.0.0-panics".into(),
+            },
+        ),
+        (
+            "disk_image_no_kernel",
+            Slot {
+                kernel: garbage.clone(),
+                initrd: img.initrd.clone(),
+                version: "2.0.0-garbage".into(),
+            },
+        ),
+    ] {
+        let path = dir.join(format!("{name}.img"));
+        let spec = Spec {
+            a: good.clone(),
+            b: Some(bad),
+            // B was just written and is on trial, once; A is the known-good slot.
+            boot_state: state(&[
+                ("ORDER", "B A"),
+                ("A_OK", "1"),
+                ("A_TRY", "0"),
+                ("B_OK", "0"),
+                ("B_TRY", "1"),
+            ]),
+        };
+        build_spec(&spec, &path).unwrap();
+        let opts = VmOptions::new(name)
+            .unwrap()
+            .firmware_boot()
+            .allow_reboot()
+            .drive(Drive {
+                path,
+                format: "raw".into(),
+                read_only: false,
+            });
+        let mut vm = Vm::boot(opts).unwrap();
+        vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+        if name == "disk_image_panics" {
+            vm.expect("Kernel panic", BOOT).unwrap();
+            // The next boot: B's one try is spent; A, by itself.
+            vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
+        } else {
+            // The same boot: B does not load, A does.
+            vm.expect(r"SLOT_B did not load", BOOT).unwrap();
+            vm.expect(r"booting SLOT_A \(fallback\)", BOOT).unwrap();
+        }
+        vm.expect(READY, BOOT).unwrap();
+        let cmdline = vm.sh_ok("cat /proc/cmdline", BOOT).unwrap();
+        assert!(
+            cmdline.contains("rancher.boot.slot=SLOT_A"),
+            "{name}: {cmdline}"
+        );
+        // GRUB saved the spent try in place; B is still not good.
+        let env = vm
+            .sh_ok(
+                "mkdir -p /tmp/esp && mount -o ro /dev/vda2 /tmp/esp && head -c 100 /tmp/esp/grub/grubenv && stat -c %s /tmp/esp/grub/grubenv",
+                BOOT,
+            )
+            .unwrap();
+        assert!(
+            env.contains("B_TRY=0") && env.contains("B_OK=0"),
+            "{name}: {env}"
+        );
+        assert!(env.trim_end().ends_with("512"), "{name}: {env}");
+    }
+}
