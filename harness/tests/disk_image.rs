@@ -202,3 +202,67 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
         assert!(env.trim_end().ends_with("512"), "{name}: {env}");
     }
 }
+
+#[test]
+fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
+    use harness::diskimage::{build_spec, Slot, Spec};
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let slot = |version: &str| Slot {
+        kernel: img.kernel.clone(),
+        initrd: img.initrd.clone(),
+        version: version.into(),
+    };
+    let path = dir.join("disk_image_mark_good.img");
+    let spec = Spec {
+        a: slot("1.0.0-a"),
+        b: Some(slot("2.0.0-b")),
+        boot_state: [
+            ("ORDER", "B A"),
+            ("A_OK", "1"),
+            ("A_TRY", "0"),
+            ("B_OK", "0"),
+            ("B_TRY", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    build_spec(&spec, &path).unwrap();
+    let opts = VmOptions::new("disk_image_mark_good")
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .drive(Drive {
+            path,
+            format: "raw".into(),
+            read_only: false,
+        });
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+    assert!(version.contains("version: 2.0.0-b"), "{version}");
+    assert!(version.contains("slot: SLOT_B"), "{version}");
+    assert!(
+        version.contains("boot state: ORDER=B A A_OK=1 A_TRY=0 B_OK=0 B_TRY=0"),
+        "{version}"
+    );
+    let marked = vm.sh_ok("rancherctl os mark-good", BOOT).unwrap();
+    assert!(
+        marked.contains("SLOT_B marked good") && marked.contains("B_OK=1"),
+        "{marked}"
+    );
+    // The next boot is slot B again, as a good slot, not a trial (its tries are spent).
+    vm.send("rancherctl reboot\n").unwrap();
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.shell_ended();
+    vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+    assert!(
+        version.contains("slot: SLOT_B") && version.contains("B_OK=1"),
+        "{version}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The RancherOS-rs operating system: PID 1 (`init`), `rancherctl`, and the pieces they share.
 
+pub mod bootstate;
 pub mod cloudinit;
 pub mod cmdline;
 pub mod config;

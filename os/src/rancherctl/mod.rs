@@ -1,6 +1,7 @@
 //! `rancherctl`: the operator's command. One file per area, as in RancherOS's `cmd/control/`.
 
 pub mod config;
+mod os;
 mod power;
 mod service;
 mod state;
@@ -14,6 +15,7 @@ commands:
   service    list, start, stop, restart, enable, disable system services, show their logs
              (rancherctl service help)
   state      the state partition: device, mount, or running from RAM (--json)
+  os         version: the slot booted, its version, the boot state; mark-good: keep it
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";
@@ -27,6 +29,7 @@ pub fn main(args: &[String]) -> ExitCode {
         "config" => return config::main(&args[1..]),
         "service" => service::main(&args[1..]),
         "state" => state::main(&args[1..]),
+        "os" => os::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
         "halt" => power::request(power::Request::Halt),

@@ -1,0 +1,154 @@
+//! The A/B boot state seen from the running system (the disk layout and GRUB's side are in
+//! `harness/src/diskimage.rs`): which slot this boot came from (`rancher.boot.slot`, given by
+//! GRUB), the version in it (`manifest.json` at the slot's root), and the boot state on the ESP
+//! (`grub/grubenv`: `ORDER`, `A_OK`, `A_TRY`, `B_OK`, `B_TRY`), which [`mark_good`] changes so
+//! that a slot on trial stays the one booted.
+//!
+//! The ESP is found by its FAT volume label (`EFI`), the slots by their ext4 labels (`SLOT_A`,
+//! `SLOT_B`), each mounted for the moment it is needed on a private directory and unmounted.
+
+pub mod grubenv;
+
+use crate::state::device::{self, BlockDevices, DeviceSpec};
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+
+/// The ESP's FAT volume label.
+pub const ESP_LABEL: &str = "EFI";
+/// The boot state's path on the ESP.
+pub const GRUBENV: &str = "grub/grubenv";
+
+/// The FAT volume label of `dev` (FAT32: 11 bytes at 0x47, the type at 0x52), trimmed.
+fn fat32_label(devs: &dyn BlockDevices, dev: &Path) -> Option<String> {
+    let b = devs.read_at(dev, 0, 512).ok()?;
+    if b.len() < 512 || &b[0x52..0x5a] != b"FAT32   " || b[510..512] != [0x55, 0xaa] {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&b[0x47..0x52])
+            .trim_end()
+            .to_string(),
+    )
+}
+
+/// The ESP: the FAT32 file system labelled [`ESP_LABEL`].
+pub fn find_esp(devs: &dyn BlockDevices) -> Option<PathBuf> {
+    devs.list()
+        .into_iter()
+        .find(|d| fat32_label(devs, d).as_deref() == Some(ESP_LABEL))
+}
+
+/// The slot this system booted from, as GRUB said on the kernel command line.
+pub fn booted_slot(cmdline: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rancher.boot.slot="))
+        .filter(|s| matches!(*s, "SLOT_A" | "SLOT_B"))
+        .map(str::to_string)
+}
+
+/// Run `f` with `dev` (file system `fstype`) mounted on a private directory.
+pub fn with_mounted<T>(
+    dev: &Path,
+    fstype: &str,
+    read_only: bool,
+    f: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let dir = PathBuf::from(format!("/run/ros/mnt-{}-{}", std::process::id(), fstype));
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mount(Some(dev), &dir, Some(fstype), flags, None::<&str>)
+        .with_context(|| format!("mounting {} ({fstype}) on {}", dev.display(), dir.display()))?;
+    let r = f(&dir);
+    let u = umount2(&dir, MntFlags::empty());
+    let _ = std::fs::remove_dir(&dir);
+    let out = r?;
+    u.with_context(|| format!("unmounting {}", dir.display()))?;
+    Ok(out)
+}
+
+/// The version in slot `label` (its `manifest.json`).
+pub fn slot_version(devs: &dyn BlockDevices, label: &str) -> anyhow::Result<String> {
+    let dev = device::find(devs, &DeviceSpec::Label(label.to_string()))
+        .with_context(|| format!("no partition labelled {label}"))?;
+    with_mounted(&dev, "ext4", true, |dir| {
+        let path = dir.join("manifest.json");
+        let v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("{label}: reading manifest.json"))?,
+        )
+        .with_context(|| format!("{label}: manifest.json"))?;
+        Ok(v["version"].as_str().unwrap_or("unknown").to_string())
+    })
+}
+
+/// Mark `slot` good: its `*_OK=1` and `*_TRY=0`, written in place on the ESP. Returns the
+/// boot state after.
+pub fn mark_good(devs: &dyn BlockDevices, slot: &str) -> anyhow::Result<grubenv::Env> {
+    let key = match slot {
+        "SLOT_A" => "A",
+        "SLOT_B" => "B",
+        other => bail!("{other:?} is not a slot (SLOT_A or SLOT_B)"),
+    };
+    let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
+    with_mounted(&esp, "vfat", false, |dir| {
+        Ok(grubenv::update(&dir.join(GRUBENV), |e| {
+            e.set(&format!("{key}_OK"), "1");
+            e.set(&format!("{key}_TRY"), "0");
+        })?)
+    })
+}
+
+/// The boot state as it is.
+pub fn read_state(devs: &dyn BlockDevices) -> anyhow::Result<grubenv::Env> {
+    let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
+    with_mounted(&esp, "vfat", true, |dir| {
+        Ok(grubenv::read(&dir.join(GRUBENV))?)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_booted_slot_is_only_what_grub_can_say() {
+        assert_eq!(
+            booted_slot("console=ttyS0 rancher.boot.slot=SLOT_B panic=10").as_deref(),
+            Some("SLOT_B")
+        );
+        assert_eq!(booted_slot("rancher.boot.slot=../../x"), None);
+        assert_eq!(booted_slot("console=ttyS0"), None);
+    }
+
+    struct OneDisk(Vec<u8>);
+
+    impl BlockDevices for OneDisk {
+        fn list(&self) -> Vec<PathBuf> {
+            vec!["/dev/vda1".into(), "/dev/vda2".into()]
+        }
+        fn read_at(&self, dev: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+            if dev == Path::new("/dev/vda2") {
+                let o = offset as usize;
+                Ok(self.0[o.min(self.0.len())..(o + len).min(self.0.len())].to_vec())
+            } else {
+                Ok(vec![0; len])
+            }
+        }
+    }
+
+    #[test]
+    fn the_esp_is_found_by_its_fat32_label() {
+        let mut boot = vec![0u8; 512];
+        boot[0x47..0x52].copy_from_slice(b"EFI        ");
+        boot[0x52..0x5a].copy_from_slice(b"FAT32   ");
+        boot[510] = 0x55;
+        boot[511] = 0xaa;
+        assert_eq!(find_esp(&OneDisk(boot.clone())), Some("/dev/vda2".into()));
+        boot[0x47..0x52].copy_from_slice(b"OTHER      ");
+        assert_eq!(find_esp(&OneDisk(boot)), None);
+    }
+}
