@@ -13,16 +13,7 @@ const BOOT: Duration = Duration::from_secs(240);
 #[test]
 fn the_disk_image_boots_by_itself_from_slot_a_and_keeps_its_state() {
     let path = disk("disk_image", "9.9.9-test");
-    let opts = VmOptions::new("disk_image")
-        .unwrap()
-        .firmware_boot()
-        .allow_reboot()
-        .drive(Drive {
-            path: path.clone(),
-            format: "raw".into(),
-            read_only: false,
-        });
-    let mut vm = Vm::boot(opts).unwrap();
+    let mut vm = boot_disk("disk_image", &path, false);
     vm.expect("booting SLOT_A", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
     let sh = |vm: &mut Vm, cmd: &str| vm.sh_ok(cmd, BOOT).unwrap();
@@ -70,16 +61,7 @@ fn the_disk_image_boots_by_itself_from_slot_a_and_keeps_its_state() {
 #[test]
 fn the_disk_image_boots_under_uefi_too() {
     let path = disk("disk_image_uefi", "9.9.9-uefi");
-    let opts = VmOptions::new("disk_image_uefi")
-        .unwrap()
-        .firmware_boot()
-        .uefi()
-        .drive(Drive {
-            path,
-            format: "raw".into(),
-            read_only: false,
-        });
-    let mut vm = Vm::boot(opts).unwrap();
+    let mut vm = boot_disk("disk_image_uefi", &path, true);
     vm.expect(r"BdsDxe: starting Boot\d+ .UEFI", BOOT).unwrap();
     vm.expect("booting SLOT_A", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
@@ -162,16 +144,7 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
             ]),
         };
         build_spec(&spec, &path).unwrap();
-        let opts = VmOptions::new(name)
-            .unwrap()
-            .firmware_boot()
-            .allow_reboot()
-            .drive(Drive {
-                path,
-                format: "raw".into(),
-                read_only: false,
-            });
-        let mut vm = Vm::boot(opts).unwrap();
+        let mut vm = boot_disk(name, &path, false);
         vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
         if name == "disk_image_panics" {
             vm.expect("Kernel panic", BOOT).unwrap();
@@ -230,16 +203,7 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
         .collect(),
     };
     build_spec(&spec, &path).unwrap();
-    let opts = VmOptions::new("disk_image_mark_good")
-        .unwrap()
-        .firmware_boot()
-        .allow_reboot()
-        .drive(Drive {
-            path,
-            format: "raw".into(),
-            read_only: false,
-        });
-    let mut vm = Vm::boot(opts).unwrap();
+    let mut vm = boot_disk("disk_image_mark_good", &path, false);
     vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
@@ -265,4 +229,21 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
         version.contains("slot: SLOT_B") && version.contains("B_OK=1"),
         "{version}"
     );
+}
+
+/// Boot `path` by the firmware alone (SeaBIOS, or OVMF when `uefi`), reboots allowed.
+fn boot_disk(name: &str, path: &std::path::Path, uefi: bool) -> Vm {
+    let mut opts = VmOptions::new(name)
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .drive(Drive {
+            path: path.to_path_buf(),
+            format: "raw".into(),
+            read_only: false,
+        });
+    if uefi {
+        opts = opts.uefi();
+    }
+    Vm::boot(opts).unwrap()
 }

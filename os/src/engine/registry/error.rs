@@ -94,19 +94,7 @@ impl RegistryError {
 }
 
 /// An error and its causes on one line (reqwest hides the TLS or connect reason in a source).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use crate::engine::runtime::helper::error_chain as chain;
 
 fn code_word(c: &OciErrorCode) -> String {
     // The distribution spec's codes as registries spell them (MANIFEST_UNKNOWN → manifest unknown).
