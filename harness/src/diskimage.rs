@@ -82,8 +82,6 @@ const PARTS: &[Part] = &[
 pub struct DiskImage {
     pub path: PathBuf,
     pub version: String,
-    /// Partition start offsets in bytes, in [`PARTS`] order.
-    pub offsets: Vec<u64>,
 }
 
 /// The version a build names: `RANCHEROS_VERSION`, else the workspace's.
@@ -359,7 +357,6 @@ pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
     Ok(DiskImage {
         path: out.to_path_buf(),
         version: spec.a.version.clone(),
-        offsets,
     })
 }
 

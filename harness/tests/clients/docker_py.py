@@ -6,21 +6,15 @@ an `ssh` wrapper first on PATH (use_ssh_client: the library shells out to ssh, w
 printed is "ok".
 """
 
-import os
 import sys
 
 import docker
 import docker.errors
 
-client = docker.DockerClient(
-    base_url=os.environ["DOCKER_HOST"], use_ssh_client=True, timeout=120
-)
+import checks  # beside this script
+from checks import check
 
-
-def check(what, cond, detail=""):
-    if not cond:
-        raise AssertionError(f"{what}: {detail}")
-    print(f"checked: {what}", flush=True)
+client = checks.client(timeout=120)
 
 
 check("ping", client.ping() is True)

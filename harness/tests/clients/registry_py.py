@@ -6,22 +6,16 @@ secure one (basic auth tester / s3cret-pw; it holds private/busybox:1). Every ch
 failure; the last line printed is "ok".
 """
 
-import os
 import sys
 
 import docker
 import docker.errors
 
+import checks  # beside this script
+from checks import check
+
 plain, secure = sys.argv[1], sys.argv[2]
-client = docker.DockerClient(
-    base_url=os.environ["DOCKER_HOST"], use_ssh_client=True, timeout=300
-)
-
-
-def check(what, cond, detail=""):
-    if not cond:
-        raise AssertionError(f"{what}: {detail}")
-    print(f"checked: {what}", flush=True)
+client = checks.client(timeout=300)
 
 
 image = client.images.pull(f"{plain}/test/fromdockerd", tag="2")
