@@ -118,7 +118,7 @@ fn user_stop_signal_volumes_and_ignored_keys_do_what_compose_does() {
         .unwrap();
     assert_eq!(seen, "shared");
     let host = vm
-        .sh_ok("cat /run/system-docker/volumes/vol/*/x", BOOT)
+        .sh_ok("cat /run/system-docker/volumes/*/_data/x", BOOT)
         .unwrap();
     assert_eq!(host, "shared");
 

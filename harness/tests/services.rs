@@ -76,7 +76,7 @@ fn syslog_runs_in_its_own_container_and_comes_back_after_kill_9() {
     );
     assert!(back < Duration::from_secs(2), "back after {back:?}");
     let note =
-        regex::Regex::new(r"service syslog exited \(killed by a signal\); restarting in \d+ms");
+        regex::Regex::new(r"service syslog exited \(killed by SIGKILL\); restarting in \d+ms");
     assert!(
         note.unwrap().is_match(&vm.serial_text()),
         "the restart is reported on the console"
@@ -95,13 +95,13 @@ fn syslog_runs_in_its_own_container_and_comes_back_after_kill_9() {
     );
     let log = sh(&mut vm, "rancherctl service logs syslog");
     assert!(
-        log.contains("[system-docker] service syslog exited (killed by a signal)"),
+        log.contains("[system-docker] service syslog exited (killed by SIGKILL)"),
         "{log}"
     );
     let status = sh(&mut vm, "cat /run/system-docker/services.json");
     assert!(status.contains("\"restarts\": 1"), "{status}");
     assert!(
-        status.contains("\"last_exit\": \"killed by a signal\""),
+        status.contains("\"last_exit\": \"killed by SIGKILL\""),
         "{status}"
     );
 }
@@ -131,8 +131,11 @@ fn a_bad_service_is_reported_and_the_others_run() {
     // A service that names an environment key without a value gets rancher.environment's.
     let opts = opts.cmdline("rancher.environment.GREETING=hello");
     let mut vm = Vm::boot(opts).unwrap();
-    vm.expect(r"service error: service ghost: image nosuch/image:1", BOOT)
-        .unwrap();
+    vm.expect(
+        r"service error: service ghost: No such image: nosuch/image:1",
+        BOOT,
+    )
+    .unwrap();
     vm.expect(READY, BOOT).unwrap();
     let serial = vm.serial_text();
     assert!(

@@ -291,3 +291,92 @@ fn stop_keeps_a_service_stopped_and_start_and_restart_bring_it_back() {
     assert_ne!(rc, 0);
     assert!(out.contains("No such container: nosuch"), "{out}");
 }
+
+/// The pid of the system engine (`ros dockerd --system`, PID 1's child).
+fn engine_pid(vm: &mut Vm) -> Option<u32> {
+    number(
+        vm,
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline | grep -q '^/proc/self/exe dockerd --system' && echo ${p#/proc/}; done",
+    )
+}
+
+#[test]
+fn the_system_engine_is_a_container_manager_that_survives_its_own_crash() {
+    let mut vm = boot("system_docker_engine");
+    let engine = engine_pid(&mut vm).expect("the system engine runs");
+    assert_eq!(
+        sh(
+            &mut vm,
+            &format!("awk '/^PPid/ {{print $2}}' /proc/{engine}/status")
+        ),
+        "1",
+        "PID 1 started it"
+    );
+    // A system service's container has a 64-hex id and the engine's records; its process is
+    // not the engine's child (its shim's), and its log is the plain /var/log/<name>.log.
+    let inspect = sh(&mut vm, "system-docker inspect syslog");
+    let id_re = regex::Regex::new(r#""Id": "([0-9a-f]{64})""#).unwrap();
+    let id = id_re.captures(&inspect).expect("a 64-hex Id")[1].to_string();
+    assert!(
+        inspect.contains(r#""LogPath": "/var/log/syslog.log""#),
+        "{inspect}"
+    );
+    sh(
+        &mut vm,
+        &format!("test -f /run/system-docker/containers/{id}/record.json"),
+    );
+    let syslogd = pidof_syslogd(&mut vm).expect("syslogd runs");
+    let parent = sh(
+        &mut vm,
+        &format!("awk '/^PPid/ {{print $2}}' /proc/{syslogd}/status"),
+    );
+    assert_ne!(parent, engine.to_string(), "not the engine's child");
+
+    // The engine dies: PID 1 says so and starts it again; the services run on untouched and
+    // the new engine follows them (stop still works, and learns the exit).
+    sh(&mut vm, &format!("kill -9 {engine}"));
+    vm.expect(
+        r"system engine exited \(killed by SIGKILL\); starting it again",
+        BOOT,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let again = loop {
+        if let Some(p) = engine_pid(&mut vm).filter(|p| *p != engine) {
+            if run(&mut vm, "system-docker ps").1 == 0 {
+                break p;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "no new engine");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_ne!(again, engine);
+    assert_eq!(pidof_syslogd(&mut vm), Some(syslogd), "syslog ran on");
+    let ps = sh(&mut vm, "system-docker ps");
+    assert!(
+        ps_row(&ps, "syslog").is_some_and(|r| r.contains(" Up ")),
+        "{ps}"
+    );
+    sh(&mut vm, "system-docker stop -t 5 syslog");
+    let inspect = sh(&mut vm, "system-docker inspect syslog");
+    assert!(inspect.contains(r#""Status": "exited""#), "{inspect}");
+    let code_re = regex::Regex::new(r#""ExitCode": (\d+)"#).unwrap();
+    let code = &code_re.captures(&inspect).expect("ExitCode")[1];
+    assert_ne!(
+        code, "255",
+        "the new engine heard the exit from the shim: {inspect}"
+    );
+    sh(&mut vm, "system-docker start syslog");
+    new_syslogd(&mut vm, Some(syslogd));
+
+    // The system engine runs more than services: `system-docker run` (create, attach, start,
+    // wait) with the exit code passed on, and `rm`.
+    let (out, rc) = run(
+        &mut vm,
+        "system-docker run --rm --name once ros/busybox:latest sh -c 'echo from-system; exit 4'",
+    );
+    assert_eq!(rc, 4, "{out}");
+    assert!(out.contains("from-system"), "{out}");
+    let all = sh(&mut vm, "system-docker ps -a");
+    assert!(ps_row(&all, "once").is_none(), "--rm removed it: {all}");
+}

@@ -173,6 +173,64 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
         text(&out.stderr)
     );
 
+    // Host namespaces, devices and seccomp, as `docker run` asks for them (the engine's pid
+    // and UTS namespaces are the host's: the docker service runs with pid and uts host).
+    let host_pid_ns = vm.ssh_ok("readlink /proc/1/ns/pid").unwrap();
+    let readlink = ["readlink", "/proc/1/ns/pid"];
+    let run_with = |flags: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.push("ros/busybox");
+        args.extend_from_slice(cmd);
+        d.ok(&args, &vm)
+    };
+    assert_eq!(run_with(&["--pid", "host"], &readlink), host_pid_ns.trim());
+    assert_ne!(run_with(&[], &readlink), host_pid_ns.trim());
+    let host_name = vm.ssh_ok("hostname").unwrap();
+    assert_eq!(
+        run_with(&["--uts", "host"], &["hostname"]),
+        host_name.trim()
+    );
+    assert_eq!(
+        run_with(&[], &["grep", "^Seccomp:", "/proc/self/status"]),
+        "Seccomp:\t2",
+        "Docker's profile by default"
+    );
+    assert_eq!(
+        run_with(
+            &["--security-opt", "seccomp=unconfined"],
+            &["grep", "^Seccomp:", "/proc/self/status"]
+        ),
+        "Seccomp:\t0"
+    );
+    assert_eq!(
+        run_with(
+            &["--device", "/dev/ttyS1:/dev/serial-in"],
+            &["stat", "-c", "%F %t:%T", "/dev/serial-in"]
+        ),
+        "character special file 4:41"
+    );
+    for (flags, says) in [
+        (&["--security-opt", "apparmor=x"][..], "security option"),
+        (
+            &["--device-cgroup-rule", "x 1:2 r"][..],
+            "invalid device cgroup rule",
+        ),
+        (&["--device", "/no/such-device"][..], "/no/such-device"),
+        (&["--ipc", "container:sleeper"][..], "invalid ipc mode"),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend(["ros/busybox", "true"]);
+        let out = d.run(&args);
+        assert!(!out.status.success(), "{flags:?} accepted");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{flags:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
     // Stop: the trap runs, the exit code is recorded, the log keeps its lines.
     d.ok(&["stop", "sleeper"], &vm);
     assert_eq!(

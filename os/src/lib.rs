@@ -18,6 +18,7 @@ pub mod services;
 pub mod signals;
 pub mod state;
 pub mod system_docker;
+pub mod system_services;
 pub mod tty;
 
 use std::process::ExitCode;

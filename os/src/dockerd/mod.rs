@@ -8,10 +8,22 @@
 //!
 //! ```text
 //! ros dockerd [--root /var/lib/docker] [--run /run/docker] [--socket /run/docker/docker.sock]
-//!             [--group docker] [--cgroup-parent /docker] [--preload DIR]
+//!             [--group docker] [--cgroup-parent /docker] [--preload DIR] [--store DIR]
+//! ros dockerd --system [--boot FD]
 //! ```
 //! The socket is mode 0660, owned by root and the group (the console's `rancher` is in it).
 //! `--preload` names a directory whose `.tar`/`.tar.gz` images are loaded at start.
+//!
+//! `--system` is the system engine (`system-docker`), which PID 1 starts: the same manager and
+//! API with the system's layout ([`Args::system`]: records and volumes in RAM under
+//! `/run/system-docker`, the images PID 1 loaded from the initrd in `/var/lib/system-docker`,
+//! cgroups `/system/<name>`, plain logs `/var/log/<name>.log`, the socket
+//! `/run/system-docker.sock`, root's only) and the system services on top
+//! (`crate::system_services`). With `--boot FD` it starts them from the configuration and
+//! writes one JSON line on FD when they are up (`{"problems":N}`); without, it is a restart of
+//! the engine and takes over the containers that run. TERM stops every container (services in
+//! reverse dependency order, within `rancher.shutdown_timeout`) and ends it: that is how PID 1
+//! shuts the system down. (The user engine, on TERM, leaves its containers to their shims.)
 
 mod api;
 
@@ -30,6 +42,11 @@ pub struct Args {
     pub group: String,
     pub cgroup_parent: String,
     pub preload: Option<PathBuf>,
+    pub store: Option<PathBuf>,
+    /// The system engine, with the system services.
+    pub system: bool,
+    /// `--boot FD`: start the system services; say so on FD when they are up.
+    pub boot_fd: Option<i32>,
 }
 
 impl Default for Args {
@@ -41,12 +58,61 @@ impl Default for Args {
             group: "docker".into(),
             cgroup_parent: "/docker".into(),
             preload: Some("/var/lib/rancher/preload/docker".into()),
+            store: None,
+            system: false,
+            boot_fd: None,
         }
     }
 }
 
+/// The system engine's image store (PID 1 loads the initrd's images into it at boot).
+pub const SYSTEM_STORE: &str = "/var/lib/system-docker";
+/// The system engine's records, volumes, shims and runtime state: RAM, rebuilt at each boot.
+pub const SYSTEM_RUN: &str = "/run/system-docker";
+/// Where the system services' logs are.
+pub const SYSTEM_LOGS: &str = "/var/log";
+
+impl Args {
+    /// The system engine's layout.
+    pub fn system() -> Args {
+        Args {
+            root: SYSTEM_RUN.into(),
+            run: SYSTEM_RUN.into(),
+            socket: crate::engine::api::SOCKET.into(),
+            group: "root".into(),
+            cgroup_parent: crate::engine::runtime::spec::CGROUP_PARENT.into(),
+            preload: None,
+            store: Some(SYSTEM_STORE.into()),
+            system: true,
+            boot_fd: None,
+        }
+    }
+
+    fn manager_config(&self, exe: PathBuf) -> Config {
+        let mut c = Config::new(
+            self.root.clone(),
+            self.run.clone(),
+            self.cgroup_parent.clone(),
+            exe,
+        );
+        if let Some(s) = &self.store {
+            c.store = s.clone();
+        }
+        if self.system {
+            c.log_dir = Some(SYSTEM_LOGS.into());
+            c.cgroup_by_name = true;
+            c.etc_files = false;
+        }
+        c
+    }
+}
+
 fn parse(words: &[String]) -> Result<Args, String> {
-    let mut a = Args::default();
+    let mut a = if words.iter().any(|w| w == "--system") {
+        Args::system()
+    } else {
+        Args::default()
+    };
     let mut it = words.iter();
     while let Some(w) = it.next() {
         let mut value = || {
@@ -61,6 +127,12 @@ fn parse(words: &[String]) -> Result<Args, String> {
             "--group" => a.group = value()?,
             "--cgroup-parent" => a.cgroup_parent = value()?,
             "--preload" => a.preload = Some(value()?.into()),
+            "--store" => a.store = Some(value()?.into()),
+            "--system" => {}
+            "--boot" => {
+                let v = value()?;
+                a.boot_fd = Some(v.parse().map_err(|_| format!("--boot {v:?}: not an fd"))?)
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -69,6 +141,8 @@ fn parse(words: &[String]) -> Result<Args, String> {
 
 /// Entry point of `ros dockerd`.
 pub fn main(words: &[String]) -> ExitCode {
+    crate::signals::reset_all();
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     crate::console::init_logging(tracing::Level::INFO);
     let args = match parse(words) {
         Ok(a) => a,
@@ -77,6 +151,12 @@ pub fn main(words: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(fd) = args.boot_fd {
+        // Not for our children (shims, helpers): PID 1 must see the pipe close if we die.
+        // SAFETY: fcntl(F_SETFD) on a descriptor number touches no memory; a bad number fails
+        // with EBADF, which `ready` then reports.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -98,35 +178,79 @@ pub fn main(words: &[String]) -> ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let exe = std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| "/usr/bin/ros".into());
-    let mgr = Manager::open(Config {
-        root: args.root.clone(),
-        run: args.run.clone(),
-        cgroup_parent: args.cgroup_parent.clone(),
-        exe,
-    })
-    .map_err(|e| e.to_string())?;
+    // The os binary by its installed name (PID 1's own is `/init`, a name that runs init).
+    let exe = if Path::new("/usr/bin/ros").exists() {
+        PathBuf::from("/usr/bin/ros")
+    } else {
+        std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| "/usr/bin/ros".into())
+    };
+    let mgr = Manager::open(args.manager_config(exe)).map_err(|e| e.to_string())?;
     let n = mgr.restore().await;
     tracing::info!(containers = n, root = %args.root.display(), "dockerd: records read");
     if let Some(dir) = &args.preload {
         preload(&mgr, dir).await;
     }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("signal handler: {e}"))?;
     let listener = bind(&args.socket, &args.group)?;
     tracing::info!(socket = %args.socket.display(), "dockerd: serving");
     let registries = registries();
-    let state = api::Api::new(mgr, args.root.join("tmp"), registries);
+    let services = args
+        .system
+        .then(|| crate::system_services::SystemServices::new(mgr.clone()));
+    let state = api::Api::new(mgr, args.root.join("tmp"), registries, services.clone());
     let app = api::app(state);
     let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("signal handler: {e}"))?;
+    // Served while the services start: `system-docker ps` answers during boot.
+    let server = tokio::spawn(async move { axum::serve(listener, svc).await });
+    if let Some(services) = &services {
+        let (config, errors) = tokio::task::spawn_blocking(crate::config::load_running)
+            .await
+            .map_err(|e| format!("reading the configuration: {e}"))?;
+        for e in errors {
+            tracing::warn!(error = %e, "dockerd: configuration");
+        }
+        match args.boot_fd {
+            Some(fd) => {
+                let problems = services.boot(config).await;
+                ready(fd, problems.len());
+            }
+            None => services.adopt(&config).await,
+        }
+    }
     tokio::select! {
-        r = axum::serve(listener, svc) => r.map_err(|e| format!("serving: {e}")),
+        r = server => match r {
+            Ok(r) => r.map_err(|e| format!("serving: {e}")),
+            Err(e) => Err(format!("server task: {e}")),
+        },
         _ = term.recv() => {
-            // Live restore: the containers belong to their shims and run on.
-            tracing::info!("dockerd: TERM; leaving the containers to their shims");
+            if let Some(services) = &services {
+                // The machine is going down: every container stops, in order.
+                let (config, _) = tokio::task::spawn_blocking(crate::config::load_running)
+                    .await
+                    .unwrap_or_default();
+                let timeout = std::time::Duration::from_secs(config.rancher.shutdown_timeout);
+                services.stop_all(timeout).await;
+                tracing::info!("dockerd: TERM; every container stopped");
+            } else {
+                // Live restore: the containers belong to their shims and run on.
+                tracing::info!("dockerd: TERM; leaving the containers to their shims");
+            }
             let _ = std::fs::remove_file(&args.socket);
             Ok(())
         }
+    }
+}
+
+/// Tell PID 1 the boot's services are up: one JSON line on `fd`, which is then closed.
+fn ready(fd: i32, problems: usize) {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was given on the command line by PID 1 for this one write (`--boot FD`);
+    // nothing else in this process owns it, and the File closes it when dropped.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    if let Err(e) = writeln!(f, "{}", serde_json::json!({ "problems": problems })) {
+        tracing::warn!(fd, error = %e, "dockerd: telling PID 1 the services are up");
     }
 }
 

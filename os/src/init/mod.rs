@@ -1,19 +1,19 @@
 //! PID 1. Boot is a list of named steps ([`steps::STEPS`]), each run and timed in order and
 //! printed as a milestone; a failed (or panicking) step is reported and boot goes on. After the
 //! last step PID 1 prints `[ros] ready <seconds>` once and becomes the supervisor: the single
-//! owner of `waitpid`, reaping every zombie, respawning the recovery console shell, and turning the power
-//! button, Ctrl-Alt-Del and `rancherctl reboot|poweroff` into a clean shutdown.
+//! owner of `waitpid`, reaping every zombie, keeping the system engine (`system_engine`: the
+//! container manager that runs the system services) and the recovery console shell running,
+//! and turning the power button, Ctrl-Alt-Del and `rancherctl reboot|poweroff` into a clean
+//! shutdown.
 //!
 //! PID 1 must never exit: its death panics the kernel. Every step and the supervisor loop run
 //! under `catch_unwind`; if the loop keeps failing, PID 1 falls back to an emergency shell.
 
-pub mod api;
 mod console_config;
 mod logs;
 mod mounts;
 mod net;
 mod power_button;
-pub mod services;
 mod shell;
 pub mod shutdown;
 mod state;
@@ -21,6 +21,7 @@ mod steps;
 mod supervisor;
 pub(crate) mod switch_root;
 mod sysctl;
+pub mod system_engine;
 
 use crate::config::Config;
 use crate::console::{say, since_boot};
@@ -39,11 +40,13 @@ pub struct Boot {
     pub signals: Option<nix::sys::signalfd::SignalFd>,
     /// The recovery console shell (`rancher.recovery`): its tty and pid.
     pub console: Option<(String, i32)>,
-    /// The system services (containers of the system engine).
-    pub services: services::SystemServices,
-    /// The control API's link to the supervisor (None if its step failed).
-    pub api: Option<api::Bridge>,
+    /// The system engine's image store, once the initrd's images are loaded into it.
+    pub store: Option<crate::engine::store::Store>,
+    /// The system engine (which runs the system services), once started.
+    pub engine: Option<system_engine::SystemEngine>,
 }
+
+pub(crate) use steps::apply_to_host;
 
 /// Entry point of `init`.
 pub fn main() -> ExitCode {

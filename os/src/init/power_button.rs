@@ -16,7 +16,8 @@ const KEY_POWER: u16 = 116;
 const EVENT_SIZE: usize = 24;
 
 pub fn open(boot: &mut super::Boot) -> anyhow::Result<()> {
-    if boot.services.is_running(ACPID) {
+    let _ = boot;
+    if crate::system_services::status::is_running(ACPID) {
         tracing::info!(
             service = ACPID,
             "power button left to the acpid system service"

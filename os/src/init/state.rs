@@ -36,7 +36,17 @@ pub fn run(boot: &mut Boot) -> anyhow::Result<()> {
 
 fn mount_state(boot: &mut Boot, status: &mut Status) -> anyhow::Result<()> {
     let settings = Settings::from_config(&boot.config.rancher.state)?;
-    let tools: Box<dyn tools::FsTools> = match boot.services.image_layers(tools::IMAGE) {
+    let layers = boot
+        .store
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no image store (system-images failed)"))
+        .and_then(|store| {
+            let img = store
+                .resolve(tools::IMAGE)
+                .map_err(|e| anyhow::anyhow!("image {}: {e}", tools::IMAGE))?;
+            Ok(store.lower_dirs(&img)?)
+        });
+    let tools: Box<dyn tools::FsTools> = match layers {
         Ok(layers) => Box::new(tools::ImageTools::new(layers)),
         Err(e) => {
             say(format!("state: no filesystem tools ({e:#})"));

@@ -21,7 +21,7 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("hostname", set_hostname),
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
-    ("system-images", |b| b.services.load_images()),
+    ("system-images", load_images),
     ("state", state::run),
     ("console-config", console_config::write),
     ("sysctl", |b| {
@@ -33,7 +33,6 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("write-files", write_files),
     ("system-services", system_services),
     ("power-button", power_button::open),
-    ("api", super::api::start),
     ("recovery-console", shell::start_recovery),
 ];
 
@@ -93,34 +92,77 @@ fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
     ))
 }
 
-/// Start the system services; when `cloud-init-save` has brought new configuration, apply its
-/// hostname and host `write_files` before the rest start, and keep it as the boot's config.
+/// The system engine's image store, with the initrd's images loaded into it (the `state` step
+/// runs its filesystem tools straight from one of them).
+fn load_images(boot: &mut Boot) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let root = crate::dockerd::SYSTEM_STORE;
+    let store =
+        crate::engine::store::Store::open(root).with_context(|| format!("opening {root}"))?;
+    let images = std::path::Path::new(INITRD_IMAGES);
+    let loaded = store
+        .load(images, &crate::engine::store::LoadOptions::default())
+        .with_context(|| format!("loading {}", images.display()))?;
+    for l in &loaded {
+        tracing::debug!(image = ?l.image.names, unpacked = l.layers_unpacked, reused = l.layers_reused, "image loaded");
+    }
+    boot.store = Some(store);
+    Ok(())
+}
+
+/// The images shipped in the initrd (an OCI layout).
+pub const INITRD_IMAGES: &str = "/usr/share/ros/images";
+
+/// Start the system engine, which starts the system services (after `cloud-init-save` it
+/// reads the configuration again and applies it to the host: [`apply_to_host`]); then take the
+/// configuration the boot ended with.
 fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
-    let cmdline = boot.cmdline.clone();
-    let (result, config) = boot.services.start_all(boot.config.clone(), &mut || {
-        let (new, errors) = crate::config::load_system(&cmdline);
-        let mut problems: Vec<String> = errors.iter().map(|e| format!("config: {e}")).collect();
-        if let Err(e) = apply_hostname(&new.hostname) {
-            problems.push(format!("hostname: {e:#}"));
-        }
-        // Keys and password from a datasource reach the console, which starts after this.
-        let dir = std::path::Path::new(console_config::DIR);
-        if let Err(e) = console_config::write_to(dir, &new, &cmdline) {
-            problems.push(format!("console config: {e:#}"));
-        }
-        problems.extend(super::sysctl::apply(
-            std::path::Path::new(PROC_SYS),
-            &new.rancher.sysctl,
-        ));
-        problems.extend(crate::cloudinit::write_files::apply(
-            &new.write_files,
-            None,
-            std::path::Path::new("/"),
-        ));
-        (new, problems)
-    });
+    // `/var/run` is where Docker's clients look; our run-time directory is `/run`.
+    let var_run = std::path::Path::new("/var/run");
+    if std::fs::symlink_metadata(var_run).is_err() {
+        std::os::unix::fs::symlink("/run", var_run)
+            .map_err(|e| anyhow::anyhow!("symlink /var/run -> /run: {e}"))?;
+    }
+    boot.store = None;
+    let (engine, problems) = super::system_engine::start(true)?;
+    boot.engine = Some(engine);
+    let (config, errors) = crate::config::load_system(&boot.cmdline);
+    for e in &errors {
+        tracing::warn!(error = %e, "config (after the services)");
+    }
     boot.config = config;
-    result
+    crate::init::supervisor::set_log_level(boot.config.rancher.debug);
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s); the other services run");
+    }
+    Ok(())
+}
+
+/// Apply a configuration read again during boot (a datasource's, saved by `cloud-init-save`)
+/// to the host: hostname, the console's settings (keys and password reach the console, which
+/// starts after), sysctl, `write_files` without a container. The problems, as lines.
+pub(crate) fn apply_to_host(
+    new: &crate::config::Config,
+    cmdline: &crate::cmdline::Cmdline,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = apply_hostname(&new.hostname) {
+        problems.push(format!("hostname: {e:#}"));
+    }
+    let dir = std::path::Path::new(console_config::DIR);
+    if let Err(e) = console_config::write_to(dir, new, cmdline) {
+        problems.push(format!("console config: {e:#}"));
+    }
+    problems.extend(super::sysctl::apply(
+        std::path::Path::new(PROC_SYS),
+        &new.rancher.sysctl,
+    ));
+    problems.extend(crate::cloudinit::write_files::apply(
+        &new.write_files,
+        None,
+        std::path::Path::new("/"),
+    ));
+    problems
 }
 
 /// The words after `--` (`rancher.password=…`, `cc.*`) are for PID 1, which has read them: the

@@ -1,7 +1,8 @@
 //! After boot, PID 1 is an event loop over one `poll`: a signalfd (SIGCHLD and the shutdown
-//! signals), the control API's eventfd (requests from the API thread, see `init::api`) and the
-//! power button, with timers for service restarts and log rotation. It is the only caller of
-//! `waitpid` in the system; the API thread never spawns or waits, it asks this loop.
+//! signals) and the power button, with timers for restarting the system engine or the
+//! recovery shell and for log rotation. It reaps every zombie of the system (the shims of
+//! containers are orphans that end up here); the system engine learns its containers' exits
+//! from their shims, not from PID 1.
 //!
 //! Signals follow the sysvinit/busybox convention so that busybox's `reboot` and `poweroff` work
 //! through PID 1 too: SIGTERM reboots, SIGUSR2 (and SIGPWR) powers off, SIGUSR1 halts, and SIGINT
@@ -86,7 +87,7 @@ impl Supervisor {
         loop {
             let next = [
                 self.console_respawn,
-                self.boot.services.next_due(),
+                self.boot.engine.as_ref().and_then(|e| e.respawn_at),
                 Some(self.next_rotation),
             ]
             .into_iter()
@@ -100,15 +101,9 @@ impl Supervisor {
                 }
                 None => PollTimeout::NONE,
             };
-            let (sig_ready, api_ready, buttons_ready) = self.wait(timeout);
+            let (sig_ready, buttons_ready) = self.wait(timeout);
             if sig_ready {
                 self.drain_signals();
-            }
-            if api_ready {
-                let timeout = self.boot.config.rancher.shutdown_timeout;
-                if let Some(api) = self.boot.api.as_mut() {
-                    api.serve(&mut self.boot.services, timeout);
-                }
             }
             for i in buttons_ready {
                 if power_button::pressed(&mut self.boot.power_buttons[i]) {
@@ -118,33 +113,23 @@ impl Supervisor {
             if self.console_respawn.is_some_and(|at| at <= Instant::now()) {
                 self.respawn_console();
             }
-            if self
-                .boot
-                .services
-                .next_due()
-                .is_some_and(|at| at <= Instant::now())
-            {
-                self.boot.services.due();
+            if let Some(engine) = self.boot.engine.as_mut() {
+                if engine.respawn_at.is_some_and(|at| at <= Instant::now()) {
+                    engine.respawn();
+                }
             }
             if self.next_rotation <= Instant::now() {
                 logs::rotate_dir(Path::new(logs::LOG_DIR), logs::MAX_BYTES, logs::KEEP);
                 self.next_rotation = Instant::now() + logs::CHECK_EVERY;
             }
-            if let Some(api) = self.boot.api.as_mut() {
-                api.settle(&mut self.boot.services);
-            }
         }
     }
 
-    /// Poll; returns whether the signalfd and the API's eventfd are readable and which power
-    /// buttons are.
-    fn wait(&mut self, timeout: PollTimeout) -> (bool, bool, Vec<usize>) {
+    /// Poll; returns whether the signalfd is readable and which power buttons are.
+    fn wait(&mut self, timeout: PollTimeout) -> (bool, Vec<usize>) {
         let mut fds = Vec::new();
         if let Some(sfd) = &self.boot.signals {
             fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
-        }
-        if let Some(api) = &self.boot.api {
-            fds.push(PollFd::new(api.wake_fd(), PollFlags::POLLIN));
         }
         for b in &self.boot.power_buttons {
             fds.push(PollFd::new(b.as_fd(), PollFlags::POLLIN));
@@ -153,30 +138,28 @@ impl Supervisor {
             // No signalfd (its step failed): fall back to reaping on a timer.
             std::thread::sleep(Duration::from_millis(200));
             self.reap();
-            return (false, false, Vec::new());
+            return (false, Vec::new());
         }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            Err(Errno::EINTR) => return (false, false, Vec::new()),
+            Err(Errno::EINTR) => return (false, Vec::new()),
             Err(e) => {
                 tracing::error!(error = %e, "poll");
                 std::thread::sleep(Duration::from_millis(100));
-                return (false, false, Vec::new());
+                return (false, Vec::new());
             }
         }
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         let has_sig = self.boot.signals.is_some();
-        let has_api = self.boot.api.is_some();
         let sig = has_sig && ready(&fds[0]);
-        let api = has_api && ready(&fds[usize::from(has_sig)]);
-        let offset = usize::from(has_sig) + usize::from(has_api);
+        let offset = usize::from(has_sig);
         let buttons = fds[offset..]
             .iter()
             .enumerate()
             .filter(|(_, f)| ready(f))
             .map(|(i, _)| i)
             .collect();
-        (sig, api, buttons)
+        (sig, buttons)
     }
 
     fn drain_signals(&mut self) {
@@ -209,24 +192,16 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
                 Ok(status) => {
                     let Some(pid) = status.pid() else { continue };
-                    let code = match status {
-                        WaitStatus::Exited(_, c) => Some(c),
-                        _ => None,
-                    };
-                    let exec_code = match status {
-                        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-                        _ => code.unwrap_or(128),
-                    };
-                    if self
-                        .boot
-                        .api
-                        .as_mut()
-                        .is_some_and(|a| a.on_exit(pid.as_raw(), exec_code))
-                    {
-                        continue;
-                    }
-                    if self.boot.services.on_exit(pid.as_raw(), code) {
-                        continue;
+                    if let Some(engine) = self.boot.engine.as_mut() {
+                        if engine.pid == pid.as_raw() && engine.respawn_at.is_none() {
+                            let what = match status {
+                                WaitStatus::Exited(_, c) => format!("exit {c}"),
+                                WaitStatus::Signaled(_, s, _) => format!("killed by {s}"),
+                                other => format!("{other:?}"),
+                            };
+                            engine.exited(&what);
+                            continue;
+                        }
                     }
                     tracing::debug!(pid = pid.as_raw(), status = ?status, "reaped");
                     if self
@@ -277,9 +252,11 @@ impl Supervisor {
             .iter()
             .map(|(tty, _)| tty.clone())
             .collect();
-        let services = &mut self.boot.services;
+        let engine = &mut self.boot.engine;
         shutdown::run(kind, reason, timeout, &ttys, &mut || {
-            services.stop_all(timeout)
+            if let Some(e) = engine.as_mut() {
+                e.stop(timeout);
+            }
         })
     }
 }

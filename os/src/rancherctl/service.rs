@@ -6,9 +6,9 @@
 //! enable` did: the change takes effect at the next boot or `rancherctl service up NAME`.
 
 use crate::config::ConfigPaths;
-use crate::init::services::STATUS_PATH;
 use crate::system_docker::client::Client;
 use crate::system_docker::lifecycle;
+use crate::system_services::STATUS_PATH;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
@@ -74,7 +74,7 @@ fn include(paths: &ConfigPaths, names: &[String], on: bool) -> anyhow::Result<()
 
 fn list() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(STATUS_PATH)
-        .with_context(|| format!("reading {STATUS_PATH} (is PID 1 the RancherOS-rs init?)"))?;
+        .with_context(|| format!("reading {STATUS_PATH} (is the system engine running?)"))?;
     let all: Vec<Status> =
         serde_json::from_str(&text).with_context(|| format!("{STATUS_PATH}: not valid status"))?;
     println!(

@@ -96,7 +96,8 @@ pub struct ServiceSpec {
     /// `devices`: host device nodes given to the container (`/dev/fuse[:/dev/fuse[:rwm]]`).
     pub devices: Vec<crate::engine::runtime::DeviceMapping>,
     /// `device_cgroup_rules`: more device filter rules (`c 13:* r`).
-    pub device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    /// (Checked here; kept as written, which is what the engine's API takes.)
+    pub device_rules: Vec<String>,
     /// `stop_signal`: what `docker stop` sends first (default: the image's, else SIGTERM).
     pub stop_signal: Option<String>,
     /// `security_opt: [seccomp=unconfined]`: no seccomp filter.
@@ -433,7 +434,7 @@ impl ServiceSpec {
                 "device_cgroup_rules" => {
                     for (i, item) in cx.list(key, v).into_iter().enumerate() {
                         match crate::engine::runtime::devices::parse_rule(&item) {
-                            Ok(r) => spec.device_rules.push(r),
+                            Ok(_) => spec.device_rules.push(item.clone()),
                             Err(e) => cx.err(&format!("device_cgroup_rules[{i}]"), e.to_string()),
                         }
                     }

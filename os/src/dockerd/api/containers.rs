@@ -129,7 +129,8 @@ pub async fn start(
     axum::extract::State(api): St,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match api.mgr.start(&id).await {
+    let mgr = api.mgr.clone();
+    match detached(async move { mgr.start(&id).await }).await {
         Ok(()) => Ok(no_content()),
         Err(crate::engine::manager::ManagerError::NotModified(_)) => {
             Ok(StatusCode::NOT_MODIFIED.into_response())
@@ -149,7 +150,8 @@ pub async fn stop(
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<Response, ApiError> {
-    match api.mgr.stop(&id, q.t, q.signal.as_deref()).await {
+    let mgr = api.mgr.clone();
+    match detached(async move { mgr.stop(&id, q.t, q.signal.as_deref()).await }).await {
         Ok(()) => Ok(no_content()),
         Err(crate::engine::manager::ManagerError::NotModified(_)) => {
             Ok(StatusCode::NOT_MODIFIED.into_response())
@@ -163,8 +165,24 @@ pub async fn restart(
     Path(id): Path<String>,
     Query(q): Query<StopQuery>,
 ) -> Result<Response, ApiError> {
-    api.mgr.restart(&id, q.t).await.map_err(err)?;
+    let mgr = api.mgr.clone();
+    detached(async move { mgr.restart(&id, q.t).await })
+        .await
+        .map_err(err)?;
     Ok(no_content())
+}
+
+/// Run a start, stop or restart to its end even when the client goes away meanwhile (hyper
+/// drops a handler whose connection closed): `rancherctl service restart console`, run from
+/// the console, is killed by its own stop, and the start must still come.
+pub(crate) async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = crate::engine::manager::Result<T>> + Send + 'static,
+) -> crate::engine::manager::Result<T> {
+    tokio::spawn(f).await.unwrap_or_else(|e| {
+        Err(crate::engine::manager::ManagerError::Shim(format!(
+            "task: {e}"
+        )))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]

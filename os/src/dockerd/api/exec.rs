@@ -6,8 +6,8 @@
 
 use super::pty::PtyMaster;
 use super::{err, St};
-use crate::engine::api::exec::{pump, upgraded};
 use crate::engine::api::extract::{Path, Query};
+use crate::engine::api::hijack::{pump, upgraded};
 use crate::engine::api::stream::StreamKind;
 use crate::engine::api::{multiplexed, switching_protocols, wants_upgrade, ApiError, ChannelBody};
 use crate::engine::manager::{ExecConfig, ExecIo};

@@ -117,6 +117,16 @@ pub fn row(m: &Manager, r: &Record) -> Value {
 }
 
 /// `docker inspect`.
+/// The path of a file the engine makes for the container's `/etc`, or "" when it makes none
+/// (the system engine).
+fn etc(m: &Manager, dir: &std::path::Path, file: &str) -> String {
+    if m.config().etc_files {
+        dir.join(file).display().to_string()
+    } else {
+        String::new()
+    }
+}
+
 pub fn inspect(m: &Manager, r: &Record) -> Value {
     let s = &r.state;
     let dir = m.dir(&r.id);
@@ -150,10 +160,10 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
             "FinishedAt": time::rfc3339(system_time(s.finished_at)),
         },
         "Image": r.image_id,
-        "ResolvConfPath": dir.join("resolv.conf"),
-        "HostnamePath": dir.join("hostname"),
-        "HostsPath": dir.join("hosts"),
-        "LogPath": m.log_path(&r.id),
+        "ResolvConfPath": etc(m, &dir, "resolv.conf"),
+        "HostnamePath": etc(m, &dir, "hostname"),
+        "HostsPath": etc(m, &dir, "hosts"),
+        "LogPath": m.log_path(r),
         "Name": format!("/{}", r.name),
         "RestartCount": s.restart_count,
         "Driver": "overlay",

@@ -1,7 +1,7 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
 //! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
 //! `processes` (pause, unpause, top, stats), `archive` (`docker cp`), `events`, `images`,
-//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`).
+//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`; `rancheros`: what Docker has no word for, on the system engine).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
@@ -19,6 +19,7 @@ mod images;
 mod json;
 mod processes;
 mod pty;
+mod rancheros;
 mod registry;
 mod system;
 mod system_df;
@@ -43,6 +44,8 @@ pub struct Api {
     pub registries: Arc<crate::engine::registry::Registries>,
     /// Where uploads are spooled (on the engine's own disk).
     pub spool: PathBuf,
+    /// The system services (the system engine only).
+    pub services: Option<Arc<crate::system_services::SystemServices>>,
 }
 
 impl Api {
@@ -50,11 +53,13 @@ impl Api {
         mgr: Arc<Manager>,
         spool: PathBuf,
         registries: crate::engine::registry::Registries,
+        services: Option<Arc<crate::system_services::SystemServices>>,
     ) -> Arc<Api> {
         Arc::new(Api {
             mgr,
             spool,
             registries: Arc::new(registries),
+            services,
         })
     }
 }
@@ -136,6 +141,7 @@ fn router(api: Arc<Api>) -> Router {
             "/volumes/{name}",
             get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/rancheros/services/{name}/up", post(rancheros::up))
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/create", post(registry::create))

@@ -7,14 +7,14 @@ use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
 fn api(dir: &std::path::Path) -> Arc<Api> {
-    let mgr = Manager::open(crate::engine::manager::Config {
-        root: dir.join("root"),
-        run: dir.join("run"),
-        cgroup_parent: "/docker".into(),
-        exe: "/bin/false".into(),
-    })
+    let mgr = Manager::open(crate::engine::manager::Config::new(
+        dir.join("root"),
+        dir.join("run"),
+        "/docker".into(),
+        "/bin/false".into(),
+    ))
     .unwrap();
-    Api::new(mgr, dir.join("tmp"), Default::default())
+    Api::new(mgr, dir.join("tmp"), Default::default(), None)
 }
 
 async fn call(

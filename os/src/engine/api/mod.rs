@@ -1,91 +1,26 @@
-//! The engine's control API: HTTP/1.1 + JSON on a unix socket ([`SOCKET`]), shaped like the
-//! Docker Engine API (same paths, same JSON field names, `{"message": …}` errors, the
-//! multiplexed stream format), so the `docker` CLI and our `system-docker` both talk to it, and
-//! a later user engine can serve the same routes.
-//!
-//! Served by PID 1 in a thread of its own with a current-thread tokio runtime ([`server`]). The
-//! routes never touch processes: they ask an [`Engine`] (the seam; in PID 1 the supervisor
-//! loop, which alone spawns and reaps). Paths may carry a version prefix (`/v1.41/…`), which is
-//! stripped before routing; `/_ping` answers with the `Api-Version` header the docker CLI
-//! negotiates with.
-//!
-//! Routes: `containers.rs` (list, inspect, logs, start/stop/restart), `images.rs` (list, load),
-//! `exec.rs` (create, start with streamed output, inspect), with `extract.rs`'s `Path` and
-//! `Query` (their rejections are Docker's errors too); `/rancheros/…` holds what Docker has
-//! no word for (`POST /rancheros/services/{name}/up`).
+//! HTTP plumbing the engines' Docker Engine API shares (the routes are `crate::dockerd::api`,
+//! served by both the system engine and the user engine): Docker's `{"message": …}` errors
+//! ([`ApiError`]), path and query extractors whose rejections are such errors ([`extract`]),
+//! the multiplexed stream format ([`stream`]), hijacked connections ([`hijack`]), Docker's
+//! times ([`time`]), and the version prefix every path may carry ([`strip_version`]).
 
-mod containers;
-pub mod engine;
 pub mod error;
-pub(crate) mod exec;
 pub mod extract;
-mod images;
-pub mod server;
+pub(crate) mod hijack;
 pub mod stream;
 pub mod time;
 
-pub use engine::{ContainerInfo, Engine, ExecProcess, ExecSpec, ImageInfo, RunState};
 pub use error::ApiError;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use std::collections::HashMap;
+use axum::response::Response;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 /// Where the system engine listens (`/var/run` is a link to `/run`).
 pub const SOCKET: &str = "/var/run/system-docker.sock";
-/// The API version we speak (Docker 20.10's).
-pub const API_VERSION: &str = "1.41";
-/// The oldest the docker CLI may ask for.
-pub const MIN_API_VERSION: &str = "1.24";
-
-/// What every route shares: the engine and the execs created so far.
-pub struct Api<E> {
-    pub engine: E,
-    execs: Mutex<HashMap<String, exec::ExecRecord>>,
-}
-
-impl<E: Engine> Api<E> {
-    pub fn new(engine: E) -> Arc<Self> {
-        Arc::new(Api {
-            engine,
-            execs: Mutex::new(HashMap::new()),
-        })
-    }
-}
-
-type State<E> = axum::extract::State<Arc<Api<E>>>;
-
-/// Every route, on `api`'s engine.
-pub fn router<E: Engine>(api: Arc<Api<E>>) -> Router {
-    Router::new()
-        .route("/_ping", get(ping).head(ping))
-        .route("/version", get(version))
-        .route("/containers/json", get(containers::list::<E>))
-        .route("/containers/{id}/json", get(containers::inspect::<E>))
-        .route("/containers/{id}/logs", get(containers::logs::<E>))
-        .route("/containers/{id}/start", post(containers::start::<E>))
-        .route("/containers/{id}/stop", post(containers::stop::<E>))
-        .route("/containers/{id}/restart", post(containers::restart::<E>))
-        .route("/containers/{id}/exec", post(exec::create::<E>))
-        .route("/exec/{id}/start", post(exec::start::<E>))
-        .route("/exec/{id}/json", get(exec::inspect::<E>))
-        .route("/images/json", get(images::list::<E>))
-        .route("/images/load", post(images::load::<E>))
-        .route("/rancheros/services/{name}/up", post(containers::up::<E>))
-        // A known path with another method is a page not found too, as dockerd answers it (axum
-        // would send a bare 405): every error is Docker's `{"message": …}`. Set after the routes:
-        // it applies to those registered before it.
-        .method_not_allowed_fallback(not_found)
-        .fallback(not_found)
-        .with_state(api)
-}
 
 /// `/v1.41/containers/json` → `/containers/json`: the version prefix is optional and any
 /// version is served as ours.
@@ -108,38 +43,6 @@ pub fn strip_version(mut req: Request) -> Request {
         *req.uri_mut() = uri;
     }
     req
-}
-
-async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("page not found: {}", req.uri().path()))
-}
-
-async fn ping() -> Response {
-    let mut r = "OK".into_response();
-    let h = r.headers_mut();
-    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
-    h.insert("OSType", HeaderValue::from_static("linux"));
-    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
-}
-
-async fn version() -> Json<serde_json::Value> {
-    let kernel = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Json(serde_json::json!({
-        "Platform": { "Name": "RancherOS-rs system-docker" },
-        "Version": env!("CARGO_PKG_VERSION"),
-        "ApiVersion": API_VERSION,
-        "MinAPIVersion": MIN_API_VERSION,
-        "Os": "linux",
-        "Arch": std::env::consts::ARCH.replace("x86_64", "amd64"),
-        "KernelVersion": kernel,
-        "GitCommit": "",
-        "GoVersion": "",
-        "Components": [{ "Name": "Engine", "Version": env!("CARGO_PKG_VERSION"), "Details": { "ApiVersion": API_VERSION } }],
-    }))
 }
 
 /// A streamed body fed from a task through a channel: log follow and exec output.
@@ -190,4 +93,24 @@ pub(crate) fn multiplexed() -> (tokio::sync::mpsc::Sender<Bytes>, Response) {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_prefix_is_optional() {
+        let r = |u: &str| {
+            strip_version(
+                axum::http::Request::builder()
+                    .uri(u)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .uri()
+            .to_string()
+        };
+        assert_eq!(r("/v1.41/containers/json?all=1"), "/containers/json?all=1");
+        assert_eq!(r("/containers/json"), "/containers/json");
+        assert_eq!(r("/volumes/x"), "/volumes/x");
+        assert_eq!(r("/vx/containers/json"), "/vx/containers/json");
+    }
+}

@@ -50,6 +50,8 @@ impl Manager {
             ));
         }
         let mut cmd = tokio::process::Command::new(&self.cfg.exe);
+        // Chosen by its first argument whatever the binary is called (`/init` runs init).
+        cmd.arg0("ros");
         cmd.args(["container-helper", "archive"]);
         if rec.state.status.is_running() && rec.state.pid > 0 {
             cmd.args(["--pid", &rec.state.pid.to_string()]);

@@ -79,7 +79,13 @@ impl Manager {
         };
         let id = id::new_id();
         if config.hostname.is_empty() {
-            config.hostname = id[..12].to_string();
+            config.hostname = if host.uts_mode == "host" {
+                nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                id[..12].to_string()
+            };
         }
         let mut map = self.lock();
         let name = match name.map(|n| n.trim_start_matches('/').to_string()) {
@@ -168,6 +174,24 @@ fn check_host(h: &HostConfig) -> Result<()> {
             )))
         }
     }
+    for (key, mode, ok) in [
+        ("pid", &h.pid_mode, &["", "host"][..]),
+        (
+            "ipc",
+            &h.ipc_mode,
+            &["", "host", "private", "shareable"][..],
+        ),
+        ("uts", &h.uts_mode, &["", "host"][..]),
+    ] {
+        if !ok.contains(&mode.as_str()) {
+            return Err(ManagerError::BadRequest(format!(
+                "invalid {key} mode {mode:?}: only \"host\" or the container's own is supported"
+            )));
+        }
+    }
+    h.device_mappings().map_err(ManagerError::BadRequest)?;
+    h.device_rules().map_err(ManagerError::BadRequest)?;
+    h.seccomp_unconfined().map_err(ManagerError::BadRequest)?;
     if h.memory < 0 || h.nano_cpus < 0 || h.cpu_shares < 0 {
         return Err(ManagerError::BadRequest(
             "negative resource limits are not allowed".into(),

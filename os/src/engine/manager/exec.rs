@@ -195,6 +195,8 @@ impl Manager {
             )));
         }
         let mut cmd = tokio::process::Command::new(&self.cfg.exe);
+        // Chosen by its first argument whatever the binary is called (`/init` runs init).
+        cmd.arg0("ros");
         cmd.args([
             "container-helper",
             "exec",

@@ -46,8 +46,45 @@ impl Manager {
             });
             return;
         }
-        if let Some(delay) = restart_delay(&rec) {
+        let delay = restart_delay(&rec);
+        if self.cfg.log_dir.is_some() {
+            let what = describe(code);
+            match delay {
+                Some(d) => self.note(
+                    &rec,
+                    &format!(
+                        "service {} exited ({what}); restarting in {}ms",
+                        rec.name,
+                        d.as_millis()
+                    ),
+                    true,
+                ),
+                None => self.note(
+                    &rec,
+                    &format!("service {} exited ({what})", rec.name),
+                    false,
+                ),
+            }
+        }
+        if let Some(delay) = delay {
             self.schedule_restart(rec, delay);
+        }
+    }
+
+    /// An engine line in a plain-text log, beside the container's own output (and on the
+    /// console when `console`): what an operator reading `/var/log/<name>.log` wants to know.
+    pub(super) fn note(&self, rec: &Record, line: &str, console: bool) {
+        use std::io::Write;
+        let path = self.log_path(rec);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path);
+        if let Ok(mut f) = f {
+            let _ = writeln!(f, "[system-docker] {line}");
+        }
+        if console {
+            crate::console::say(line);
         }
     }
 
@@ -75,6 +112,16 @@ impl Manager {
             me.release(&id);
         });
     }
+}
+
+/// `exit 3`, `killed by SIGKILL` (the shim reports a signal as 128 + its number).
+pub fn describe(code: i32) -> String {
+    if code > 128 && code < 128 + 32 {
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(code - 128) {
+            return format!("killed by {sig}");
+        }
+    }
+    format!("exit {code}")
 }
 
 /// Whether (and after how long) the policy brings the container back.
@@ -131,6 +178,15 @@ mod tests {
             },
             mounts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn exits_are_described_for_people() {
+        assert_eq!(describe(0), "exit 0");
+        assert_eq!(describe(3), "exit 3");
+        assert_eq!(describe(137), "killed by SIGKILL");
+        assert_eq!(describe(143), "killed by SIGTERM");
+        assert_eq!(describe(255), "exit 255");
     }
 
     #[test]

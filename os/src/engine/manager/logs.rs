@@ -1,6 +1,11 @@
 //! `logs`: the container's json-file log read back, stdout and stderr apart, with Docker's
 //! options (since, until, tail, timestamps, follow). Following reads what the shim appends
 //! until the container no longer runs and the file has no more.
+//!
+//! An engine with plain-text logs (the system engine's `/var/log/<name>.log`) has neither
+//! streams nor times in its files: every line is stdout, `since`/`until` do not filter, and a
+//! follower that finds the file shorter than where it was (rotated by copy and truncate)
+//! starts again at its beginning.
 
 use super::{Manager, Result};
 use crate::engine::shim::log::Entry;
@@ -41,6 +46,9 @@ impl LogOptions {
         if !stream_ok {
             return false;
         }
+        if e.time.is_empty() {
+            return true; // a plain-text log: no time to filter on
+        }
         let t = crate::engine::api::time::parse_rfc3339(&e.time).unwrap_or(0);
         (self.since == 0 || t >= self.since) && (self.until == 0 || t <= self.until)
     }
@@ -48,21 +56,35 @@ impl LogOptions {
 
 /// The entries of every complete line from the reader's position on; a line still being
 /// written (no newline yet) is left to be read again later. A line that does not parse is
-/// skipped.
-fn complete_entries(r: &mut BufReader<std::fs::File>) -> Vec<Entry> {
+/// skipped. `plain`: the lines are the output itself (stdout, no time).
+fn complete_entries(r: &mut BufReader<std::fs::File>, plain: bool) -> Vec<Entry> {
+    use std::io::Seek;
+    if plain {
+        // Truncated under us (rotation): what is there now is new.
+        let len = r.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+        if r.stream_position().is_ok_and(|p| p > len) {
+            let _ = r.seek(std::io::SeekFrom::Start(0));
+        }
+    }
     let mut out = Vec::new();
-    let mut buf = String::new();
+    let mut buf = Vec::new();
     loop {
         buf.clear();
-        match r.read_line(&mut buf) {
+        match r.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(n) if !buf.ends_with('\n') => {
+            Ok(n) if !buf.ends_with(b"\n") => {
                 let _ = r.seek_relative(-(n as i64));
                 break;
             }
             Ok(_) => {}
         }
-        if let Ok(e) = serde_json::from_str::<Entry>(buf.trim_end()) {
+        if plain {
+            out.push(Entry {
+                log: String::from_utf8_lossy(&buf).into_owned(),
+                stream: "stdout".into(),
+                time: String::new(),
+            });
+        } else if let Ok(e) = serde_json::from_slice::<Entry>(buf.trim_ascii_end()) {
             out.push(e);
         }
     }
@@ -87,7 +109,9 @@ impl Manager {
         tx: tokio::sync::mpsc::Sender<LogLine>,
     ) -> Result<()> {
         let id = self.find(name_or_id)?;
-        let path = self.log_path(&id);
+        let rec = self.get(&id)?;
+        let path = self.log_path(&rec);
+        let plain = self.cfg.log_dir.is_some();
         let file = match std::fs::File::open(&path) {
             Ok(f) => Some(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -98,7 +122,10 @@ impl Manager {
             let mut reader = file.map(BufReader::new);
             let mut first: VecDeque<LogLine> = VecDeque::new();
             if let Some(r) = reader.as_mut() {
-                for e in complete_entries(r).into_iter().filter(|e| opts.wants(e)) {
+                for e in complete_entries(r, plain)
+                    .into_iter()
+                    .filter(|e| opts.wants(e))
+                {
                     first.push_back(line_of(e));
                     if let Some(t) = opts.tail {
                         while first.len() > t {
@@ -128,7 +155,7 @@ impl Manager {
                 }
                 let mut got = false;
                 if let Some(r) = reader.as_mut() {
-                    for e in complete_entries(r) {
+                    for e in complete_entries(r, plain) {
                         got = true;
                         if opts.wants(&e) && tx.send(line_of(e)).await.is_err() {
                             return;

@@ -26,7 +26,7 @@ mod attach;
 mod create;
 pub mod error;
 mod exec;
-mod exit;
+pub mod exit;
 pub mod id;
 pub mod logs;
 mod mounts;
@@ -67,11 +67,46 @@ pub struct Config {
     /// Shims' sockets (`<run>/shims/<id>/`), the runtime's state and the bundles (a tmpfs:
     /// none of it outlives a boot).
     pub run: PathBuf,
-    /// Every container's cgroup is `<cgroup_parent>/<id>`.
+    /// Every container's cgroup is `<cgroup_parent>/<id>` (`<cgroup_parent>/<name>` with
+    /// [`Config::cgroup_by_name`]).
     pub cgroup_parent: String,
     /// The `ros` binary (shims are `ros container-shim`).
     pub exe: PathBuf,
+    /// The image store (the user engine's is `<root>/image`).
+    pub store: PathBuf,
+    /// Plain-text logs, `<log_dir>/<name>.log` (stdout and stderr together, as the system
+    /// services have always logged), instead of Docker's json-file log in the container's
+    /// directory. Rotation is left to whoever owns the directory (PID 1 for `/var/log`); the
+    /// engine's notes on exits and restarts go into the same file and to the console.
+    pub log_dir: Option<PathBuf>,
+    /// Name each container's cgroup after the container (`/system/ntp`), for an engine whose
+    /// containers are known by name (the system services); the leaf used is kept in the record.
+    pub cgroup_by_name: bool,
+    /// Give every container its own `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` (as
+    /// Docker does). The system engine does not: its services bring their own, or share the
+    /// host's through their volumes (`/run/resolvconf`), as in RancherOS.
+    pub etc_files: bool,
 }
+
+impl Config {
+    /// The user engine's layout under `root`.
+    pub fn new(root: PathBuf, run: PathBuf, cgroup_parent: String, exe: PathBuf) -> Config {
+        Config {
+            store: root.join("image"),
+            root,
+            run,
+            cgroup_parent,
+            exe,
+            log_dir: None,
+            cgroup_by_name: false,
+            etc_files: true,
+        }
+    }
+}
+
+/// What an engine may do to a container's root filesystem after it is mounted and before the
+/// container is created (the system engine writes `write_files` entries of `container: NAME`).
+pub type Prepare = Box<dyn Fn(&Record, &std::path::Path) + Send + Sync>;
 
 /// Something that happened to a container (Docker's event names: create, start, die, destroy,
 /// kill, stop, restart, rename, attach, resize…) or to an image (pull, push, tag, untag,
@@ -115,6 +150,7 @@ pub struct Manager {
     execs: Mutex<HashMap<String, exec::Exec>>,
     events: tokio::sync::broadcast::Sender<Event>,
     history: Mutex<std::collections::VecDeque<Event>>,
+    prepare: Mutex<Option<Arc<Prepare>>>,
 }
 
 impl Manager {
@@ -124,7 +160,7 @@ impl Manager {
         for d in [cfg.root.join("containers"), cfg.run.join("shims")] {
             std::fs::create_dir_all(&d).map_err(|e| ManagerError::io(&d, e))?;
         }
-        let store = Store::open(cfg.root.join("image"))?;
+        let store = Store::open(&cfg.store)?;
         let volumes = Volumes::open(cfg.root.join("volumes"))?;
         let (events, _) = tokio::sync::broadcast::channel(256);
         Ok(Arc::new(Manager {
@@ -135,6 +171,7 @@ impl Manager {
             execs: Mutex::new(HashMap::new()),
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
+            prepare: Mutex::new(None),
         }))
     }
 
@@ -147,8 +184,28 @@ impl Manager {
         self.cfg.root.join("containers").join(id)
     }
 
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.dir(id).join(format!("{id}-json.log"))
+    /// Where a container's output goes: its json-file log, or `<log_dir>/<name>.log`.
+    pub fn log_path(&self, rec: &Record) -> PathBuf {
+        match &self.cfg.log_dir {
+            Some(d) => d.join(format!("{}.log", rec.name)),
+            None => self.dir(&rec.id).join(format!("{}-json.log", rec.id)),
+        }
+    }
+
+    /// Set what is done to each root filesystem before its container is created.
+    pub fn set_prepare(&self, f: Prepare) {
+        *self.prepare.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
+    }
+
+    fn prepare_rootfs(&self, rec: &Record, rootfs: &std::path::Path) {
+        let f = self
+            .prepare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(f) = f {
+            f(rec, rootfs);
+        }
     }
 
     fn shim_dir(&self, id: &str) -> PathBuf {

@@ -14,9 +14,15 @@ const FREEZE_WITHIN: Duration = Duration::from_secs(10);
 impl Manager {
     /// The container's cgroup directory, as this engine's mount of the cgroup2 tree sees it.
     pub(super) fn cgroup_dir(&self, id: &str) -> PathBuf {
+        let leaf = self
+            .lock()
+            .get(id)
+            .map(|e| e.rec.state.cgroup.clone())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| id.to_string());
         PathBuf::from("/sys/fs/cgroup")
             .join(self.cfg.cgroup_parent.trim_start_matches('/'))
-            .join(id)
+            .join(leaf)
     }
 
     pub async fn pause(&self, name_or_id: &str) -> Result<()> {

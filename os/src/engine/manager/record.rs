@@ -147,6 +147,91 @@ pub struct HostConfig {
     pub dns: Vec<String>,
     #[serde(deserialize_with = "null_default")]
     pub extra_hosts: Vec<String>,
+    /// `--pid host` (empty: its own).
+    #[serde(deserialize_with = "null_default")]
+    pub pid_mode: String,
+    /// `--ipc host` (empty, `private` or `shareable`: its own).
+    #[serde(deserialize_with = "null_default")]
+    pub ipc_mode: String,
+    /// `--uts host`.
+    #[serde(rename = "UTSMode", deserialize_with = "null_default")]
+    pub uts_mode: String,
+    /// `--device`.
+    #[serde(deserialize_with = "null_default")]
+    pub devices: Vec<DeviceRequest>,
+    /// `--device-cgroup-rule` (`c 13:* r`).
+    #[serde(deserialize_with = "null_default")]
+    pub device_cgroup_rules: Vec<String>,
+    /// `--security-opt`: `seccomp=unconfined` and `no-new-privileges` are known.
+    #[serde(deserialize_with = "null_default")]
+    pub security_opt: Vec<String>,
+}
+
+/// One `--device` (Docker's `DeviceMapping`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceRequest {
+    #[serde(deserialize_with = "null_default")]
+    pub path_on_host: String,
+    #[serde(deserialize_with = "null_default")]
+    pub path_in_container: String,
+    #[serde(deserialize_with = "null_default")]
+    pub cgroup_permissions: String,
+}
+
+impl HostConfig {
+    /// The devices as the runtime takes them.
+    pub fn device_mappings(&self) -> Result<Vec<crate::engine::runtime::DeviceMapping>, String> {
+        self.devices
+            .iter()
+            .map(|d| {
+                let container = if d.path_in_container.is_empty() {
+                    &d.path_on_host
+                } else {
+                    &d.path_in_container
+                };
+                let access = if d.cgroup_permissions.is_empty() {
+                    "rwm"
+                } else {
+                    &d.cgroup_permissions
+                };
+                format!("{}:{container}:{access}", d.path_on_host)
+                    .parse()
+                    .map_err(|e: crate::engine::runtime::RuntimeError| {
+                        format!("error gathering device information while adding custom device {:?}: {e}", d.path_on_host)
+                    })
+            })
+            .collect()
+    }
+
+    /// The device filter rules as the runtime takes them.
+    pub fn device_rules(&self) -> Result<Vec<oci_spec::runtime::LinuxDeviceCgroup>, String> {
+        self.device_cgroup_rules
+            .iter()
+            .map(|r| {
+                crate::engine::runtime::devices::parse_rule(r)
+                    .map_err(|e| format!("invalid device cgroup rule {r:?}: {e}"))
+            })
+            .collect()
+    }
+
+    /// Whether `--security-opt seccomp=unconfined` is given; any option we do not know is an
+    /// error naming it.
+    pub fn seccomp_unconfined(&self) -> Result<bool, String> {
+        let mut unconfined = false;
+        for o in &self.security_opt {
+            match o.as_str() {
+                "seccomp=unconfined" | "seccomp:unconfined" => unconfined = true,
+                "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => {}
+                other => {
+                    return Err(format!(
+                        "security option {other:?} is not supported (seccomp=unconfined, no-new-privileges)"
+                    ))
+                }
+            }
+        }
+        Ok(unconfined)
+    }
 }
 
 /// One `--mount` (Docker's `Mount`): the part we honour; the rest is refused at create.
@@ -213,6 +298,10 @@ pub struct State {
     /// Stopped by a user (`docker stop`/`kill`): `unless-stopped` and `always` do not bring
     /// it back until it is started again, and `unless-stopped` not even after a reboot.
     pub stopped_by_user: bool,
+    /// The cgroup's name under the engine's parent while it runs (an engine that names them
+    /// after containers keeps the name of the start here; empty: the id).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cgroup: String,
 }
 
 impl Default for State {
@@ -226,6 +315,7 @@ impl Default for State {
             finished_at: 0,
             restart_count: 0,
             stopped_by_user: false,
+            cgroup: String::new(),
         }
     }
 }

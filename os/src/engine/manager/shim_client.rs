@@ -21,7 +21,10 @@ pub(super) fn spawn(exe: &Path, args: &Args, shim_log: &Path) -> Result<i32> {
         .append(true)
         .open(shim_log)
         .map_err(|e| ManagerError::io(shim_log, e))?;
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(exe)
+        // Chosen by its first argument whatever the binary is called (`/init` runs init).
+        .arg0("ros")
         .arg("container-shim")
         .args(args.to_words())
         .stdin(Stdio::null())

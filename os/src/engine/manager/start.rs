@@ -31,6 +31,11 @@ impl Manager {
             )));
         }
         let id = rec.id.clone();
+        let leaf = if self.cfg.cgroup_by_name {
+            rec.name.clone()
+        } else {
+            String::new()
+        };
         let me = self.clone();
         let spawned = tokio::task::spawn_blocking(move || me.spawn_shim(&rec))
             .await
@@ -59,6 +64,7 @@ impl Manager {
         }
         let rec = self.update(&id, |r| {
             r.state.status = Lifecycle::Running;
+            r.state.cgroup = leaf;
             r.state.pid = pid;
             r.state.exit_code = 0;
             r.state.error.clear();
@@ -122,6 +128,7 @@ impl Manager {
         let dir = self.dir(&rec.id);
         let rootfs = crate::engine::rootfs::mount(&dir, &lowers, !rec.host.privileged)
             .map_err(|e| ManagerError::io(&dir, e))?;
+        self.prepare_rootfs(rec, &rootfs);
         let spec = self.spec(rec, &rootfs)?;
         let bundle = self.bundle(&rec.id);
         spec.write_bundle(&bundle)?;
@@ -132,7 +139,8 @@ impl Manager {
             id: rec.id.clone(),
             bundle,
             dir: shim,
-            log: self.log_path(&rec.id),
+            log: self.log_path(rec),
+            log_plain: self.cfg.log_dir.is_some(),
             tty: rec.config.tty,
             stdin: rec.config.open_stdin,
             stdin_once: rec.config.stdin_once,
@@ -161,10 +169,21 @@ impl Manager {
         if !c.working_dir.is_empty() {
             s.cwd = PathBuf::from(&c.working_dir);
         }
-        s.hostname = Some(c.hostname.clone()).filter(|h| !h.is_empty());
-        if h.network_mode == "host" {
-            s.host_namespaces.insert(Namespace::Net);
+        // With the host's UTS namespace the hostname is the host's.
+        s.hostname = Some(c.hostname.clone()).filter(|h| !h.is_empty() && h_uts_own(rec));
+        for (mode, ns) in [
+            (&h.network_mode, Namespace::Net),
+            (&h.pid_mode, Namespace::Pid),
+            (&h.ipc_mode, Namespace::Ipc),
+            (&h.uts_mode, Namespace::Uts),
+        ] {
+            if mode == "host" {
+                s.host_namespaces.insert(ns);
+            }
         }
+        s.devices = h.device_mappings().map_err(ManagerError::BadRequest)?;
+        s.device_rules = h.device_rules().map_err(ManagerError::BadRequest)?;
+        s.seccomp = !h.seccomp_unconfined().map_err(ManagerError::BadRequest)?;
         s.privileged = h.privileged;
         s.cap_add = h.cap_add.clone();
         s.cap_drop = h.cap_drop.clone();
@@ -178,7 +197,9 @@ impl Manager {
             });
         }
         s.tmpfs = self.tmpfs_mounts(rec)?;
-        s.binds.extend(self.etc_files(rec, rootfs)?);
+        if self.cfg.etc_files {
+            s.binds.extend(self.etc_files(rec, rootfs)?);
+        }
         if !c.user.is_empty() {
             let ids = crate::cloudinit::write_files::user_ids(rootfs, &c.user).map_err(|e| {
                 ManagerError::BadRequest(format!("unable to find user {}: {e}", c.user))
@@ -191,6 +212,9 @@ impl Manager {
         s.limits.pids = (h.pids_limit > 0).then_some(h.pids_limit);
         s.terminal = c.tty;
         s.cgroup_parent = self.cfg.cgroup_parent.clone();
+        if self.cfg.cgroup_by_name {
+            s.cgroup_leaf = Some(rec.name.clone());
+        }
         Ok(s)
     }
 
@@ -227,7 +251,9 @@ impl Manager {
             let path = dir.join(file);
             crate::config::atomic::write_atomic(&path, text.as_bytes(), 0o644)
                 .map_err(|e| ManagerError::io(&path, e))?;
-            if !targets.contains(&file) {
+            let dest = format!("/etc/{file}");
+            // A file the container mounts itself is its own (Docker leaves it alone too).
+            if !targets.contains(&file) || rec.mounts.iter().any(|m| m.destination == dest) {
                 continue;
             }
             binds.push(BindMount {
@@ -238,6 +264,11 @@ impl Manager {
         }
         Ok(binds)
     }
+}
+
+/// Whether the container has a UTS namespace (and so a hostname) of its own.
+fn h_uts_own(rec: &Record) -> bool {
+    rec.host.uts_mode != "host"
 }
 
 /// Which of `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` can take a bind mount in the

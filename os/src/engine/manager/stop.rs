@@ -56,6 +56,10 @@ impl Manager {
         let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
         if !self.until_stopped(&id, limit).await {
             tracing::info!(id, timeout = t, "did not stop in time: KILL");
+            if self.cfg.log_dir.is_some() {
+                let line = format!("service {} did not stop in {t}s; killing it", rec.name);
+                self.note(&rec, &line, true);
+            }
             let _ = shim_client::call(&shim, &Request::Kill { signal: 9 }).await;
             if !self.until_stopped(&id, Some(Duration::from_secs(30))).await {
                 return Err(ManagerError::Conflict(format!(

@@ -331,6 +331,8 @@ pub struct ContainerSpec {
     /// The cgroup the container's cgroup is made in ([`CGROUP_PARENT`] for system services,
     /// `/docker` for the user engine's containers).
     pub cgroup_parent: String,
+    /// The cgroup's own name under the parent (default: the id).
+    pub cgroup_leaf: Option<String>,
     /// A pseudo-terminal as the container's stdio (`process.terminal`): its master comes back
     /// over a console socket (see `engine::shim`).
     pub terminal: bool,
@@ -362,13 +364,15 @@ impl ContainerSpec {
             stdout: None,
             stderr: None,
             cgroup_parent: CGROUP_PARENT.to_string(),
+            cgroup_leaf: None,
             terminal: false,
         }
     }
 
     /// The container's cgroup path (`linux.cgroupsPath`).
     pub fn cgroup_path(&self) -> String {
-        format!("{}/{}", self.cgroup_parent.trim_end_matches('/'), self.id)
+        let leaf = self.cgroup_leaf.as_deref().unwrap_or(&self.id);
+        format!("{}/{}", self.cgroup_parent.trim_end_matches('/'), leaf)
     }
 
     /// Reject what libcontainer would reject later, with a clearer message.
@@ -387,6 +391,9 @@ impl ContainerSpec {
                 "bad cgroup parent {:?} (want /name[/name…])",
                 self.cgroup_parent
             )));
+        }
+        if let Some(leaf) = &self.cgroup_leaf {
+            validate_id(leaf)?;
         }
         if self.args.is_empty() {
             return Err(RuntimeError::Spec("no command (args is empty)".into()));

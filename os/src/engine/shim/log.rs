@@ -3,6 +3,10 @@
 //! at newlines; a line longer than [`MAX_LINE`] is written in pieces (as Docker does at 16 KiB),
 //! and whatever is left without a newline is written when the container ends. Keeping the
 //! streams apart in the file is what lets `docker logs` send stdout and stderr apart.
+//!
+//! A plain log (`--log-plain`, the system services' `/var/log/<name>.log`) is the output
+//! itself, both streams as they come, appended to a file opened `O_APPEND` (so a rotation by
+//! copy and truncate lets the next write land at its start).
 
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -39,18 +43,23 @@ impl Stream {
 pub struct Writer {
     file: File,
     partial: [Vec<u8>; 2],
+    plain: bool,
 }
 
 impl Writer {
-    pub fn new(file: File) -> Self {
+    pub fn new(file: File, plain: bool) -> Self {
         Writer {
             file,
             partial: [Vec::new(), Vec::new()],
+            plain,
         }
     }
 
     /// Take `data` from `stream`: every complete line is written now.
     pub fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
+        if self.plain {
+            return self.file.write_all(data);
+        }
         let mut out = Vec::new();
         let buf = &mut self.partial[stream as usize];
         for &b in data {
@@ -107,7 +116,7 @@ mod tests {
     fn lines_are_cut_at_newlines_and_streams_kept_apart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = Writer::new(File::create(&path).unwrap());
+        let mut w = Writer::new(File::create(&path).unwrap(), false);
         w.write(Stream::Stdout, b"one\ntw").unwrap();
         w.write(Stream::Stderr, b"err\n").unwrap();
         w.write(Stream::Stdout, b"o\nthree").unwrap();
@@ -132,10 +141,21 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_log_is_the_output_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = Writer::new(File::create(&path).unwrap(), true);
+        w.write(Stream::Stdout, b"one\ntw").unwrap();
+        w.write(Stream::Stderr, b"err\n").unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwerr\n");
+    }
+
+    #[test]
     fn a_long_line_is_written_in_pieces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = Writer::new(File::create(&path).unwrap());
+        let mut w = Writer::new(File::create(&path).unwrap(), false);
         w.write(Stream::Stdout, &vec![b'x'; MAX_LINE * 2 + 10])
             .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);

@@ -21,7 +21,7 @@
 //!
 //! ```text
 //! ros container-shim --root RUNTIME_ROOT --id ID --bundle DIR --dir SHIM_DIR --log FILE
-//!                    [--tty] [--stdin] [--stdin-once]
+//!                    [--tty] [--stdin] [--stdin-once] [--log-plain] [--cgroup PATH]
 //! ```
 //! Prints one JSON line on stdout once the container is created (`{"pid":N}`) or could not be
 //! (`{"error":…}`), then closes its stdout; its stderr is the engine's shim log.
@@ -68,6 +68,8 @@ pub struct Args {
     pub tty: bool,
     pub stdin: bool,
     pub stdin_once: bool,
+    /// The log is plain text (see `log`), not json-file.
+    pub log_plain: bool,
     /// The cgroup the shim moves itself into (not its engine's: a system engine that stops
     /// the engine's service kills every process in that service's cgroup).
     pub cgroup: Option<String>,
@@ -95,6 +97,7 @@ impl Args {
             (self.tty, "--tty"),
             (self.stdin, "--stdin"),
             (self.stdin_once, "--stdin-once"),
+            (self.log_plain, "--log-plain"),
         ] {
             if on {
                 w.push(flag.into());
@@ -122,6 +125,7 @@ impl Args {
                 "--tty" => a.tty = true,
                 "--stdin" => a.stdin = true,
                 "--stdin-once" => a.stdin_once = true,
+                "--log-plain" => a.log_plain = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -278,7 +282,7 @@ fn setup(a: &Args) -> Result<Shim, String> {
             master: Some(master),
             container,
             listener,
-            log: log::Writer::new(logf),
+            log: log::Writer::new(logf, a.log_plain),
         })
     } else {
         let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string());
@@ -311,7 +315,7 @@ fn setup(a: &Args) -> Result<Shim, String> {
             master: None,
             container,
             listener,
-            log: log::Writer::new(logf),
+            log: log::Writer::new(logf, a.log_plain),
         })
     }
 }
@@ -380,6 +384,7 @@ mod tests {
             tty: true,
             stdin: true,
             stdin_once: false,
+            log_plain: true,
             cgroup: Some("/docker-shims".into()),
         };
         assert_eq!(Args::parse(&a.to_words()).unwrap(), a);

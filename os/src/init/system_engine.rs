@@ -1,0 +1,154 @@
+//! PID 1's side of the system engine: it starts `ros dockerd --system` (the container manager,
+//! the system-docker API and the system services, `crate::system_services`) as its child, and
+//! at boot waits until that process says the boot's services are up. PID 1 is then only the
+//! engine's keeper: when the engine exits unexpectedly it is started again (with a growing
+//! pause), without `--boot`, and takes over the containers that run (each belongs to its shim,
+//! not to the engine); at shutdown it gets TERM, stops every container in order and exits.
+//!
+//! The engine's stdout is PID 1's (the console: its notes on services); its log (stderr) is
+//! [`LOG`].
+
+use crate::console::say;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The system engine's own log.
+pub const LOG: &str = "/var/log/system-docker.log";
+
+/// First and last pause before the engine is started again; a run this long resets it.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+const RESET_AFTER: Duration = Duration::from_secs(60);
+
+/// The running engine, as PID 1 keeps it.
+#[derive(Debug)]
+pub struct SystemEngine {
+    pub pid: i32,
+    started: Instant,
+    pause: Duration,
+    /// When to start it again (it has exited).
+    pub respawn_at: Option<Instant>,
+}
+
+/// Start the engine; with `boot`, wait until it has started the system services. Returns the
+/// engine and the number of problems its boot met (each said on the console by the engine).
+pub fn start(boot: bool) -> anyhow::Result<(SystemEngine, usize)> {
+    let (pid, ready) = spawn(boot)?;
+    let engine = SystemEngine {
+        pid,
+        started: Instant::now(),
+        pause: FIRST_PAUSE,
+        respawn_at: None,
+    };
+    let problems = match ready {
+        Some(r) => wait_ready(r)?,
+        None => 0,
+    };
+    Ok((engine, problems))
+}
+
+fn spawn(boot: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
+    use anyhow::Context;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(LOG)
+        .with_context(|| format!("opening {LOG}"))?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args(["dockerd", "--system"])
+        .stdin(Stdio::null())
+        .stderr(log);
+    let mut pipe = None;
+    if boot {
+        // The write end is inherited (no CLOEXEC) and named on the command line; the engine
+        // marks it CLOEXEC at once, so its own children do not hold it.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+        nix::fcntl::fcntl(
+            &w,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .context("fcntl")?;
+        cmd.args(["--boot", &w.as_raw_fd().to_string()]);
+        pipe = Some((r, w));
+    }
+    let child = cmd.spawn().context("starting ros dockerd --system")?;
+    // Dropped without a wait: the supervisor's waitpid(-1) reaps it.
+    let pid = child.id() as i32;
+    tracing::info!(pid, boot, "system engine started");
+    Ok((
+        pid,
+        pipe.map(|(r, w)| {
+            drop(w); // ours: only the engine's copy keeps the pipe open
+            r
+        }),
+    ))
+}
+
+/// The engine's line on the pipe: the boot's services are up (or it died: end of file).
+fn wait_ready(r: OwnedFd) -> anyhow::Result<usize> {
+    let mut line = String::new();
+    let n = BufReader::new(std::fs::File::from(r))
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("waiting for the system engine: {e}"))?;
+    if n == 0 {
+        anyhow::bail!(
+            "the system engine ended before the system services were up (its log: {LOG})"
+        );
+    }
+    let v: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| anyhow::anyhow!("the system engine said {line:?}: {e}"))?;
+    Ok(v["problems"].as_u64().unwrap_or(0) as usize)
+}
+
+impl SystemEngine {
+    /// Its process has ended with `status`: start it again after a pause.
+    pub fn exited(&mut self, status: &str) {
+        if self.started.elapsed() >= RESET_AFTER {
+            self.pause = FIRST_PAUSE;
+        }
+        say(format!(
+            "system engine exited ({status}); starting it again in {}s (its log: {LOG})",
+            self.pause.as_secs()
+        ));
+        self.respawn_at = Some(Instant::now() + self.pause);
+        self.pause = (self.pause * 2).min(MAX_PAUSE);
+    }
+
+    /// Start it again (its containers run on; it finds them).
+    pub fn respawn(&mut self) {
+        self.respawn_at = None;
+        match spawn(false) {
+            Ok((pid, _)) => {
+                self.pid = pid;
+                self.started = Instant::now();
+            }
+            Err(e) => {
+                say(format!("system engine: {e:#}"));
+                self.respawn_at = Some(Instant::now() + self.pause);
+                self.pause = (self.pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+
+    /// Shutdown: TERM, and wait for it to have stopped every container (it gives them
+    /// `timeout`; a stuck one is killed after that), a little longer at most.
+    pub fn stop(&mut self, timeout: Duration) {
+        use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+        if self.respawn_at.is_some() {
+            return; // not running
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + timeout + Duration::from_secs(10);
+        while Instant::now() < end {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+                _ => return,
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        say("the system engine did not stop its containers in time; going on");
+    }
+}

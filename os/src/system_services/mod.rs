@@ -1,0 +1,166 @@
+//! The system services: every enabled `rancher.services.<name>` of scope `system`, as a thin
+//! layer over the system engine's container manager (`engine::manager`, the same one the user
+//! engine runs on). A service is a compose entry ([`crate::services::ServiceSpec`]) turned into a
+//! container of that name ([`container::request`]) with its restart policy; the manager owns
+//! its life from then on (its shim reaps it, the policy restarts it, stops are deadlines).
+//!
+//! What the layer adds is what compose and RancherOS add over a container engine:
+//! - order: services start after their `io.rancher.os.after`, `before` and `volumes_from`
+//!   ([`crate::services::plan`]); a run-to-completion service (`io.rancher.os.detach: "false"`)
+//!   ends before its dependents start; after one labelled `io.rancher.os.reloadconfig`
+//!   (`cloud-init-save`) the configuration is read again and applied to the host, and the
+//!   services not started yet are taken from it ([`boot`]);
+//! - `write_files` entries with `container: NAME`, written into that container's root
+//!   filesystem before each start (the manager's prepare hook);
+//! - `up` (recreate from the configuration now saved: `rancherctl service up`, console
+//!   switching) ([`up`]);
+//! - shutdown level by level, in reverse dependency order ([`shutdown`]);
+//! - the status file `rancherctl service list` reads ([`status`]).
+//!
+//! It runs in the system engine's process (`ros dockerd --system`), not in PID 1: PID 1 only
+//! starts that process and waits for the boot's services to be up.
+
+mod boot;
+pub mod container;
+mod shutdown;
+pub mod status;
+mod up;
+
+pub use status::STATUS_PATH;
+pub use up::UpError;
+
+use crate::config::write_files::WriteFile;
+use crate::config::Config;
+use crate::engine::manager::Manager;
+use crate::services::{Scope, ServiceSpec};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// The system services of one system engine.
+pub struct SystemServices {
+    mgr: Arc<Manager>,
+    /// Boot, `up` and shutdown one at a time.
+    inner: tokio::sync::Mutex<Inner>,
+    /// What the status file lists, readable without waiting for a boot or an `up`.
+    known: Arc<Mutex<status::Known>>,
+    /// The configuration's `write_files`, for the prepare hook.
+    write_files: Arc<Mutex<Vec<WriteFile>>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    specs: BTreeMap<String, ServiceSpec>,
+    /// Services handled, in start order.
+    order: Vec<String>,
+    /// `rancher.environment`: values for `environment` keys given without one.
+    environment: BTreeMap<String, String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SystemServices {
+    /// The layer over `mgr`; installs the prepare hook and starts the status writer.
+    pub fn new(mgr: Arc<Manager>) -> Arc<SystemServices> {
+        let write_files: Arc<Mutex<Vec<WriteFile>>> = Arc::default();
+        let files = write_files.clone();
+        mgr.set_prepare(Box::new(move |rec, rootfs| {
+            let files = lock(&files).clone();
+            for problem in crate::cloudinit::write_files::apply(&files, Some(&rec.name), rootfs) {
+                crate::console::say(format!("service {}: {problem}", rec.name));
+            }
+        }));
+        let me = Arc::new(SystemServices {
+            mgr,
+            inner: tokio::sync::Mutex::new(Inner::default()),
+            known: Arc::default(),
+            write_files,
+        });
+        me.watch_status();
+        me
+    }
+
+    pub fn manager(&self) -> &Arc<Manager> {
+        &self.mgr
+    }
+
+    /// Take `config`'s environment and `write_files`.
+    fn take_settings(&self, inner: &mut Inner, config: &Config) {
+        inner.environment = config.rancher.environment.clone().into_iter().collect();
+        *lock(&self.write_files) = config.write_files.clone();
+    }
+
+    /// After a restart of the engine (not a boot): the services are read from the
+    /// configuration and the containers the manager found again are theirs; nothing starts
+    /// here (their restart policies already did what they do).
+    pub async fn adopt(&self, config: &Config) {
+        let mut inner = self.inner.lock().await;
+        self.take_settings(&mut inner, config);
+        let (specs, _) = parse_all(config, &|_| false);
+        let order: Vec<String> = plan_of(&specs).order;
+        inner.order = order
+            .into_iter()
+            .filter(|n| self.mgr.find(n).is_ok())
+            .collect();
+        {
+            let mut k = lock(&self.known);
+            k.order = inner.order.clone();
+            for n in &inner.order {
+                if let Some(s) = specs.get(n) {
+                    k.images.insert(n.clone(), s.image.clone());
+                }
+            }
+        }
+        inner.specs = specs;
+        self.write_status();
+    }
+}
+
+/// Every system service of `config` not `skip`ped, checked: the good ones, and a message per
+/// service that does not check (every problem in it, joined).
+fn parse_all(
+    config: &Config,
+    skip: &dyn Fn(&str) -> bool,
+) -> (BTreeMap<String, ServiceSpec>, Vec<(String, String, String)>) {
+    let mut specs = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (name, raw) in &config.rancher.services {
+        if skip(name) {
+            continue;
+        }
+        if config.rancher.services_include.get(name) == Some(&false) {
+            tracing::info!(service = %name, "disabled by rancher.services_include; not started");
+            continue;
+        }
+        let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
+        match ServiceSpec::parse(name, &value) {
+            Ok(spec) if spec.scope == Scope::System => {
+                specs.insert(name.clone(), spec);
+            }
+            Ok(_) => {} // user-scope services belong to the user engine
+            Err(errors) => {
+                let msg: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                bad.push((
+                    name.clone(),
+                    raw.image.clone().unwrap_or_default(),
+                    msg.join("; "),
+                ));
+            }
+        }
+    }
+    (specs, bad)
+}
+
+/// The start plan of `specs`.
+fn plan_of(specs: &BTreeMap<String, ServiceSpec>) -> crate::services::Plan {
+    let after: BTreeMap<String, Vec<String>> = specs
+        .iter()
+        .map(|(n, s)| (n.clone(), s.depends_on().map(String::from).collect()))
+        .collect();
+    let before: BTreeMap<String, Vec<String>> = specs
+        .iter()
+        .map(|(n, s)| (n.clone(), s.before.clone()))
+        .collect();
+    crate::services::plan(&after, &before)
+}
