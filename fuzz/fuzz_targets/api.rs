@@ -1,152 +1,75 @@
-//! Raw HTTP/1.1 request bytes against the control API's router (the routes PID 1 serves on
-//! `/var/run/system-docker.sock`) with a fake engine behind it, as the unit tests do
-//! (`os/src/engine/api/tests.rs`), on a current-thread tokio runtime.
+//! Raw HTTP/1.1 request bytes against the Docker Engine API both engines serve (the system
+//! engine on `/var/run/system-docker.sock`, the user engine on `/var/run/docker.sock`:
+//! `os::dockerd::api`), with a real container manager behind it on a directory of its own (its
+//! image store empty, so nothing is ever started), on a current-thread tokio runtime.
 //!
 //! An input is up to four pipelined requests, each parsed with `httparse` (hyper's parser: what
 //! it refuses never reaches the router) with a body of its `Content-Length`; `{exec}` in a path
-//! is replaced by the id of the last exec created, so `create → start → inspect` is reachable.
-//! Asserted: no panic; every status is one the API documents (the fake engine never fails, so no
-//! 5xx); an error carries Docker's `{"message": …}` (but for HEAD, which has no body); every
-//! body ends (streams are read on a paused clock, so `logs?follow=1` costs no real time; it
-//! alone may go on until the client leaves).
+//! is replaced by the last `Id` an answer held. Asserted: no panic; every status is one the API
+//! documents (no 5xx: nothing here can fail inside); an error carries Docker's
+//! `{"message": …}` (but for HEAD, which has no body); every body ends (streams are read on a
+//! paused clock; `logs?follow`, `events` and `stats` alone may go on until the client leaves).
+//! Routes that reach a registry (`/images/create`, `…/push`, `/auth`) are left out: they would
+//! leave the machine.
 //!
-//! `POST /images/load` spools the body under `/run`: as root the target gets a tmpfs of its own
-//! there (a private mount namespace); as another user it leaves that route out.
+//! Uploads (`/images/load`, `docker cp`) are spooled under the manager's root: as root the
+//! target gets a tmpfs of its own on `/run` (a private mount namespace) for it; as another user
+//! it leaves `/images/load` out.
 
 #![no_main]
 
 use axum::body::Body;
 use axum::http::{Method, Request};
 use libfuzzer_sys::fuzz_target;
-use os::engine::api::{
-    router, strip_version, Api, ApiError, ContainerInfo, Engine, ExecProcess, ExecSpec, ImageInfo,
-    RunState,
-};
+use os::dockerd::api::{app, Api};
+use os::engine::manager::{Config, Manager};
 use os_fuzz::sandbox;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tower::ServiceExt;
 
-/// Statuses the API answers with: 101 (exec on an upgraded connection), 200, 204, 304 (already
-/// started or stopped), and Docker's 400, 404, 409, 413 (a load larger than the room there is)
-/// and 503 (too many execs waiting to start).
-const STATUSES: &[u16] = &[101, 200, 204, 304, 400, 404, 409, 413, 503];
+/// Statuses the API answers with: 101 (an upgraded connection), 200, 201, 204, 304 (already
+/// started or stopped), and Docker's 400, 404, 409, 413 (a load larger than the room there is).
+const STATUSES: &[u16] = &[101, 200, 201, 204, 304, 400, 404, 409, 413];
 
 /// At most this many requests per input.
 const MAX_REQUESTS: usize = 4;
 
 struct Setup {
-    log_dir: PathBuf,
+    root: PathBuf,
     /// `/run` is ours (a tmpfs in a mount namespace of our own).
     own_run: bool,
 }
 
 static SETUP: LazyLock<Setup> = LazyLock::new(|| {
     let own_run = sandbox::private_mounts();
-    let log_dir = if own_run {
+    let root = if own_run {
         sandbox::tmpfs(Path::new("/run"), "64m");
-        PathBuf::from("/run/fuzz-logs")
+        PathBuf::from("/run/fuzz-engine")
     } else {
-        std::env::temp_dir().join("os-fuzz-api-logs")
+        std::env::temp_dir().join("os-fuzz-api-engine")
     };
-    std::fs::create_dir_all(&log_dir).expect("log dir");
-    std::fs::write(log_dir.join("syslog.log"), "one\ntwo\nthree\n").expect("log");
-    Setup { log_dir, own_run }
+    std::fs::create_dir_all(&root).expect("engine root");
+    Setup { root, own_run }
 });
 
-struct Fake {
-    containers: Vec<ContainerInfo>,
+/// One engine for the process (the manager keeps no state a request can grow without bound:
+/// nothing can be created without an image).
+fn api(setup: &Setup) -> Arc<Api> {
+    let mgr = Manager::open(Config::new(
+        setup.root.join("root"),
+        setup.root.join("run"),
+        "/fuzz".into(),
+        "/bin/false".into(),
+    ))
+    .expect("manager");
+    Api::new(mgr, setup.root.join("tmp"), Default::default(), None)
 }
 
-fn info(name: &str, state: RunState, dir: &Path) -> ContainerInfo {
-    let now = std::time::SystemTime::now();
-    ContainerInfo {
-        name: name.into(),
-        image: format!("rancher/os-{name}:v1"),
-        image_id: "sha256:abc".into(),
-        state,
-        pid: (state == RunState::Running).then_some(42),
-        exit_code: (state != RunState::Running).then_some(1),
-        restart_count: 1,
-        created: 1_700_000_000,
-        started_at: Some(now),
-        finished_at: (state != RunState::Running).then_some(now),
-        cmd: vec!["/sbin/syslogd".into(), "-n".into()],
-        env: vec!["PATH=/bin".into()],
-        labels: [("io.rancher.os.scope".to_string(), "system".to_string())].into(),
-        privileged: false,
-        network_mode: "default".into(),
-        pid_mode: String::new(),
-        restart_policy: "always".into(),
-        error: None,
-        log_path: dir.join(format!("{name}.log")),
-    }
-}
-
-impl Fake {
-    fn new(log_dir: &Path) -> Self {
-        Fake {
-            containers: vec![
-                info("syslog", RunState::Running, log_dir),
-                info("ntp", RunState::Exited, log_dir),
-                info("acpid", RunState::Restarting, log_dir),
-                info("udev", RunState::Created, log_dir),
-            ],
-        }
-    }
-}
-
-impl Engine for Fake {
-    fn containers(&self) -> Vec<ContainerInfo> {
-        self.containers.clone()
-    }
-    fn images(&self) -> Result<Vec<ImageInfo>, ApiError> {
-        Ok(vec![ImageInfo {
-            id: "sha256:abc".into(),
-            names: vec!["rancher/os-syslog:v1".into()],
-            created: 1,
-            size: 1000,
-        }])
-    }
-    async fn load(&self, path: PathBuf) -> Result<Vec<String>, ApiError> {
-        std::fs::read(&path).expect("the spooled upload is there");
-        Ok(vec!["x:latest".into()])
-    }
-    async fn start(&self, _: &str) -> Result<(), ApiError> {
-        Ok(())
-    }
-    async fn stop(&self, _: &str, _: Option<u64>) -> Result<(), ApiError> {
-        Ok(())
-    }
-    async fn restart(&self, _: &str, _: Option<u64>) -> Result<(), ApiError> {
-        Ok(())
-    }
-    async fn up(&self, name: &str) -> Result<(), ApiError> {
-        if name == "nope" {
-            return Err(ApiError::not_found("no service nope"));
-        }
-        Ok(())
-    }
-    async fn exec(&self, _: &str, _: ExecSpec) -> Result<ExecProcess, ApiError> {
-        let (out_r, out_w) = nix::unistd::pipe().expect("pipe");
-        let (err_r, err_w) = nix::unistd::pipe().expect("pipe");
-        std::fs::File::from(out_w)
-            .write_all(b"hello\n")
-            .expect("write");
-        std::fs::File::from(err_w)
-            .write_all(b"oops\n")
-            .expect("write");
-        let (_tx, exit) = tokio::sync::watch::channel(Some(3));
-        Ok(ExecProcess {
-            pid: 99,
-            stdin: None,
-            stdout: out_r,
-            stderr: err_r,
-            exit,
-        })
-    }
+/// Whether a path reaches a registry (nothing here may leave the machine).
+fn leaves_the_machine(path: &str) -> bool {
+    path.contains("/images/create") || path.ends_with("/push") || path.starts_with("/auth")
 }
 
 /// The next request of `data` and the bytes after it; `None` for what hyper would refuse.
@@ -180,7 +103,7 @@ fuzz_target!(|data: &[u8]| {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let api = Api::new(Fake::new(&setup.log_dir));
+        let api = api(setup);
         let mut rest = data;
         let mut exec_id = String::new();
         for _ in 0..MAX_REQUESTS {
@@ -188,16 +111,19 @@ fuzz_target!(|data: &[u8]| {
                 return;
             };
             rest = more;
-            let req = strip_version(req);
-            if !setup.own_run && req.uri().path().contains("images/load") {
+            let req = os::engine::api::strip_version(req);
+            let path = req.uri().path().to_string();
+            if leaves_the_machine(&path) || (!setup.own_run && path.contains("images/load")) {
                 continue;
             }
             let what = format!("{} {}", req.method(), req.uri());
             // A response to HEAD has no body (axum drops it, as HTTP says).
             let head = req.method() == Method::HEAD;
-            // `logs?follow=1` of a running container streams until the client goes away.
-            let may_follow = req.uri().query().is_some_and(|q| q.contains("follow"));
-            let resp = router(api.clone()).oneshot(req).await.expect("infallible");
+            // Streams that go on until the client goes away.
+            let may_follow = req.uri().query().is_some_and(|q| q.contains("follow"))
+                || path.ends_with("/events")
+                || path.ends_with("/stats");
+            let resp = app(api.clone()).oneshot(req).await.expect("infallible");
             let status = resp.status().as_u16();
             let read = axum::body::to_bytes(resp.into_body(), 1 << 20);
             let body = match tokio::time::timeout(Duration::from_secs(5), read).await {

@@ -25,7 +25,7 @@
 //! reverse dependency order, within `rancher.shutdown_timeout`) and ends it: that is how PID 1
 //! shuts the system down. (The user engine, on TERM, leaves its containers to their shims.)
 
-mod api;
+pub mod api;
 
 use crate::engine::manager::{Config, Manager};
 use std::os::unix::fs::PermissionsExt;
