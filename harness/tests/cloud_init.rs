@@ -105,10 +105,7 @@ runcmd:
     );
     assert_eq!(sh(&mut vm, "stat -c %a /etc/seeded"), "640");
     assert_eq!(
-        sh(
-            &mut vm,
-            "cat /run/system-docker/containers/syslog/rootfs/etc/in-syslog"
-        ),
+        sh(&mut vm, "system-docker exec syslog cat /etc/in-syslog"),
         "inside syslog",
         "written into the syslog container"
     );

@@ -175,7 +175,7 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
 
     // Host namespaces, devices and seccomp, as `docker run` asks for them (the engine's pid
     // and UTS namespaces are the host's: the docker service runs with pid and uts host).
-    let host_pid_ns = vm.ssh_ok("readlink /proc/1/ns/pid").unwrap();
+    let host_pid_ns = vm.ssh_ok("sudo readlink /proc/1/ns/pid").unwrap();
     let readlink = ["readlink", "/proc/1/ns/pid"];
     let run_with = |flags: &[&str], cmd: &[&str]| {
         let mut args = vec!["run", "--rm"];

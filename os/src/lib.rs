@@ -56,7 +56,7 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "consoled" => consoled::main(rest),
         // A container's init (services with `init: true`), bound in as /sbin/ros-init.
         "ros-init" => containerinit::main(rest),
-        // The system engine's CLI (talks to the control API).
+        // The system engine's CLI (talks to its Docker API socket).
         "system-docker" => {
             signals::quiet_on_closed_pipe();
             system_docker::main(rest)
@@ -66,7 +66,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
             signals::quiet_on_closed_pipe();
             system_docker::docker_main(rest)
         }
-        // The user engine (the `docker` system service's main process).
+        // The engines: the user engine (the `docker` system service's main process), and with
+        // `--system` the system engine (PID 1's child, which runs the system services).
         "dockerd" => dockerd::main(rest),
         // Hidden: the short-lived process that runs libcontainer for the engine.
         "container-helper" => engine::runtime::helper::main(rest),

@@ -1,4 +1,4 @@
-//! `system-docker`: the system engine's CLI, docker's verbs and output over the control API
+//! `system-docker`: the system engine's CLI, docker's verbs and output over the engine's Docker API
 //! socket (`-H unix:///path` or `DOCKER_HOST` picks another). One file per area; every command
 //! talks HTTP through [`client`] only, so it works against any engine serving the same API.
 
@@ -29,7 +29,7 @@ commands:
   load [-i FILE]               load images from a docker save or OCI layout tar (stdin without -i)
   version                      the engine's version
   run [-d] [-i] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--restart P] IMAGE [CMD…]
-                               create and start a container (user engine)
+                               create and start a container
   rm [-f] NAME…                remove containers
   system dial-stdio            join stdin and stdout to the engine's socket (docker -H ssh://)";
 

@@ -117,12 +117,14 @@ impl SystemServices {
     }
 }
 
-/// Every system service of `config` not `skip`ped, checked: the good ones, and a message per
-/// service that does not check (every problem in it, joined).
+/// A service that does not check: its name, its image, every problem in it (joined).
+type Invalid = (String, String, String);
+
+/// Every system service of `config` not `skip`ped, checked: the good ones, and the others.
 fn parse_all(
     config: &Config,
     skip: &dyn Fn(&str) -> bool,
-) -> (BTreeMap<String, ServiceSpec>, Vec<(String, String, String)>) {
+) -> (BTreeMap<String, ServiceSpec>, Vec<Invalid>) {
     let mut specs = BTreeMap::new();
     let mut bad = Vec::new();
     for (name, raw) in &config.rancher.services {

@@ -1,6 +1,11 @@
 //! The shim's one loop: `poll(2)` on its socket, its clients, the container's output and stdin,
-//! and a pidfd of the container's init. Every descriptor is non-blocking; nothing here waits
-//! except in `poll`.
+//! a pidfd of the container's init and a signalfd for SIGCHLD. Every descriptor is
+//! non-blocking; nothing here waits except in `poll`.
+//!
+//! The shim is a child subreaper (the container's init is re-parented to it once libcontainer's
+//! intermediate process has gone), so in a container that shares the host's pid namespace
+//! (the console, the user engine) every orphan of its processes lands here too: those are
+//! reaped as they end ([`reap_others`]), the init is left to its pidfd.
 
 use super::log::Stream;
 use super::protocol::{ExitFile, Reply, Request, MAX_REQUEST};
@@ -52,6 +57,8 @@ struct State {
     drain_until: Option<Instant>,
     finished: bool,
     pidfd: Option<OwnedFd>,
+    /// SIGCHLD, for the orphans re-parented to us.
+    sigchld: Option<nix::sys::signalfd::SignalFd>,
 }
 
 pub(super) fn run(shim: Shim, args: &Args) {
@@ -72,6 +79,7 @@ pub(super) fn run(shim: Shim, args: &Args) {
         drain_until: None,
         finished: false,
         pidfd,
+        sigchld: sigchld_fd(),
     };
     let mut flush_until: Option<Instant> = None;
     loop {
@@ -111,6 +119,7 @@ pub(super) fn run(shim: Shim, args: &Args) {
 enum Slot {
     Listener,
     Pidfd,
+    Sigchld,
     Out(Stream),
     Stdin,
     Client(usize),
@@ -129,6 +138,9 @@ fn poll_once(st: &mut State) {
         slots.push(slot);
     };
     add(st.shim.listener.as_raw_fd(), libc::POLLIN, Slot::Listener);
+    if let Some(sfd) = &st.sigchld {
+        add(sfd.as_raw_fd(), libc::POLLIN, Slot::Sigchld);
+    }
     if st.exit.is_none() {
         if let Some(p) = &st.pidfd {
             add(p.as_raw_fd(), libc::POLLIN, Slot::Pidfd);
@@ -187,6 +199,12 @@ fn poll_once(st: &mut State) {
         match slot {
             Slot::Listener => accept(st),
             Slot::Pidfd => reap(st),
+            Slot::Sigchld => {
+                if let Some(sfd) = st.sigchld.as_mut() {
+                    while let Ok(Some(_)) = sfd.read_signal() {}
+                }
+                reap_others(st.shim.pid);
+            }
             Slot::Out(s) => read_output(st, s),
             Slot::Stdin => write_stdin(st),
             Slot::Client(i) => {
@@ -250,6 +268,42 @@ fn reap(st: &mut State) {
             break;
         }
     }
+}
+
+/// Reap every ended child but the container's init (its status is for [`reap`]): orphans of
+/// the container's processes re-parented to us. `waitid(WNOWAIT)` looks before it takes.
+fn reap_others(init: i32) {
+    use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+    loop {
+        let peek = waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        );
+        let pid = match peek {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(s) => match s.pid() {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        if pid.as_raw() == init {
+            return; // the pidfd says so too; `reap` takes it (and what is behind it)
+        }
+        if waitpid(pid, Some(WaitPidFlag::WNOHANG)).is_err() {
+            return;
+        }
+    }
+}
+
+/// A signalfd for SIGCHLD (blocked first, so it is read there, not delivered). None when the
+/// kernel refuses: orphans are then reaped when the container ends.
+fn sigchld_fd() -> Option<nix::sys::signalfd::SignalFd> {
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    set.thread_block().ok()?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
 }
 
 fn read_output(st: &mut State, stream: Stream) {
