@@ -81,10 +81,6 @@ impl SystemServices {
         me
     }
 
-    pub fn manager(&self) -> &Arc<Manager> {
-        &self.mgr
-    }
-
     /// Take `config`'s environment and `write_files`.
     fn take_settings(&self, inner: &mut Inner, config: &Config) {
         inner.environment = config.rancher.environment.clone().into_iter().collect();
