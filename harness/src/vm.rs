@@ -37,6 +37,21 @@ const BECOME_ROOT: &str = "exec sudo nsenter -t 1 -m -u -i -n -p /bin/sh -l\n";
 /// How often a long wait prints a progress line.
 const NOTE_EVERY: Duration = Duration::from_secs(15);
 
+/// How long a VM may live before its watchdog kills QEMU (`HARNESS_VM_LIMIT`, seconds). A test
+/// that hangs on something inside the guest (a CLI waiting on a stream that never closes) then
+/// fails in minutes with its serial log named, instead of holding the whole suite until CI's
+/// hard limit. The longest test boots for about 4 minutes under load.
+const VM_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+fn vm_limit() -> Duration {
+    std::env::var("HARNESS_VM_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(VM_LIMIT)
+}
+
 /// A disk attached as virtio-blk.
 #[derive(Debug, Clone)]
 pub struct Drive {
@@ -302,6 +317,8 @@ pub struct Vm {
     root_at: Option<usize>,
     /// The console prompt to become root from comes after this offset.
     prompt_from: usize,
+    /// Kills QEMU once the VM outlives [`vm_limit`]; see [`Watchdog`].
+    watchdog: Option<Watchdog>,
 }
 
 /// Pick a free TCP port on 127.0.0.1.
@@ -367,6 +384,7 @@ impl Vm {
                 s2.changed.notify_all();
             }
         });
+        let watchdog = watchdog(&opts.name, child.id(), &log_path);
         Ok(Vm {
             name: opts.name,
             child,
@@ -382,6 +400,7 @@ impl Vm {
             ssh_key: opts.ssh_key,
             root_at: None,
             prompt_from: 0,
+            watchdog: Some(watchdog),
         })
     }
 
@@ -739,7 +758,21 @@ impl Vm {
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(st) = self.child.try_wait()? {
+            let reaped = {
+                // Held while reaping, so the watchdog never signals a recycled pid.
+                let lock = self.watchdog.as_ref().map(|w| w.unreaped.clone());
+                let mut none = false;
+                let mut guard = lock
+                    .as_ref()
+                    .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+                let unreaped = guard.as_deref_mut().unwrap_or(&mut none);
+                let st = self.child.try_wait()?;
+                if st.is_some() {
+                    *unreaped = false;
+                }
+                st
+            };
+            if let Some(st) = reaped {
                 return Ok(st);
             }
             if Instant::now() >= deadline {
@@ -755,8 +788,51 @@ impl Vm {
     }
 }
 
+/// A thread that kills QEMU once the VM has lived [`vm_limit`], unless called off first.
+/// `unreaped` is held by whoever reaps QEMU, and checked under the same lock before the kill, so
+/// the signal can only reach QEMU itself.
+struct Watchdog {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+    unreaped: Arc<Mutex<bool>>,
+}
+
+fn watchdog(name: &str, pid: u32, log: &Path) -> Watchdog {
+    let (stop, rx) = std::sync::mpsc::channel::<()>();
+    let unreaped = Arc::new(Mutex::new(true));
+    let limit = vm_limit();
+    let (name, log, alive) = (name.to_string(), log.to_path_buf(), unreaped.clone());
+    let thread = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            let alive = alive.lock().unwrap_or_else(|e| e.into_inner());
+            if !*alive {
+                return;
+            }
+            eprintln!(
+                "[vm {name}] still running after {}s (HARNESS_VM_LIMIT): killing QEMU; \
+                 the test hung on something in the guest; serial log: {}",
+                limit.as_secs(),
+                log.display()
+            );
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    });
+    Watchdog {
+        stop,
+        thread,
+        unreaped,
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
+        if let Some(w) = self.watchdog.take() {
+            let _ = w.stop.send(());
+            let _ = w.thread.join();
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }
