@@ -144,8 +144,13 @@ pub fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 /// Boot a VM with an SSH key, wait for the user engine to answer, and load the initrd's own
 /// images (`ros/busybox` among them) into it.
 pub fn boot(name: &str) -> (Vm, Docker) {
+    boot_with(name, |o| o)
+}
+
+/// [`boot`] with more VM options (forwards, guestfwd services, kernel arguments).
+pub fn boot_with(name: &str, opts: impl FnOnce(VmOptions) -> VmOptions) -> (Vm, Docker) {
     let key = Key::generate(name).unwrap();
-    let vm = Vm::boot_ready(VmOptions::new(name).unwrap().ssh_key(&key), BOOT).unwrap();
+    let vm = Vm::boot_ready(opts(VmOptions::new(name).unwrap().ssh_key(&key)), BOOT).unwrap();
     let d = connect(&vm, &key);
     d.load_initrd_images(&vm);
     (vm, d)

@@ -105,9 +105,14 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
         d.inspect("{{.HostConfig.NetworkMode}}", "sleeper", &vm),
         "bridge"
     );
-    assert_eq!(
-        d.inspect("{{len .NetworkSettings.Networks}}", "sleeper", &vm),
-        "0"
+    assert!(
+        d.inspect(
+            "{{.NetworkSettings.Networks.bridge.IPAddress}}",
+            "sleeper",
+            &vm
+        )
+        .starts_with("172.17.0."),
+        "on the default bridge"
     );
     let pid = d.inspect("{{.State.Pid}}", "sleeper", &vm);
     let cgroup = vm.ssh_ok(&format!("cat /proc/{pid}/cgroup")).unwrap();

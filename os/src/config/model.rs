@@ -199,6 +199,9 @@ pub struct Docker {
     #[serde(default, deserialize_with = "or_default")]
     pub exec: bool,
     // Engine options RancherOS turned into flags.
+    /// The default bridge's address and prefix (`172.17.0.1/16`, dockerd's `--bip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

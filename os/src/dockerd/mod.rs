@@ -184,7 +184,17 @@ async fn serve(args: Args) -> Result<(), String> {
     } else {
         std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| "/usr/bin/ros".into())
     };
-    let mgr = Manager::open(args.manager_config(exe)).map_err(|e| e.to_string())?;
+    let docker = docker_config();
+    let mut cfg = args.manager_config(exe);
+    if !args.system {
+        cfg.network = Some(crate::engine::network::Bridge::new(bip(&docker), &args.run));
+    }
+    let mgr = Manager::open(cfg).map_err(|e| e.to_string())?;
+    if let Err(e) = mgr.setup_network() {
+        // Containers on the bridge then fail to start, each saying why; the rest work.
+        tracing::error!(error = %e, "dockerd: the bridge network");
+        println!("dockerd: the bridge network: {e}");
+    }
     let n = mgr.restore().await;
     tracing::info!(containers = n, root = %args.root.display(), "dockerd: records read");
     if let Some(dir) = &args.preload {
@@ -194,7 +204,7 @@ async fn serve(args: Args) -> Result<(), String> {
         .map_err(|e| format!("signal handler: {e}"))?;
     let listener = bind(&args.socket, &args.group)?;
     tracing::info!(socket = %args.socket.display(), "dockerd: serving");
-    let registries = registries();
+    let registries = registries(&docker);
     let services = args
         .system
         .then(|| crate::system_services::SystemServices::new(mgr.clone()));
@@ -256,13 +266,33 @@ fn ready(fd: i32, problems: usize) {
 
 /// The registry settings of `rancher.docker` (trust roots, insecure registries); what cannot
 /// be used is said on the log, naming its key, and left out.
-fn registries() -> crate::engine::registry::Registries {
+/// The OS configuration's `rancher.docker`, read once at start.
+fn docker_config() -> crate::config::model::Docker {
     let (config, errors) = crate::config::load_running();
     for e in errors {
         tracing::warn!(error = %e, "dockerd: configuration");
     }
+    config.rancher.docker
+}
+
+/// The default bridge's address: `rancher.docker.bip`, or 172.17.0.1/16 (a bad value is
+/// reported with its key and the default used, so the machine keeps its containers' network).
+fn bip(docker: &crate::config::model::Docker) -> crate::engine::network::ipam::Bip {
+    use crate::engine::network::ipam::Bip;
+    match docker.bip.as_deref().map(str::parse::<Bip>) {
+        None => Bip::DEFAULT,
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            tracing::error!(key = "rancher.docker.bip", problem = %e, "dockerd: using {}", Bip::DEFAULT);
+            println!("dockerd: rancher.docker.bip: {e}; using {}", Bip::DEFAULT);
+            Bip::DEFAULT
+        }
+    }
+}
+
+fn registries(docker: &crate::config::model::Docker) -> crate::engine::registry::Registries {
     let (regs, warnings) = crate::engine::registry::Registries::from_config(
-        &config.rancher.docker,
+        docker,
         Path::new(crate::engine::registry::config::SYSTEM_BUNDLE),
     );
     for w in warnings {

@@ -1,5 +1,6 @@
 pub mod api;
 pub mod manager;
+pub mod network;
 pub mod registry;
 pub mod rootfs;
 pub mod runtime;

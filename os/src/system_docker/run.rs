@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! run [-d] [-i] [--rm] [--name N] [-e K=V]… [-w DIR] [-u USER] [-v SRC:DST[:ro]]…
-//!     [--restart POLICY] [--net host|none|bridge] IMAGE [CMD [ARG…]]
+//!     [--restart POLICY] [--net host|none|bridge] [-p [IP:][HOST:]PORT[/udp]]… [-P]
+//!     [--expose PORT[/udp]]… [-h NAME] IMAGE [CMD [ARG…]]
 //! rm [-f] NAME…
 //! ```
 //! `run` does what the docker CLI does: create; unless detached, attach (an upgraded
@@ -30,6 +31,10 @@ struct RunArgs {
     binds: Vec<String>,
     restart: Option<String>,
     net: Option<String>,
+    publish: Vec<String>,
+    publish_all: bool,
+    expose: Vec<String>,
+    hostname: Option<String>,
     image: String,
     cmd: Vec<String>,
 }
@@ -56,6 +61,10 @@ fn parse(args: &[String]) -> Result<RunArgs, ClientError> {
             "-v" | "--volume" => a.binds.push(value(w)?),
             "--restart" => a.restart = Some(value(w)?),
             "--net" | "--network" => a.net = Some(value(w)?),
+            "-p" | "--publish" => a.publish.push(value(w)?),
+            "-P" | "--publish-all" => a.publish_all = true,
+            "--expose" => a.expose.push(value(w)?),
+            "-h" | "--hostname" => a.hostname = Some(value(w)?),
             "-t" | "--tty" | "-it" | "-ti" => {
                 return Err(ClientError::Usage(
                     "run: a tty is not supported by this CLI (the docker CLI over ssh:// has one)"
@@ -73,6 +82,27 @@ fn parse(args: &[String]) -> Result<RunArgs, ClientError> {
     }
     a.cmd = it.cloned().collect();
     Ok(a)
+}
+
+/// `-p [IP:][HOST:]PORT[/PROTO]` as (`PORT/PROTO`, HostIp, HostPort).
+fn publish_spec(p: &str) -> Result<(String, String, String), ClientError> {
+    let bad = || ClientError::Usage(format!("-p {p:?}: [IP:][HOST:]PORT[/tcp|/udp]"));
+    let (rest, proto) = match p.rsplit_once('/') {
+        Some((r, proto @ ("tcp" | "udp"))) => (r, proto),
+        Some(_) => return Err(bad()),
+        None => (p, "tcp"),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, port) = match parts[..] {
+        [port] => ("", "", port),
+        [host, port] => ("", host, port),
+        [ip, host, port] => (ip, host, port),
+        _ => return Err(bad()),
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad());
+    }
+    Ok((format!("{port}/{proto}"), ip.to_string(), host.to_string()))
 }
 
 /// `--restart` as the API's RestartPolicy (`on-failure:3` → name and count).
@@ -112,6 +142,26 @@ fn run_inner(client: &Client, args: &[String]) -> Result<i32, ClientError> {
     if let Some(n) = &a.net {
         host["NetworkMode"] = json!(n);
     }
+    let mut exposed = serde_json::Map::new();
+    let mut bindings = serde_json::Map::new();
+    for p in &a.publish {
+        let (key, ip, port) = publish_spec(p)?;
+        exposed.insert(key.clone(), json!({}));
+        let list = bindings.entry(key).or_insert_with(|| json!([]));
+        if let Some(l) = list.as_array_mut() {
+            l.push(json!({ "HostIp": ip, "HostPort": port }));
+        }
+    }
+    for e in &a.expose {
+        let key = if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        };
+        exposed.insert(key, json!({}));
+    }
+    host["PortBindings"] = serde_json::Value::Object(bindings);
+    host["PublishAllPorts"] = json!(a.publish_all);
     let body = json!({
         "Image": a.image,
         "Cmd": if a.cmd.is_empty() { serde_json::Value::Null } else { json!(a.cmd) },
@@ -124,6 +174,8 @@ fn run_inner(client: &Client, args: &[String]) -> Result<i32, ClientError> {
         "OpenStdin": a.interactive,
         "StdinOnce": a.interactive,
         "HostConfig": host,
+        "ExposedPorts": exposed,
+        "Hostname": a.hostname.clone().unwrap_or_default(),
     });
     let path = match &a.name {
         Some(n) => format!("/containers/create?name={}", encode(n)),
@@ -231,6 +283,24 @@ mod tests {
         assert_eq!(a.cmd, ["sh", "-c", "-d"]);
         assert_eq!(a.binds, ["/a:/b:ro"]);
         assert!(parse(&words("-d")).is_err());
+        let a = parse(&words(
+            "-p 8080:80 -p 127.0.0.1:53:53/udp -P --expose 443 -h web b",
+        ))
+        .unwrap();
+        assert_eq!(a.publish, ["8080:80", "127.0.0.1:53:53/udp"]);
+        assert!(a.publish_all && a.hostname.as_deref() == Some("web"));
+        assert_eq!(
+            publish_spec("8080:80").unwrap(),
+            ("80/tcp".into(), "".into(), "8080".into())
+        );
+        assert_eq!(
+            publish_spec("127.0.0.1:53:53/udp").unwrap(),
+            ("53/udp".into(), "127.0.0.1".into(), "53".into())
+        );
+        assert_eq!(publish_spec("80").unwrap().2, "");
+        for bad in ["80/sctp", "a:b:c:d", "0", "x"] {
+            assert!(publish_spec(bad).is_err(), "{bad}");
+        }
         assert!(parse(&words("--frob busybox")).is_err());
         assert_eq!(
             restart_policy("on-failure:3").unwrap(),

@@ -106,14 +106,70 @@ pub fn row(m: &Manager, r: &Record) -> Value {
         "ImageID": r.image_id,
         "Command": r.argv().join(" "),
         "Created": (r.created / 1_000_000_000) as i64,
-        "Ports": [],
+        "Ports": port_rows(r),
         "Labels": r.config.labels,
         "State": r.state.status.as_str(),
         "Status": status_text(r),
         "HostConfig": { "NetworkMode": network_mode(r) },
-        "NetworkSettings": { "Networks": {} },
+        "NetworkSettings": { "Networks": network_settings(m, r)["Networks"].clone() },
         "Mounts": mounts(m, r),
     })
+}
+
+/// `docker ps`'s ports: each published one while it runs, then each exposed one that is not.
+fn port_rows(r: &Record) -> Value {
+    let running = r.state.status.is_running();
+    let mut rows: Vec<Value> = Vec::new();
+    if running {
+        for p in &r.network.ports {
+            rows.push(json!({
+                "IP": p.host_ip.to_string(),
+                "PrivatePort": p.port,
+                "PublicPort": p.host_port,
+                "Type": if p.udp { "udp" } else { "tcp" },
+            }));
+        }
+    }
+    for key in r.config.exposed_ports.keys() {
+        let Ok((port, udp)) = crate::engine::manager::record::parse_port_key(key) else {
+            continue;
+        };
+        if running
+            && r.network
+                .ports
+                .iter()
+                .any(|p| p.port == port && p.udp == udp)
+        {
+            continue;
+        }
+        rows.push(json!({ "PrivatePort": port, "Type": if udp { "udp" } else { "tcp" } }));
+    }
+    Value::Array(rows)
+}
+
+/// `NetworkSettings.Ports`: every exposed port, with its host bindings while it runs (`null`
+/// when it has none), as `docker port` reads them.
+fn port_map(r: &Record) -> Value {
+    let running = r.state.status.is_running();
+    let mut map = serde_json::Map::new();
+    for key in r.config.exposed_ports.keys() {
+        map.insert(key.clone(), Value::Null);
+    }
+    if running {
+        for p in &r.network.ports {
+            let key = format!("{}/{}", p.port, if p.udp { "udp" } else { "tcp" });
+            let entry = map.entry(key).or_insert(Value::Null);
+            if !entry.is_array() {
+                *entry = json!([]);
+            }
+            if let Some(list) = entry.as_array_mut() {
+                list.push(
+                    json!({ "HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string() }),
+                );
+            }
+        }
+    }
+    Value::Object(map)
 }
 
 /// `docker inspect`.
@@ -183,16 +239,58 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
         },
         "Mounts": mounts(m, r),
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": if s.pid > 0 && network_mode(r) != "host" { json!(format!("/proc/{}/ns/net", s.pid)) } else { json!("") },
-            "Ports": {},
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "Gateway": "",
-            "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(m, r),
+    })
+}
+
+/// `NetworkSettings`: on the bridge, its address, gateway and MAC (top level and under
+/// `Networks.bridge`, as Docker shows them; empty while it does not run).
+fn network_settings(m: &Manager, r: &Record) -> Value {
+    let s = &r.state;
+    let ep = m.endpoint(r);
+    let sandbox = match &ep {
+        Some(e) => json!(e.sandbox),
+        None if s.pid > 0 && network_mode(r) != "host" => json!(format!("/proc/{}/ns/net", s.pid)),
+        None => json!(""),
+    };
+    let (ip, prefix, gateway, mac) = match &ep {
+        Some(e) => (
+            e.ip.to_string(),
+            e.prefix,
+            e.gateway.to_string(),
+            e.mac.clone(),
+        ),
+        None => (String::new(), 0, String::new(), String::new()),
+    };
+    let mut networks = serde_json::Map::new();
+    if ep.is_some() || (network_mode(r) == "bridge" && m.has_bridge()) {
+        networks.insert(
+            "bridge".into(),
+            json!({
+                "IPAMConfig": null,
+                "Links": null,
+                "Aliases": null,
+                "MacAddress": mac,
+                "NetworkID": "",
+                "EndpointID": "",
+                "Gateway": gateway,
+                "IPAddress": ip,
+                "IPPrefixLen": prefix,
+                "IPv6Gateway": "",
+                "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0,
+            }),
+        );
+    }
+    json!({
+        "Bridge": "",
+        "SandboxID": "",
+        "SandboxKey": sandbox,
+        "Ports": port_map(r),
+        "IPAddress": ip,
+        "IPPrefixLen": prefix,
+        "Gateway": gateway,
+        "MacAddress": mac,
+        "Networks": networks,
     })
 }

@@ -65,6 +65,24 @@ impl Manager {
         for (k, v) in &ic.labels {
             config.labels.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        for p in &ic.exposed_ports {
+            config
+                .exposed_ports
+                .entry(p.clone())
+                .or_insert(serde_json::json!({}));
+        }
+        for p in host.port_bindings.keys() {
+            // Docker: a published port is an exposed one.
+            let key = if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            };
+            config
+                .exposed_ports
+                .entry(key)
+                .or_insert(serde_json::json!({}));
+        }
         for v in &ic.volumes {
             config
                 .volumes
@@ -116,6 +134,7 @@ impl Manager {
             host,
             state: State::default(),
             mounts,
+            network: Default::default(),
         };
         let dir = self.dir(&id);
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -189,7 +208,39 @@ fn check_host(h: &HostConfig) -> Result<()> {
             )));
         }
     }
+    for (key, bindings) in &h.port_bindings {
+        record::parse_port_key(key).map_err(ManagerError::BadRequest)?;
+        for b in bindings {
+            b.parse().map_err(ManagerError::BadRequest)?;
+        }
+    }
+    if (!h.port_bindings.is_empty() || h.publish_all_ports)
+        && (h.network_mode == "none" || h.network_mode.starts_with("container:"))
+    {
+        return Err(ManagerError::BadRequest(
+            "conflicting options: port publishing and the container type network mode".into(),
+        ));
+    }
     h.device_mappings().map_err(ManagerError::BadRequest)?;
+    // As dockerd: a device that is not there is refused now, not when `run` starts it.
+    for d in &h.devices {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(&d.path_on_host) {
+            Ok(m) if m.file_type().is_char_device() || m.file_type().is_block_device() => {}
+            Ok(_) => {
+                return Err(ManagerError::BadRequest(format!(
+                    "error gathering device information while adding custom device {:?}: not a device node",
+                    d.path_on_host
+                )))
+            }
+            Err(e) => {
+                return Err(ManagerError::BadRequest(format!(
+                    "error gathering device information while adding custom device {:?}: {e}",
+                    d.path_on_host
+                )))
+            }
+        }
+    }
     h.device_rules().map_err(ManagerError::BadRequest)?;
     h.seccomp_unconfined().map_err(ManagerError::BadRequest)?;
     if h.memory < 0 || h.nano_cpus < 0 || h.cpu_shares < 0 {

@@ -26,6 +26,9 @@ impl Manager {
         if let Err(e) = crate::engine::rootfs::unmount(&dir) {
             tracing::warn!(id, error = %e, "unmounting the root filesystem");
         }
+        // Off the bridge before the record says exited: whoever waits for the exit (a
+        // restart) then finds the address and the ports free.
+        self.network_down_id(id).await;
         let Ok(rec) = self.update(id, |r| {
             r.state.status = Lifecycle::Exited;
             r.state.pid = 0;
@@ -177,6 +180,7 @@ mod tests {
                 ..State::default()
             },
             mounts: Vec::new(),
+            network: Default::default(),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod exit;
 pub mod id;
 pub mod logs;
 mod mounts;
+mod network;
 mod pause;
 pub mod record;
 mod remove;
@@ -46,6 +47,7 @@ pub use create::CreateRequest;
 pub use error::ManagerError;
 pub use exec::{ExecConfig, ExecInfo, ExecIo, ExecStarted};
 pub use logs::LogOptions;
+pub use network::Endpoint;
 pub use record::{Config as ContainerConfig, HostConfig, Lifecycle, MountPoint, Record};
 pub use top::TITLES as TOP_TITLES;
 pub use wait::WaitCondition;
@@ -86,6 +88,9 @@ pub struct Config {
     /// Docker does). The system engine does not: its services bring their own, or share the
     /// host's through their volumes (`/run/resolvconf`), as in RancherOS.
     pub etc_files: bool,
+    /// The default bridge (`bridge` network mode); without one a `bridge` container has a
+    /// network namespace of its own with loopback only (the system engine's services).
+    pub network: Option<crate::engine::network::Bridge>,
 }
 
 impl Config {
@@ -100,6 +105,7 @@ impl Config {
             log_dir: None,
             cgroup_by_name: false,
             etc_files: true,
+            network: None,
         }
     }
 }
@@ -151,6 +157,8 @@ pub struct Manager {
     events: tokio::sync::broadcast::Sender<Event>,
     history: Mutex<std::collections::VecDeque<Event>>,
     prepare: Mutex<Option<Arc<Prepare>>>,
+    /// The userland proxies of the running containers' published ports.
+    proxies: Mutex<HashMap<String, crate::engine::network::proxy::Proxy>>,
 }
 
 impl Manager {
@@ -172,6 +180,7 @@ impl Manager {
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
             prepare: Mutex::new(None),
+            proxies: Mutex::new(HashMap::new()),
         }))
     }
 

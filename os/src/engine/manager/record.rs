@@ -165,6 +165,69 @@ pub struct HostConfig {
     /// `--security-opt`: `seccomp=unconfined` and `no-new-privileges` are known.
     #[serde(deserialize_with = "null_default")]
     pub security_opt: Vec<String>,
+    /// `-p [ip:][host:]container[/proto]`: `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`.
+    #[serde(deserialize_with = "null_default")]
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: every exposed port on a port of the host's choosing.
+    pub publish_all_ports: bool,
+}
+
+/// One host side of a published port (Docker's `PortBinding`); empty: any address, any port.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    #[serde(deserialize_with = "null_default")]
+    pub host_ip: String,
+    #[serde(deserialize_with = "null_default")]
+    pub host_port: String,
+}
+
+/// A published port as it is while the container runs: the host's side resolved (a port the
+/// host chose is known once bound).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub udp: bool,
+    pub port: u16,
+    /// `0.0.0.0` for every address.
+    pub host_ip: std::net::Ipv4Addr,
+    pub host_port: u16,
+}
+
+/// `80/tcp` (or `80`, tcp) as (port, udp); anything else is an error naming it.
+pub fn parse_port_key(key: &str) -> Result<(u16, bool), String> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let udp = match proto {
+        "tcp" => false,
+        "udp" => true,
+        other => {
+            return Err(format!(
+                "invalid proto {other:?} in port {key:?}: tcp or udp"
+            ))
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok((p, udp)),
+        _ => Err(format!("invalid port {port:?} in {key:?}: 1 to 65535")),
+    }
+}
+
+impl PortBinding {
+    /// The host's address (`None`: all) and port (`0`: the host's choice).
+    pub fn parse(&self) -> Result<(Option<std::net::Ipv4Addr>, u16), String> {
+        let ip = match self.host_ip.as_str() {
+            "" | "0.0.0.0" => None,
+            ip => Some(ip.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                format!("invalid host address {ip:?} for a published port: an IPv4 address")
+            })?),
+        };
+        let port = match self.host_port.as_str() {
+            "" => 0,
+            p => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                format!("invalid host port {p:?}: 1 to 65535 (ranges are not supported)")
+            })?,
+        };
+        Ok((ip, port))
+    }
 }
 
 /// One `--device` (Docker's `DeviceMapping`).
@@ -338,6 +401,26 @@ pub struct Record {
     /// parsed at start instead).
     #[serde(default)]
     pub mounts: Vec<MountPoint>,
+    /// Its place on the engine's bridge (see `engine::network`).
+    #[serde(default, skip_serializing_if = "Lease::is_empty")]
+    pub network: Lease,
+}
+
+/// A container's address on the engine's bridge, taken at its first start and kept until it is
+/// removed: the records alone say which addresses are in use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Its published ports while it runs (rebuilt at each start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Published>,
+}
+
+impl Lease {
+    pub fn is_empty(&self) -> bool {
+        self.ip.is_none() && self.ports.is_empty()
+    }
 }
 
 impl Record {
@@ -422,6 +505,15 @@ mod tests {
                 copy: true,
                 options: String::new(),
             }],
+            network: Lease {
+                ip: Some("172.17.0.2".parse().unwrap()),
+                ports: vec![Published {
+                    udp: false,
+                    port: 80,
+                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                    host_port: 8080,
+                }],
+            },
         };
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);

@@ -53,6 +53,7 @@ impl Manager {
             if alive {
                 tracing::info!(id = %r.id, name = %r.name, "still running: following it again");
                 self.follow(r.id.clone());
+                self.republish(&r).await;
             } else {
                 self.exited(&r.id, None).await;
             }

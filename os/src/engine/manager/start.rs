@@ -2,8 +2,9 @@
 //! container), connect the attach requests that were waiting, then let the process run and
 //! follow it until it exits.
 //!
-//! Network: until the networking issue lands, `bridge` (the default) and `none` are a network
-//! namespace of the container's own with loopback only; `host` is the host's.
+//! Network: on an engine with a bridge (the user engine), `bridge` (the default) is a namespace
+//! wired to it before the container is created (see `network`); `none`, and `bridge` on an
+//! engine without one, a namespace of its own with loopback only; `host` the host's.
 
 use super::record::{self, Lifecycle, Record};
 use super::{shim_client, Manager, ManagerError, Result};
@@ -18,8 +19,16 @@ impl Manager {
     pub async fn start(self: &Arc<Self>, name_or_id: &str) -> Result<()> {
         let id = self.find(name_or_id)?;
         let rec = self.claim(&id)?;
+        let auto_remove = rec.host.auto_remove;
         let r = self.start_claimed(rec).await;
         self.release(&id);
+        if r.is_err() && auto_remove {
+            // As dockerd: a `--rm` container that cannot start is removed with its anonymous
+            // volumes (`docker run --rm` waits for that removal before it reports the error).
+            if let Err(e) = self.remove(&id, true, true).await {
+                tracing::warn!(id = %id, error = %e, "removing a --rm container that did not start");
+            }
+        }
         r
     }
 
@@ -36,6 +45,11 @@ impl Manager {
         } else {
             String::new()
         };
+        if let Err(e) = self.publish_ports(&id).await {
+            self.start_failed(&id, &e);
+            self.network_down_id(&id).await;
+            return Err(e);
+        }
         let me = self.clone();
         let spawned = tokio::task::spawn_blocking(move || me.spawn_shim(&rec))
             .await
@@ -44,6 +58,7 @@ impl Manager {
             Ok(pid) => pid,
             Err(e) => {
                 self.start_failed(&id, &e);
+                self.network_down_id(&id).await;
                 return Err(e);
             }
         };
@@ -60,6 +75,7 @@ impl Manager {
         if let Err(e) = shim_client::call_ok(&shim, &Request::Start).await {
             let _ = shim_client::call(&shim, &Request::Kill { signal: 9 }).await;
             self.start_failed(&id, &e);
+            self.network_down_id(&id).await;
             return Err(e);
         }
         let rec = self.update(&id, |r| {
@@ -73,6 +89,10 @@ impl Manager {
         })?;
         self.emit(&rec, "start", None, None);
         tracing::info!(id = %id, name = %rec.name, pid, "started");
+        if self.bridge_of(&rec).is_some() {
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.refresh_rules()).await;
+        }
         self.follow(id);
         Ok(())
     }
@@ -129,7 +149,13 @@ impl Manager {
         let rootfs = crate::engine::rootfs::mount(&dir, &lowers, !rec.host.privileged)
             .map_err(|e| ManagerError::io(&dir, e))?;
         self.prepare_rootfs(rec, &rootfs);
-        let spec = self.spec(rec, &rootfs)?;
+        let netns = self.wire(rec)?;
+        // With its lease, if it just got one.
+        let rec = &self.get(&rec.id)?;
+        let mut spec = self.spec(rec, &rootfs)?;
+        if let Some(path) = netns {
+            spec.namespace_paths.insert(Namespace::Net, path);
+        }
         let bundle = self.bundle(&rec.id);
         spec.write_bundle(&bundle)?;
         let shim = self.shim_dir(&rec.id);
@@ -233,15 +259,22 @@ impl Manager {
         };
         let mut hosts =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        if !host_net {
-            hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+        match rec.network.ip.filter(|_| self.bridge_of(rec).is_some()) {
+            Some(ip) => hosts.push_str(&format!("{ip}\t{hostname}\n")),
+            None if !host_net => hosts.push_str(&format!("127.0.1.1\t{hostname}\n")),
+            None => {}
         }
         for e in &rec.host.extra_hosts {
             if let Some((name, ip)) = e.split_once(':') {
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
         }
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = if host_net {
+            host_resolv
+        } else {
+            resolv_conf(&host_resolv, &rec.host.dns)
+        };
         let mut binds = Vec::new();
         for (file, text) in [
             ("hostname", format!("{hostname}\n")),
@@ -264,6 +297,44 @@ impl Manager {
         }
         Ok(binds)
     }
+}
+
+/// A container's `/etc/resolv.conf` from the host's, as dockerd makes it: the host's
+/// nameservers except loopback ones (they would be the container's own loopback), Google's
+/// public resolvers when none is left, `--dns` in place of them all; search and options kept.
+fn resolv_conf(host: &str, dns: &[String]) -> String {
+    let mut out = String::new();
+    let mut servers = Vec::new();
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                if let Some(ip) = words.next() {
+                    let loopback = ip
+                        .parse::<std::net::IpAddr>()
+                        .map(|a| a.is_loopback())
+                        .unwrap_or(true);
+                    if !loopback {
+                        servers.push(ip.to_string());
+                    }
+                }
+            }
+            Some(_) => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            None => {}
+        }
+    }
+    if !dns.is_empty() {
+        servers = dns.to_vec();
+    } else if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    out
 }
 
 /// Whether the container has a UTS namespace (and so a hostname) of its own.
@@ -324,4 +395,26 @@ pub(super) fn parse_bind(b: &str) -> Result<BindMount> {
         )));
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolv_conf;
+
+    #[test]
+    fn a_containers_resolv_conf_drops_loopback_resolvers() {
+        let host = "# from dhcp\nsearch lan\nnameserver 127.0.0.53\nnameserver 10.0.2.3\noptions ndots:2\n";
+        assert_eq!(
+            resolv_conf(host, &[]),
+            "# from dhcp\nsearch lan\noptions ndots:2\nnameserver 10.0.2.3\n"
+        );
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.1\n", &[]),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(
+            resolv_conf(host, &["1.1.1.1".into()]),
+            "# from dhcp\nsearch lan\noptions ndots:2\nnameserver 1.1.1.1\n"
+        );
+    }
 }

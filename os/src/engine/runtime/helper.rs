@@ -65,6 +65,9 @@ pub fn main(args: &[String]) -> ExitCode {
     if verb == "archive" {
         return archive_main(&mut args);
     }
+    if verb == "netns" {
+        return crate::engine::network::sandbox::main(args.0.as_slice());
+    }
     let paths = Paths { root };
     match dispatch(&verb, &mut args, &paths, t0) {
         Ok(Outcome::Reply(r)) => {

@@ -113,7 +113,7 @@ const READONLY_PATHS: &[&str] = &[
 ];
 
 /// The namespaces a container may share with the host instead of getting its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Namespace {
     Pid,
     Mount,
@@ -300,6 +300,9 @@ pub struct ContainerSpec {
     /// Namespaces shared with the host; every other one of pid, mount, uts, ipc and net is new.
     /// (A cgroup namespace is made only when asked for with [`ContainerSpec::cgroupns`].)
     pub host_namespaces: HashSet<Namespace>,
+    /// Namespaces joined by path instead of made new (a network namespace the engine wired
+    /// before the container starts: `/run/docker/netns/<id>`).
+    pub namespace_paths: std::collections::BTreeMap<Namespace, PathBuf>,
     /// A private cgroup namespace (the container then sees its cgroup as `/`).
     pub cgroupns: bool,
     /// Every capability, no masked or read-only paths, writable `/sys` (but still a private
@@ -349,6 +352,7 @@ impl ContainerSpec {
             cwd: PathBuf::from("/"),
             hostname: None,
             host_namespaces: HashSet::new(),
+            namespace_paths: Default::default(),
             cgroupns: false,
             privileged: false,
             cap_add: Vec::new(),
@@ -500,9 +504,14 @@ impl ContainerSpec {
             Namespace::Ipc,
             Namespace::Net,
         ] {
-            if !self.host_namespaces.contains(&ns) {
-                namespaces.push(LinuxNamespaceBuilder::default().typ(ns.oci()).build()?);
+            if self.host_namespaces.contains(&ns) {
+                continue;
             }
+            let mut b = LinuxNamespaceBuilder::default().typ(ns.oci());
+            if let Some(path) = self.namespace_paths.get(&ns) {
+                b = b.path(path.clone());
+            }
+            namespaces.push(b.build()?);
         }
         if self.cgroupns {
             namespaces.push(

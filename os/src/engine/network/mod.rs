@@ -1,0 +1,181 @@
+//! The user engine's default bridge network, as dockerd's: a bridge (`docker0`, its address
+//! `rancher.docker.bip`, 172.17.0.1/16 by default), a veth pair per container whose inner end
+//! is the container's `eth0` with an address of the subnet ([`ipam`], kept in the container's
+//! record), forwarding on, and one nftables table of the engine's own ([`rules`], through
+//! [`nft`]) that masquerades the subnet's outbound traffic and DNATs published ports.
+//!
+//! Why this shape:
+//! - The container's network namespace is made and wired *before* the container is created
+//!   ([`sandbox`], in a helper process), and the container joins it by path: it never runs
+//!   half-wired, and a failure to wire it is a failed start with the reason, like any other.
+//! - The rule set is a function of the running containers, replaced whole in one kernel
+//!   transaction after each start and exit: nothing to diff, nothing stale, and an engine that
+//!   restarts rebuilds it from its records.
+//! - Route netlink and nf_tables are spoken directly ([`rtnl`], [`nft`]): no `ip`, `iptables`
+//!   or `nft` binary in the engine's image, no C library.
+//!
+//! The system engine has no bridge: its services use the host's network or none.
+
+pub mod ipam;
+pub mod nft;
+pub mod proxy;
+pub mod rtnl;
+mod rules;
+pub mod sandbox;
+
+use ipam::Bip;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// One published port, resolved to its container's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMap {
+    pub udp: bool,
+    /// The host address it is published on (`None` or `0.0.0.0`: all of them).
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// The container's name (the rule's comment, for whoever lists the table).
+    pub container: String,
+}
+
+impl PortMap {
+    fn comment(&self) -> String {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        format!(
+            "{} {proto} {}:{}",
+            self.container, self.host_port, self.port
+        )
+    }
+}
+
+/// An engine's default bridge.
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    /// `docker0`.
+    pub name: String,
+    pub bip: Bip,
+    /// Where the containers' namespace files are (`/run/docker/netns`).
+    pub netns_dir: PathBuf,
+}
+
+impl Bridge {
+    pub fn new(bip: Bip, run: &Path) -> Bridge {
+        Bridge {
+            name: "docker0".into(),
+            bip,
+            netns_dir: run.join("netns"),
+        }
+    }
+
+    /// At engine start: the bridge with its address (made again if it has another one: the
+    /// bip changed), up; IPv4 forwarding on; the rules for no published port yet.
+    pub fn setup(&self) -> Result<(), String> {
+        let mut rt = rtnl::Rtnl::open().map_err(|e| e.to_string())?;
+        rt.ensure_bridge(&self.name).map_err(|e| e.to_string())?;
+        let have = rt.addresses(&self.name).map_err(|e| e.to_string())?;
+        let want = (self.bip.gateway, self.bip.prefix);
+        if !have.contains(&want) {
+            if !have.is_empty() {
+                tracing::warn!(bridge = %self.name, ?have, bip = %self.bip, "the bridge has other addresses; making it again");
+                rt.delete_link(&self.name).map_err(|e| e.to_string())?;
+                rt.ensure_bridge(&self.name).map_err(|e| e.to_string())?;
+            }
+            rt.add_address(&self.name, self.bip.gateway, self.bip.prefix)
+                .map_err(|e| e.to_string())?;
+        }
+        rt.set_link(&self.name, true, None, None)
+            .map_err(|e| e.to_string())?;
+        let fwd = "/proc/sys/net/ipv4/ip_forward";
+        std::fs::write(fwd, "1").map_err(|e| format!("{fwd}: {e}"))?;
+        self.apply(&[])
+    }
+
+    /// The rule set for these published ports, in place of the one before.
+    pub fn apply(&self, ports: &[PortMap]) -> Result<(), String> {
+        nft::replace(&rules::table(&self.name, self.bip, ports)).map_err(|e| e.to_string())
+    }
+
+    /// A container's namespace file.
+    pub fn netns(&self, id: &str) -> PathBuf {
+        self.netns_dir.join(id)
+    }
+
+    /// How the container `id` with address `ip` is wired.
+    pub fn wiring(&self, id: &str, ip: Ipv4Addr) -> sandbox::Wiring {
+        sandbox::Wiring {
+            path: self.netns(id),
+            bridge: self.name.clone(),
+            veth: sandbox::veth_name(id),
+            ip,
+            prefix: self.bip.prefix,
+            gateway: self.bip.gateway,
+            mac: ipam::mac(ip),
+        }
+    }
+
+    /// Undo a container's wiring (nothing there is fine).
+    pub fn unwire(&self, exe: &Path, id: &str) -> Result<(), String> {
+        sandbox::remove(exe, &self.netns(id), &sandbox::veth_name(id))
+    }
+}
+
+#[cfg(test)]
+pub(crate) use tests::in_new_netns;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::errno::Errno;
+    use nix::sched::CloneFlags;
+
+    /// Runs `test` on a thread of its own in a new network namespace (unshare applies to the
+    /// calling thread only), so the host's firewall is never touched; commands it spawns
+    /// inherit that namespace.
+    pub(crate) fn in_new_netns(test: impl FnOnce() + Send + 'static) {
+        let thread = std::thread::spawn(move || {
+            if let Err(errno) = nix::sched::unshare(CloneFlags::CLONE_NEWNET) {
+                let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+                if errno == Errno::EPERM && !ci {
+                    eprintln!("skipped: unshare(CLONE_NEWNET) needs root: {errno}");
+                    return;
+                }
+                panic!("unshare(CLONE_NEWNET): {errno}");
+            }
+            test();
+        });
+        if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    #[test]
+    fn the_bridge_is_set_up_once_and_made_again_for_another_bip() {
+        in_new_netns(|| {
+            let run = tempfile::tempdir().unwrap();
+            let b = Bridge::new(Bip::DEFAULT, run.path());
+            b.setup().unwrap();
+            b.setup().unwrap();
+            let mut rt = rtnl::Rtnl::open().unwrap();
+            assert_eq!(
+                rt.addresses("docker0").unwrap(),
+                [(Ipv4Addr::new(172, 17, 0, 1), 16)]
+            );
+            assert_eq!(
+                std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+                "1\n"
+            );
+            assert_eq!(
+                nft::rule_count(nft::Family::Ip, rules::TABLE).unwrap(),
+                Some(8)
+            );
+            let other = Bridge::new("10.200.0.1/24".parse().unwrap(), run.path());
+            other.setup().unwrap();
+            assert_eq!(
+                rt.addresses("docker0").unwrap(),
+                [(Ipv4Addr::new(10, 200, 0, 1), 24)]
+            );
+        });
+    }
+}

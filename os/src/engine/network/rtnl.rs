@@ -1,0 +1,316 @@
+//! Links, addresses and routes over route netlink, synchronously: the few requests the bridge
+//! network needs (a bridge, a veth pair with one end in another namespace, an address, a
+//! default route, a link up or gone). Blocking on purpose: these run in the engine's
+//! short-lived network helper (`ros container-helper netns`, one thread, which moves between
+//! namespaces with `setns`) and at engine start, never on a tokio worker.
+//!
+//! Every request asks for an acknowledgement and waits for it (5 s at most), so an error is
+//! the kernel's own (`EEXIST`, `ENODEV`…) with what was asked.
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RtnlError {
+    #[error("netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("{what}: {errno}")]
+    Kernel {
+        what: String,
+        errno: nix::errno::Errno,
+    },
+    #[error("{what}: {why}")]
+    Reply { what: String, why: String },
+    #[error("no network interface {0:?}")]
+    NoLink(String),
+}
+
+pub type Result<T> = std::result::Result<T, RtnlError>;
+
+/// How long one request waits for the kernel's answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A route netlink socket in the calling thread's network namespace (at the time it is opened).
+pub struct Rtnl {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Rtnl {
+    pub fn open() -> Result<Rtnl> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(RtnlError::Socket)?;
+        socket.bind_auto().map_err(RtnlError::Socket)?;
+        let tv = nix::sys::time::TimeVal::new(REPLY_TIMEOUT.as_secs() as i64, 0);
+        // SAFETY: the socket's fd is open for the lifetime of `socket`.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+            .map_err(|e| RtnlError::Socket(e.into()))?;
+        Ok(Rtnl { socket, seq: 0 })
+    }
+
+    /// Send one request and collect its answers: the messages of a dump, or nothing for an
+    /// acknowledged change.
+    fn call(
+        &mut self,
+        what: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.socket.send(&buf, 0).map_err(RtnlError::Socket)?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        let mut rx = vec![0u8; 64 * 1024];
+        loop {
+            let n = self
+                .socket
+                .recv(&mut &mut rx[..], 0)
+                .map_err(|e| RtnlError::Reply {
+                    what: what.to_string(),
+                    why: format!("no answer: {e}"),
+                })?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]).map_err(
+                    |e| RtnlError::Reply {
+                        what: what.to_string(),
+                        why: format!("unreadable answer: {e}"),
+                    },
+                )?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err(RtnlError::Reply {
+                        what: what.to_string(),
+                        why: "a message of length 0".into(),
+                    });
+                }
+                off += (len + 3) & !3;
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(code) => Err(RtnlError::Kernel {
+                                what: what.to_string(),
+                                errno: nix::errno::Errno::from_raw(-code.get()),
+                            }),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if !dump {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// A link's index by name (`None`: no such link).
+    pub fn index(&mut self, name: &str) -> Result<Option<u32>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.call(
+            &format!("looking up {name}"),
+            RouteNetlinkMessage::GetLink(m),
+            0,
+        ) {
+            Ok(v) => Ok(v.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(RtnlError::Kernel {
+                errno: nix::errno::Errno::ENODEV,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn must_index(&mut self, name: &str) -> Result<u32> {
+        self.index(name)?
+            .ok_or_else(|| RtnlError::NoLink(name.to_string()))
+    }
+
+    /// A bridge named `name`, unless a link of that name exists (whatever it is: the caller
+    /// checks its addresses). Whether it was made now.
+    pub fn ensure_bridge(&mut self, name: &str) -> Result<bool> {
+        if self.index(name)?.is_some() {
+            return Ok(false);
+        }
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.call(
+            &format!("creating bridge {name}"),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(true)
+    }
+
+    /// A veth pair: `name` here, `peer` in the network namespace of `peer_ns` (an open
+    /// `/proc/…/ns/net`).
+    pub fn add_veth(&mut self, name: &str, peer: &str, peer_ns: RawFd) -> Result<()> {
+        let mut p = LinkMessage::default();
+        p.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        p.attributes.push(LinkAttribute::NetNsFd(peer_ns));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+        ]));
+        self.call(
+            &format!("creating veth pair {name}/{peer}"),
+            RouteNetlinkMessage::NewLink(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// Change a link: up, its MAC address, its bridge.
+    pub fn set_link(
+        &mut self,
+        name: &str,
+        up: bool,
+        mac: Option<[u8; 6]>,
+        master: Option<u32>,
+    ) -> Result<()> {
+        let index = self.must_index(name)?;
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        if up {
+            m.header.flags = LinkFlags::Up;
+            m.header.change_mask = LinkFlags::Up;
+        }
+        if let Some(mac) = mac {
+            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(master) = master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
+        self.call(
+            &format!("setting up {name}"),
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_ACK,
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_link(&mut self, name: &str) -> Result<()> {
+        let Some(index) = self.index(name)? else {
+            return Ok(());
+        };
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.call(
+            &format!("deleting {name}"),
+            RouteNetlinkMessage::DelLink(m),
+            NLM_F_ACK,
+        ) {
+            // Gone meanwhile (a veth goes with its peer's namespace).
+            Err(RtnlError::Kernel {
+                errno: nix::errno::Errno::ENODEV,
+                ..
+            }) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// The IPv4 addresses of a link, with their prefix lengths.
+    pub fn addresses(&mut self, name: &str) -> Result<Vec<(Ipv4Addr, u8)>> {
+        let index = self.must_index(name)?;
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        let all = self.call(
+            &format!("listing the addresses of {name}"),
+            RouteNetlinkMessage::GetAddress(m),
+            NLM_F_DUMP,
+        )?;
+        Ok(all
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    a.attributes.iter().find_map(|at| match at {
+                        AddressAttribute::Local(IpAddr::V4(ip)) => Some((*ip, a.header.prefix_len)),
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Add `ip/prefix` to a link (`EEXIST` when it has it).
+    pub fn add_address(&mut self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        let index = self.must_index(name)?;
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
+        m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
+        let bits = if prefix >= 32 { 0 } else { u32::MAX >> prefix };
+        m.attributes
+            .push(AddressAttribute::Broadcast(Ipv4Addr::from(
+                u32::from(ip) | bits,
+            )));
+        self.call(
+            &format!("adding {ip}/{prefix} to {name}"),
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    /// The default route through `gateway`.
+    pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header = RouteHeader {
+            address_family: AddressFamily::Inet,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: RouteProtocol::Boot,
+            scope: RouteScope::Universe,
+            kind: RouteType::Unicast,
+            ..Default::default()
+        };
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        self.call(
+            &format!("adding the default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+}
