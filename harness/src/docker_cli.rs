@@ -132,6 +132,22 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `GET path` on 127.0.0.1:`port` (HTTP/1.0, as through a VM's forward): the body, trimmed,
+/// or why there is none.
+pub fn http_get(port: u16, path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_string())
+        .ok_or_else(|| format!("no HTTP answer: {out:?}"))
+}
+
 /// Poll `f` every half second until it holds; panics after `within`.
 pub fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();

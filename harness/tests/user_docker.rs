@@ -1056,6 +1056,7 @@ fn restart_policies_images_and_volumes_hold_across_a_reboot() {
         .unwrap()
         .drive(disk.drive())
         .ssh_key(&key)
+        .forward(8080)
         .allow_reboot();
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(r"\[ros\] ready", Duration::from_secs(180))
@@ -1092,6 +1093,36 @@ fn restart_policies_images_and_volumes_hold_across_a_reboot() {
         &["exec", "always", "sh", "-c", "echo across-reboot > /keep/f"],
         &vm,
     );
+    // A server with a published port, on this machine's side of QEMU's forward.
+    d.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--hostname",
+            "web-host",
+            "--restart",
+            "always",
+            "-p",
+            "8080:80",
+            "ros/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/etc",
+        ],
+        &vm,
+    );
+    let web_ip = d.inspect("{{.NetworkSettings.IPAddress}}", "web", &vm);
+    let port = vm.port(8080).unwrap();
+    until(
+        "the published port answers",
+        Duration::from_secs(30),
+        || harness::docker_cli::http_get(port, "/hostname").is_ok_and(|b| b == "web-host"),
+    );
 
     let _ = vm.ssh("sudo reboot");
     vm.expect(r"\[ros\] shutdown complete", Duration::from_secs(180))
@@ -1116,6 +1147,16 @@ fn restart_policies_images_and_volumes_hold_across_a_reboot() {
     );
     assert_eq!(d.inspect("{{.State.Status}}", "stopped", &vm), "exited");
     assert_eq!(d.inspect("{{.State.Status}}", "never", &vm), "exited");
+    // The published port answers again, from the same address on the bridge.
+    until(
+        "the published port answers after the reboot",
+        Duration::from_secs(60),
+        || harness::docker_cli::http_get(port, "/hostname").is_ok_and(|b| b == "web-host"),
+    );
+    assert_eq!(
+        d.inspect("{{.NetworkSettings.IPAddress}}", "web", &vm),
+        web_ip
+    );
     assert_eq!(
         d.ok(&["exec", "always", "cat", "/keep/f"], &vm),
         "across-reboot"
@@ -1123,5 +1164,8 @@ fn restart_policies_images_and_volumes_hold_across_a_reboot() {
     // A fresh process, logging again into the same log.
     let logs = d.ok(&["logs", "always"], &vm);
     assert_eq!(logs.lines().filter(|l| *l == "up").count(), 2, "{logs}");
-    d.ok(&["rm", "-f", "always", "unless", "stopped", "never"], &vm);
+    d.ok(
+        &["rm", "-f", "always", "unless", "stopped", "never", "web"],
+        &vm,
+    );
 }

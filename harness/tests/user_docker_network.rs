@@ -5,7 +5,7 @@
 //! the masquerade rule at work); the host's own services are out of their reach on the
 //! bridge's address; the address is kept across a restart, and the veth goes with the exit.
 
-use harness::docker_cli::{boot_with, text};
+use harness::docker_cli::{boot_with, http_get, text};
 
 fn http_cmd(dir: &std::path::Path) -> String {
     format!(
@@ -143,21 +143,6 @@ fn containers_on_the_bridge_get_an_address_reach_out_and_not_the_host() {
     d.ok(&["rm", "web"], &vm);
 }
 
-/// `GET path` on 127.0.0.1:port (HTTP/1.0); the body, or why not.
-fn http_get(port: u16, path: &str) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    out.split_once("\r\n\r\n")
-        .map(|(_, body)| body.trim().to_string())
-        .ok_or_else(|| format!("no HTTP answer: {out:?}"))
-}
-
 #[test]
 fn published_ports_answer_from_this_machine_and_a_taken_port_is_refused() {
     let (vm, d) = boot_with("user_docker_ports", |o| o.forward(8080));
@@ -183,20 +168,10 @@ fn published_ports_answer_from_this_machine_and_a_taken_port_is_refused() {
     );
     // From this machine: QEMU's hostfwd to the VM's port 8080, DNAT to the container.
     let port = vm.port(8080).unwrap();
-    let mut last = String::new();
     harness::docker_cli::until(
         "the published port answers",
         std::time::Duration::from_secs(30),
-        || match http_get(port, "/hostname") {
-            Ok(body) => {
-                last = body;
-                last == "web-host"
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        },
+        || http_get(port, "/hostname").is_ok_and(|b| b == "web-host"),
     );
     assert_eq!(d.ok(&["port", "web"], &vm), "80/tcp -> 0.0.0.0:8080");
     let ps = d.ok(&["ps", "--format", "{{.Names}} {{.Ports}}"], &vm);
@@ -319,5 +294,4 @@ fn published_ports_answer_from_this_machine_and_a_taken_port_is_refused() {
         std::time::Duration::from_secs(30),
         || http_get(port, "/hostname").is_ok_and(|b| b == "web3-host"),
     );
-    let _ = last;
 }
