@@ -3,7 +3,8 @@
 //! route and MAC, its `/etc/hosts` and `/etc/resolv.conf`; containers reach each other, the
 //! console reaches them, and they reach a server on this machine (through QEMU's `guestfwd`:
 //! the masquerade rule at work); the host's own services are out of their reach on the
-//! bridge's address; the address is kept across a restart, and the veth goes with the exit.
+//! bridge's address; the address is kept across a restart, and the veth goes with the exit;
+//! the engine pulls through `rancher.network`'s proxy.
 
 use harness::docker_cli::{boot_with, http_get, text};
 
@@ -19,9 +20,26 @@ fn http_cmd(dir: &std::path::Path) -> String {
 fn containers_on_the_bridge_get_an_address_reach_out_and_not_the_host() {
     let served = tempfile::tempdir().unwrap();
     std::fs::write(served.path().join("hello"), "hello from this machine\n").unwrap();
+    // An HTTP proxy on this machine's side (it answers 404 to everything and logs what it
+    // was asked), named by rancher.network on the kernel command line.
+    let proxy = tempfile::tempdir().unwrap();
     let (vm, d) = boot_with("user_docker_bridge", |o| {
         o.guestfwd("10.0.2.100:80", &http_cmd(served.path()))
+            .guestfwd("10.0.2.100:3128", &http_cmd(proxy.path()))
+            .cmdline("rancher.network.http_proxy=http://10.0.2.100:3128")
+            .cmdline("rancher.network.https_proxy=http://10.0.2.100:3128")
     });
+
+    // The engine's pulls go through rancher.network's proxy (the system services that list
+    // the proxy variables get them: the docker service does).
+    let out = d.run(&["pull", "10.9.9.9:5000/through/proxy"]);
+    assert!(!out.status.success(), "pulled from nowhere?");
+    let asked = std::fs::read_to_string(proxy.path().join("requests.log")).unwrap_or_default();
+    assert!(
+        asked.contains("10.9.9.9:5000"),
+        "the proxy was not asked: {asked:?}; docker said {}",
+        text(&out.stderr)
+    );
 
     // Inside: the address, route, MAC; its own hosts line; no loopback resolver.
     let inside = d.ok(
@@ -82,6 +100,34 @@ fn containers_on_the_bridge_get_an_address_reach_out_and_not_the_host() {
     );
     let mac = d.inspect("{{.NetworkSettings.MacAddress}}", "web", &vm);
     assert!(mac.starts_with("02:42:ac:11:00:"), "{mac}");
+    // docker network ls / inspect agree with the container's view.
+    assert_eq!(
+        d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"], &vm),
+        "bridge bridge\nhost host\nnone null"
+    );
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{.Id}}", "bridge"], &vm),
+        d.inspect("{{.NetworkSettings.Networks.bridge.NetworkID}}", "web", &vm)
+    );
+    assert_eq!(
+        d.ok(
+            &[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+                "bridge"
+            ],
+            &vm
+        ),
+        format!("web {ip}/16 172.17.0.0/16")
+    );
+    let out = d.run(&["network", "create", "mine"]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("not supported"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Container to container, and the console (the host's network) to the container.
     let url = format!("http://{ip}/hostname");

@@ -83,7 +83,7 @@ impl SystemServices {
 
     /// Take `config`'s environment and `write_files`.
     fn take_settings(&self, inner: &mut Inner, config: &Config) {
-        inner.environment = config.rancher.environment.clone().into_iter().collect();
+        inner.environment = environment(config);
         *lock(&self.write_files) = config.write_files.clone();
     }
 
@@ -161,4 +161,43 @@ fn plan_of(specs: &BTreeMap<String, ServiceSpec>) -> crate::services::Plan {
         .map(|(n, s)| (n.clone(), s.before.clone()))
         .collect();
     crate::services::plan(&after, &before)
+}
+
+/// The values of `environment` keys a service lists without one: `rancher.environment`, then
+/// the proxies of `rancher.network` (`http_proxy`, `https_proxy`, `no_proxy`) under both
+/// spellings programs read (`HTTP_PROXY` and `http_proxy`), unless `rancher.environment`
+/// sets them itself, as RancherOS did.
+pub fn environment(config: &Config) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> =
+        config.rancher.environment.clone().into_iter().collect();
+    let net = &config.rancher.network;
+    for (key, value) in [
+        ("HTTP_PROXY", &net.http_proxy),
+        ("HTTPS_PROXY", &net.https_proxy),
+        ("NO_PROXY", &net.no_proxy),
+    ] {
+        if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+            for k in [key.to_string(), key.to_lowercase()] {
+                env.entry(k).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    env
+}
+
+#[cfg(test)]
+mod environment_tests {
+    #[test]
+    fn network_proxies_reach_the_services_environment() {
+        let config: crate::config::Config = serde_yaml_ng::from_str(
+            "rancher:\n  network:\n    http_proxy: http://proxy:3128\n    no_proxy: localhost\n  environment:\n    NO_PROXY: mine\n",
+        )
+        .unwrap();
+        let env = super::environment(&config);
+        assert_eq!(env["HTTP_PROXY"], "http://proxy:3128");
+        assert_eq!(env["http_proxy"], "http://proxy:3128");
+        assert_eq!(env["NO_PROXY"], "mine");
+        assert_eq!(env["no_proxy"], "localhost");
+        assert!(!env.contains_key("HTTPS_PROXY"));
+    }
 }

@@ -271,7 +271,7 @@ fn network_settings(m: &Manager, r: &Record) -> Value {
                 "Links": null,
                 "Aliases": null,
                 "MacAddress": mac,
-                "NetworkID": "",
+                "NetworkID": super::networks::id(m, "bridge"),
                 "EndpointID": "",
                 "Gateway": gateway,
                 "IPAddress": ip,

@@ -17,6 +17,7 @@ mod filters;
 mod image_save;
 mod images;
 mod json;
+mod networks;
 mod processes;
 mod pty;
 mod rancheros;
@@ -134,6 +135,9 @@ fn router(api: Arc<Api>) -> Router {
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/containers/{id}", delete(containers::remove))
         .route("/containers/prune", post(containers::prune))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/{id}", get(networks::inspect))
         .route("/volumes", get(volumes::list))
         .route("/volumes/create", post(volumes::create))
         .route("/volumes/prune", post(volumes::prune))
