@@ -3,7 +3,7 @@
 
 use crate::image::{self, Image, FLOOR_MARKER};
 use crate::vm::{Vm, VmOptions};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const READY: &str = r"\[ros\] ready (\d+\.\d+)";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -371,5 +371,82 @@ pub fn initrd(n: usize) -> anyhow::Result<()> {
             packed.len()
         );
     }
+    Ok(())
+}
+
+/// `harness bench network`: a published port (`-p 8080:80`: QEMU's hostfwd, then DNAT, the
+/// bridge and a veth) against the same server on the host's network (`--net host`: hostfwd
+/// only), both measured from this machine with HTTP/1.0 GETs: latency of a small file, then
+/// throughput of an 8 MiB one; and the time of `docker run -d` with and without `-p`.
+pub fn network(n: usize) -> anyhow::Result<()> {
+    use crate::docker_cli::{boot_with, http_get};
+    let (vm, d) = boot_with("bench-network", |o| o.forward(8080).forward(8081));
+    let data = ["-v", "benchdata:/www"];
+    let mut prep = vec!["run", "--rm"];
+    prep.extend(data);
+    prep.extend([
+        "ros/busybox",
+        "sh",
+        "-c",
+        "echo hi > /www/small; dd if=/dev/zero of=/www/big bs=1M count=8 2>/dev/null",
+    ]);
+    d.ok(&prep, &vm);
+    let timed = |args: &[&str]| {
+        let t = Instant::now();
+        d.ok(args, &vm);
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    let mut published = vec!["run", "-d", "--name", "pub", "-p", "8080:80"];
+    published.extend(data);
+    published.extend(["ros/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    let mut direct = vec!["run", "-d", "--name", "direct", "--net", "host"];
+    direct.extend(data);
+    direct.extend(["ros/busybox", "httpd", "-f", "-p", "8081", "-h", "/www"]);
+    let run_pub = timed(&published);
+    let run_direct = timed(&direct);
+    let (p_pub, p_direct) = (
+        vm.port(8080).expect("forwarded"),
+        vm.port(8081).expect("forwarded"),
+    );
+    for p in [p_pub, p_direct] {
+        crate::docker_cli::until("the server answers", Duration::from_secs(30), || {
+            http_get(p, "/small").is_ok_and(|b| b == "hi")
+        });
+    }
+    let latency = |port: u16| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        for _ in 0..n {
+            http_get(port, "/small").map_err(anyhow::Error::msg)?;
+        }
+        Ok(t.elapsed().as_secs_f64() * 1000.0 / n as f64)
+    };
+    let throughput = |port: u16| -> anyhow::Result<f64> {
+        let rounds = 3;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            let body = http_get(port, "/big").map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                body.len() == 8 << 20,
+                "short body: {} bytes",
+                body.len()
+            );
+        }
+        Ok((8 * rounds) as f64 / t.elapsed().as_secs_f64())
+    };
+    // Interleaved, so a busy moment of this machine falls on both.
+    let (mut l_pub, mut l_direct, mut t_pub, mut t_direct) = (0.0, 0.0, 0.0, 0.0);
+    for _ in 0..2 {
+        l_pub += latency(p_pub)? / 2.0;
+        l_direct += latency(p_direct)? / 2.0;
+        t_pub += throughput(p_pub)? / 2.0;
+        t_direct += throughput(p_direct)? / 2.0;
+    }
+    println!(
+        "published port vs the host's network, from this machine through QEMU's hostfwd, accel {}",
+        crate::accel::Accel::from_env().qemu_name()
+    );
+    println!("  GET /small, mean of {n}×2:  published {l_pub:7.2} ms   host network {l_direct:7.2} ms   ratio {:.2}x (goal ≤ 1.10x)", l_pub / l_direct);
+    println!("  GET 8 MiB, 3×2 rounds:     published {t_pub:7.1} MB/s host network {t_direct:7.1} MB/s ratio {:.2}x (goal ≥ 0.90x)", t_pub / t_direct);
+    println!("  docker run -d: with -p 8080:80 {run_pub:.0} ms, --net host {run_direct:.0} ms");
     Ok(())
 }

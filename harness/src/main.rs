@@ -82,6 +82,11 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 10)]
         n: usize,
     },
+    /// A published port against the host's network: latency, throughput, `docker run -p`.
+    Network {
+        #[arg(short = 'n', default_value_t = 50)]
+        n: usize,
+    },
     /// QEMU start to the first successful `ssh true`, beside `[ros] ready`.
     Ssh {
         #[arg(short = 'n', default_value_t = 5)]
@@ -213,6 +218,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Crun { n } => harness::bench::crun(n)?,
                 BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
                 BenchCmd::Docker { n } => harness::bench::docker(n)?,
+                BenchCmd::Network { n } => harness::bench::network(n)?,
             }
         }
     }

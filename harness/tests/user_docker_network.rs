@@ -136,6 +136,29 @@ fn containers_on_the_bridge_get_an_address_reach_out_and_not_the_host() {
         "web-host"
     );
     assert_eq!(vm.ssh_ok(&format!("wget -qO- {url}")).unwrap(), "web-host");
+    // The default bridge has no names, but --link writes one into /etc/hosts.
+    assert_eq!(
+        d.ok(
+            &[
+                "run",
+                "--rm",
+                "--link",
+                "web:site",
+                "ros/busybox",
+                "wget",
+                "-qO-",
+                "http://site/hostname"
+            ],
+            &vm
+        ),
+        "web-host"
+    );
+    let out = d.run(&["run", "--rm", "--link", "nosuch:x", "ros/busybox", "true"]);
+    assert!(
+        text(&out.stderr).contains("could not get container for nosuch"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // Out to a server on this machine (masqueraded behind the VM's address).
     assert_eq!(

@@ -95,6 +95,21 @@ impl Manager {
                 let _ = m.volumes.remove(v);
             }
         };
+        for l in &host.links {
+            let (target, alias) = record::parse_link(l);
+            if self.find(&target).is_err() {
+                forget(self);
+                return Err(ManagerError::BadRequest(format!(
+                    "could not get container for {target}"
+                )));
+            }
+            if !id::valid_name(&alias) {
+                forget(self);
+                return Err(ManagerError::BadRequest(format!(
+                    "invalid alias {alias:?} in --link {l:?}"
+                )));
+            }
+        }
         let id = id::new_id();
         if config.hostname.is_empty() {
             config.hostname = if host.uts_mode == "host" {

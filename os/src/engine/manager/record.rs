@@ -170,6 +170,18 @@ pub struct HostConfig {
     pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
     /// `-P`: every exposed port on a port of the host's choosing.
     pub publish_all_ports: bool,
+    /// `--link NAME[:ALIAS]` (the default bridge's only way to find another container by
+    /// name: a line in `/etc/hosts`).
+    #[serde(deserialize_with = "null_default")]
+    pub links: Vec<String>,
+}
+
+/// A `--link` as (container, alias); Docker's API form is `/web:/me/alias`.
+pub fn parse_link(link: &str) -> (String, String) {
+    let (name, alias) = link.split_once(':').unwrap_or((link, link));
+    let name = name.trim_start_matches('/').to_string();
+    let alias = alias.rsplit('/').next().unwrap_or(alias).to_string();
+    (name, alias)
 }
 
 /// One host side of a published port (Docker's `PortBinding`); empty: any address, any port.
@@ -483,6 +495,16 @@ mod tests {
         assert_eq!(h.restart_policy.name, "on-failure");
         assert_eq!(h.restart_policy.maximum_retry_count, 3);
         assert_eq!(h.memory, 1 << 20);
+    }
+
+    #[test]
+    fn links_read_in_both_forms() {
+        assert_eq!(parse_link("web"), ("web".into(), "web".into()));
+        assert_eq!(parse_link("web:site"), ("web".into(), "site".into()));
+        assert_eq!(
+            parse_link("/web:/probe/site"),
+            ("web".into(), "site".into())
+        );
     }
 
     #[test]

@@ -264,6 +264,21 @@ impl Manager {
             None if !host_net => hosts.push_str(&format!("127.0.1.1\t{hostname}\n")),
             None => {}
         }
+        // Links: the linked container's address, by alias, id and name (while it runs).
+        for l in &rec.host.links {
+            let (target, alias) = super::record::parse_link(l);
+            let Ok(other) = self.find(&target).and_then(|id| self.get(&id)) else {
+                continue;
+            };
+            if let Some(ip) = other.network.ip.filter(|_| other.state.status.is_running()) {
+                let names = if alias == other.name {
+                    format!("{alias} {}", &other.id[..12])
+                } else {
+                    format!("{alias} {} {}", &other.id[..12], other.name)
+                };
+                hosts.push_str(&format!("{ip}\t{names}\n"));
+            }
+        }
         for e in &rec.host.extra_hosts {
             if let Some((name, ip)) = e.split_once(':') {
                 hosts.push_str(&format!("{ip}\t{name}\n"));
