@@ -425,11 +425,7 @@ pub fn network(n: usize) -> anyhow::Result<()> {
         let t = Instant::now();
         for _ in 0..rounds {
             let body = http_get(port, "/big").map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(
-                body.len() == 8 << 20,
-                "short body: {} bytes",
-                body.len()
-            );
+            anyhow::ensure!(body.len() == 8 << 20, "short body: {} bytes", body.len());
         }
         Ok((8 * rounds) as f64 / t.elapsed().as_secs_f64())
     };

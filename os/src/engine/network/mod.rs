@@ -89,6 +89,22 @@ impl Bridge {
             .map_err(|e| e.to_string())?;
         let fwd = "/proc/sys/net/ipv4/ip_forward";
         std::fs::write(fwd, "1").map_err(|e| format!("{fwd}: {e}"))?;
+        // Frames bridged between a bridge's ports are not shown to the IP hooks: the rules
+        // match routed traffic by interface (`iifname docker0`), containers on one bridge may
+        // talk to each other anyway, and each packet a container sends would otherwise go
+        // through conntrack and the chains twice (measured: `harness bench network`).
+        for f in [
+            "bridge-nf-call-iptables",
+            "bridge-nf-call-ip6tables",
+            "bridge-nf-call-arptables",
+        ] {
+            let path = format!("/proc/sys/net/bridge/{f}");
+            if let Err(e) = std::fs::write(&path, "0") {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path, error = %e, "bridge netfilter");
+                }
+            }
+        }
         self.apply(&[])
     }
 
