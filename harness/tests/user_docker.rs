@@ -704,6 +704,71 @@ fn exec_top_stats_pause_and_events_on_a_running_container() {
     );
     assert!(!past.contains("blip"), "{past}");
     d.ok(&["rm", "box"], &vm);
+
+    // A health check: healthy while its test passes, unhealthy after two failures in a row;
+    // ps and the events say so.
+    let since = vm_now(&vm).to_string();
+    d.ok(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "checked",
+            "--health-cmd",
+            "test ! -e /tmp/sick",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "2",
+            "ros/busybox",
+            "sleep",
+            "1000",
+        ],
+        &vm,
+    );
+    until("healthy", Duration::from_secs(60), || {
+        d.inspect("{{.State.Health.Status}}", "checked", &vm) == "healthy"
+    });
+    let ps = d.ok(
+        &["ps", "--filter", "name=checked", "--format", "{{.Status}}"],
+        &vm,
+    );
+    assert!(ps.ends_with("(healthy)"), "{ps}");
+    d.ok(&["exec", "checked", "touch", "/tmp/sick"], &vm);
+    until("unhealthy", Duration::from_secs(60), || {
+        d.inspect("{{.State.Health.Status}}", "checked", &vm) == "unhealthy"
+    });
+    let last = d.inspect(
+        "{{range .State.Health.Log}}{{.ExitCode}} {{end}}{{.State.Health.FailingStreak}}",
+        "checked",
+        &vm,
+    );
+    let (codes, streak) = last.rsplit_once(' ').unwrap();
+    assert!(
+        codes.ends_with('1') && streak.parse::<u32>().unwrap() >= 2,
+        "{last}"
+    );
+    let until_t = (vm_now(&vm) + 1).to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    let events = d.ok(
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until_t,
+            "--filter",
+            "container=checked",
+            "--format",
+            "{{.Action}}",
+        ],
+        &vm,
+    );
+    assert!(
+        events.contains("health_status: healthy") && events.contains("health_status: unhealthy"),
+        "{events}"
+    );
+    d.ok(&["rm", "-f", "checked"], &vm);
 }
 
 #[test]

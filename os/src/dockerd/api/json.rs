@@ -10,7 +10,16 @@ use serde_json::{json, Value};
 fn status_text(r: &Record) -> String {
     let s = &r.state;
     match s.status {
-        Lifecycle::Running => format!("Up {}", time::human(time::since(system_time(s.started_at)))),
+        Lifecycle::Running => format!(
+            "Up {}{}",
+            time::human(time::since(system_time(s.started_at))),
+            match s.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            }
+        ),
         Lifecycle::Paused => format!(
             "Up {} (Paused)",
             time::human(time::since(system_time(s.started_at)))
@@ -197,7 +206,7 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
         .stop_signal
         .clone()
         .unwrap_or_else(|| "SIGTERM".into()));
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": time::rfc3339(system_time(r.created)),
         "Path": argv.first().cloned().unwrap_or_default(),
@@ -214,6 +223,7 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
             "Error": s.error,
             "StartedAt": time::rfc3339(system_time(s.started_at)),
             "FinishedAt": time::rfc3339(system_time(s.finished_at)),
+            "Health": s.health.as_ref().filter(|_| s.status.is_running()),
         },
         "Image": r.image_id,
         "ResolvConfPath": etc(m, &dir, "resolv.conf"),
@@ -240,7 +250,14 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
         "Mounts": mounts(m, r),
         "Config": config,
         "NetworkSettings": network_settings(m, r),
-    })
+    });
+    // Docker leaves `Health` out when there is no health check.
+    if v["State"]["Health"].is_null() {
+        if let Some(state) = v["State"].as_object_mut() {
+            state.remove("Health");
+        }
+    }
+    v
 }
 
 /// `NetworkSettings`: on the bridge, its address, gateway and MAC (top level and under

@@ -27,6 +27,7 @@ mod create;
 pub mod error;
 mod exec;
 pub mod exit;
+mod health;
 pub mod id;
 pub mod logs;
 mod mounts;

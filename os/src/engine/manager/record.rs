@@ -101,6 +101,43 @@ pub struct Config {
     pub volumes: BTreeMap<String, serde_json::Value>,
     #[serde(deserialize_with = "null_default")]
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// `--health-cmd` and friends (Docker's `HealthConfig`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+}
+
+/// Docker's `HealthConfig`: `Test` is `["CMD", args…]`, `["CMD-SHELL", "cmd"]` or
+/// `["NONE"]`; durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    #[serde(deserialize_with = "null_default")]
+    pub test: Vec<String>,
+    pub interval: i64,
+    pub timeout: i64,
+    pub start_period: i64,
+    pub retries: i64,
+}
+
+/// A container's health (Docker's `State.Health`), while a health check runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    pub failing_streak: u32,
+    /// The last five probes.
+    pub log: Vec<HealthProbe>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthProbe {
+    /// RFC 3339.
+    pub start: String,
+    pub end: String,
+    pub exit_code: i32,
+    pub output: String,
 }
 
 /// `--restart`.
@@ -377,6 +414,9 @@ pub struct State {
     /// after containers keeps the name of the start here; empty: the id).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cgroup: String,
+    /// Its health check's findings since it started (none without a health check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 impl Default for State {
@@ -391,6 +431,7 @@ impl Default for State {
             restart_count: 0,
             stopped_by_user: false,
             cgroup: String::new(),
+            health: None,
         }
     }
 }

@@ -54,6 +54,7 @@ impl Manager {
                 tracing::info!(id = %r.id, name = %r.name, "still running: following it again");
                 self.follow(r.id.clone());
                 self.republish(&r).await;
+                self.watch_health(&r);
             } else {
                 self.exited(&r.id, None).await;
             }

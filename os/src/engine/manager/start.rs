@@ -86,7 +86,9 @@ impl Manager {
             r.state.error.clear();
             r.state.started_at = record::now();
             r.state.stopped_by_user = false;
+            r.state.health = None;
         })?;
+        self.watch_health(&rec);
         self.emit(&rec, "start", None, None);
         tracing::info!(id = %id, name = %rec.name, pid, "started");
         if self.bridge_of(&rec).is_some() {
