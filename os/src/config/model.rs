@@ -168,24 +168,36 @@ pub struct Docker {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub extra_args: Vec<String>,
+    /// The user engine also serves its API on TCP 2376 with mutual TLS: a client needs a
+    /// certificate signed by the CA (`ca_cert`, `server_cert`, `server_key` below, or made at
+    /// first start in /var/lib/docker/tls; see os/src/dockerd/remote).
     #[serde(default, deserialize_with = "or_default")]
     pub tls: bool,
+    /// Without `tls`: the user engine also serves its API on TCP 2375 in plain HTTP, to
+    /// anyone who can reach the port (root on the machine, in effect). Said loudly on the
+    /// console at each start. Ignored when `tls` is on.
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub insecure_tcp: bool,
     #[serde(
         default,
         deserialize_with = "or_default",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub tls_args: Vec<String>,
-    /// PEM; private.
+    /// PEM (the certificate, then any intermediates) of the TLS server; private.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_cert: Option<String>,
     /// PEM; private.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_key: Option<String>,
-    /// PEM; private.
+    /// PEM: the CA that signs the clients' certificates; private.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<String>,
-    /// PEM; private.
+    /// PEM; private (not needed to serve: only to sign).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_key: Option<String>,
     #[serde(

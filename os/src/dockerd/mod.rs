@@ -12,7 +12,9 @@
 //! ros dockerd --system [--boot FD]
 //! ```
 //! The socket is mode 0660, owned by root and the group (the console's `rancher` is in it).
-//! `--preload` names a directory whose `.tar`/`.tar.gz` images are loaded at start.
+//! `--preload` names a directory whose `.tar`/`.tar.gz` images are loaded at start. With
+//! `rancher.docker.tls` (or `insecure_tcp`) the user engine also serves the API on TCP
+//! ([`remote`]: mutual TLS on 2376, its certificates in `ROOT/tls`).
 //!
 //! `--system` is the system engine (`system-docker`), which PID 1 starts: the same manager and
 //! API with the system's layout ([`Args::system`]: records and volumes in RAM under
@@ -26,6 +28,7 @@
 //! shuts the system down. (The user engine, on TERM, leaves its containers to their shims.)
 
 pub mod api;
+pub mod remote;
 
 use crate::engine::manager::{Config, Manager};
 use std::os::unix::fs::PermissionsExt;
@@ -210,6 +213,14 @@ async fn serve(args: Args) -> Result<(), String> {
         .then(|| crate::system_services::SystemServices::new(mgr.clone()));
     let state = api::Api::new(mgr, args.root.join("tmp"), registries, services.clone());
     let app = api::app(state);
+    if !args.system {
+        remote::start(
+            &docker,
+            remote::certs::Layout::new(args.root.join("tls")),
+            app.clone(),
+        )
+        .await;
+    }
     let svc = axum::ServiceExt::<axum::extract::Request>::into_make_service(app);
     // Served while the services start: `system-docker ps` answers during boot.
     let server = tokio::spawn(async move { axum::serve(listener, svc).await });

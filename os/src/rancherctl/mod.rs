@@ -5,6 +5,7 @@ mod os;
 mod power;
 mod service;
 mod state;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ commands:
              (rancherctl service help)
   state      the state partition: device, mount, or running from RAM (--json)
   os         version: the slot booted, its version, the boot state; mark-good: keep it
+  tls        gen: a new CA, server and client certificate for the user engine's remote API
+             (rancher.docker.tls) in /var/lib/docker/tls (rancherctl tls help)
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";
@@ -30,6 +33,7 @@ pub fn main(args: &[String]) -> ExitCode {
         "service" => service::main(&args[1..]),
         "state" => state::main(&args[1..]),
         "os" => os::main(&args[1..]),
+        "tls" => tls::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
         "halt" => power::request(power::Request::Halt),
