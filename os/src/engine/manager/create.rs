@@ -182,6 +182,7 @@ impl Manager {
 /// policy at create too).
 fn check_host(h: &HostConfig) -> Result<()> {
     super::mounts::check(h)?;
+    check_names(h)?;
     match h.restart_policy.name.as_str() {
         "" | "no" | "always" | "unless-stopped" | "on-failure" => {}
         other => {
@@ -264,4 +265,57 @@ fn check_host(h: &HostConfig) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// `--dns` and `--add-host` end up as lines of the container's `/etc/resolv.conf` and
+/// `/etc/hosts`: addresses must be addresses and names names (no line of one's own slipped in).
+fn check_names(h: &HostConfig) -> Result<()> {
+    let bad = |m: String| Err(ManagerError::BadRequest(m));
+    for d in &h.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            return bad(format!("{d:?} is not an ip address (--dns)"));
+        }
+    }
+    for e in &h.extra_hosts {
+        let Some((name, ip)) = e.split_once(':') else {
+            return bad(format!("invalid host {e:?} (--add-host NAME:IP)"));
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !name_ok || ip.parse::<std::net::IpAddr>().is_err() {
+            return bad(format!("invalid host {e:?} (--add-host NAME:IP)"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn dns_and_extra_hosts_are_addresses_and_names() {
+        let mut h = HostConfig {
+            dns: vec!["10.0.0.1".into(), "::1".into()],
+            extra_hosts: vec!["db:10.0.0.2".into(), "v6.local:fe80::1".into()],
+            ..HostConfig::default()
+        };
+        assert!(check_names(&h).is_ok());
+        h.dns = vec!["1.1.1.1\nnameserver 6.6.6.6".into()];
+        assert!(check_names(&h).is_err());
+        h.dns.clear();
+        for bad in [
+            "db",
+            "db:10.0.0.x",
+            "a b:10.0.0.1",
+            "db\n1.2.3.4 evil:10.0.0.1",
+            ":1.2.3.4",
+        ] {
+            h.extra_hosts = vec![bad.into()];
+            assert!(check_names(&h).is_err(), "{bad}");
+        }
+    }
 }
