@@ -130,19 +130,18 @@ pub fn load_recipes(dir: &Path) -> anyhow::Result<Vec<ImageRecipe>> {
         .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
         .collect();
     paths.sort();
-    paths
-        .iter()
-        .map(|p| {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let mut r: ImageRecipe = serde_yaml_ng::from_str(&text)
-                .with_context(|| format!("{}: invalid image recipe", p.display()))?;
-            for l in &mut r.layers {
-                resolve_file(l).with_context(|| format!("{}", p.display()))?;
-            }
-            Ok(r)
-        })
-        .collect()
+    paths.iter().map(|p| load_recipe(p)).collect()
+}
+
+/// Read one recipe, its `file:` layers replaced by the layers in those files.
+pub fn load_recipe(p: &Path) -> anyhow::Result<ImageRecipe> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    let mut r: ImageRecipe = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: invalid image recipe", p.display()))?;
+    for l in &mut r.layers {
+        resolve_file(l).with_context(|| format!("{}", p.display()))?;
+    }
+    Ok(r)
 }
 
 /// Replace a `file:` layer by the layer in that file.
@@ -351,8 +350,8 @@ fn add_libs(
     Ok(())
 }
 
-/// Every file and link under `dir` (not directories).
-fn walkdir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Every file and link under `dir` (not directories), sorted.
+pub(crate) fn walkdir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {

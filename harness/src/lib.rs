@@ -18,4 +18,5 @@ pub mod registry;
 pub mod seed;
 pub mod setup;
 pub mod ssh;
+pub mod test_images;
 pub mod vm;

@@ -56,7 +56,8 @@ enum Cmd {
     /// Join stdin/stdout to a TCP connection to ADDR (run by QEMU's guestfwd in tests).
     #[command(hide = true)]
     Relay { addr: String },
-    /// Record the current Debian versions of every package the images use in initrd/packages.lock.
+    /// Record the current Debian versions of every package the images (initrd and test images)
+    /// use in initrd/packages.lock.
     Lock,
 }
 
@@ -146,7 +147,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Lock => {
             let root = harness::paths::repo_root();
             let recipe = harness::initrd::Recipe::load(&root.join("initrd/initrd.yml"))?;
-            let names = harness::initrd::package_names(&recipe)?;
+            let mut names = harness::initrd::package_names(&recipe)?;
+            names.extend(harness::test_images::package_names()?);
+            names.sort();
+            names.dedup();
             for (p, v) in harness::debs::write_lock(&names)? {
                 println!("{p}={v}");
             }
