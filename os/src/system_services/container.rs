@@ -97,6 +97,7 @@ pub fn request(spec: &ServiceSpec, environment: &BTreeMap<String, String>) -> Cr
         name: Some(spec.name.clone()),
         config: c,
         host: h,
+        endpoints: Default::default(),
     }
 }
 

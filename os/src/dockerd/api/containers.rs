@@ -33,6 +33,22 @@ struct CreateBody {
         deserialize_with = "crate::engine::manager::record::null_default"
     )]
     host_config: HostConfig,
+    #[serde(
+        default,
+        deserialize_with = "crate::engine::manager::record::null_default"
+    )]
+    networking_config: NetworkingConfig,
+}
+
+/// `NetworkingConfig`: the endpoints asked for, per network name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkingConfig {
+    #[serde(
+        default,
+        deserialize_with = "crate::engine::manager::record::null_default"
+    )]
+    endpoints_config: std::collections::BTreeMap<String, super::networks::EndpointBody>,
 }
 
 pub async fn create(
@@ -42,12 +58,19 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let b: CreateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON in the request body: {e}")))?;
+    let endpoints = b
+        .networking_config
+        .endpoints_config
+        .into_iter()
+        .map(|(k, v)| v.request().map(|r| (k, r)))
+        .collect::<Result<_, _>>()?;
     let mgr = api.mgr.clone();
     let rec = tokio::task::spawn_blocking(move || {
         mgr.create(CreateRequest {
             name: q.name.filter(|n| !n.is_empty()),
             config: b.config,
             host: b.host_config,
+            endpoints,
         })
     })
     .await

@@ -79,6 +79,22 @@ fn message(e: &Event) -> Value {
             "timeNano": e.time,
         });
     }
+    if e.kind == "network" {
+        // Docker's: the network's id, its name and type, the container connected or not.
+        let mut attrs = Map::new();
+        for (k, v) in &e.labels {
+            attrs.insert(k.clone(), json!(v));
+        }
+        attrs.insert("name".into(), json!(e.name));
+        return json!({
+            "Type": "network",
+            "Action": e.action,
+            "Actor": { "ID": e.id, "Attributes": attrs },
+            "scope": "local",
+            "time": (e.time / 1_000_000_000) as i64,
+            "timeNano": e.time,
+        });
+    }
     let mut attrs = Map::new();
     for (k, v) in &e.labels {
         attrs.insert(k.clone(), json!(v));

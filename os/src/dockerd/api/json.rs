@@ -260,19 +260,23 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
     v
 }
 
-/// `NetworkSettings`: on the bridge, its address, gateway and MAC (top level and under
-/// `Networks.bridge`, as Docker shows them; empty while it does not run).
+/// `NetworkSettings`: on each network, its address, gateway and MAC (the default bridge's at
+/// the top level too, as Docker shows them; empty while it does not run), aliases on a
+/// user-defined network.
 fn network_settings(m: &Manager, r: &Record) -> Value {
     let s = &r.state;
-    let ep = m.endpoint(r);
-    let sandbox = match &ep {
+    let eps = m.endpoints(r);
+    let first = eps.first().filter(|e| e.ip.is_some());
+    // As Docker: the top-level address is the default bridge's only.
+    let on_bridge = first.filter(|e| e.network == "bridge");
+    let sandbox = match first {
         Some(e) => json!(e.sandbox),
         None if s.pid > 0 && network_mode(r) != "host" => json!(format!("/proc/{}/ns/net", s.pid)),
         None => json!(""),
     };
-    let (ip, prefix, gateway, mac) = match &ep {
+    let (ip, prefix, gateway, mac) = match on_bridge {
         Some(e) => (
-            e.ip.to_string(),
+            e.ip.map(|i| i.to_string()).unwrap_or_default(),
             e.prefix,
             e.gateway.to_string(),
             e.mac.clone(),
@@ -280,19 +284,20 @@ fn network_settings(m: &Manager, r: &Record) -> Value {
         None => (String::new(), 0, String::new(), String::new()),
     };
     let mut networks = serde_json::Map::new();
-    if ep.is_some() || (network_mode(r) == "bridge" && m.has_bridge()) {
+    for e in &eps {
+        let running = e.ip.is_some();
         networks.insert(
-            "bridge".into(),
+            e.network.clone(),
             json!({
                 "IPAMConfig": null,
                 "Links": null,
-                "Aliases": null,
-                "MacAddress": mac,
-                "NetworkID": super::networks::id(m, "bridge"),
+                "Aliases": e.aliases,
+                "MacAddress": e.mac,
+                "NetworkID": e.network_id,
                 "EndpointID": "",
-                "Gateway": gateway,
-                "IPAddress": ip,
-                "IPPrefixLen": prefix,
+                "Gateway": if running { e.gateway.to_string() } else { String::new() },
+                "IPAddress": e.ip.map(|i| i.to_string()).unwrap_or_default(),
+                "IPPrefixLen": if running { e.prefix } else { 0 },
                 "IPv6Gateway": "",
                 "GlobalIPv6Address": "",
                 "GlobalIPv6PrefixLen": 0,

@@ -134,3 +134,90 @@ async fn info_and_version_say_what_we_are() {
     assert_eq!(v["Containers"], 0);
     assert_eq!(v["CgroupVersion"], "2");
 }
+
+/// User-defined networks through the API, in a network namespace of the test's own: the
+/// bridge made and gone with the network, its rules in and out of the engine's table,
+/// Docker's answers for what is refused.
+#[test]
+fn user_defined_networks_are_made_listed_and_removed() {
+    crate::engine::network::in_new_netns(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use crate::engine::network::{ipam::Bip, nft, rtnl::Rtnl, Bridge};
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = crate::engine::manager::Config::new(
+                dir.path().join("root"),
+                dir.path().join("run"),
+                "/docker".into(),
+                "/bin/false".into(),
+            );
+            cfg.network = Some(Bridge::new(Bip::DEFAULT, &dir.path().join("run")));
+            let mgr = Manager::open(cfg).unwrap();
+            mgr.setup_network().unwrap();
+            let a = Api::new(mgr, dir.path().join("tmp"), Default::default(), None);
+            let count = || nft::rule_count(nft::Family::Ip, "ros-docker").unwrap().unwrap();
+            let base = count();
+
+            let (s, _, b) = call(
+                &a,
+                "POST",
+                "/v1.41/networks/create",
+                r#"{"Name":"front","Driver":"bridge","Labels":{"com.example":"x"},"CheckDuplicate":true,"IPAM":{"Driver":"default","Config":[],"Options":{}},"Options":{}}"#,
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            let id = serde_json::from_str::<serde_json::Value>(&b).unwrap()["Id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let mut rtnl = Rtnl::open().unwrap();
+            assert!(rtnl.index(&format!("br-{}", &id[..12])).unwrap().is_some());
+            assert!(count() > base, "the network's rules are in");
+
+            let (s, _, b) = call(&a, "GET", "/networks/front", "").await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+            assert_eq!(v["Id"], id.as_str());
+            assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16");
+            assert_eq!(v["Labels"]["com.example"], "x");
+            assert_eq!(v["Driver"], "bridge");
+            let (_, _, b) = call(&a, "GET", "/networks?filters=%7B%22label%22%3A%5B%22com.example%3Dx%22%5D%7D", "").await;
+            let listed: serde_json::Value = serde_json::from_str(&b).unwrap();
+            assert_eq!(listed.as_array().unwrap().len(), 1, "{b}");
+            let (_, _, b) = call(&a, "GET", "/networks", "").await;
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&b).unwrap().as_array().unwrap().len(), 4);
+
+            for (body, status, says) in [
+                (r#"{"Name":"front"}"#, StatusCode::CONFLICT, "already exists"),
+                (r#"{"Name":"bridge"}"#, StatusCode::CONFLICT, "already exists"),
+                (r#"{"Name":"o","IPAM":{"Config":[{"Subnet":"172.18.5.0/24"}]}}"#, StatusCode::BAD_REQUEST, "overlaps"),
+                (r#"{"Name":"v6","EnableIPv6":true}"#, StatusCode::BAD_REQUEST, "IPv6"),
+                (r#"{"Name":"ov","Driver":"overlay"}"#, StatusCode::NOT_FOUND, "overlay"),
+                (r#"{"Name":"bad/name"}"#, StatusCode::BAD_REQUEST, "invalid network name"),
+            ] {
+                let (s, _, b) = call(&a, "POST", "/networks/create", body).await;
+                assert_eq!(s, status, "{body}: {b}");
+                assert!(b.contains(says), "{body}: {b}");
+            }
+            let (s, _, b) = call(&a, "DELETE", "/networks/bridge", "").await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+            let (s, _, _) = call(&a, "GET", "/networks/nosuch", "").await;
+            assert_eq!(s, StatusCode::NOT_FOUND);
+            let (s, _, b) = call(&a, "POST", "/networks/front/connect", r#"{"Container":"nosuch"}"#).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+
+            // A second one, pruned with the first gone by rm.
+            let (s, _, _) = call(&a, "POST", "/networks/create", r#"{"Name":"spare"}"#).await;
+            assert_eq!(s, StatusCode::CREATED);
+            let (s, _, b) = call(&a, "DELETE", &format!("/networks/{}", &id[..8]), "").await;
+            assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+            assert!(rtnl.index(&format!("br-{}", &id[..12])).unwrap().is_none());
+            let (s, _, b) = call(&a, "POST", "/networks/prune", "").await;
+            assert_eq!((s, b.contains("spare")), (StatusCode::OK, true), "{b}");
+            assert_eq!(count(), base, "no rule left behind");
+        });
+    });
+}

@@ -14,6 +14,8 @@ pub struct CreateRequest {
     pub name: Option<String>,
     pub config: Config,
     pub host: HostConfig,
+    /// `NetworkingConfig.EndpointsConfig`: per network, its aliases and address.
+    pub endpoints: std::collections::BTreeMap<String, super::ConnectRequest>,
 }
 
 impl Manager {
@@ -22,6 +24,7 @@ impl Manager {
             name,
             mut config,
             host,
+            endpoints,
         } = req;
         if config.image.is_empty() {
             return Err(ManagerError::BadRequest(
@@ -29,6 +32,10 @@ impl Manager {
             ));
         }
         check_host(&host)?;
+        let attached = self.attach_at_create(&host, &endpoints)?;
+        if let Some(target) = host.network_mode.strip_prefix("container:") {
+            self.find(target)?;
+        }
         let image = self.store.resolve(&config.image).map_err(|e| match e {
             crate::engine::store::StoreError::NotFound(_) => {
                 ManagerError::NoSuchImage(config.image.clone())
@@ -149,7 +156,10 @@ impl Manager {
             host,
             state: State::default(),
             mounts,
-            network: Default::default(),
+            network: record::Lease {
+                attached,
+                ..Default::default()
+            },
         };
         let dir = self.dir(&id);
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -201,13 +211,11 @@ fn check_host(h: &HostConfig) -> Result<()> {
             "can't create 'AutoRemove' container with restart policy".into(),
         ));
     }
-    match h.network_mode.as_str() {
-        "" | "default" | "bridge" | "none" | "host" => {}
-        other => {
-            return Err(ManagerError::BadRequest(format!(
-                "network {other} not found"
-            )))
-        }
+    // Other names are user-defined networks, looked up by `attach_at_create`.
+    if h.network_mode == "container:" {
+        return Err(ManagerError::BadRequest(
+            "invalid network mode \"container:\": a container's name or id must follow".into(),
+        ));
     }
     for (key, mode, ok) in [
         ("pid", &h.pid_mode, &["", "host"][..]),

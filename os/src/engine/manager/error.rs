@@ -39,6 +39,15 @@ pub enum ManagerError {
     /// The shim could not make the container, or did not answer.
     #[error("{0}")]
     Shim(String),
+    /// 404.
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    /// 403 (what Docker refuses about networks: a predefined one, active endpoints…).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Plumbing that failed (a bridge, a veth, the rules).
+    #[error("{0}")]
+    Network(String),
 }
 
 impl ManagerError {
@@ -56,7 +65,9 @@ impl ManagerError {
             ManagerError::NoSuchContainer(_)
             | ManagerError::NoSuchImage(_)
             | ManagerError::NoSuchExec(_)
-            | ManagerError::NoSuchPath(_) => 404,
+            | ManagerError::NoSuchPath(_)
+            | ManagerError::NoSuchNetwork(_) => 404,
+            ManagerError::Forbidden(_) => 403,
             ManagerError::Ambiguous(_) | ManagerError::BadRequest(_) => 400,
             ManagerError::Conflict(_) => 409,
             ManagerError::NotModified(_) => 304,

@@ -24,6 +24,7 @@
 pub mod archive;
 mod attach;
 mod create;
+mod dns;
 pub mod error;
 mod exec;
 pub mod exit;
@@ -32,6 +33,7 @@ pub mod id;
 pub mod logs;
 mod mounts;
 mod network;
+mod networks;
 mod pause;
 pub mod record;
 mod remove;
@@ -49,6 +51,7 @@ pub use error::ManagerError;
 pub use exec::{ExecConfig, ExecInfo, ExecIo, ExecStarted};
 pub use logs::LogOptions;
 pub use network::Endpoint;
+pub use networks::{ConnectRequest, CreateNetwork};
 pub use record::{Config as ContainerConfig, HostConfig, Lifecycle, MountPoint, Record};
 pub use top::TITLES as TOP_TITLES;
 pub use wait::WaitCondition;
@@ -160,6 +163,12 @@ pub struct Manager {
     prepare: Mutex<Option<Arc<Prepare>>>,
     /// The userland proxies of the running containers' published ports.
     proxies: Mutex<HashMap<String, crate::engine::network::proxy::Proxy>>,
+    /// User-defined networks (`<root>/networks`).
+    networks: crate::engine::network::named::Networks,
+    /// The embedded DNS servers of the running containers on user-defined networks.
+    dns: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// Itself, for the tasks it starts from a `&self` (the DNS servers' lookups).
+    me: std::sync::Weak<Manager>,
 }
 
 impl Manager {
@@ -172,7 +181,11 @@ impl Manager {
         let store = Store::open(&cfg.store)?;
         let volumes = Volumes::open(cfg.root.join("volumes"))?;
         let (events, _) = tokio::sync::broadcast::channel(256);
-        Ok(Arc::new(Manager {
+        let networks = crate::engine::network::named::Networks::open(cfg.root.join("networks"));
+        Ok(Arc::new_cyclic(|me| Manager {
+            networks,
+            dns: Mutex::new(HashMap::new()),
+            me: me.clone(),
             cfg,
             store,
             volumes,

@@ -468,12 +468,32 @@ pub struct Lease {
     /// Its published ports while it runs (rebuilt at each start).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<Published>,
+    /// The user-defined networks it is on, in the order they were given (its network mode's
+    /// first): `eth0`, `eth1`… in that order after the default bridge's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<Attach>,
 }
 
 impl Lease {
     pub fn is_empty(&self) -> bool {
-        self.ip.is_none() && self.ports.is_empty()
+        self.ip.is_none() && self.ports.is_empty() && self.attached.is_empty()
     }
+}
+
+/// A container on a user-defined network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    /// The network's id.
+    pub network: String,
+    /// Names it is found by on that network (besides its name and short id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Its address there (taken at its first start on it, kept while it is attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The address asked for (`--ip`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<std::net::Ipv4Addr>,
 }
 
 impl Record {
@@ -575,6 +595,12 @@ mod tests {
                     port: 80,
                     host_ip: std::net::Ipv4Addr::UNSPECIFIED,
                     host_port: 8080,
+                }],
+                attached: vec![Attach {
+                    network: "ab".repeat(32),
+                    aliases: vec!["db".into()],
+                    ip: Some("172.18.0.2".parse().unwrap()),
+                    requested: None,
                 }],
             },
         };

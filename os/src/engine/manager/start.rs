@@ -91,7 +91,7 @@ impl Manager {
         self.watch_health(&rec);
         self.emit(&rec, "start", None, None);
         tracing::info!(id = %id, name = %rec.name, pid, "started");
-        if self.bridge_of(&rec).is_some() {
+        if self.on_a_network(&rec) {
             let me = self.clone();
             let _ = tokio::task::spawn_blocking(move || me.refresh_rules()).await;
         }
@@ -249,8 +249,25 @@ impl Manager {
     /// `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf` of the container's own, kept in
     /// its directory and bound in (as Docker does).
     fn etc_files(&self, rec: &Record, rootfs: &Path) -> Result<Vec<BindMount>> {
-        let dir = self.dir(&rec.id);
         let targets = bind_targets(rootfs).map_err(|e| ManagerError::io(rootfs, e))?;
+        // In another container's network namespace: that one's hosts and resolv.conf (as
+        // Docker shares them), its own hostname.
+        if let Some(target) = rec.host.network_mode.strip_prefix("container:") {
+            let other = self.dir(&self.find(target)?);
+            let mut binds = Vec::new();
+            for file in ["hosts", "resolv.conf"] {
+                let dest = format!("/etc/{file}");
+                if targets.contains(&file) && !rec.mounts.iter().any(|m| m.destination == dest) {
+                    binds.push(BindMount {
+                        source: other.join(file),
+                        destination: PathBuf::from(dest),
+                        read_only: false,
+                    });
+                }
+            }
+            return Ok(binds);
+        }
+        let dir = self.dir(&rec.id);
         let host_net = rec.host.network_mode == "host";
         let hostname = if host_net {
             nix::unistd::gethostname()
@@ -261,7 +278,8 @@ impl Manager {
         };
         let mut hosts =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        match rec.network.ip.filter(|_| self.bridge_of(rec).is_some()) {
+        let ifaces = self.ifaces(rec);
+        match ifaces.first().and_then(|i| i.ip) {
             Some(ip) => hosts.push_str(&format!("{ip}\t{hostname}\n")),
             None if !host_net => hosts.push_str(&format!("127.0.1.1\t{hostname}\n")),
             None => {}
@@ -289,6 +307,9 @@ impl Manager {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolv = if host_net {
             host_resolv
+        } else if ifaces.iter().any(|i| i.user_defined()) {
+            // The engine's DNS server answers, and forwards to the resolvers it would have had.
+            embedded_resolv_conf(&host_resolv)
         } else {
             resolv_conf(&host_resolv, &rec.host.dns)
         };
@@ -350,6 +371,27 @@ fn resolv_conf(host: &str, dns: &[String]) -> String {
     }
     for s in servers {
         out.push_str(&format!("nameserver {s}\n"));
+    }
+    out
+}
+
+/// A `/etc/resolv.conf` naming the embedded DNS server alone, as dockerd's on a user-defined
+/// network: the host's search and options kept, `ndots:0` added.
+fn embedded_resolv_conf(host: &str) -> String {
+    let mut out = format!("nameserver {}\n", crate::engine::network::dns::ADDRESS);
+    let mut options = false;
+    for line in host.lines() {
+        match line.split_whitespace().next() {
+            Some("search") | Some("domain") => out.push_str(&format!("{line}\n")),
+            Some("options") => {
+                options = true;
+                out.push_str(&format!("{line} ndots:0\n"));
+            }
+            _ => {}
+        }
+    }
+    if !options {
+        out.push_str("options ndots:0\n");
     }
     out
 }

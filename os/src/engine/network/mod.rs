@@ -16,7 +16,10 @@
 //!
 //! The system engine has no bridge: its services use the host's network or none.
 
+pub mod dns;
+pub mod dnsmsg;
 pub mod ipam;
+pub mod named;
 pub mod nft;
 pub mod proxy;
 pub mod rtnl;
@@ -38,6 +41,17 @@ pub struct PortMap {
     pub port: u16,
     /// The container's name (the rule's comment, for whoever lists the table).
     pub container: String,
+    /// The bridge the container is reached on.
+    pub bridge: String,
+}
+
+/// A bridge as the rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub bridge: String,
+    pub bip: Bip,
+    /// Nothing goes out of an internal network.
+    pub internal: bool,
 }
 
 impl PortMap {
@@ -69,9 +83,8 @@ impl Bridge {
         }
     }
 
-    /// At engine start: the bridge with its address (made again if it has another one: the
-    /// bip changed), up; IPv4 forwarding on; the rules for no published port yet.
-    pub fn setup(&self) -> Result<(), String> {
+    /// The bridge with its address (made again if it has another one: the bip changed), up.
+    pub fn ensure(&self) -> Result<(), String> {
         let mut rt = rtnl::Rtnl::open().map_err(|e| e.to_string())?;
         rt.ensure_bridge(&self.name).map_err(|e| e.to_string())?;
         let have = rt.addresses(&self.name).map_err(|e| e.to_string())?;
@@ -86,31 +99,28 @@ impl Bridge {
                 .map_err(|e| e.to_string())?;
         }
         rt.set_link(&self.name, true, None, None)
-            .map_err(|e| e.to_string())?;
-        let fwd = "/proc/sys/net/ipv4/ip_forward";
-        std::fs::write(fwd, "1").map_err(|e| format!("{fwd}: {e}"))?;
-        // Frames bridged between a bridge's ports are not shown to the IP hooks: the rules
-        // match routed traffic by interface (`iifname docker0`), containers on one bridge may
-        // talk to each other anyway, and each packet a container sends would otherwise go
-        // through conntrack and the chains twice (measured: `harness bench network`).
-        for f in [
-            "bridge-nf-call-iptables",
-            "bridge-nf-call-ip6tables",
-            "bridge-nf-call-arptables",
-        ] {
-            let path = format!("/proc/sys/net/bridge/{f}");
-            if let Err(e) = std::fs::write(&path, "0") {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path, error = %e, "bridge netfilter");
-                }
-            }
-        }
-        self.apply(&[])
+            .map_err(|e| e.to_string())
     }
 
-    /// The rule set for these published ports, in place of the one before.
-    pub fn apply(&self, ports: &[PortMap]) -> Result<(), String> {
-        nft::replace(&rules::table(&self.name, self.bip, ports)).map_err(|e| e.to_string())
+    /// The bridge gone (its network was removed); not there is fine.
+    pub fn remove(&self) -> Result<(), String> {
+        let mut rt = rtnl::Rtnl::open().map_err(|e| e.to_string())?;
+        rt.delete_link(&self.name).map_err(|e| e.to_string())
+    }
+
+    /// At engine start: the bridge, IPv4 forwarding on, the rules for no published port yet.
+    pub fn setup(&self) -> Result<(), String> {
+        self.ensure()?;
+        host_setup()?;
+        apply(&[self.segment(false)], &[])
+    }
+
+    pub fn segment(&self, internal: bool) -> Segment {
+        Segment {
+            bridge: self.name.clone(),
+            bip: self.bip,
+            internal,
+        }
     }
 
     /// A container's namespace file.
@@ -118,23 +128,55 @@ impl Bridge {
         self.netns_dir.join(id)
     }
 
-    /// How the container `id` with address `ip` is wired.
-    pub fn wiring(&self, id: &str, ip: Ipv4Addr) -> sandbox::Wiring {
+    /// How the container `id` with address `ip` is wired: `veth` outside, `ifname` inside,
+    /// the default route through this bridge when `route`.
+    pub fn wiring(
+        &self,
+        id: &str,
+        ip: Ipv4Addr,
+        veth: String,
+        ifname: String,
+        route: bool,
+    ) -> sandbox::Wiring {
         sandbox::Wiring {
             path: self.netns(id),
             bridge: self.name.clone(),
-            veth: sandbox::veth_name(id),
+            veth,
+            ifname,
             ip,
             prefix: self.bip.prefix,
-            gateway: self.bip.gateway,
+            gateway: route.then_some(self.bip.gateway),
             mac: ipam::mac(ip),
         }
     }
+}
 
-    /// Undo a container's wiring (nothing there is fine).
-    pub fn unwire(&self, exe: &Path, id: &str) -> Result<(), String> {
-        sandbox::remove(exe, &self.netns(id), &sandbox::veth_name(id))
+/// IPv4 forwarding on, and bridged frames kept away from the IP hooks.
+pub fn host_setup() -> Result<(), String> {
+    let fwd = "/proc/sys/net/ipv4/ip_forward";
+    std::fs::write(fwd, "1").map_err(|e| format!("{fwd}: {e}"))?;
+    // Frames bridged between a bridge's ports are not shown to the IP hooks: the rules
+    // match routed traffic by interface (`iifname docker0`), containers on one bridge may
+    // talk to each other anyway, and each packet a container sends would otherwise go
+    // through conntrack and the chains twice (measured: `harness bench network`).
+    for f in [
+        "bridge-nf-call-iptables",
+        "bridge-nf-call-ip6tables",
+        "bridge-nf-call-arptables",
+    ] {
+        let path = format!("/proc/sys/net/bridge/{f}");
+        if let Err(e) = std::fs::write(&path, "0") {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path, error = %e, "bridge netfilter");
+            }
+        }
     }
+    Ok(())
+}
+
+/// The rule set for these bridges and published ports, in place of the one before.
+pub fn apply(segments: &[Segment], ports: &[PortMap]) -> Result<(), String> {
+    nft::replace(&rules::table(segments, ports)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -15,15 +15,14 @@
 //!   nothing else: a container cannot reach the host's SSH or any other service on the
 //!   bridge's address.
 
-use super::ipam::Bip;
 use super::nft::{Base, Chain, ChainType, Family, Hook, Proto, Rule, Table};
-use super::PortMap;
+use super::{PortMap, Segment};
 use std::net::Ipv4Addr;
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "ros-docker";
 
-pub fn table(bridge: &str, bip: Bip, ports: &[PortMap]) -> Table {
+pub fn table(segments: &[Segment], ports: &[PortMap]) -> Table {
     let base = |hook, priority, kind| {
         Some(Base {
             hook,
@@ -39,10 +38,33 @@ pub fn table(bridge: &str, bip: Bip, ports: &[PortMap]) -> Table {
     };
     let proto = |p: &PortMap| if p.udp { Proto::Udp } else { Proto::Tcp };
     let mut dnat = Vec::new();
-    let mut forward = vec![Rule::new().oifname(true, bridge).ct_established().accept()];
-    let mut input = vec![Rule::new().iifname(true, bridge).ct_established().accept()];
+    let mut masquerade = Vec::new();
+    let mut forward = Vec::new();
+    let mut input = Vec::new();
+    for s in segments {
+        forward.push(
+            Rule::new()
+                .oifname(true, &s.bridge)
+                .ct_established()
+                .accept(),
+        );
+        input.push(
+            Rule::new()
+                .iifname(true, &s.bridge)
+                .ct_established()
+                .accept(),
+        );
+        if !s.internal {
+            masquerade.push(
+                Rule::new()
+                    .saddr(true, s.bip.network(), s.bip.prefix)
+                    .oifname(false, &s.bridge)
+                    .masquerade(),
+            );
+        }
+    }
     for p in ports {
-        let mut r = Rule::new().iifname(false, bridge);
+        let mut r = Rule::new().iifname(false, &p.bridge);
         if let Some(ip) = p.host_ip.filter(|ip| !ip.is_unspecified()) {
             r = r.daddr(true, ip, 32);
         }
@@ -54,24 +76,34 @@ pub fn table(bridge: &str, bip: Bip, ports: &[PortMap]) -> Table {
         );
         forward.push(
             Rule::new()
-                .oifname(true, bridge)
+                .oifname(true, &p.bridge)
                 .daddr(true, p.ip, 32)
                 .l4proto(proto(p))
                 .dport(p.port)
                 .accept(),
         );
-        input.push(
-            Rule::new()
-                .iifname(true, bridge)
-                .l4proto(proto(p))
-                .dport(p.host_port)
-                .accept(),
-        );
+        // From a bridge, the host's side of a published port is the userland proxy.
+        input.push(Rule::new().l4proto(proto(p)).dport(p.host_port).accept());
     }
-    forward.push(Rule::new().iifname(true, bridge).accept());
-    forward.push(Rule::new().oifname(true, bridge).drop());
-    input.push(Rule::new().iifname(true, bridge).drop());
-    let net = bip.network();
+    // Isolation: nothing goes from one network to another.
+    for a in segments {
+        for b in segments.iter().filter(|b| b.bridge != a.bridge) {
+            forward.push(
+                Rule::new()
+                    .iifname(true, &a.bridge)
+                    .oifname(true, &b.bridge)
+                    .drop(),
+            );
+        }
+    }
+    for s in segments {
+        let out = Rule::new().iifname(true, &s.bridge);
+        forward.push(if s.internal { out.drop() } else { out.accept() });
+    }
+    for s in segments {
+        forward.push(Rule::new().oifname(true, &s.bridge).drop());
+        input.push(Rule::new().iifname(true, &s.bridge).drop());
+    }
     Table {
         family: Family::Ip,
         name: TABLE.into(),
@@ -93,10 +125,7 @@ pub fn table(bridge: &str, bip: Bip, ports: &[PortMap]) -> Table {
             chain(
                 "postrouting",
                 base(Hook::Postrouting, 100, ChainType::Nat),
-                vec![Rule::new()
-                    .saddr(true, net, bip.prefix)
-                    .oifname(false, bridge)
-                    .masquerade()],
+                masquerade,
             ),
             chain(
                 "forward",
@@ -114,8 +143,13 @@ mod tests {
 
     #[test]
     fn every_published_port_has_its_dnat_forward_and_input_rule() {
-        let bip = Bip::DEFAULT;
-        let none = table("docker0", bip, &[]);
+        let seg = |name: &str, bip: &str, internal| Segment {
+            bridge: name.into(),
+            bip: bip.parse().unwrap(),
+            internal,
+        };
+        let default = [seg("docker0", "172.17.0.1/16", false)];
+        let none = table(&default, &[]);
         let count = |t: &Table| t.chains.iter().map(|c| c.rules.len()).sum::<usize>();
         assert_eq!(count(&none), 8);
         let ports = [
@@ -126,6 +160,7 @@ mod tests {
                 ip: Ipv4Addr::new(172, 17, 0, 2),
                 port: 80,
                 container: "web".into(),
+                bridge: "docker0".into(),
             },
             PortMap {
                 udp: true,
@@ -134,14 +169,26 @@ mod tests {
                 ip: Ipv4Addr::new(172, 17, 0, 3),
                 port: 53,
                 container: "dns".into(),
+                bridge: "docker0".into(),
             },
         ];
-        let t = table("docker0", bip, &ports);
+        let t = table(&default, &ports);
         assert_eq!(count(&t), 8 + 2 * 3);
         assert_eq!(t.chains[0].rules.len(), 2);
         assert_eq!(
             t.chains[0].rules[0].comment.as_deref(),
             Some("web tcp 8080:80")
         );
+        // Two more networks, one internal: each its established, way out (or not), drop;
+        // masquerade for those that go out; a drop for each ordered pair of networks.
+        let three = [
+            default[0].clone(),
+            seg("br-a", "172.18.0.1/16", false),
+            seg("br-b", "172.19.0.1/16", true),
+        ];
+        let t = table(&three, &[]);
+        assert_eq!(count(&t), 2 + 2 + 3 * 5 + 6);
+        let post = t.chains.iter().find(|c| c.name == "postrouting").unwrap();
+        assert_eq!(post.rules.len(), 2);
     }
 }
