@@ -9,6 +9,7 @@ mod images;
 mod inspect;
 pub mod lifecycle;
 mod logs;
+mod network;
 mod ps;
 mod run;
 mod table;
@@ -81,6 +82,7 @@ fn run(args: &[String], default_socket: &str) -> ExitCode {
         "version" => version(&client),
         "run" => return run::run(&client, rest),
         "rm" => run::rm(&client, rest),
+        "network" => network::network(&client, rest),
         "system" if rest.first().map(String::as_str) == Some("dial-stdio") => {
             dial_stdio::dial_stdio(&client)
         }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! run [-d] [-i] [--rm] [--name N] [-e K=V]… [-w DIR] [-u USER] [-v SRC:DST[:ro]]…
-//!     [--restart POLICY] [--net host|none|bridge] [-p [IP:][HOST:]PORT[/udp]]… [-P]
+//!     [--restart POLICY] [--net host|none|bridge|NETWORK] [--network-alias A]…
+//!     [-p [IP:][HOST:]PORT[/udp]]… [-P]
 //!     [--expose PORT[/udp]]… [-h NAME] IMAGE [CMD [ARG…]]
 //! rm [-f] NAME…
 //! ```
@@ -31,6 +32,7 @@ struct RunArgs {
     binds: Vec<String>,
     restart: Option<String>,
     net: Option<String>,
+    aliases: Vec<String>,
     publish: Vec<String>,
     publish_all: bool,
     expose: Vec<String>,
@@ -61,6 +63,7 @@ fn parse(args: &[String]) -> Result<RunArgs, ClientError> {
             "-v" | "--volume" => a.binds.push(value(w)?),
             "--restart" => a.restart = Some(value(w)?),
             "--net" | "--network" => a.net = Some(value(w)?),
+            "--network-alias" => a.aliases.push(value(w)?),
             "-p" | "--publish" => a.publish.push(value(w)?),
             "-P" | "--publish-all" => a.publish_all = true,
             "--expose" => a.expose.push(value(w)?),
@@ -162,7 +165,13 @@ fn run_inner(client: &Client, args: &[String]) -> Result<i32, ClientError> {
     }
     host["PortBindings"] = serde_json::Value::Object(bindings);
     host["PublishAllPorts"] = json!(a.publish_all);
+    let mut networking = json!({});
+    if !a.aliases.is_empty() {
+        let net = a.net.clone().unwrap_or_default();
+        networking = json!({ "EndpointsConfig": { net: { "Aliases": a.aliases } } });
+    }
     let body = json!({
+        "NetworkingConfig": networking,
         "Image": a.image,
         "Cmd": if a.cmd.is_empty() { serde_json::Value::Null } else { json!(a.cmd) },
         "Env": a.env,
