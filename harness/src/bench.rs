@@ -377,7 +377,8 @@ pub fn initrd(n: usize) -> anyhow::Result<()> {
 /// `harness bench network`: a published port (`-p 8080:80`: QEMU's hostfwd, then DNAT, the
 /// bridge and a veth) against the same server on the host's network (`--net host`: hostfwd
 /// only), both measured from this machine with HTTP/1.0 GETs: latency of a small file, then
-/// throughput of an 8 MiB one; and the time of `docker run -d` with and without `-p`.
+/// throughput of an 8 MiB one; the time of `docker run -d` with and without `-p`; and of
+/// `docker network create` plus a run on the new network.
 pub fn network(n: usize) -> anyhow::Result<()> {
     use crate::docker_cli::{boot_with, http_get};
     let (vm, d) = boot_with("bench-network", |o| o.forward(8080).forward(8081));
@@ -444,5 +445,21 @@ pub fn network(n: usize) -> anyhow::Result<()> {
     println!("  GET /small, mean of {n}×2:  published {l_pub:7.2} ms   host network {l_direct:7.2} ms   ratio {:.2}x (goal ≤ 1.10x)", l_pub / l_direct);
     println!("  GET 8 MiB, 3×2 rounds:     published {t_pub:7.1} MB/s host network {t_direct:7.1} MB/s ratio {:.2}x (goal ≥ 0.90x)", t_pub / t_direct);
     println!("  docker run -d: with -p 8080:80 {run_pub:.0} ms, --net host {run_direct:.0} ms");
+    // A network of one's own: `network create` then a run on it, against a run on the
+    // default bridge (interleaved, 3 rounds each; the network removed after each).
+    let (mut create, mut run_net, mut run_bridge) = (0.0, 0.0, 0.0);
+    let rounds = 3;
+    for i in 0..rounds {
+        let name = format!("benchnet{i}");
+        create += timed(&["network", "create", &name]) / rounds as f64;
+        run_net +=
+            timed(&["run", "--rm", "--network", &name, "ros/busybox", "true"]) / rounds as f64;
+        run_bridge += timed(&["run", "--rm", "ros/busybox", "true"]) / rounds as f64;
+        d.ok(&["network", "rm", &name], &vm);
+    }
+    println!(
+        "  network create {create:.0} ms; docker run --rm true: on it {run_net:.0} ms, on the default bridge {run_bridge:.0} ms (ratio {:.2}x)",
+        run_net / run_bridge
+    );
     Ok(())
 }
