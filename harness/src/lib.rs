@@ -13,6 +13,7 @@ pub mod images;
 pub mod initrd;
 pub mod kernel;
 pub mod osbin;
+pub mod osimage;
 pub mod paths;
 pub mod registry;
 pub mod seed;

@@ -114,6 +114,18 @@ fn build() -> anyhow::Result<image::Image> {
         disk.path.display(),
         disk.version
     );
+    let os = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        &disk.version,
+        &harness::paths::dist_dir().join("rancheros-os.tar"),
+    )?;
+    eprintln!(
+        "OS image: {} ({}:{})",
+        os.display(),
+        harness::osimage::REPOSITORY,
+        disk.version
+    );
     eprintln!(
         "kernel: {} (linux-source {})",
         img.kernel.display(),

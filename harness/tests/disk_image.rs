@@ -206,13 +206,18 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
     let mut vm = boot_disk("disk_image_mark_good", &path, false);
     vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
+    // The health gate: the services and the user engine stay up 10 s in a row → good.
+    vm.expect(r"boot health: SLOT_B is on trial", BOOT).unwrap();
+    vm.expect(r"boot health: SLOT_B healthy for 10s: marked good", BOOT)
+        .unwrap();
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
     assert!(version.contains("version: 2.0.0-b"), "{version}");
     assert!(version.contains("slot: SLOT_B"), "{version}");
     assert!(
-        version.contains("boot state: ORDER=B A A_OK=1 A_TRY=0 B_OK=0 B_TRY=0"),
+        version.contains("boot state: ORDER=B A A_OK=1 A_TRY=0 B_OK=1 B_TRY=0"),
         "{version}"
     );
+    // By hand too (it changes nothing more).
     let marked = vm.sh_ok("rancherctl os mark-good", BOOT).unwrap();
     assert!(
         marked.contains("SLOT_B marked good") && marked.contains("B_OK=1"),
@@ -228,6 +233,101 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
     assert!(
         version.contains("slot: SLOT_B") && version.contains("B_OK=1"),
         "{version}"
+    );
+}
+
+/// `rancherctl os upgrade -i` of the OS image (`harness::osimage`, as `harness build` writes
+/// `dist/rancheros-os.tar`, given to the VM as a second disk): v1 in slot A, v2 written into
+/// slot B and booted on trial, kept by the health gate with the user's files still there;
+/// then a bad v3 (an initrd without init: the kernel panics) written into slot A from v2 is
+/// left by itself for v2; `rollback` to a slot never good is refused.
+#[test]
+fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = disk("disk_image_upgrade", "1.0.0-v1");
+    let v2 = harness::osimage::build(&img.kernel, &img.initrd, "2.0.0-v2", &dir.join("os-v2.tar"))
+        .unwrap();
+    let empty = dir.join("empty-initrd-upgrade.img");
+    let mut cpio = Vec::new();
+    harness::initrd::cpio::Archive::default()
+        .write_to(&mut cpio)
+        .unwrap();
+    std::fs::write(&empty, cpio).unwrap();
+    let v3 =
+        harness::osimage::build(&img.kernel, &empty, "3.0.0-bad", &dir.join("os-v3.tar")).unwrap();
+    let image_drive = |p: &std::path::Path| Drive {
+        path: p.to_path_buf(),
+        format: "raw".into(),
+        read_only: true,
+    };
+    let opts = VmOptions::new("disk_image_upgrade")
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .drive(Drive {
+            path: path.clone(),
+            format: "raw".into(),
+            read_only: false,
+        })
+        .drive(image_drive(&v2))
+        .drive(image_drive(&v3));
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.sh_ok("echo kept > /home/rancher/kept && sync", BOOT)
+        .unwrap();
+
+    // What is not an OS image is refused before anything is written.
+    let bad = vm
+        .sh_ok(
+            "rancherctl os upgrade -i /dev/vda1 --no-reboot 2>&1; true",
+            BOOT,
+        )
+        .unwrap();
+    assert!(bad.contains("/dev/vda1") && !bad.contains("holds"), "{bad}");
+    let out = vm
+        .sh_ok("rancherctl os upgrade -i /dev/vdb --no-reboot", BOOT)
+        .unwrap();
+    assert!(
+        out.contains("SLOT_B holds 2.0.0-v2 and boots next, on trial")
+            && out.contains("ORDER=B A A_OK=1 A_TRY=0 B_OK=0 B_TRY=1"),
+        "{out}"
+    );
+    vm.send("rancherctl reboot\n").unwrap();
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.shell_ended();
+    vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.expect(r"boot health: SLOT_B healthy for 10s: marked good", BOOT)
+        .unwrap();
+    let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+    assert!(
+        version.contains("version: 2.0.0-v2") && version.contains("B_OK=1"),
+        "{version}"
+    );
+    assert_eq!(vm.sh_ok("cat /home/rancher/kept", BOOT).unwrap(), "kept");
+
+    // v3 into slot A, from v2: its kernel panics; the boot after is v2 again, by itself.
+    vm.send("rancherctl os upgrade -i /dev/vdc\n").unwrap();
+    vm.expect(r"SLOT_A holds 3.0.0-bad and boots next, on trial", BOOT)
+        .unwrap();
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.shell_ended();
+    vm.expect(r"booting SLOT_A \(trial 1\)", BOOT).unwrap();
+    vm.expect("Kernel panic", BOOT).unwrap();
+    vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+    assert!(
+        version.contains("version: 2.0.0-v2") && version.contains("A_OK=0 A_TRY=0 B_OK=1"),
+        "{version}"
+    );
+    let refused = vm.sh_ok("rancherctl os rollback 2>&1; true", BOOT).unwrap();
+    assert!(
+        refused.contains("SLOT_A was never marked good"),
+        "{refused}"
     );
 }
 

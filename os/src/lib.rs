@@ -73,6 +73,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "container-helper" => engine::runtime::helper::main(rest),
         // Hidden: the process that owns one container of the user engine (see engine::shim).
         "container-shim" => engine::shim::main(rest),
+        // Hidden: the health gate of a trial boot, started by PID 1 once it is ready.
+        "boot-health" => bootstate::health::main(),
         other => {
             eprintln!(
                 "ros: unknown command {other:?}; expected one of {}",

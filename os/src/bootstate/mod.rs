@@ -8,6 +8,9 @@
 //! `SLOT_B`), each mounted for the moment it is needed on a private directory and unmounted.
 
 pub mod grubenv;
+pub mod health;
+pub mod osimage;
+pub mod upgrade;
 
 use crate::state::device::{self, BlockDevices, DeviceSpec};
 use anyhow::{bail, Context};

@@ -48,6 +48,21 @@ pub struct Boot {
 
 pub(crate) use steps::apply_to_host;
 
+/// The health gate of a trial boot (`ros boot-health`: it exits at once when this boot is not
+/// a trial); PID 1 does not wait for it, its supervisor reaps it like any other child.
+fn spawn_boot_health() {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/init".into());
+    if let Err(e) = std::process::Command::new(exe)
+        .arg0("ros")
+        .arg("boot-health")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+    {
+        say(format!("boot health: not started: {e}"));
+    }
+}
+
 /// Entry point of `init`.
 pub fn main() -> ExitCode {
     if std::process::id() != 1 {
@@ -78,6 +93,7 @@ pub fn main() -> ExitCode {
     let mut boot = Boot::default();
     steps::run_all(&mut boot);
     say(format!("ready {:.3}", since_boot()));
+    spawn_boot_health();
 
     let mut sup = supervisor::Supervisor::new(boot);
     let mut panics: Vec<Instant> = Vec::new();

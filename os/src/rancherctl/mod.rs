@@ -2,7 +2,7 @@
 
 pub mod config;
 mod os;
-mod power;
+pub mod power;
 mod service;
 mod state;
 mod tls;

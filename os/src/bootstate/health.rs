@@ -1,0 +1,137 @@
+//! The health gate of a trial boot (`ros boot-health`, started by PID 1 once it is ready): a
+//! slot booted on trial (`*_OK` not 1) is marked good only when the system services have been
+//! running, none restarting and none failed, and the user engine answering, for [`STABLE`] in
+//! a row. A slot that does not get there within [`DEADLINE`] is not marked, and the machine is
+//! rebooted: its trial is used up, so GRUB boots the other slot, with no hand on it.
+//!
+//! Why a process of its own: PID 1 never blocks, and this waits for minutes; it only reads
+//! the engines' sockets and writes one sector of the ESP.
+
+use super::{booted_slot, mark_good, read_state};
+use crate::state::device::SysBlock;
+use crate::system_docker::client::Client;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// How long the system must stay healthy before its slot is marked good.
+pub const STABLE: Duration = Duration::from_secs(10);
+/// How long a trial boot has to get there.
+pub const DEADLINE: Duration = Duration::from_secs(300);
+/// The user engine's socket on the host.
+const USER_ENGINE: &str = "/run/docker/docker.sock";
+
+fn say(msg: &str) {
+    eprintln!("[ros] boot health: {msg}");
+}
+
+pub fn main() -> ExitCode {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let Some(slot) = booted_slot(&cmdline) else {
+        return ExitCode::SUCCESS;
+    };
+    let key = if slot == "SLOT_A" { "A" } else { "B" };
+    match read_state(&SysBlock) {
+        Ok(env) if env.get(&format!("{key}_OK")) == Some("1") => return ExitCode::SUCCESS,
+        Ok(_) => {}
+        Err(e) => {
+            say(&format!(
+                "the boot state is unreadable ({e:#}): nothing to mark"
+            ));
+            return ExitCode::FAILURE;
+        }
+    }
+    say(&format!(
+        "{slot} is on trial: waiting for {}s of health",
+        STABLE.as_secs()
+    ));
+    let start = Instant::now();
+    let mut healthy_since: Option<(Instant, Vec<(String, String)>)> = None;
+    let mut why = String::from("not checked yet");
+    while start.elapsed() < DEADLINE {
+        match check() {
+            Ok(snapshot) => match &healthy_since {
+                Some((t, s)) if *s == snapshot => {
+                    if t.elapsed() >= STABLE {
+                        return match mark_good(&SysBlock, &slot) {
+                            Ok(env) => {
+                                say(&format!(
+                                    "{slot} healthy for {}s: marked good ({})",
+                                    STABLE.as_secs(),
+                                    env.summary()
+                                ));
+                                ExitCode::SUCCESS
+                            }
+                            Err(e) => {
+                                say(&format!("marking {slot} good: {e:#}"));
+                                ExitCode::FAILURE
+                            }
+                        };
+                    }
+                }
+                _ => healthy_since = Some((Instant::now(), snapshot)),
+            },
+            Err(w) => {
+                why = w;
+                healthy_since = None;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    say(&format!(
+        "{slot} not healthy within {}s ({why}): rebooting into the other slot",
+        DEADLINE.as_secs()
+    ));
+    if let Err(e) = crate::rancherctl::power::request(crate::rancherctl::power::Request::Reboot) {
+        say(&format!("reboot: {e:#}"));
+    }
+    ExitCode::FAILURE
+}
+
+/// The system services' names and states when all is well; what is wrong otherwise.
+fn check() -> Result<Vec<(String, String)>, String> {
+    let system = Client::new(None).map_err(|e| format!("system engine: {e}"))?;
+    let list: Vec<serde_json::Value> = system
+        .json("GET", "/containers/json?all=1", None)
+        .map_err(|e| format!("system engine: {e}"))?;
+    let mut snapshot = Vec::new();
+    for c in &list {
+        let name = c["Names"][0]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let state = c["State"].as_str().unwrap_or_default().to_string();
+        let status = c["Status"].as_str().unwrap_or_default();
+        healthy(&name, &state, status)?;
+        snapshot.push((name, state));
+    }
+    snapshot.sort();
+    let user = Client::with_default(None, USER_ENGINE).map_err(|e| format!("user engine: {e}"))?;
+    user.call("GET", "/_ping")
+        .map_err(|e| format!("user engine: {e}"))?;
+    Ok(snapshot)
+}
+
+/// A service is healthy running, or exited 0 (a service that runs once); not restarting,
+/// not failed.
+fn healthy(name: &str, state: &str, status: &str) -> Result<(), String> {
+    match state {
+        "running" | "created" => Ok(()),
+        "exited" if status.starts_with("Exited (0)") => Ok(()),
+        _ => Err(format!("service {name} is {state}: {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_and_restarting_services_are_not_healthy() {
+        assert!(healthy("ntp", "running", "Up 3 seconds").is_ok());
+        assert!(healthy("cloud-init-execute", "exited", "Exited (0) 2 seconds ago").is_ok());
+        let e = healthy("bad", "exited", "Exited (1) 2 seconds ago").unwrap_err();
+        assert!(e.contains("service bad is exited"), "{e}");
+        assert!(healthy("loop", "restarting", "Restarting (1) 1 second ago").is_err());
+    }
+}

@@ -1,0 +1,118 @@
+//! `rancherctl os upgrade` and `rollback`: the other slot written and verified, then the boot
+//! state switched in one sector write. Three writes, each leaving a machine that boots:
+//!
+//! 1. the target slot is made unbootable (`*_OK=0`, `*_TRY=0`): a power cut while it is
+//!    written leaves GRUB on the booted slot, and no fallback lands on half a slot;
+//! 2. its files are written (each to a temporary name, fsynced, renamed, the directory
+//!    fsynced; the manifest last), then read back from the disk and compared;
+//! 3. `ORDER` puts it first with one trial boot (`*_TRY=1`): GRUB boots it once; unless its
+//!    health gate marks it good (see `health`), the boot after is the old slot again.
+//!
+//! An upgrade is refused from a slot on trial: it would overwrite the only known-good one.
+
+use super::osimage::SlotFiles;
+use super::{find_esp, grubenv, with_mounted, GRUBENV};
+use crate::state::device::{self, BlockDevices, DeviceSpec};
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+/// `SLOT_A` → (`A`, `B`, `SLOT_B`).
+fn keys(booted: &str) -> anyhow::Result<(&'static str, &'static str, &'static str)> {
+    match booted {
+        "SLOT_A" => Ok(("A", "B", "SLOT_B")),
+        "SLOT_B" => Ok(("B", "A", "SLOT_A")),
+        other => bail!("{other:?} is not a slot (SLOT_A or SLOT_B)"),
+    }
+}
+
+fn update_state(
+    devs: &dyn BlockDevices,
+    f: impl FnOnce(&mut grubenv::Env),
+) -> anyhow::Result<grubenv::Env> {
+    let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
+    with_mounted(&esp, "vfat", false, |dir| {
+        Ok(grubenv::update(&dir.join(GRUBENV), f)?)
+    })
+}
+
+/// Write `files` into the slot other than `booted` and make it the next boot, on trial.
+/// Returns the slot written and the boot state after.
+pub fn upgrade(
+    devs: &dyn BlockDevices,
+    booted: &str,
+    files: &SlotFiles,
+) -> anyhow::Result<(String, grubenv::Env)> {
+    let (me, other, target) = keys(booted)?;
+    let state = super::read_state(devs)?;
+    if state.get(&format!("{me}_OK")) != Some("1") {
+        bail!(
+            "{booted} is on trial ({me}_OK is not 1): it must be marked good (its health gate, or \
+             `rancherctl os mark-good`) before an upgrade overwrites {target}, the known-good slot"
+        );
+    }
+    update_state(devs, |e| {
+        e.set(&format!("{other}_OK"), "0");
+        e.set(&format!("{other}_TRY"), "0");
+    })
+    .context("boot state: taking the target slot out of the boot order")?;
+    write_slot(devs, target, files)?;
+    let env = update_state(devs, |e| {
+        e.set("ORDER", &format!("{other} {me}"));
+        e.set(&format!("{other}_TRY"), "1");
+    })
+    .context("boot state: switching to the new slot")?;
+    Ok((target.to_string(), env))
+}
+
+/// Make the other slot the next boot again, if it was ever good.
+pub fn rollback(devs: &dyn BlockDevices, booted: &str) -> anyhow::Result<(String, grubenv::Env)> {
+    let (me, other, target) = keys(booted)?;
+    let state = super::read_state(devs)?;
+    if state.get(&format!("{other}_OK")) != Some("1") {
+        bail!("{target} was never marked good: there is nothing to roll back to");
+    }
+    let env = update_state(devs, |e| e.set("ORDER", &format!("{other} {me}")))?;
+    Ok((target.to_string(), env))
+}
+
+/// Write the slot's files and read them back from the disk.
+fn write_slot(devs: &dyn BlockDevices, label: &str, files: &SlotFiles) -> anyhow::Result<()> {
+    let dev = device::find(devs, &DeviceSpec::Label(label.to_string()))
+        .with_context(|| format!("no partition labelled {label}"))?;
+    with_mounted(&dev, "ext4", false, |dir| {
+        for (name, data) in files.files() {
+            write_file(dir, name, data).with_context(|| format!("{label}: writing {name}"))?;
+        }
+        Ok(())
+    })?;
+    // What is read next comes from the disk, not from the page cache of the write.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    with_mounted(&dev, "ext4", true, |dir| {
+        for (name, data) in files.files() {
+            let got = std::fs::read(dir.join(name))
+                .with_context(|| format!("{label}: reading {name} back"))?;
+            if Sha256::digest(&got) != Sha256::digest(data) {
+                bail!("{label}: {name} reads back otherwise than it was written");
+            }
+        }
+        Ok(())
+    })
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> anyhow::Result<()> {
+    let tmp = dir.join(format!(".{name}.new"));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", tmp.display()))?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync {}", dir.display()))?;
+    Ok(())
+}
