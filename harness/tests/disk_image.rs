@@ -237,8 +237,8 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
 }
 
 /// `rancherctl os upgrade -i` of the OS image (`harness::osimage`, as `harness build` writes
-/// `dist/rancheros-os.tar`, given to the VM as a second disk): v1 in slot A, v2 written into
-/// slot B and booted on trial, kept by the health gate with the user's files still there;
+/// `dist/rancheros-os.tar`, given to the VM as a second disk): v1 in slot A, v2 (by reference,
+/// through the user engine) written into slot B and booted on trial, kept by the health gate with the user's files still there;
 /// then a bad v3 (an initrd without init: the kernel panics) written into slot A from v2 is
 /// left by itself for v2; `rollback` to a slot never good is refused.
 #[test]
@@ -287,8 +287,20 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
         )
         .unwrap();
     assert!(bad.contains("/dev/vda1") && !bad.contains("holds"), "{bad}");
+    // v2 by reference, from the user engine's store (`docker load` of the image first; a
+    // reference it does not hold would be pulled).
+    let loaded = vm
+        .sh_ok(
+            "until docker version >/dev/null 2>&1; do sleep 1; done; docker load < /dev/vdb",
+            BOOT,
+        )
+        .unwrap();
+    assert!(loaded.contains("rancheros/os:2.0.0-v2"), "{loaded}");
     let out = vm
-        .sh_ok("rancherctl os upgrade -i /dev/vdb --no-reboot", BOOT)
+        .sh_ok(
+            "rancherctl os upgrade -i rancheros/os:2.0.0-v2 --no-reboot",
+            BOOT,
+        )
         .unwrap();
     assert!(
         out.contains("SLOT_B holds 2.0.0-v2 and boots next, on trial")

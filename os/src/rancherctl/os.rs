@@ -10,8 +10,10 @@ use crate::bootstate;
 use crate::state::device::SysBlock;
 use anyhow::Context;
 
-const USAGE: &str =
-    "usage: rancherctl os version | mark-good | upgrade -i FILE [--no-reboot] | rollback [--no-reboot]";
+const USAGE: &str = "usage: rancherctl os version | mark-good | upgrade -i FILE|IMAGE [--no-reboot] | rollback [--no-reboot]";
+
+/// The user engine's socket, from the console and from the host.
+const USER_ENGINE: [&str; 2] = ["/var/run/docker.sock", "/run/docker/docker.sock"];
 
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
@@ -52,8 +54,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     other => anyhow::bail!("upgrade: unknown argument {other:?}\n{USAGE}"),
                 }
             }
-            let file = file.context("upgrade: -i FILE (an OS image tar) is needed")?;
-            let files = bootstate::osimage::read(std::path::Path::new(&file))?;
+            let file = file.context("upgrade: -i FILE|IMAGE (an OS image) is needed")?;
+            let files = if std::path::Path::new(&file).exists() {
+                bootstate::osimage::read(std::path::Path::new(&file))?
+            } else {
+                from_engine(&file)?
+            };
             println!("upgrading to {} from {file}", files.version);
             let (target, env) = bootstate::upgrade::upgrade(&SysBlock, &slot, &files)?;
             println!(
@@ -83,4 +89,50 @@ fn finish(reboot: bool) -> anyhow::Result<()> {
         println!("the change takes effect at the next boot");
         Ok(())
     }
+}
+
+/// An OS image by reference, through the user engine: pulled when it is not there (from its
+/// registry, with the engine's trust and credentials), then saved (`docker save`'s tar) and
+/// read like a file, every digest checked again here.
+fn from_engine(reference: &str) -> anyhow::Result<bootstate::osimage::SlotFiles> {
+    use crate::system_docker::client::Client;
+    use crate::system_docker::encode;
+    let socket = USER_ENGINE
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .context("no user engine socket (/var/run/docker.sock): is the docker service running?")?;
+    if reference.is_empty()
+        || reference.len() > 255
+        || !reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
+    {
+        anyhow::bail!("{reference:?} is neither a file nor an image reference");
+    }
+    let engine = Client::with_default(None, socket)?;
+    let name = reference;
+    if engine.call("GET", &format!("/images/{name}/json")).is_err() {
+        println!("pulling {reference}");
+        let body = engine
+            .request(
+                "POST",
+                &format!("/images/create?fromImage={}", encode(reference)),
+                None,
+            )?
+            .ok()?
+            .bytes()?;
+        // The progress stream ends with an error line when the pull failed.
+        for line in body.split(|b| *b == b'\n') {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                if let Some(e) = v["error"].as_str() {
+                    anyhow::bail!("pulling {reference}: {e}");
+                }
+            }
+        }
+    }
+    let tar = engine
+        .request("GET", &format!("/images/{name}/get"), None)?
+        .ok()?
+        .bytes()?;
+    Ok(bootstate::osimage::read_from(&tar[..], reference)?)
 }

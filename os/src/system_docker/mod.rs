@@ -124,7 +124,7 @@ fn version(client: &Client) -> Result<(), ClientError> {
 }
 
 /// `%`-encode a path segment or query value (names are plain, but a user may type anything).
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
