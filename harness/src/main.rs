@@ -88,6 +88,9 @@ enum BenchCmd {
         #[arg(short = 'n', default_value_t = 50)]
         n: usize,
     },
+    /// `rancherctl os upgrade`: its time and bytes, reboot → ready beside a cold boot, and a
+    /// bad version's trial → back on the good slot.
+    Upgrade,
     /// QEMU start to the first successful `ssh true`, beside `[ros] ready`.
     Ssh {
         #[arg(short = 'n', default_value_t = 5)]
@@ -235,6 +238,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
                 BenchCmd::Docker { n } => harness::bench::docker(n)?,
                 BenchCmd::Network { n } => harness::bench::network(n)?,
+                BenchCmd::Upgrade => harness::bench::upgrade()?,
             }
         }
     }
