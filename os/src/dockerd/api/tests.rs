@@ -78,12 +78,16 @@ async fn bad_requests_get_dockers_messages() {
         r#"{"Binds":["data:relative"]}"#,
         r#"{"Mounts":[{"Type":"tmpfs","Target":"relative"}]}"#,
         r#"{"Mounts":[{"Type":"npipe","Target":"/t"}]}"#,
-        r#"{"NetworkMode":"mynet"}"#,
     ] {
         let body = format!(r#"{{"Image":"nosuch","Cmd":["true"],"HostConfig":{host}}}"#);
         let (s, _, b) = call(&a, "POST", "/containers/create", &body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{host}: {b}");
     }
+    // A network it does not have: dockerd's 404, before the image is looked up.
+    let body = r#"{"Image":"nosuch","Cmd":["true"],"HostConfig":{"NetworkMode":"mynet"}}"#;
+    let (s, _, b) = call(&a, "POST", "/containers/create", body).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert!(b.contains("network mynet not found"), "{b}");
     let (s, _, b) = call(
         &a,
         "POST",

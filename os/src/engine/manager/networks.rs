@@ -246,7 +246,10 @@ impl Manager {
             }
         }
         for n in names {
-            self.no_bridge()?;
+            // As dockerd: a network it does not have is not found (404), bridge or not.
+            if self.cfg.network.is_none() {
+                return Err(ManagerError::NoSuchNetwork(n.to_string()));
+            }
             let def = self
                 .networks
                 .find(n)
