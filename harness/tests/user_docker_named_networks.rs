@@ -171,6 +171,24 @@ fn named_networks_resolve_names_keep_apart_and_leave_no_rule_behind() {
             "by {name}"
         );
     }
+    // `container:NAME`: another container in db's namespace (its address, its server on
+    // loopback, its hosts file).
+    assert_eq!(
+        d.ok(
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "container:db",
+                "ros/busybox",
+                "sh",
+                "-c",
+                "wget -qO- http://127.0.0.1/hostname; ip -4 -o addr show eth0 | awk '{print $4}'"
+            ],
+            &vm
+        ),
+        format!("db-host\n{db_ip}/16")
+    );
     // The console's own CLI too.
     let listed = vm.ssh_ok("docker network ls").unwrap();
     assert!(
