@@ -113,8 +113,10 @@ pub fn grubenv(vars: &[(&str, &str)]) -> Vec<u8> {
 /// is above 0 boots only once its decremented count is saved (a trial: if it never marks
 /// itself good, its tries run out and the next boot is another slot, with no hand on it). A
 /// slot that does not load (a kernel GRUB cannot read) falls back to the first good one at
-/// once; a boot state that does not load is the default one (slot A good).
-fn grub_cfg() -> String {
+/// once; a boot state that does not load is the default one (slot A good). Each slot's own
+/// kernel arguments (`A_APPEND`, `B_APPEND`: `rancherctl install --append`, carried by every
+/// upgrade) follow the built-in ones; GRUB splits the unquoted `$append` into words.
+pub fn grub_cfg() -> String {
     let mut try_slot = String::new();
     for (slot, label) in [("A", "SLOT_A"), ("B", "SLOT_B")] {
         try_slot.push_str(&format!(
@@ -142,7 +144,9 @@ set A_OK=1
 set A_TRY=0
 set B_OK=0
 set B_TRY=0
-if ! load_env ORDER A_OK A_TRY B_OK B_TRY; then
+set A_APPEND=""
+set B_APPEND=""
+if ! load_env ORDER A_OK A_TRY B_OK B_TRY A_APPEND B_APPEND; then
   echo "boot state unreadable: booting the default"
 fi
 set boot=""
@@ -150,9 +154,10 @@ set trial=0
 for slot in $ORDER; do
 {try_slot}done
 if [ -z "$boot" ]; then set boot=SLOT_A; fi
+if [ "$boot" = SLOT_B ]; then set append="$B_APPEND"; else set append="$A_APPEND"; fi
 echo "booting $boot (trial $trial)"
 search --no-floppy --label --set=root $boot
-linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot
+linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot $append
 initrd /initrd.img
 boot
 echo "$boot did not load: falling back to a good slot"
@@ -160,9 +165,10 @@ for slot in $ORDER; do
   if [ "$slot" = A -a "$A_OK" = 1 ]; then set boot=SLOT_A; break; fi
   if [ "$slot" = B -a "$B_OK" = 1 ]; then set boot=SLOT_B; break; fi
 done
+if [ "$boot" = SLOT_B ]; then set append="$B_APPEND"; else set append="$A_APPEND"; fi
 echo "booting $boot (fallback)"
 search --no-floppy --label --set=root $boot
-linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot
+linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot $append
 initrd /initrd.img
 boot
 "#
@@ -274,15 +280,11 @@ pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
     let img_at = format!("{}@@{}", tmp.display(), esp);
     run(Command::new("mmd").args(["-i", &img_at, "::/grub", "::/EFI", "::/EFI/BOOT"]))?;
     // GRUB for UEFI: the removable-media path, so no firmware entry is needed.
-    let efi = work.path().join("BOOTX64.EFI");
-    run(Command::new("grub-mkimage")
-        .args(["-O", "x86_64-efi", "-d", GRUB_EFI, "-o"])
-        .arg(&efi)
-        .args(["-p", "(hd0,gpt2)/grub"])
-        .args(GRUB_MODULES))?;
+    let grub = GrubImages::build(work.path())?;
+    let efi = &grub.efi;
     run(Command::new("mcopy")
         .args(["-i", &img_at])
-        .arg(&efi)
+        .arg(efi)
         .arg("::/EFI/BOOT/BOOTX64.EFI"))?;
     run(Command::new("mcopy")
         .args(["-i", &img_at])
@@ -315,13 +317,7 @@ pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
     mkfs_ext4(&tmp, offsets[4], PARTS[4].mib, "RANCHER_STATE", None)?;
 
     // GRUB for BIOS: core.img into the BIOS boot partition, boot.img's code into the MBR.
-    let core = work.path().join("core.img");
-    run(Command::new("grub-mkimage")
-        .args(["-O", "i386-pc", "-d", GRUB_PC, "-o"])
-        .arg(&core)
-        .args(["-p", "(hd0,gpt2)/grub", "biosdisk"])
-        .args(GRUB_MODULES))?;
-    let mut core_img = std::fs::read(&core)?;
+    let mut core_img = std::fs::read(&grub.core)?;
     let bios = offsets[0];
     if core_img.len() as u64 > PARTS[0].mib * MIB {
         bail!(
@@ -333,7 +329,7 @@ pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
     // of core.img starts. grub-mkimage already wrote its length.
     let second = bios / SECTOR + 1;
     core_img[0x200 - 12..0x200 - 4].copy_from_slice(&second.to_le_bytes());
-    let mut boot = std::fs::read(Path::new(GRUB_PC).join("boot.img"))?;
+    let mut boot = std::fs::read(&grub.boot)?;
     if boot.len() != 512 {
         bail!("{GRUB_PC}/boot.img is {} bytes, not 512", boot.len());
     }
@@ -358,6 +354,38 @@ pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
         path: out.to_path_buf(),
         version: spec.a.version.clone(),
     })
+}
+
+/// GRUB's images, as `grub-mkimage` makes them (not yet placed on a disk): the BIOS stages
+/// (`boot.img` for the MBR, `core.img` for the BIOS boot partition) and the UEFI application.
+/// Both read `grub.cfg` and the boot state from the ESP, the disk's second partition. The OS
+/// image carries the same files, so that `rancherctl install` places them the same way.
+pub struct GrubImages {
+    pub boot: PathBuf,
+    pub core: PathBuf,
+    pub efi: PathBuf,
+}
+
+impl GrubImages {
+    /// Make them in `dir`.
+    pub fn build(dir: &Path) -> anyhow::Result<GrubImages> {
+        let efi = dir.join("BOOTX64.EFI");
+        run(Command::new("grub-mkimage")
+            .args(["-O", "x86_64-efi", "-d", GRUB_EFI, "-o"])
+            .arg(&efi)
+            .args(["-p", "(hd0,gpt2)/grub"])
+            .args(GRUB_MODULES))?;
+        let core = dir.join("core.img");
+        run(Command::new("grub-mkimage")
+            .args(["-O", "i386-pc", "-d", GRUB_PC, "-o"])
+            .arg(&core)
+            .args(["-p", "(hd0,gpt2)/grub", "biosdisk"])
+            .args(GRUB_MODULES))?;
+        let boot = dir.join("boot.img");
+        std::fs::copy(Path::new(GRUB_PC).join("boot.img"), &boot)
+            .with_context(|| format!("copying {GRUB_PC}/boot.img"))?;
+        Ok(GrubImages { boot, core, efi })
+    }
 }
 
 fn mkfs_ext4(
@@ -390,7 +418,7 @@ fn run(c: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn which(tool: &str) -> Option<PathBuf> {
+pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin".into(), "/sbin".into()])

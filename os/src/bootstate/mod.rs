@@ -7,6 +7,7 @@
 //! The ESP is found by its FAT volume label (`EFI`), the slots by their ext4 labels (`SLOT_A`,
 //! `SLOT_B`), each mounted for the moment it is needed on a private directory and unmounted.
 
+pub mod append;
 pub mod grubenv;
 pub mod health;
 pub mod osimage;
@@ -22,14 +23,15 @@ pub const ESP_LABEL: &str = "EFI";
 pub const GRUBENV: &str = "grub/grubenv";
 
 /// The FAT volume label of `dev` (FAT32: 11 bytes at 0x47, the type at 0x52), trimmed.
-fn fat32_label(devs: &dyn BlockDevices, dev: &Path) -> Option<String> {
+pub fn fat32_label(devs: &dyn BlockDevices, dev: &Path) -> Option<String> {
     let b = devs.read_at(dev, 0, 512).ok()?;
     if b.len() < 512 || &b[0x52..0x5a] != b"FAT32   " || b[510..512] != [0x55, 0xaa] {
         return None;
     }
+    // mkfs.vfat pads with spaces, busybox's mkdosfs with NULs.
     Some(
         String::from_utf8_lossy(&b[0x47..0x52])
-            .trim_end()
+            .trim_end_matches([' ', '\0'])
             .to_string(),
     )
 }
@@ -150,6 +152,8 @@ mod tests {
         boot[0x52..0x5a].copy_from_slice(b"FAT32   ");
         boot[510] = 0x55;
         boot[511] = 0xaa;
+        assert_eq!(find_esp(&OneDisk(boot.clone())), Some("/dev/vda2".into()));
+        boot[0x47..0x52].copy_from_slice(b"EFI\0\0\0\0\0\0\0\0");
         assert_eq!(find_esp(&OneDisk(boot.clone())), Some("/dev/vda2".into()));
         boot[0x47..0x52].copy_from_slice(b"OTHER      ");
         assert_eq!(find_esp(&OneDisk(boot)), None);

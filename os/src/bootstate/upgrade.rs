@@ -5,8 +5,9 @@
 //!    written leaves GRUB on the booted slot, and no fallback lands on half a slot;
 //! 2. its files are written (each to a temporary name, fsynced, renamed, the directory
 //!    fsynced; the manifest last), then read back from the disk and compared;
-//! 3. `ORDER` puts it first with one trial boot (`*_TRY=1`): GRUB boots it once; unless its
-//!    health gate marks it good (see `health`), the boot after is the old slot again.
+//! 3. `ORDER` puts it first with one trial boot (`*_TRY=1`) and its kernel arguments (the
+//!    booted slot's, or `--append`'s: see `append`): GRUB boots it once; unless its health gate
+//!    marks it good (see `health`), the boot after is the old slot again.
 //!
 //! An upgrade is refused from a slot on trial: it would overwrite the only known-good one.
 
@@ -37,15 +38,24 @@ fn update_state(
     })
 }
 
-/// Write `files` into the slot other than `booted` and make it the next boot, on trial.
-/// Returns the slot written and the boot state after.
+/// Write `files` into the slot other than `booted` and make it the next boot, on trial, with
+/// `append` as its own kernel arguments (`None`: the booted slot's). Returns the slot written
+/// and the boot state after.
 pub fn upgrade(
     devs: &dyn BlockDevices,
     booted: &str,
     files: &SlotFiles,
+    append: Option<&str>,
 ) -> anyhow::Result<(String, grubenv::Env)> {
     let (me, other, target) = keys(booted)?;
     let state = super::read_state(devs)?;
+    let append = match append {
+        Some(a) => super::append::check(a)?,
+        None => state
+            .get(&format!("{me}_APPEND"))
+            .unwrap_or_default()
+            .to_string(),
+    };
     if state.get(&format!("{me}_OK")) != Some("1") {
         bail!(
             "{booted} is on trial ({me}_OK is not 1): it must be marked good (its health gate, or \
@@ -61,6 +71,7 @@ pub fn upgrade(
     let env = update_state(devs, |e| {
         e.set("ORDER", &format!("{other} {me}"));
         e.set(&format!("{other}_TRY"), "1");
+        e.set(&format!("{other}_APPEND"), &append);
     })
     .context("boot state: switching to the new slot")?;
     Ok((target.to_string(), env))
@@ -81,6 +92,13 @@ pub fn rollback(devs: &dyn BlockDevices, booted: &str) -> anyhow::Result<(String
 fn write_slot(devs: &dyn BlockDevices, label: &str, files: &SlotFiles) -> anyhow::Result<()> {
     let dev = device::find(devs, &DeviceSpec::Label(label.to_string()))
         .with_context(|| format!("no partition labelled {label}"))?;
+    write_slot_at(&dev, label, files)
+}
+
+/// Write the slot's files into the ext4 file system on `dev` (the slot `label`) and read them
+/// back from the disk.
+pub fn write_slot_at(dev: &Path, label: &str, files: &SlotFiles) -> anyhow::Result<()> {
+    let dev = dev.to_path_buf();
     with_mounted(&dev, "ext4", false, |dir| {
         for (name, data) in files.files() {
             write_file(dir, name, data).with_context(|| format!("{label}: writing {name}"))?;
@@ -101,7 +119,9 @@ fn write_slot(devs: &dyn BlockDevices, label: &str, files: &SlotFiles) -> anyhow
     })
 }
 
-fn write_file(dir: &Path, name: &str, data: &[u8]) -> anyhow::Result<()> {
+/// `dir/name` written whole or not at all: a temporary name, fsynced, renamed, the directory
+/// fsynced.
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{name}.new"));
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

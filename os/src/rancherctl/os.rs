@@ -10,7 +10,7 @@ use crate::bootstate;
 use crate::state::device::SysBlock;
 use anyhow::Context;
 
-const USAGE: &str = "usage: rancherctl os version | mark-good | upgrade -i FILE|IMAGE [--no-reboot] | rollback [--no-reboot]";
+const USAGE: &str = "usage: rancherctl os version | mark-good | upgrade -i FILE|IMAGE [--append ARGS] [-f] [--no-reboot] | rollback [--no-reboot]";
 
 /// The user engine's socket, from the console and from the host.
 const USER_ENGINE: [&str; 2] = ["/var/run/docker.sock", "/run/docker/docker.sock"];
@@ -46,22 +46,34 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             let slot = slot.context("this boot did not come from a slot (no rancher.boot.slot)")?;
             let mut file = None;
             let mut reboot = true;
+            let mut append = None;
+            let mut force = false;
             let mut it = args[1..].iter();
             while let Some(a) = it.next() {
                 match a.as_str() {
                     "-i" | "--image" => file = it.next().cloned(),
+                    "--append" => {
+                        append = Some(it.next().context("upgrade: --append ARGS")?.clone())
+                    }
+                    "-f" | "--force" => force = true,
                     "--no-reboot" => reboot = false,
                     other => anyhow::bail!("upgrade: unknown argument {other:?}\n{USAGE}"),
                 }
             }
             let file = file.context("upgrade: -i FILE|IMAGE (an OS image) is needed")?;
-            let files = if std::path::Path::new(&file).exists() {
-                bootstate::osimage::read(std::path::Path::new(&file))?
-            } else {
-                from_engine(&file)?
-            };
+            if let Some(a) = &append {
+                bootstate::append::check(a)?;
+            }
+            let files = read_image(&file)?;
+            let running = bootstate::slot_version(&SysBlock, &slot)?;
+            if files.version == running && !force {
+                anyhow::bail!(
+                    "{file} is version {running}, the one running: -f writes it to the other slot anyway"
+                );
+            }
             println!("upgrading to {} from {file}", files.version);
-            let (target, env) = bootstate::upgrade::upgrade(&SysBlock, &slot, &files)?;
+            let (target, env) =
+                bootstate::upgrade::upgrade(&SysBlock, &slot, &files, append.as_deref())?;
             println!(
                 "{target} holds {} and boots next, on trial; boot state: {}",
                 files.version,
@@ -80,8 +92,18 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
+/// An OS image from a file (or a device holding its tar), else by reference through the user
+/// engine.
+pub(super) fn read_image(file: &str) -> anyhow::Result<bootstate::osimage::SlotFiles> {
+    if std::path::Path::new(file).exists() {
+        Ok(bootstate::osimage::read(std::path::Path::new(file))?)
+    } else {
+        from_engine(file)
+    }
+}
+
 /// Reboot now, or say that the change waits for the next boot.
-fn finish(reboot: bool) -> anyhow::Result<()> {
+pub(super) fn finish(reboot: bool) -> anyhow::Result<()> {
     if reboot {
         println!("rebooting");
         super::power::request(super::power::Request::Reboot)
