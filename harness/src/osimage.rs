@@ -1,6 +1,8 @@
 //! `dist/rancheros-os.tar`: the OS itself as an OCI image (`rancheros/os:VERSION`), what
-//! `rancherctl os upgrade -i` takes: one layer holding `vmlinuz`, `initrd.img` and
-//! `manifest.json` (`{"version": …}`), exactly what a boot slot holds. Written with the same
+//! `rancherctl os upgrade -i` and `rancherctl install -i` take: one layer holding `vmlinuz`,
+//! `initrd.img` and `manifest.json` (`{"version": …}`), exactly what a boot slot holds, and
+//! `boot/` with the bootloader pieces an install places (`boot.img`, `core.img`,
+//! `bootx64.efi` from `grub-mkimage`, and `grub.cfg`; see `diskimage`). Written with the same
 //! machinery as the initrd's images and the test images (an OCI layout with Docker's
 //! `manifest.json` beside it), so our engine, this machine's dockerd and a registry push all
 //! take it, and every byte of it is named by a digest the upgrade checks.
@@ -34,6 +36,19 @@ pub fn build(kernel: &Path, initrd: &Path, version: &str, out: &Path) -> anyhow:
         serde_json::to_vec_pretty(&serde_json::json!({ "version": version }))?,
     )
     .context("writing manifest.json")?;
+    let boot = tree.join("boot");
+    std::fs::create_dir(&boot).context("mkdir boot")?;
+    let grub = crate::diskimage::GrubImages::build(work.path())?;
+    for (from, name) in [
+        (&grub.boot, "boot.img"),
+        (&grub.core, "core.img"),
+        (&grub.efi, "bootx64.efi"),
+    ] {
+        std::fs::copy(from, boot.join(name))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    std::fs::write(boot.join("grub.cfg"), crate::diskimage::grub_cfg())
+        .context("writing boot/grub.cfg")?;
     // A recipe of one layer: the slot's tree (`+` is not a tag character: `_` instead).
     let tag = version.replace('+', "_");
     let recipe_path = work.path().join("os.yml");

@@ -1,7 +1,8 @@
 //! An OS image (`rancheros/os:VERSION`, made by `harness build` as `dist/rancheros-os.tar`)
 //! read for an upgrade: a tar holding an OCI layout (`index.json`, `blobs/sha256/…`), one
 //! manifest, one layer with `vmlinuz`, `initrd.img` and `manifest.json` — a boot slot's
-//! content. Everything in it is an attacker's until proven: each blob read must hash to its
+//! content — and, for an install, `boot/` with GRUB's pieces (`boot.img`, `core.img`,
+//! `bootx64.efi`, `grub.cfg`). Everything in it is an attacker's until proven: each blob read must hash to its
 //! name and to the digest that points at it, sizes are capped before anything is kept, the
 //! layer's three files must be plain files, and the version must be a short plain word.
 
@@ -35,7 +36,34 @@ pub struct SlotFiles {
     pub initrd: Vec<u8>,
     /// `manifest.json` as it was in the image.
     pub manifest: Vec<u8>,
+    /// The bootloader pieces, when the image has them (an install needs them; an upgrade
+    /// leaves the installed bootloader alone).
+    pub boot: Option<BootFiles>,
 }
+
+/// GRUB as an install places it: `boot.img` (its code goes in the MBR), `core.img` (in the
+/// BIOS boot partition), `bootx64.efi` (the ESP's removable-media path) and `grub.cfg`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootFiles {
+    pub boot_img: Vec<u8>,
+    pub core_img: Vec<u8>,
+    pub efi: Vec<u8>,
+    pub grub_cfg: Vec<u8>,
+}
+
+/// The layer's files this reader takes, by their names in it.
+const WANTED: [&str; 7] = [
+    "vmlinuz",
+    "initrd.img",
+    "manifest.json",
+    "boot/boot.img",
+    "boot/core.img",
+    "boot/bootx64.efi",
+    "boot/grub.cfg",
+];
+
+/// The largest `core.img` the BIOS boot partition (1 MiB, its first sector aside) holds.
+pub const MAX_CORE_IMG: usize = (1 << 20) - 512;
 
 impl SlotFiles {
     /// The slot's files by name, in the order they are written (the manifest last: a slot
@@ -196,10 +224,7 @@ fn layer_files(r: impl Read, p: &str) -> Result<SlotFiles, ImageError> {
             .trim_start_matches("./")
             .trim_start_matches('/')
             .to_string();
-        let Some(key) = ["vmlinuz", "initrd.img", "manifest.json"]
-            .into_iter()
-            .find(|k| *k == name)
-        else {
+        let Some(key) = WANTED.into_iter().find(|k| *k == name) else {
             continue;
         };
         if !e.header().entry_type().is_file() {
@@ -238,12 +263,71 @@ fn layer_files(r: impl Read, p: &str) -> Result<SlotFiles, ImageError> {
     if initrd.is_empty() {
         return Err(bad(p, "initrd.img: empty"));
     }
+    let boot = boot_files(&mut found, p)?;
     Ok(SlotFiles {
         version,
         kernel,
         initrd,
         manifest,
+        boot,
     })
+}
+
+/// `boot/`'s four files, all or none, each the kind of file it says it is.
+fn boot_files(
+    found: &mut HashMap<&'static str, Vec<u8>>,
+    p: &str,
+) -> Result<Option<BootFiles>, ImageError> {
+    let names = &WANTED[3..];
+    let have: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| found.contains_key(n))
+        .collect();
+    if have.is_empty() {
+        return Ok(None);
+    }
+    if have.len() != names.len() {
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !have.contains(n))
+            .collect();
+        return Err(bad(
+            p,
+            format!(
+                "layer: has {} but not {}",
+                have.join(", "),
+                missing.join(", ")
+            ),
+        ));
+    }
+    let mut take = |k: &str| found.remove(k).unwrap_or_default();
+    let b = BootFiles {
+        boot_img: take("boot/boot.img"),
+        core_img: take("boot/core.img"),
+        efi: take("boot/bootx64.efi"),
+        grub_cfg: take("boot/grub.cfg"),
+    };
+    if b.boot_img.len() != 512 || b.boot_img[510..] != [0x55, 0xaa] {
+        return Err(bad(p, "boot/boot.img: not a 512-byte boot sector"));
+    }
+    if b.core_img.len() < 1024 || b.core_img.len() > MAX_CORE_IMG {
+        return Err(bad(
+            p,
+            format!(
+                "boot/core.img: {} bytes, 1024 to {MAX_CORE_IMG} wanted",
+                b.core_img.len()
+            ),
+        ));
+    }
+    if !b.efi.starts_with(b"MZ") {
+        return Err(bad(p, "boot/bootx64.efi: not a PE image (no MZ)"));
+    }
+    if b.grub_cfg.len() > 64 << 10 || std::str::from_utf8(&b.grub_cfg).is_err() {
+        return Err(bad(p, "boot/grub.cfg: not UTF-8 text of at most 64 KiB"));
+    }
+    Ok(Some(b))
 }
 
 pub fn valid_version(v: &str) -> bool {
@@ -347,6 +431,35 @@ pub(crate) mod tests {
             let e = read_from(&image(&files, false)[..], "os.tar").unwrap_err();
             assert!(e.to_string().contains(says), "{says}: {e}");
         }
+        assert_eq!(f.boot, None);
+        let mut sector = vec![0u8; 512];
+        sector[510..].copy_from_slice(&[0x55, 0xaa]);
+        let core = vec![1u8; 2048];
+        let with_boot = image(
+            &[
+                ("vmlinuz", &k),
+                ("initrd.img", b"initrd"),
+                ("manifest.json", br#"{"version":"v2"}"#),
+                ("boot/boot.img", &sector),
+                ("boot/core.img", &core),
+                ("boot/bootx64.efi", b"MZ..."),
+                ("boot/grub.cfg", b"set timeout=0\n"),
+            ],
+            false,
+        );
+        let f = read_from(&with_boot[..], "os.tar").unwrap();
+        assert_eq!(f.boot.unwrap().core_img, core);
+        let half = image(
+            &[
+                ("vmlinuz", &k),
+                ("initrd.img", b"initrd"),
+                ("manifest.json", br#"{"version":"v2"}"#),
+                ("boot/boot.img", &sector),
+            ],
+            false,
+        );
+        let e = read_from(&half[..], "os.tar").unwrap_err();
+        assert!(e.to_string().contains("not boot/core.img"), "{e}");
         let e = read_from(&tar_of(&[("x", b"y")])[..], "os.tar").unwrap_err();
         assert!(e.to_string().contains("no index.json"), "{e}");
     }
