@@ -11,6 +11,7 @@ pub mod dirfd;
 pub mod dockerd;
 pub mod engine;
 pub mod init;
+pub mod install;
 pub mod netconf;
 pub mod ntp;
 pub mod rancherctl;

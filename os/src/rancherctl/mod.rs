@@ -1,6 +1,7 @@
 //! `rancherctl`: the operator's command. One file per area, as in RancherOS's `cmd/control/`.
 
 pub mod config;
+mod install;
 mod os;
 pub mod power;
 mod service;
@@ -16,7 +17,10 @@ commands:
   service    list, start, stop, restart, enable, disable system services, show their logs
              (rancherctl service help)
   state      the state partition: device, mount, or running from RAM (--json)
-  os         version: the slot booted, its version, the boot state; mark-good: keep it
+  install    this system onto a disk: -d DEV [-i FILE|IMAGE] [-c cloud-config.yml]
+             [--append ARGS] [-f] [--no-reboot] (rancherctl install help)
+  os         version: the slot booted, its version, the boot state; mark-good: keep it;
+             upgrade -i FILE|IMAGE; rollback
   tls        gen: a new CA, server and client certificate for the user engine's remote API
              (rancher.docker.tls) in /var/lib/docker/tls (rancherctl tls help)
   reboot     stop every service cleanly and reboot
@@ -33,6 +37,7 @@ pub fn main(args: &[String]) -> ExitCode {
         "service" => service::main(&args[1..]),
         "state" => state::main(&args[1..]),
         "os" => os::main(&args[1..]),
+        "install" => install::main(&args[1..]),
         "tls" => tls::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
