@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod image;
 pub mod images;
 pub mod initrd;
+pub mod iso;
 pub mod kernel;
 pub mod osbin;
 pub mod osimage;

@@ -129,6 +129,12 @@ fn build() -> anyhow::Result<image::Image> {
         harness::osimage::REPOSITORY,
         disk.version
     );
+    let iso = harness::paths::dist_dir().join("rancheros.iso");
+    harness::iso::build(&img.kernel, &img.initrd, &os, &disk.version, &iso)?;
+    eprintln!(
+        "ISO: {} (BIOS and UEFI; rancherctl install -d DEV)",
+        iso.display()
+    );
     eprintln!(
         "kernel: {} (linux-source {})",
         img.kernel.display(),

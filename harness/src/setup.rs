@@ -29,6 +29,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "genisoimage",
     "dosfstools",
     "mtools",
+    // grub-mkrescue's ISO writer (dist/rancheros.iso).
+    "xorriso",
     // The disk image (src/diskimage.rs): the GPT, GRUB's BIOS stages and grub-mkimage.
     "gdisk",
     "grub-pc-bin",

@@ -92,6 +92,8 @@ pub struct VmOptions {
     pub firmware_boot: bool,
     /// UEFI firmware (OVMF) instead of SeaBIOS.
     pub uefi: bool,
+    /// An ISO in an IDE CD-ROM drive, first in the firmware's boot order.
+    pub cdrom: Option<PathBuf>,
 }
 
 /// Debian's OVMF build (`ovmf`): UEFI firmware for QEMU.
@@ -123,12 +125,19 @@ impl VmOptions {
             ssh_key: None,
             firmware_boot: false,
             uefi: false,
+            cdrom: None,
         }
     }
 
     /// Boot under UEFI (OVMF) rather than SeaBIOS.
     pub fn uefi(mut self) -> Self {
         self.uefi = true;
+        self
+    }
+
+    /// `iso` in a CD-ROM drive, booted first by the firmware (with [`VmOptions::firmware_boot`]).
+    pub fn cdrom(mut self, iso: &Path) -> Self {
+        self.cdrom = Some(iso.to_path_buf());
         self
     }
 
@@ -283,6 +292,17 @@ impl VmOptions {
                     d.path.display(),
                     d.format
                 ),
+            ]);
+        }
+        if let Some(iso) = &self.cdrom {
+            a.extend([
+                "-drive".into(),
+                format!(
+                    "file={},if=none,id=cd0,media=cdrom,readonly=on,format=raw",
+                    iso.display()
+                ),
+                "-device".into(),
+                "ide-cd,drive=cd0,bootindex=0".into(),
             ]);
         }
         if !self.allow_reboot {

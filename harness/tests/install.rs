@@ -1,0 +1,209 @@
+//! The ISO (`dist/rancheros.iso`, `harness::iso`) boots from a CD-ROM into RAM and formats
+//! nothing by itself; `rancherctl install -d DEV` from there makes a blank disk an installed
+//! system (refusing a bad cloud-config and a disk holding data first), which then boots by
+//! itself under SeaBIOS and under OVMF with the cloud-config applied and the `--append` kernel
+//! arguments, which an upgrade keeps.
+
+use harness::vm::{Drive, Vm, VmOptions, READY};
+use std::time::Duration;
+
+const BOOT: Duration = Duration::from_secs(300);
+
+#[test]
+fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_an_upgrade() {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let v4 = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        "4.0.0-iso",
+        &dir.join("os-v4.tar"),
+    )
+    .unwrap();
+    let v5 = harness::osimage::build(&img.kernel, &img.initrd, "5.0.0-up", &dir.join("os-v5.tar"))
+        .unwrap();
+    let iso = dir.join("install.iso");
+    harness::iso::build(&img.kernel, &img.initrd, &v4, "4.0.0-iso", &iso).unwrap();
+    let target = dir.join("install-target.img");
+    let _ = std::fs::remove_file(&target);
+    std::fs::File::create(&target)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let disk = |p: &std::path::Path, read_only: bool| Drive {
+        path: p.to_path_buf(),
+        format: "raw".into(),
+        read_only,
+    };
+
+    // From the ISO: the blank disk is left alone until the install.
+    let opts = VmOptions::new("install_iso")
+        .unwrap()
+        .firmware_boot()
+        .cdrom(&iso)
+        .drive(disk(&target, false));
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect("booting from the ISO", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let sh = |vm: &mut Vm, cmd: &str| vm.sh_ok(cmd, BOOT).unwrap();
+    let state = sh(&mut vm, "rancherctl state");
+    assert!(
+        !state.contains("/dev/vda"),
+        "the ISO formats no disk: {state}"
+    );
+
+    // A cloud-config with a bad value is refused, naming it, before the disk is touched.
+    sh(
+        &mut vm,
+        "printf 'hostname: installed\\nrancher:\\n  state:\\n    wait: many\\n' > /tmp/bad.yml",
+    );
+    let refused = sh(
+        &mut vm,
+        "rancherctl install -d /dev/vda -c /tmp/bad.yml --no-reboot 2>&1; echo rc=$?",
+    );
+    assert!(
+        refused.contains("rancher.state.wait")
+            && refused.contains("nothing written")
+            && refused.ends_with("rc=1"),
+        "{refused}"
+    );
+    assert_eq!(
+        sh(&mut vm, "head -c 1048576 /dev/vda | tr -d '\\0' | wc -c"),
+        "0"
+    );
+    // Kernel arguments GRUB could not carry as given are refused too.
+    let refused = sh(
+        &mut vm,
+        "rancherctl install -d /dev/vda --append 'a=$x' --no-reboot 2>&1; echo rc=$?",
+    );
+    assert!(
+        refused.contains("'$' is not allowed") && refused.ends_with("rc=1"),
+        "{refused}"
+    );
+
+    sh(
+        &mut vm,
+        "printf '#cloud-config\\nhostname: installed-host\\n' > /tmp/cc.yml",
+    );
+    let out = sh(
+        &mut vm,
+        "rancherctl install -d /dev/vda -c /tmp/cc.yml --append 'install.test=42 rancher.debug' --no-reboot 2>&1",
+    );
+    assert!(
+        out.contains(
+            "installing 4.0.0-iso from /usr/share/ros/install/rancheros-os.tar on /dev/vda"
+        ) && out.contains("SLOT_A holds 4.0.0-iso (written, read back)")
+            && out.contains("installed 4.0.0-iso on /dev/vda"),
+        "{out}"
+    );
+    // Now the disk holds a system: a second install says what it would erase and stops.
+    let again = sh(
+        &mut vm,
+        "rancherctl install -d /dev/vda --no-reboot 2>&1; echo rc=$?",
+    );
+    assert!(
+        again.contains("holds /dev/vda1")
+            && again.contains("ext4 \"RANCHER_STATE\"")
+            && again.contains("give -f")
+            && again.ends_with("rc=1"),
+        "{again}"
+    );
+    drop(vm);
+
+    // The disk alone, under SeaBIOS, with the OS image v5 as a second disk.
+    let opts = VmOptions::new("install_disk_bios")
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .drive(disk(&target, false))
+        .drive(disk(&v5, true));
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    assert_eq!(sh(&mut vm, "hostname"), "installed-host");
+    let cmdline = sh(&mut vm, "cat /proc/cmdline");
+    assert!(
+        cmdline.contains("rancher.boot.slot=SLOT_A install.test=42 rancher.debug"),
+        "{cmdline}"
+    );
+    let state = sh(&mut vm, "rancherctl state");
+    assert!(
+        state.starts_with("state: /dev/vda5 mounted on /mnt/state"),
+        "{state}"
+    );
+    let version = sh(&mut vm, "rancherctl os version");
+    assert!(
+        version.contains("version: 4.0.0-iso")
+            && version.contains("A_APPEND=install.test=42 rancher.debug"),
+        "{version}"
+    );
+    sh(&mut vm, "echo kept > /home/rancher/kept && sync");
+    // An upgrade without --append gives the new slot the same arguments.
+    let out = sh(&mut vm, "rancherctl os upgrade -i /dev/vdb --no-reboot");
+    assert!(
+        out.contains("SLOT_B holds 5.0.0-up")
+            && out.contains("B_APPEND=install.test=42 rancher.debug"),
+        "{out}"
+    );
+    vm.send("rancherctl reboot\n").unwrap();
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.shell_ended();
+    vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.expect(r"boot health: SLOT_B healthy for 10s: marked good", BOOT)
+        .unwrap();
+    let cmdline = sh(&mut vm, "cat /proc/cmdline");
+    assert!(
+        cmdline.contains("rancher.boot.slot=SLOT_B install.test=42 rancher.debug"),
+        "{cmdline}"
+    );
+    assert_eq!(sh(&mut vm, "cat /home/rancher/kept"), "kept");
+    assert_eq!(sh(&mut vm, "hostname"), "installed-host");
+    sh(&mut vm, "sync");
+    drop(vm);
+
+    // The same disk under OVMF: GRUB for UEFI from the ESP the install wrote.
+    let opts = VmOptions::new("install_disk_uefi")
+        .unwrap()
+        .firmware_boot()
+        .uefi()
+        .drive(disk(&target, false));
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"BdsDxe: starting Boot\d+ .UEFI", BOOT).unwrap();
+    vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    assert_eq!(sh(&mut vm, "hostname"), "installed-host");
+    let version = sh(&mut vm, "rancherctl os version");
+    assert!(version.contains("version: 5.0.0-up"), "{version}");
+}
+
+/// The hybrid ISO also boots under UEFI (OVMF, from the CD's EFI image).
+#[test]
+fn the_iso_boots_under_uefi() {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let os = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        "4.0.0-iso",
+        &dir.join("os-v4-uefi.tar"),
+    )
+    .unwrap();
+    let iso = dir.join("install-uefi.iso");
+    harness::iso::build(&img.kernel, &img.initrd, &os, "4.0.0-iso", &iso).unwrap();
+    let opts = VmOptions::new("install_iso_uefi")
+        .unwrap()
+        .firmware_boot()
+        .uefi()
+        .cdrom(&iso);
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"BdsDxe: starting Boot\d+ .UEFI", BOOT).unwrap();
+    vm.expect("booting from the ISO", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let carried = vm
+        .sh_ok("ls -l /usr/share/ros/install/rancheros-os.tar", BOOT)
+        .unwrap();
+    assert!(carried.contains("rancheros-os.tar"), "{carried}");
+}
