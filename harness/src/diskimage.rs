@@ -77,6 +77,11 @@ const PARTS: &[Part] = &[
     },
 ];
 
+/// Where the ESP starts in the image (bytes): after the GPT's MiB and the BIOS boot partition.
+pub fn esp_offset() -> u64 {
+    MIB + PARTS[0].mib * MIB
+}
+
 /// What was built.
 #[derive(Debug, Clone)]
 pub struct DiskImage {
@@ -113,7 +118,8 @@ pub fn grubenv(vars: &[(&str, &str)]) -> Vec<u8> {
 /// is above 0 boots only once its decremented count is saved (a trial: if it never marks
 /// itself good, its tries run out and the next boot is another slot, with no hand on it). A
 /// slot that does not load (a kernel GRUB cannot read) falls back to the first good one at
-/// once; a boot state that does not load is the default one (slot A good). Each slot's own
+/// once; a boot state that does not load (zeroed, truncated) gives way to `goodenv`'s
+/// known-good slot (`GOOD`, with its arguments), as does a walk that finds no slot to boot. Each slot's own
 /// kernel arguments (`A_APPEND`, `B_APPEND`: `rancherctl install --append`, carried by every
 /// upgrade) follow the built-in ones; GRUB splits the unquoted `$append` into words.
 pub fn grub_cfg() -> String {
@@ -146,14 +152,26 @@ set B_OK=0
 set B_TRY=0
 set A_APPEND=""
 set B_APPEND=""
+set GOOD=A
+set GOOD_APPEND=""
+if ! load_env -f $prefix/goodenv GOOD GOOD_APPEND; then
+  echo "known-good slot unreadable: A"
+fi
 if ! load_env ORDER A_OK A_TRY B_OK B_TRY A_APPEND B_APPEND; then
-  echo "boot state unreadable: booting the default"
+  echo "boot state unreadable: booting the known-good slot $GOOD"
+  if [ "$GOOD" = B ]; then
+    set ORDER=B; set B_OK=1; set B_APPEND="$GOOD_APPEND"
+  else
+    set ORDER=A; set A_OK=1; set A_APPEND="$GOOD_APPEND"
+  fi
 fi
 set boot=""
 set trial=0
 for slot in $ORDER; do
 {try_slot}done
-if [ -z "$boot" ]; then set boot=SLOT_A; fi
+if [ -z "$boot" ]; then
+  if [ "$GOOD" = B ]; then set boot=SLOT_B; else set boot=SLOT_A; fi
+fi
 if [ "$boot" = SLOT_B ]; then set append="$B_APPEND"; else set append="$A_APPEND"; fi
 echo "booting $boot (trial $trial)"
 search --no-floppy --label --set=root $boot
@@ -193,6 +211,24 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The known-good slot (`goodenv`): the first in `ORDER` whose `*_OK` is 1, else A.
+    pub fn good(&self) -> &'static str {
+        let get = |k: &str| {
+            self.boot_state
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        for slot in get("ORDER").unwrap_or("A").split_whitespace() {
+            match slot {
+                "A" if get("A_OK") == Some("1") => return "A",
+                "B" if get("B_OK") == Some("1") => return "B",
+                _ => {}
+            }
+        }
+        "A"
+    }
+
     /// Slot A alone, good; slot B empty.
     pub fn slot_a(kernel: &Path, initrd: &Path, version: &str) -> Spec {
         Spec {
@@ -294,6 +330,13 @@ pub fn build_spec(spec: &Spec, out: &Path) -> anyhow::Result<DiskImage> {
         .args(["-i", &img_at])
         .arg(&env)
         .arg("::/grub/grubenv"))?;
+    let good_key = spec.good();
+    let good = work.path().join("goodenv");
+    std::fs::write(&good, grubenv(&[("GOOD", good_key), ("GOOD_APPEND", "")]))?;
+    run(Command::new("mcopy")
+        .args(["-i", &img_at])
+        .arg(&good)
+        .arg("::/grub/goodenv"))?;
 
     // The slots: the kernel, the initrd and what they are (slot B may be empty).
     for (i, (label, slot)) in [("SLOT_A", Some(&spec.a)), ("SLOT_B", spec.b.as_ref())]

@@ -359,3 +359,84 @@ fn boot_disk(name: &str, path: &std::path::Path, uefi: bool) -> Vm {
     }
     Vm::boot(opts).unwrap()
 }
+
+/// A boot state that will not load — zeroed in place, then truncated — gives way to the slot
+/// `goodenv` names (B here, though A is GRUB's default), and the health gate rebuilds the boot
+/// state around it.
+#[test]
+fn a_zeroed_or_truncated_boot_state_boots_the_known_good_slot() {
+    use harness::diskimage::{build_spec, Slot, Spec};
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let slot = |version: &str| Slot {
+        kernel: img.kernel.clone(),
+        initrd: img.initrd.clone(),
+        version: version.into(),
+    };
+    let spec = Spec {
+        a: slot("1.0.0-a"),
+        b: Some(slot("2.0.0-b")),
+        boot_state: [
+            ("ORDER", "B A"),
+            ("A_OK", "1"),
+            ("A_TRY", "0"),
+            ("B_OK", "1"),
+            ("B_TRY", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    };
+    assert_eq!(spec.good(), "B");
+    let path = dir.join("disk_image_zeroed.img");
+    build_spec(&spec, &path).unwrap();
+    // The block's sector zeroed, its size kept.
+    let zeros = dir.join("zeros-512");
+    std::fs::write(&zeros, [0u8; 512]).unwrap();
+    let at = format!("{}@@{}", path.display(), diskimage::esp_offset());
+    let st = std::process::Command::new("mcopy")
+        .args(["-o", "-i", &at])
+        .arg(&zeros)
+        .arg("::/grub/grubenv")
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let mut vm = boot_disk("disk_image_zeroed", &path, false);
+    vm.expect("boot state unreadable: booting the known-good slot B", BOOT)
+        .unwrap();
+    vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.expect("boot state rebuilt around SLOT_B", BOOT).unwrap();
+    let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+    assert!(
+        version.contains("version: 2.0.0-b") && version.contains("ORDER=B A B_OK=1 B_TRY=0 A_OK=0"),
+        "{version}"
+    );
+
+    // Truncated: within its header (a torn write of its start: GRUB cannot load it), then
+    // after a few variables (GRUB loads what is left; this side rebuilds it all the same).
+    for size in [20, 100] {
+        vm.sh_ok(
+            &format!("mkdir -p /tmp/esp && mount /dev/vda2 /tmp/esp && truncate -s {size} /tmp/esp/grub/grubenv && umount /tmp/esp && sync"),
+            BOOT,
+        )
+        .unwrap();
+        vm.send("rancherctl reboot\n").unwrap();
+        vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+        vm.shell_ended();
+        if size == 20 {
+            vm.expect("boot state unreadable: booting the known-good slot B", BOOT)
+                .unwrap();
+        }
+        vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
+        vm.expect(READY, BOOT).unwrap();
+        vm.expect("boot state rebuilt around SLOT_B", BOOT).unwrap();
+        let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+        assert!(
+            version.contains("version: 2.0.0-b") && version.contains("ORDER=B A B_OK=1"),
+            "{size}: {version}"
+        );
+    }
+}

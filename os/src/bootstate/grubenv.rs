@@ -104,7 +104,23 @@ pub fn read(path: &Path) -> Result<Env, EnvError> {
         path: p.clone(),
         source,
     })?;
+    whole_sectors(&bytes, &p)?;
     Env::parse(&bytes, &p)
+}
+
+/// A block is whole sectors: anything else was truncated (GRUB would read what is left of
+/// it; this side rebuilds it instead, see `bootstate::repair`).
+fn whole_sectors(bytes: &[u8], p: &str) -> Result<(), EnvError> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(512) {
+        return Err(EnvError::Bad {
+            path: p.to_string(),
+            reason: format!(
+                "{} bytes, not whole 512-byte sectors (truncated?)",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Change the block at `path` in place with `f`; returns the new variables.
@@ -121,6 +137,7 @@ pub fn update(path: &Path, f: impl FnOnce(&mut Env)) -> Result<Env, EnvError> {
         .map_err(io)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io)?;
+    whole_sectors(&bytes, &p)?;
     let mut env = Env::parse(&bytes, &p)?;
     f(&mut env);
     let block = env.render(bytes.len(), &p)?;
@@ -165,9 +182,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("grubenv");
         let mut block = b"# GRUB Environment Block\n".to_vec();
-        block.resize(64, b'#');
+        block.resize(100, b'#');
         std::fs::write(&path, &block).unwrap();
-        let e = update(&path, |e| e.set("LONG", &"x".repeat(100))).unwrap_err();
+        let e = update(&path, |e| e.set("A", "1")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("100 bytes, not whole 512-byte sectors"),
+            "{e}"
+        );
+        block.resize(512, b'#');
+        std::fs::write(&path, &block).unwrap();
+        let e = update(&path, |e| e.set("LONG", &"x".repeat(600))).unwrap_err();
         assert!(matches!(e, EnvError::TooLarge { .. }), "{e}");
         // Nothing changed.
         assert_eq!(std::fs::read(&path).unwrap(), block);

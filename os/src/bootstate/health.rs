@@ -7,7 +7,7 @@
 //! Why a process of its own: PID 1 never blocks, and this waits for minutes; it only reads
 //! the engines' sockets and writes one sector of the ESP.
 
-use super::{booted_slot, mark_good, read_state};
+use super::{booted_append, booted_slot, mark_good, read_state, repair};
 use crate::state::device::SysBlock;
 use crate::system_docker::client::Client;
 use std::process::ExitCode;
@@ -34,10 +34,21 @@ pub fn main() -> ExitCode {
         Ok(env) if env.get(&format!("{key}_OK")) == Some("1") => return ExitCode::SUCCESS,
         Ok(_) => {}
         Err(e) => {
-            say(&format!(
-                "the boot state is unreadable ({e:#}): nothing to mark"
-            ));
-            return ExitCode::FAILURE;
+            // GRUB booted the slot `goodenv` names: the boot state is rebuilt around it.
+            say(&format!("the boot state is unreadable ({e:#})"));
+            return match repair(&SysBlock, &slot, &booted_append(&cmdline)) {
+                Ok(env) => {
+                    say(&format!(
+                        "boot state rebuilt around {slot}, the slot booted as known good ({})",
+                        env.summary()
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    say(&format!("rebuilding the boot state: {e:#}"));
+                    ExitCode::FAILURE
+                }
+            };
         }
     }
     say(&format!(

@@ -6,6 +6,11 @@
 //!
 //! The ESP is found by its FAT volume label (`EFI`), the slots by their ext4 labels (`SLOT_A`,
 //! `SLOT_B`), each mounted for the moment it is needed on a private directory and unmounted.
+//!
+//! Beside the boot state, `grub/goodenv` names the slot last marked good (`GOOD`, with its
+//! kernel arguments `GOOD_APPEND`): GRUB boots that slot when the boot state will not load
+//! (zeroed, truncated, not a block), and the health gate then rebuilds the boot state around
+//! the slot booted ([`repair`]), the one thing known to work.
 
 pub mod append;
 pub mod grubenv;
@@ -21,6 +26,8 @@ use std::path::{Path, PathBuf};
 pub const ESP_LABEL: &str = "EFI";
 /// The boot state's path on the ESP.
 pub const GRUBENV: &str = "grub/grubenv";
+/// The slot last marked good, on the ESP (another one-sector GRUB environment block).
+pub const GOODENV: &str = "grub/goodenv";
 
 /// The FAT volume label of `dev` (FAT32: 11 bytes at 0x47, the type at 0x52), trimmed.
 pub fn fat32_label(devs: &dyn BlockDevices, dev: &Path) -> Option<String> {
@@ -90,21 +97,97 @@ pub fn slot_version(devs: &dyn BlockDevices, label: &str) -> anyhow::Result<Stri
     })
 }
 
-/// Mark `slot` good: its `*_OK=1` and `*_TRY=0`, written in place on the ESP. Returns the
-/// boot state after.
-pub fn mark_good(devs: &dyn BlockDevices, slot: &str) -> anyhow::Result<grubenv::Env> {
-    let key = match slot {
-        "SLOT_A" => "A",
-        "SLOT_B" => "B",
+/// The kernel arguments GRUB gave after `rancher.boot.slot=…` (the slot's `*_APPEND`), up to
+/// init's `--`.
+pub fn booted_append(cmdline: &str) -> String {
+    cmdline
+        .split_whitespace()
+        .skip_while(|w| !w.starts_with("rancher.boot.slot="))
+        .skip(1)
+        .take_while(|w| *w != "--")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn slot_key(slot: &str) -> anyhow::Result<(&'static str, &'static str)> {
+    match slot {
+        "SLOT_A" => Ok(("A", "B")),
+        "SLOT_B" => Ok(("B", "A")),
         other => bail!("{other:?} is not a slot (SLOT_A or SLOT_B)"),
-    };
+    }
+}
+
+/// Mark `slot` good: its `*_OK=1` and `*_TRY=0`, written in place on the ESP, then
+/// `goodenv` names it. Returns the boot state after.
+pub fn mark_good(devs: &dyn BlockDevices, slot: &str) -> anyhow::Result<grubenv::Env> {
+    let (key, _) = slot_key(slot)?;
     let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
     with_mounted(&esp, "vfat", false, |dir| {
-        Ok(grubenv::update(&dir.join(GRUBENV), |e| {
+        let env = grubenv::update(&dir.join(GRUBENV), |e| {
             e.set(&format!("{key}_OK"), "1");
             e.set(&format!("{key}_TRY"), "0");
-        })?)
+        })?;
+        let append = env.get(&format!("{key}_APPEND")).unwrap_or_default();
+        write_good(dir, key, append)?;
+        Ok(env)
     })
+}
+
+/// `goodenv` naming `key` (updated in place; made whole when it is missing or broken).
+fn write_good(esp: &Path, key: &str, append: &str) -> anyhow::Result<()> {
+    let path = esp.join(GOODENV);
+    let updated = grubenv::update(&path, |e| {
+        e.set("GOOD", key);
+        e.set("GOOD_APPEND", append);
+    });
+    if updated.is_ok() {
+        return Ok(());
+    }
+    let mut e = grubenv::Env::default();
+    e.set("GOOD", key);
+    e.set("GOOD_APPEND", append);
+    replace_block(esp, GOODENV, &e)
+}
+
+/// `rel` on the ESP replaced whole by a new one-sector block of `env`: a temporary file,
+/// fsynced, renamed over it, the directory fsynced. Only for a block that is missing or
+/// broken; a good one is changed in place ([`grubenv::update`]).
+fn replace_block(esp: &Path, rel: &str, env: &grubenv::Env) -> anyhow::Result<()> {
+    let block = env.render(512, rel)?;
+    let path = esp.join(rel);
+    let dir = path.parent().context("a block in a directory")?;
+    let name = path
+        .file_name()
+        .context("a block's file name")?
+        .to_string_lossy()
+        .into_owned();
+    upgrade::write_file(dir, &name, &block)
+}
+
+/// Rebuild an unreadable boot state around `slot`, the one booted (GRUB booted it as the
+/// known-good one): it first and good with the arguments it booted with, the other slot not
+/// bootable until it is written again (nothing is known of it). Returns the boot state.
+pub fn repair(devs: &dyn BlockDevices, slot: &str, append: &str) -> anyhow::Result<grubenv::Env> {
+    let (me, other) = slot_key(slot)?;
+    let append = append::check(append)?;
+    let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
+    let mut e = grubenv::Env::default();
+    for (k, v) in [
+        ("ORDER".to_string(), format!("{me} {other}")),
+        (format!("{me}_OK"), "1".into()),
+        (format!("{me}_TRY"), "0".into()),
+        (format!("{other}_OK"), "0".into()),
+        (format!("{other}_TRY"), "0".into()),
+        (format!("{me}_APPEND"), append.clone()),
+        (format!("{other}_APPEND"), String::new()),
+    ] {
+        e.set(&k, &v);
+    }
+    with_mounted(&esp, "vfat", false, |dir| {
+        replace_block(dir, GRUBENV, &e)?;
+        write_good(dir, me, &append)
+    })?;
+    Ok(e)
 }
 
 /// The boot state as it is.
@@ -118,6 +201,16 @@ pub fn read_state(devs: &dyn BlockDevices) -> anyhow::Result<grubenv::Env> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_booted_arguments_are_those_after_the_slot() {
+        assert_eq!(
+            booted_append("console=ttyS0 panic=10 rancher.boot.slot=SLOT_B a=1 rancher.debug -- x"),
+            "a=1 rancher.debug"
+        );
+        assert_eq!(booted_append("console=ttyS0 rancher.boot.slot=SLOT_A"), "");
+        assert_eq!(booted_append("console=ttyS0"), "");
+    }
 
     #[test]
     fn the_booted_slot_is_only_what_grub_can_say() {

@@ -6,7 +6,7 @@
 //! 2. the partition table (`gpt`: BIOS boot, ESP, SLOT_A, SLOT_B, RANCHER_STATE filling the
 //!    rest), GRUB's BIOS stages (`bios`) and, on the ESP (FAT32 by busybox's `mkdosfs`), GRUB
 //!    for UEFI, its `grub.cfg` and the boot state — slot A good, with the `--append` kernel
-//!    arguments as `A_APPEND` (see `bootstate::append`);
+//!    arguments as `A_APPEND` (see `bootstate::append`) — and `goodenv` naming slot A;
 //! 3. both slots made (ext4, e2fsprogs from the system image), slot A written and read back
 //!    exactly as an upgrade writes a slot (`bootstate::upgrade::write_slot_at`);
 //! 4. the state partition made and the `-c` cloud-config (checked first) put where the OS
@@ -20,7 +20,7 @@ pub mod disk;
 pub mod gpt;
 
 use crate::bootstate::osimage::SlotFiles;
-use crate::bootstate::{grubenv, upgrade, with_mounted, GRUBENV};
+use crate::bootstate::{grubenv, upgrade, with_mounted, GOODENV, GRUBENV};
 use crate::state::tools::FsTools;
 use anyhow::{bail, Context};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -161,6 +161,10 @@ pub fn install(
         upgrade::write_file(&dir.join("EFI/BOOT"), "BOOTX64.EFI", &boot.efi)?;
         upgrade::write_file(&dir.join("grub"), "grub.cfg", &boot.grub_cfg)?;
         upgrade::write_file(&dir.join("grub"), "grubenv", &block)?;
+        let mut good = grubenv::Env::default();
+        good.set("GOOD", "A");
+        good.set("GOOD_APPEND", &opts.append);
+        upgrade::write_file(&dir.join("grub"), "goodenv", &good.render(512, GOODENV)?)?;
         Ok(())
     })
     .context("ESP")?;
@@ -170,7 +174,7 @@ pub fn install(
     for (node, label) in [(&nodes[2], "SLOT_A"), (&nodes[3], "SLOT_B")] {
         tools.mkfs(node, label)?;
     }
-    upgrade::write_slot_at(&nodes[2], "SLOT_A", image)?;
+    upgrade::write_slot_at(&nodes[2], "SLOT_A", image, &mut |_| {})?;
     say(format!(
         "{}: SLOT_A holds {} (written, read back)",
         nodes[2].display(),
