@@ -17,6 +17,7 @@ pub mod osbin;
 pub mod osimage;
 pub mod paths;
 pub mod registry;
+pub mod scenario;
 pub mod seed;
 pub mod setup;
 pub mod ssh;

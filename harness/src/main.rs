@@ -34,6 +34,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a scenario of scenarios/NAME.yml (every case; --short: those marked short).
+    Scenario {
+        name: String,
+        #[arg(long)]
+        short: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -233,6 +239,19 @@ fn main() -> anyhow::Result<()> {
                 .status()
                 .context("running cargo test")?;
             std::process::exit(st.code().unwrap_or(1));
+        }
+        Cmd::Scenario { name, short } => {
+            setup::ensure_host()?;
+            let outcomes = harness::scenario::run(&name, short, &mut |o| {
+                eprintln!(
+                    "[scenario {name}] {}: runs {} after {:.0} s (boots: {})",
+                    o.case,
+                    o.version,
+                    o.seconds,
+                    o.boots.join(", ")
+                )
+            })?;
+            println!("scenario {name}: {} cases held", outcomes.len());
         }
         Cmd::Bench { what } => {
             setup::ensure_host()?;

@@ -46,6 +46,7 @@ pub fn upgrade(
     booted: &str,
     files: &SlotFiles,
     append: Option<&str>,
+    say: &mut dyn FnMut(String),
 ) -> anyhow::Result<(String, grubenv::Env)> {
     let (me, other, target) = keys(booted)?;
     let state = super::read_state(devs)?;
@@ -67,7 +68,8 @@ pub fn upgrade(
         e.set(&format!("{other}_TRY"), "0");
     })
     .context("boot state: taking the target slot out of the boot order")?;
-    write_slot(devs, target, files)?;
+    say(format!("{target}: out of the boot order"));
+    write_slot(devs, target, files, say)?;
     let env = update_state(devs, |e| {
         e.set("ORDER", &format!("{other} {me}"));
         e.set(&format!("{other}_TRY"), "1");
@@ -89,19 +91,30 @@ pub fn rollback(devs: &dyn BlockDevices, booted: &str) -> anyhow::Result<(String
 }
 
 /// Write the slot's files and read them back from the disk.
-fn write_slot(devs: &dyn BlockDevices, label: &str, files: &SlotFiles) -> anyhow::Result<()> {
+fn write_slot(
+    devs: &dyn BlockDevices,
+    label: &str,
+    files: &SlotFiles,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<()> {
     let dev = device::find(devs, &DeviceSpec::Label(label.to_string()))
         .with_context(|| format!("no partition labelled {label}"))?;
-    write_slot_at(&dev, label, files)
+    write_slot_at(&dev, label, files, say)
 }
 
 /// Write the slot's files into the ext4 file system on `dev` (the slot `label`) and read them
-/// back from the disk.
-pub fn write_slot_at(dev: &Path, label: &str, files: &SlotFiles) -> anyhow::Result<()> {
+/// back from the disk; `say` hears of each file written (the power-cut scenarios cut there).
+pub fn write_slot_at(
+    dev: &Path,
+    label: &str,
+    files: &SlotFiles,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<()> {
     let dev = dev.to_path_buf();
     with_mounted(&dev, "ext4", false, |dir| {
         for (name, data) in files.files() {
             write_file(dir, name, data).with_context(|| format!("{label}: writing {name}"))?;
+            say(format!("{label}: {name} written"));
         }
         Ok(())
     })?;
@@ -116,7 +129,9 @@ pub fn write_slot_at(dev: &Path, label: &str, files: &SlotFiles) -> anyhow::Resu
             }
         }
         Ok(())
-    })
+    })?;
+    say(format!("{label}: read back as written"));
+    Ok(())
 }
 
 /// `dir/name` written whole or not at all: a temporary name, fsynced, renamed, the directory

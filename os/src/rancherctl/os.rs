@@ -72,8 +72,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                 );
             }
             println!("upgrading to {} from {file}", files.version);
-            let (target, env) =
-                bootstate::upgrade::upgrade(&SysBlock, &slot, &files, append.as_deref())?;
+            let (target, env) = bootstate::upgrade::upgrade(
+                &SysBlock,
+                &slot,
+                &files,
+                append.as_deref(),
+                &mut |s| println!("  {s}"),
+            )?;
             println!(
                 "{target} holds {} and boots next, on trial; boot state: {}",
                 files.version,

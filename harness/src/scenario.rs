@@ -1,0 +1,362 @@
+//! Scenarios as data (`scenarios/NAME.yml`): the upgrade matrix — which versions to build, the
+//! disk each case starts from, what it does (`rancherctl os upgrade` or `rollback`), where the
+//! power goes (QMP `quit` right after the command says it finished a step: the guest's caches
+//! are lost, what it fsynced is on the disk) and which versions the next boot may run. Run by
+//! `cargo harness scenario NAME` (every case: the nightly job) and by `tests/scenarios.rs`
+//! (the cases marked `short`: every push).
+//!
+//! Every case also checks that the machine came back by itself (no hand on it: a panicking
+//! trial reboots, GRUB walks the boot state) and that the state partition's boot-time e2fsck
+//! found nothing to repair.
+
+use crate::diskimage::{build_spec, Slot, Spec};
+use crate::vm::{Drive, Vm, VmOptions, READY};
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What it proves, for people.
+    pub description: String,
+    /// Versions to build: name (also the version string) → what it is.
+    pub versions: BTreeMap<String, Variant>,
+    /// The version installed in slot A of every case's disk.
+    pub installed: String,
+    pub cases: Vec<Case>,
+}
+
+/// What a built version is.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// The built kernel and initrd.
+    Good,
+    /// The built kernel with an initrd holding nothing: the kernel finds no init and panics
+    /// (`panic=10` reboots).
+    NoInit,
+}
+
+/// One case: a fresh disk, one action, maybe a power cut, the boot after.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    /// The version running when the action starts: `installed` (slot A alone), or another,
+    /// in slot B, booted and good, with `installed` good in slot A.
+    pub booted: String,
+    /// `rancherctl os upgrade -i` of this version (given on a second disk).
+    #[serde(default)]
+    pub upgrade: Option<String>,
+    /// `rancherctl os rollback`.
+    #[serde(default)]
+    pub rollback: bool,
+    /// Cut the power right after the command prints a line containing this; without it the
+    /// command runs to its end and the machine reboots.
+    #[serde(default)]
+    pub cut_after: Option<String>,
+    /// The versions the machine may run once it is back (never neither).
+    pub expect: Vec<String>,
+    /// Among the cases every push runs.
+    #[serde(default)]
+    pub short: bool,
+}
+
+/// How a case went.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub case: String,
+    pub version: String,
+    /// GRUB's choices after the action (`booting SLOT_B (trial 1)`, …).
+    pub boots: Vec<String>,
+    pub seconds: f64,
+}
+
+/// The scenario file `scenarios/NAME.yml`, checked.
+pub fn load(name: &str) -> anyhow::Result<Scenario> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        bail!("scenario {name:?}: a name of letters, digits and -");
+    }
+    let path = crate::paths::repo_root()
+        .join("scenarios")
+        .join(format!("{name}.yml"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let s: Scenario =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    s.check().with_context(|| format!("{}", path.display()))?;
+    Ok(s)
+}
+
+impl Scenario {
+    fn check(&self) -> anyhow::Result<()> {
+        let known = |v: &str, what: &str| -> anyhow::Result<()> {
+            if !self.versions.contains_key(v) {
+                bail!("{what}: version {v:?} is not under versions");
+            }
+            Ok(())
+        };
+        known(&self.installed, "installed")?;
+        for c in &self.cases {
+            let at = format!("case {}", c.name);
+            known(&c.booted, &at)?;
+            if self.versions[&c.booted] != Variant::Good {
+                bail!("{at}: booted must be a good version");
+            }
+            if let Some(u) = &c.upgrade {
+                known(u, &at)?;
+            }
+            if c.upgrade.is_some() == c.rollback {
+                bail!("{at}: one of upgrade: VERSION or rollback: true");
+            }
+            if c.rollback && c.booted == self.installed {
+                bail!("{at}: a rollback needs another version booted (slot B)");
+            }
+            for e in &c.expect {
+                known(e, &at)?;
+            }
+            if c.expect.is_empty() {
+                bail!("{at}: expect: at least one version");
+            }
+        }
+        Ok(())
+    }
+}
+
+const BOOT: Duration = Duration::from_secs(300);
+
+/// The versions' kernels, initrds and OS image tars, built once per run under `dir`.
+struct Built {
+    slots: BTreeMap<String, Slot>,
+    images: BTreeMap<String, PathBuf>,
+}
+
+fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> {
+    let img = crate::image::ensure_built()?;
+    let empty = dir.join("no-init-initrd.img");
+    let mut cpio = Vec::new();
+    crate::initrd::cpio::Archive::default().write_to(&mut cpio)?;
+    std::fs::write(&empty, cpio)?;
+    let mut built = Built {
+        slots: BTreeMap::new(),
+        images: BTreeMap::new(),
+    };
+    for (name, variant) in &s.versions {
+        let initrd = match variant {
+            Variant::Good => img.initrd.clone(),
+            Variant::NoInit => empty.clone(),
+        };
+        let tar = crate::osimage::build(
+            &img.kernel,
+            &initrd,
+            name,
+            &dir.join(format!("os-{name}.tar")),
+        )?;
+        built.images.insert(name.clone(), tar);
+        built.slots.insert(
+            name.clone(),
+            Slot {
+                kernel: img.kernel.clone(),
+                initrd,
+                version: name.clone(),
+            },
+        );
+    }
+    Ok(built)
+}
+
+/// Run the cases of `name` (only the `short` ones if `short`), each on a fresh disk; `report`
+/// hears of each outcome as it comes. Fails on the first case that does not hold.
+pub fn run(
+    name: &str,
+    short: bool,
+    report: &mut dyn FnMut(&Outcome),
+) -> anyhow::Result<Vec<Outcome>> {
+    let s = load(name)?;
+    let dir = crate::paths::repo_root()
+        .join("target")
+        .join("scenarios")
+        .join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    let built = build_versions(&s, &dir)?;
+    let mut out = Vec::new();
+    for c in s.cases.iter().filter(|c| !short || c.short) {
+        let o = run_case(&s, c, &built, &dir, name)
+            .with_context(|| format!("scenario {name}, case {}", c.name))?;
+        report(&o);
+        out.push(o);
+    }
+    Ok(out)
+}
+
+fn run_case(
+    s: &Scenario,
+    c: &Case,
+    built: &Built,
+    dir: &Path,
+    scenario: &str,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let vm_name = format!("scenario-{scenario}-{}", c.name);
+    let disk = dir.join(format!("{}.img", c.name));
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let spec = if c.booted == s.installed {
+        Spec::slot_a(
+            &built.slots[&c.booted].kernel,
+            &built.slots[&c.booted].initrd,
+            &c.booted,
+        )
+    } else {
+        Spec {
+            a: built.slots[&s.installed].clone(),
+            b: Some(built.slots[&c.booted].clone()),
+            boot_state: pairs(&[
+                ("ORDER", "B A"),
+                ("A_OK", "1"),
+                ("A_TRY", "0"),
+                ("B_OK", "1"),
+                ("B_TRY", "0"),
+            ]),
+        }
+    };
+    build_spec(&spec, &disk)?;
+    let image = c
+        .upgrade
+        .as_ref()
+        .map(|u| built.images[u].clone())
+        .unwrap_or_else(|| built.images[&s.installed].clone());
+    let opts = |name: &str| -> anyhow::Result<VmOptions> {
+        Ok(VmOptions::new(name)?
+            .firmware_boot()
+            .allow_reboot()
+            .drive(Drive {
+                path: disk.clone(),
+                format: "raw".into(),
+                read_only: false,
+            })
+            .drive(Drive {
+                path: image.clone(),
+                format: "raw".into(),
+                read_only: true,
+            }))
+    };
+    let mut vm = Vm::boot(opts(&vm_name)?)?;
+    vm.expect(READY, BOOT)?;
+    let running = version(&mut vm)?;
+    if running != c.booted {
+        bail!(
+            "booted {running}, not {}; serial log: {}",
+            c.booted,
+            vm.log_path().display()
+        );
+    }
+    let cmd = if c.rollback {
+        "rancherctl os rollback".to_string()
+    } else {
+        "rancherctl os upgrade -i /dev/vdb".to_string()
+    };
+    let mut after = match &c.cut_after {
+        Some(line) => {
+            vm.send(&format!("{cmd} --no-reboot\n"))?;
+            vm.expect(&regex_quote(line), BOOT)?;
+            vm.quit()?;
+            vm.wait_exit(Duration::from_secs(30))?;
+            drop(vm);
+            Vm::boot(opts(&format!("{vm_name}-after"))?)?
+        }
+        None => {
+            vm.send(&format!("{cmd}\n"))?;
+            vm.expect(r"\[ros\] shutdown complete", BOOT)?;
+            vm.shell_ended();
+            vm
+        }
+    };
+    // Back by itself: as many boots as it takes (a trial that panics reboots), within limits.
+    after.expect(READY, BOOT * 2)?;
+    let got = version(&mut after)?;
+    let serial = after.serial_text();
+    let boots: Vec<String> = serial
+        .lines()
+        .filter_map(|l| l.find("booting SLOT_").map(|i| l[i..].trim().to_string()))
+        .collect();
+    if !c.expect.contains(&got) {
+        bail!(
+            "runs {got}, not one of {:?} (boots: {boots:?}); serial log: {}",
+            c.expect,
+            after.log_path().display()
+        );
+    }
+    if let Some(l) = serial
+        .lines()
+        .find(|l| l.contains("had errors") || l.contains("e2fsck left errors"))
+    {
+        bail!(
+            "the state partition was not clean: {l}; serial log: {}",
+            after.log_path().display()
+        );
+    }
+    Ok(Outcome {
+        case: c.name.clone(),
+        version: got,
+        boots,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `rancherctl os version`'s version.
+fn version(vm: &mut Vm) -> anyhow::Result<String> {
+    let out = vm.sh_ok("rancherctl os version", BOOT)?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("version: "))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("no version in {out:?}"))
+}
+
+fn regex_quote(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_file_reads_and_checks() {
+        let dir = crate::paths::repo_root().join("scenarios");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".yml") {
+                load(stem).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no scenario in {}", dir.display());
+    }
+
+    #[test]
+    fn a_case_naming_an_unknown_version_is_refused() {
+        let s: Scenario = serde_yaml_ng::from_str(
+            "description: x\nversions: {v1: good}\ninstalled: v1\ncases:\n  - {name: c, booted: v1, upgrade: v9, expect: [v1]}\n",
+        )
+        .unwrap();
+        let e = s.check().unwrap_err().to_string();
+        assert!(e.contains("case c: version \"v9\""), "{e}");
+    }
+}

@@ -1,0 +1,17 @@
+//! The scenarios' short cases (`scenarios/*.yml`, `short: true`) on every push; the nightly
+//! job runs every case with `cargo harness scenario NAME`.
+
+#[test]
+fn power_cut_short_cases_hold() {
+    let outcomes = harness::scenario::run("power-cut", true, &mut |o| {
+        eprintln!(
+            "[scenario power-cut] {}: runs {} after {:.0} s (boots: {})",
+            o.case,
+            o.version,
+            o.seconds,
+            o.boots.join(", ")
+        )
+    })
+    .unwrap();
+    assert_eq!(outcomes.len(), 3);
+}
