@@ -2,7 +2,7 @@
 //! nothing by itself; `rancherctl install -d DEV` from there makes a blank disk an installed
 //! system (refusing a bad cloud-config and a disk holding data first), which then boots by
 //! itself under SeaBIOS and under OVMF with the cloud-config applied and the `--append` kernel
-//! arguments, which an upgrade keeps.
+//! arguments, which an upgrade (to the release index's current image) keeps.
 
 use harness::vm::{Drive, Vm, VmOptions, READY};
 use std::time::Duration;
@@ -84,7 +84,7 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
 
     sh(
         &mut vm,
-        "printf '#cloud-config\\nhostname: installed-host\\n' > /tmp/cc.yml",
+        "printf '#cloud-config\\nhostname: installed-host\\nrancher:\\n  upgrade:\\n    url: http://10.0.2.100/releases.yml\\n' > /tmp/cc.yml",
     );
     let out = sh(
         &mut vm,
@@ -111,11 +111,25 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     );
     drop(vm);
 
-    // The disk alone, under SeaBIOS, with the OS image v5 as a second disk.
+    // The disk alone, under SeaBIOS, with the OS image v5 as a second disk and the release
+    // index the cloud-config names (rancher.upgrade.url) served on 10.0.2.100.
+    let web = dir.join("install-releases");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(
+        web.join("releases.yml"),
+        "current: rancheros/os:5.0.0-up\navailable:\n  - rancheros/os:4.0.0-iso\n  - rancheros/os:5.0.0-up\n",
+    )
+    .unwrap();
+    let http = format!(
+        "{} serve-http {}",
+        env!("CARGO_BIN_EXE_harness"),
+        web.display()
+    );
     let opts = VmOptions::new("install_disk_bios")
         .unwrap()
         .firmware_boot()
         .allow_reboot()
+        .guestfwd("10.0.2.100:80", &http)
         .drive(disk(&target, false))
         .drive(disk(&v5, true));
     let mut vm = Vm::boot(opts).unwrap();
@@ -139,8 +153,29 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
         "{version}"
     );
     sh(&mut vm, "echo kept > /home/rancher/kept && sync");
-    // An upgrade without --append gives the new slot the same arguments.
-    let out = sh(&mut vm, "rancherctl os upgrade -i /dev/vdb --no-reboot");
+    // The index lists what there is; an upgrade without -i takes its current image (loaded
+    // into the user engine first: a reference it does not hold would be pulled), and without
+    // --append gives the new slot the same arguments.
+    let loaded = sh(
+        &mut vm,
+        "until docker version >/dev/null 2>&1; do sleep 1; done; docker load < /dev/vdb",
+    );
+    assert!(loaded.contains("rancheros/os:5.0.0-up"), "{loaded}");
+    // (The kernel's messages share the serial line: only the list's lines.)
+    let list = sh(&mut vm, "rancherctl os list");
+    let lines: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with("rancheros/os:"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "rancheros/os:4.0.0-iso running",
+            "rancheros/os:5.0.0-up latest"
+        ],
+        "{list}"
+    );
+    let out = sh(&mut vm, "rancherctl os upgrade --no-reboot");
     assert!(
         out.contains("SLOT_B holds 5.0.0-up")
             && out.contains("B_APPEND=install.test=42 rancher.debug"),

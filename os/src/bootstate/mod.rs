@@ -16,6 +16,7 @@ pub mod append;
 pub mod grubenv;
 pub mod health;
 pub mod osimage;
+pub mod releases;
 pub mod upgrade;
 
 use crate::state::device::{self, BlockDevices, DeviceSpec};

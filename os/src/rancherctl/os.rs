@@ -10,7 +10,11 @@ use crate::bootstate;
 use crate::state::device::SysBlock;
 use anyhow::Context;
 
-const USAGE: &str = "usage: rancherctl os version | mark-good | upgrade -i FILE|IMAGE [--append ARGS] [-f] [--no-reboot] | rollback [--no-reboot]";
+const USAGE: &str = "usage: rancherctl os version | list | mark-good | upgrade [-i FILE|IMAGE] [--append ARGS] [-f] [--no-reboot] | rollback [--no-reboot]
+
+  list     the OS images rancher.upgrade.url's index offers (latest: the one an upgrade
+           without -i takes; running: this one)
+  upgrade  without -i: the index's current image";
 
 /// The user engine's socket, from the console and from the host.
 const USER_ENGINE: [&str; 2] = ["/var/run/docker.sock", "/run/docker/docker.sock"];
@@ -33,6 +37,24 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             match bootstate::read_state(&SysBlock) {
                 Ok(env) => println!("boot state: {}", env.summary()),
                 Err(e) => println!("boot state: unreadable: {e:#}"),
+            }
+            Ok(())
+        }
+        Some("list") => {
+            let (_, index) = releases()?;
+            let running = slot
+                .as_deref()
+                .and_then(|s| bootstate::slot_version(&SysBlock, s).ok())
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
+            for image in &index.available {
+                let mut line = image.clone();
+                if *image == index.current {
+                    line.push_str(" latest");
+                }
+                if bootstate::releases::tag_version(image).as_deref() == Some(running.as_str()) {
+                    line.push_str(" running");
+                }
+                println!("{line}");
             }
             Ok(())
         }
@@ -60,7 +82,14 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     other => anyhow::bail!("upgrade: unknown argument {other:?}\n{USAGE}"),
                 }
             }
-            let file = file.context("upgrade: -i FILE|IMAGE (an OS image) is needed")?;
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let (url, index) = releases()?;
+                    println!("{url}: current {}", index.current);
+                    index.current
+                }
+            };
             if let Some(a) = &append {
                 bootstate::append::check(a)?;
             }
@@ -105,6 +134,17 @@ pub(super) fn read_image(file: &str) -> anyhow::Result<bootstate::osimage::SlotF
     } else {
         from_engine(file)
     }
+}
+
+/// The index `rancher.upgrade.url` names, fetched and checked.
+fn releases() -> anyhow::Result<(String, bootstate::releases::Releases)> {
+    let (config, _) = crate::config::load_running();
+    let url = config.rancher.upgrade.url.clone().context(
+        "rancher.upgrade.url is not set (rancherctl config set rancher.upgrade.url URL)",
+    )?;
+    let body = crate::cloudinit::http::get(&url, std::time::Duration::from_secs(30))?
+        .with_context(|| format!("{url}: not found (404)"))?;
+    Ok((url.clone(), bootstate::releases::parse(&body, &url)?))
 }
 
 /// Reboot now, or say that the change waits for the next boot.
