@@ -316,7 +316,9 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
         .unwrap();
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
     assert!(
-        version.contains("version: 2.0.0-v2") && version.contains("B_OK=1"),
+        version.contains("version: 2.0.0-v2")
+            && version.contains("B_OK=1")
+            && version.contains("last trial: SLOT_B (2.0.0-v2) passed its trial"),
         "{version}"
     );
     assert_eq!(vm.sh_ok("cat /home/rancher/kept", BOOT).unwrap(), "kept");
@@ -332,8 +334,12 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
     vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
+    // And says why.
     assert!(
-        version.contains("version: 2.0.0-v2") && version.contains("A_OK=0 A_TRY=0 B_OK=1"),
+        version.contains("version: 2.0.0-v2")
+            && version.contains("A_OK=0 A_TRY=0 B_OK=1")
+            && version
+                .contains("last trial: SLOT_A (3.0.0-bad) failed its trial: it never became ready"),
         "{version}"
     );
     let refused = vm.sh_ok("rancherctl os rollback 2>&1; true", BOOT).unwrap();

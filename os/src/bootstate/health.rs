@@ -7,7 +7,8 @@
 //! Why a process of its own: PID 1 never blocks, and this waits for minutes; it only reads
 //! the engines' sockets and writes one sector of the ESP.
 
-use super::{booted_append, booted_slot, mark_good, read_state, repair};
+use super::trial::{Stage, Trial};
+use super::{booted_append, booted_slot, mark_good, read_state, record_trial, repair};
 use crate::state::device::SysBlock;
 use crate::system_docker::client::Client;
 use std::process::ExitCode;
@@ -55,6 +56,19 @@ pub fn main() -> ExitCode {
         "{slot} is on trial: waiting for {}s of health",
         STABLE.as_secs()
     ));
+    let version = super::slot_version(&SysBlock, &slot).unwrap_or_else(|_| "unknown".into());
+    let record = |stage, why: Option<String>| {
+        let t = Trial {
+            slot: slot.clone(),
+            version: version.clone(),
+            stage,
+            why,
+        };
+        if let Err(e) = record_trial(&SysBlock, &t) {
+            say(&format!("the trial record: {e:#}"));
+        }
+    };
+    record(Stage::Gate, None);
     let start = Instant::now();
     let mut healthy_since: Option<(Instant, Vec<(String, String)>)> = None;
     let mut why = String::from("not checked yet");
@@ -65,6 +79,7 @@ pub fn main() -> ExitCode {
                     if t.elapsed() >= STABLE {
                         return match mark_good(&SysBlock, &slot) {
                             Ok(env) => {
+                                record(Stage::Good, None);
                                 say(&format!(
                                     "{slot} healthy for {}s: marked good ({})",
                                     STABLE.as_secs(),
@@ -92,6 +107,13 @@ pub fn main() -> ExitCode {
         "{slot} not healthy within {}s ({why}): rebooting into the other slot",
         DEADLINE.as_secs()
     ));
+    record(
+        Stage::Unhealthy,
+        Some(format!(
+            "not healthy within {}s ({why})",
+            DEADLINE.as_secs()
+        )),
+    );
     if let Err(e) = crate::rancherctl::power::request(crate::rancherctl::power::Request::Reboot) {
         say(&format!("reboot: {e:#}"));
     }

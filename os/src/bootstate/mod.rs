@@ -17,6 +17,7 @@ pub mod grubenv;
 pub mod health;
 pub mod osimage;
 pub mod releases;
+pub mod trial;
 pub mod upgrade;
 
 use crate::state::device::{self, BlockDevices, DeviceSpec};
@@ -189,6 +190,20 @@ pub fn repair(devs: &dyn BlockDevices, slot: &str, append: &str) -> anyhow::Resu
         write_good(dir, me, &append)
     })?;
     Ok(e)
+}
+
+/// Replace the trial record on the ESP (a diagnosis only: see `trial`).
+pub fn record_trial(devs: &dyn BlockDevices, t: &trial::Trial) -> anyhow::Result<()> {
+    let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
+    with_mounted(&esp, "vfat", false, |dir| trial::write(dir, t))
+}
+
+/// The trial record, if there is one.
+pub fn read_trial(devs: &dyn BlockDevices) -> Option<trial::Trial> {
+    let esp = find_esp(devs)?;
+    with_mounted(&esp, "vfat", true, |dir| Ok(trial::read(dir)))
+        .ok()
+        .flatten()
 }
 
 /// The boot state as it is.

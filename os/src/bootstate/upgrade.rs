@@ -76,6 +76,17 @@ pub fn upgrade(
         e.set(&format!("{other}_APPEND"), &append);
     })
     .context("boot state: switching to the new slot")?;
+    let record = super::trial::Trial {
+        slot: target.to_string(),
+        version: files.version.clone(),
+        stage: super::trial::Stage::Written,
+        why: None,
+    };
+    if let Err(e) = super::record_trial(devs, &record) {
+        say(format!(
+            "the trial record: {e:#} (only a diagnosis: the upgrade stands)"
+        ));
+    }
     Ok((target.to_string(), env))
 }
 

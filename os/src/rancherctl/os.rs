@@ -38,6 +38,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                 Ok(env) => println!("boot state: {}", env.summary()),
                 Err(e) => println!("boot state: unreadable: {e:#}"),
             }
+            if let Some(t) = bootstate::read_trial(&SysBlock) {
+                println!("last trial: {}", bootstate::trial::explain(&t, &slot));
+            }
             Ok(())
         }
         Some("list") => {
