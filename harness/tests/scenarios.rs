@@ -13,5 +13,5 @@ fn power_cut_short_cases_hold() {
         )
     })
     .unwrap();
-    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes.len(), 1);
 }
