@@ -64,6 +64,14 @@ r = c.exec_run(["sh", "-c", "exit 9"])
 check("exec_run exit code", r.exit_code == 9, r)
 r = c.exec_run(["sh", "-c", "echo o; echo e >&2"], demux=True)
 check("exec_run demux", r.output == (b"o\n", b"e\n"), r)
+# Each exec's stream ends on the engine's side, and the library's ssh transport then writes to
+# ssh's stdin (docker/docker-py#3218): dial-stdio must still be there. Many in a row.
+runs = [c.exec_run(["echo", str(i)]) for i in range(12)]
+check(
+    "exec_run x12 (each stream's end, then the library's close)",
+    [(r.exit_code, r.output) for r in runs] == [(0, f"{i}\n".encode()) for i in range(12)],
+    runs,
+)
 
 top = c.top()
 check("top", top["Titles"][-1] == "CMD" and any("sleep 300" in p[-1] for p in top["Processes"]), top)
