@@ -99,6 +99,10 @@ pub fn version() -> String {
 
 /// The kernel command line GRUB gives every slot.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0 panic=10";
+/// What GRUB adds on a trial boot: the watchdog runs from boot and resets the machine unless
+/// the health gate has it within 3 minutes. The same words as the os crate's
+/// `bootstate::watchdog::KERNEL_ARGS`, which the gate looks for.
+pub const TRIAL_ARGS: &str = "softdog.soft_active_on_boot=1 softdog.soft_margin=180";
 
 /// The boot state GRUB reads and writes: a GRUB environment block of one sector, so that
 /// GRUB's `save_env` (which rewrites the file's blocks in place) and the system's own writes
@@ -121,7 +125,8 @@ pub fn grubenv(vars: &[(&str, &str)]) -> Vec<u8> {
 /// once; a boot state that does not load (zeroed, truncated) gives way to `goodenv`'s
 /// known-good slot (`GOOD`, with its arguments), as does a walk that finds no slot to boot. Each slot's own
 /// kernel arguments (`A_APPEND`, `B_APPEND`: `rancherctl install --append`, carried by every
-/// upgrade) follow the built-in ones; GRUB splits the unquoted `$append` into words.
+/// upgrade) follow the built-in ones; GRUB splits the unquoted `$append` into words. A trial
+/// boot also gets [`TRIAL_ARGS`], so an init or gate that hangs resets the machine.
 pub fn grub_cfg() -> String {
     let mut try_slot = String::new();
     for (slot, label) in [("A", "SLOT_A"), ("B", "SLOT_B")] {
@@ -173,9 +178,10 @@ if [ -z "$boot" ]; then
   if [ "$GOOD" = B ]; then set boot=SLOT_B; else set boot=SLOT_A; fi
 fi
 if [ "$boot" = SLOT_B ]; then set append="$B_APPEND"; else set append="$A_APPEND"; fi
+if [ "$trial" = 1 ]; then set watchdog="{TRIAL_ARGS}"; else set watchdog=""; fi
 echo "booting $boot (trial $trial)"
 search --no-floppy --label --set=root $boot
-linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot $append
+linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot $append $watchdog
 initrd /initrd.img
 boot
 echo "$boot did not load: falling back to a good slot"

@@ -59,6 +59,7 @@ fn the_disk_image_boots_by_itself_from_slot_a_and_keeps_its_state() {
 }
 
 #[test]
+#[ignore = "nightly: install.rs boots an installed disk under OVMF on every push"]
 fn the_disk_image_boots_under_uefi_too() {
     let path = disk("disk_image_uefi", "9.9.9-uefi");
     let mut vm = boot_disk("disk_image_uefi", &path, true);
@@ -177,6 +178,7 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
 }
 
 #[test]
+#[ignore = "nightly: the upgrade test's trial is marked good and boots on every push"]
 fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
     use harness::diskimage::{build_spec, Slot, Spec};
     let img = harness::image::ensure_built().unwrap();
@@ -312,8 +314,22 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
     vm.shell_ended();
     vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
+    // The trial's watchdog: armed from boot by GRUB's kernel line, taken over by the gate,
+    // stopped once the slot is good (else the machine would reset 30 s later, mid-test).
+    vm.expect(r"boot health: watchdog armed", BOOT).unwrap();
     vm.expect(r"boot health: SLOT_B healthy for 10s: marked good", BOOT)
         .unwrap();
+    vm.expect(r"boot health: watchdog stopped", BOOT).unwrap();
+    let wd = vm
+        .sh_ok(
+            "cat /sys/class/watchdog/watchdog0/state; grep -o 'softdog[^ ]*' /proc/cmdline",
+            BOOT,
+        )
+        .unwrap();
+    assert!(
+        wd.starts_with("inactive") && wd.contains("softdog.soft_active_on_boot=1"),
+        "{wd}"
+    );
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
     assert!(
         version.contains("version: 2.0.0-v2")

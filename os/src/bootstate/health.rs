@@ -6,8 +6,13 @@
 //!
 //! Why a process of its own: PID 1 never blocks, and this waits for minutes; it only reads
 //! the engines' sockets and writes one sector of the ESP.
+//!
+//! A trial boot's watchdog (`watchdog.rs`, armed by GRUB's kernel line) is the gate's too: it
+//! feeds it until [`DEADLINE`] and a minute more, and stops it once the slot is marked good,
+//! so a gate that hangs or dies, or a reboot that never ends, still resets the machine.
 
 use super::trial::{Stage, Trial};
+use super::watchdog::{self, Watchdog};
 use super::{booted_append, booted_slot, mark_good, read_state, record_trial, repair};
 use crate::state::device::SysBlock;
 use crate::system_docker::client::Client;
@@ -18,6 +23,8 @@ use std::time::{Duration, Instant};
 pub const STABLE: Duration = Duration::from_secs(10);
 /// How long a trial boot has to get there.
 pub const DEADLINE: Duration = Duration::from_secs(300);
+/// How long past [`DEADLINE`] the watchdog is still fed: the time a reboot has to happen.
+const REBOOT_GRACE: Duration = Duration::from_secs(60);
 /// The user engine's socket on the host.
 const USER_ENGINE: &str = "/run/docker/docker.sock";
 
@@ -26,15 +33,30 @@ fn say(msg: &str) {
 }
 
 pub fn main() -> ExitCode {
+    let start = Instant::now();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let wd = arm_watchdog(&cmdline, start + DEADLINE + REBOOT_GRACE);
+    let stop = |wd: Option<Watchdog>| {
+        if let Some(wd) = wd {
+            match wd.stop() {
+                Ok(()) => say("watchdog stopped"),
+                Err(e) => say(&format!("stopping the watchdog: {e:#}")),
+            }
+        }
+    };
     let Some(slot) = booted_slot(&cmdline) else {
+        stop(wd);
         return ExitCode::SUCCESS;
     };
     let key = if slot == "SLOT_A" { "A" } else { "B" };
     match read_state(&SysBlock) {
-        Ok(env) if env.get(&format!("{key}_OK")) == Some("1") => return ExitCode::SUCCESS,
+        Ok(env) if env.get(&format!("{key}_OK")) == Some("1") => {
+            stop(wd);
+            return ExitCode::SUCCESS;
+        }
         Ok(_) => {}
         Err(e) => {
+            stop(wd);
             // GRUB booted the slot `goodenv` names: the boot state is rebuilt around it.
             say(&format!("the boot state is unreadable ({e:#})"));
             return match repair(&SysBlock, &slot, &booted_append(&cmdline)) {
@@ -69,7 +91,6 @@ pub fn main() -> ExitCode {
         }
     };
     record(Stage::Gate, None);
-    let start = Instant::now();
     let mut healthy_since: Option<(Instant, Vec<(String, String)>)> = None;
     let mut why = String::from("not checked yet");
     while start.elapsed() < DEADLINE {
@@ -85,6 +106,7 @@ pub fn main() -> ExitCode {
                                     STABLE.as_secs(),
                                     env.summary()
                                 ));
+                                stop(wd);
                                 ExitCode::SUCCESS
                             }
                             Err(e) => {
@@ -118,6 +140,38 @@ pub fn main() -> ExitCode {
         say(&format!("reboot: {e:#}"));
     }
     ExitCode::FAILURE
+}
+
+/// The trial's watchdog, when GRUB armed one: taken over, with the gate's timeout, and fed
+/// until `feed_until`.
+fn arm_watchdog(cmdline: &str, feed_until: Instant) -> Option<Watchdog> {
+    if !watchdog::armed_by(cmdline) {
+        return None;
+    }
+    match Watchdog::open(
+        std::path::Path::new(watchdog::DEVICE),
+        watchdog::GATE_TIMEOUT,
+        feed_until,
+    ) {
+        Ok(Some(wd)) => {
+            say(&format!(
+                "watchdog armed: fed until the gate decides ({}s timeout)",
+                wd.timeout.as_secs()
+            ));
+            Some(wd)
+        }
+        Ok(None) => {
+            say(&format!(
+                "no {}: this trial has no watchdog",
+                watchdog::DEVICE
+            ));
+            None
+        }
+        Err(e) => {
+            say(&format!("watchdog: {e:#}"));
+            None
+        }
+    }
 }
 
 /// The system services' names and states when all is well; what is wrong otherwise.

@@ -19,6 +19,7 @@ pub mod osimage;
 pub mod releases;
 pub mod trial;
 pub mod upgrade;
+pub mod watchdog;
 
 use crate::state::device::{self, BlockDevices, DeviceSpec};
 use anyhow::{bail, Context};

@@ -67,7 +67,7 @@ pub fn explain(t: &Trial, booted: &str) -> String {
     match t.stage {
         Stage::Good => format!("{what} passed its trial; {booted} booted since"),
         Stage::Written => format!(
-            "{what} failed its trial: it never became ready (its kernel or init failed before the health gate ran); back on {booted}"
+            "{what} failed its trial: it never became ready (its kernel or init failed or hung before the health gate ran); back on {booted}"
         ),
         Stage::Gate => format!(
             "{what} failed its trial: its health gate never finished (the system hung or the power went); back on {booted}"
