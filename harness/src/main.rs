@@ -34,11 +34,14 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a scenario of scenarios/NAME.yml (every case; --short: those marked short).
+    /// Run a scenario of scenarios/NAME.yml (every case; --short: those marked short;
+    /// --case NAME, repeatable: those).
     Scenario {
         name: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "case")]
         short: bool,
+        #[arg(long)]
+        case: Vec<String>,
     },
     /// Benchmarks.
     Bench {
@@ -230,6 +233,17 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(st.code().unwrap_or(1));
         }
         Cmd::Test { args } => {
+            // As typed: clap eats the first `--`, which `cargo test` needs to tell its own
+            // options from the test binaries' (`-- --include-ignored`).
+            let raw: Vec<String> = std::env::args()
+                .skip_while(|a| a != "test")
+                .skip(1)
+                .collect();
+            let args = if raw.iter().any(|a| a == "--") {
+                raw
+            } else {
+                args
+            };
             build()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
@@ -240,9 +254,16 @@ fn main() -> anyhow::Result<()> {
                 .context("running cargo test")?;
             std::process::exit(st.code().unwrap_or(1));
         }
-        Cmd::Scenario { name, short } => {
+        Cmd::Scenario { name, short, case } => {
             setup::ensure_host()?;
-            let outcomes = harness::scenario::run(&name, short, &mut |o| {
+            let select = if short {
+                harness::scenario::Select::Short
+            } else if !case.is_empty() {
+                harness::scenario::Select::Named(case)
+            } else {
+                harness::scenario::Select::All
+            };
+            let outcomes = harness::scenario::run(&name, &select, &mut |o| {
                 eprintln!(
                     "[scenario {name}] {}: runs {} after {:.0} s (boots: {})",
                     o.case,

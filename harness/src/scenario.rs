@@ -39,6 +39,14 @@ pub enum Variant {
     /// The built kernel with an initrd holding nothing: the kernel finds no init and panics
     /// (`panic=10` reboots).
     NoInit,
+    /// The built kernel and initrd with an init that hangs for ever (the initrd plus a second
+    /// archive whose `/init` is a shell loop): nothing panics, only the trial's watchdog can
+    /// send the machine back.
+    InitHangs,
+    /// The built kernel and initrd with a required system service (acpid) that exits 3 at
+    /// every start: the system comes up, its health gate never passes, and at its deadline
+    /// reboots into the other slot.
+    ServiceFails,
 }
 
 /// One case: a fresh disk, one action, maybe a power cut, the boot after.
@@ -141,6 +149,10 @@ fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> {
     let mut cpio = Vec::new();
     crate::initrd::cpio::Archive::default().write_to(&mut cpio)?;
     std::fs::write(&empty, cpio)?;
+    let hangs = dir.join("init-hangs-initrd.img");
+    std::fs::write(&hangs, init_hangs(&img.initrd)?)?;
+    let fails = dir.join("service-fails-initrd.img");
+    std::fs::write(&fails, service_fails(&img.initrd)?)?;
     let mut built = Built {
         slots: BTreeMap::new(),
         images: BTreeMap::new(),
@@ -149,6 +161,8 @@ fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> {
         let initrd = match variant {
             Variant::Good => img.initrd.clone(),
             Variant::NoInit => empty.clone(),
+            Variant::InitHangs => hangs.clone(),
+            Variant::ServiceFails => fails.clone(),
         };
         let tar = crate::osimage::build(
             &img.kernel,
@@ -169,14 +183,78 @@ fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> {
     Ok(built)
 }
 
-/// Run the cases of `name` (only the `short` ones if `short`), each on a fresh disk; `report`
-/// hears of each outcome as it comes. Fails on the first case that does not hold.
+/// `initrd` followed by a second archive holding `files` (path, mode, bytes): the kernel
+/// unpacks concatenated archives in order, a later file replacing an earlier one. The first is
+/// padded with zeros to a 512-byte boundary, which the kernel skips between archives.
+fn overlay(initrd: &Path, files: &[(&str, u32, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+    let mut out = std::fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    let mut archive = crate::initrd::cpio::Archive::default();
+    for (path, mode, data) in files {
+        archive.add(
+            path,
+            crate::initrd::cpio::Entry::File {
+                mode: *mode,
+                data: data.clone(),
+            },
+        );
+    }
+    archive.write_to(&mut out)?;
+    Ok(out)
+}
+
+/// [`Variant::InitHangs`]: `/init` a shell loop.
+fn init_hangs(initrd: &Path) -> anyhow::Result<Vec<u8>> {
+    let init = "#!/bin/busybox sh\necho 'init: hanging on purpose (scenario)'\nwhile :; do /bin/busybox sleep 3600; done\n";
+    overlay(initrd, &[("/init", 0o755, init.as_bytes().to_vec())])
+}
+
+/// [`Variant::ServiceFails`]: the built-in configuration with acpid's command replaced.
+fn service_fails(initrd: &Path) -> anyhow::Result<Vec<u8>> {
+    const CONFIG: &str = "usr/share/ros/os-config.yml";
+    let path = crate::paths::repo_root().join("initrd/rootfs").join(CONFIG);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let good = "command: acpid -d\n";
+    if text.matches(good).count() != 1 {
+        bail!("{}: expected one {good:?} to break", path.display());
+    }
+    let bad = text.replace(
+        good,
+        "command: sh -c 'echo acpid fails on purpose; exit 3'\n",
+    );
+    overlay(initrd, &[(&format!("/{CONFIG}"), 0o644, bad.into_bytes())])
+}
+
+/// Which cases of a scenario to run.
+#[derive(Debug, Clone)]
+pub enum Select {
+    All,
+    /// Those marked `short` (every push).
+    Short,
+    /// These, by name.
+    Named(Vec<String>),
+}
+
+/// Run the cases of `name` that `select` picks, each on a fresh disk; `report` hears of each
+/// outcome as it comes. Fails on the first case that does not hold.
 pub fn run(
     name: &str,
-    short: bool,
+    select: &Select,
     report: &mut dyn FnMut(&Outcome),
 ) -> anyhow::Result<Vec<Outcome>> {
     let s = load(name)?;
+    if let Select::Named(names) = select {
+        for n in names {
+            if !s.cases.iter().any(|c| &c.name == n) {
+                let known: Vec<&str> = s.cases.iter().map(|c| c.name.as_str()).collect();
+                bail!(
+                    "scenario {name}: no case {n:?} (cases: {})",
+                    known.join(", ")
+                );
+            }
+        }
+    }
     let dir = crate::paths::repo_root()
         .join("target")
         .join("scenarios")
@@ -184,7 +262,12 @@ pub fn run(
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let built = build_versions(&s, &dir)?;
     let mut out = Vec::new();
-    for c in s.cases.iter().filter(|c| !short || c.short) {
+    let picked = |c: &&Case| match select {
+        Select::All => true,
+        Select::Short => c.short,
+        Select::Named(names) => names.contains(&c.name),
+    };
+    for c in s.cases.iter().filter(picked) {
         let o = run_case(&s, c, &built, &dir, name)
             .with_context(|| format!("scenario {name}, case {}", c.name))?;
         report(&o);
@@ -279,9 +362,31 @@ fn run_case(
             vm
         }
     };
-    // Back by itself: as many boots as it takes (a trial that panics reboots), within limits.
+    // Back by itself: as many boots as it takes (a trial that panics reboots, one that hangs
+    // is reset by its watchdog, one that is not healthy is rebooted by its gate), until a
+    // version runs from a slot marked good.
     after.expect(READY, BOOT * 2)?;
-    let got = version(&mut after)?;
+    let mut got = version(&mut after)?;
+    for _ in 0..3 {
+        if !on_trial(&mut after)? {
+            break;
+        }
+        // From this boot's start: the gate may have decided while the shell was answering.
+        let seen = after.expect_since_boot(
+            r"boot health: SLOT_\w+ healthy for \d+s: marked good|booting SLOT_",
+            GATE,
+        )?;
+        if seen.ends_with("booting SLOT_") {
+            after.expect(READY, BOOT * 2)?;
+        }
+        got = version(&mut after)?;
+    }
+    if on_trial(&mut after)? {
+        bail!(
+            "still on trial after three boots; serial log: {}",
+            after.log_path().display()
+        );
+    }
     let serial = after.serial_text();
     let boots: Vec<String> = serial
         .lines()
@@ -309,6 +414,25 @@ fn run_case(
         boots,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// How long a trial's health gate may take to decide (its deadline is 300 s from ready).
+const GATE: Duration = Duration::from_secs(420);
+
+/// Whether the slot booted is on trial (its `*_OK` not 1), from `rancherctl os version`.
+fn on_trial(vm: &mut Vm) -> anyhow::Result<bool> {
+    let out = vm.sh_ok("rancherctl os version", BOOT)?;
+    let slot = out
+        .lines()
+        .find_map(|l| l.strip_prefix("slot: "))
+        .map(|s| s.trim().to_string())
+        .with_context(|| format!("no slot in {out:?}"))?;
+    let key = if slot == "SLOT_B" { "B_OK=1" } else { "A_OK=1" };
+    let state = out
+        .lines()
+        .find_map(|l| l.strip_prefix("boot state: "))
+        .with_context(|| format!("no boot state in {out:?}"))?;
+    Ok(!state.split_whitespace().any(|w| w == key))
 }
 
 /// `rancherctl os version`'s version.

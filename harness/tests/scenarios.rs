@@ -3,15 +3,16 @@
 
 #[test]
 fn power_cut_short_cases_hold() {
-    let outcomes = harness::scenario::run("power-cut", true, &mut |o| {
-        eprintln!(
-            "[scenario power-cut] {}: runs {} after {:.0} s (boots: {})",
-            o.case,
-            o.version,
-            o.seconds,
-            o.boots.join(", ")
-        )
-    })
-    .unwrap();
+    let outcomes =
+        harness::scenario::run("power-cut", &harness::scenario::Select::Short, &mut |o| {
+            eprintln!(
+                "[scenario power-cut] {}: runs {} after {:.0} s (boots: {})",
+                o.case,
+                o.version,
+                o.seconds,
+                o.boots.join(", ")
+            )
+        })
+        .unwrap();
     assert_eq!(outcomes.len(), 1);
 }
