@@ -2,7 +2,8 @@
 //! nothing by itself; `rancherctl install -d DEV` from there makes a blank disk an installed
 //! system (refusing a bad cloud-config and a disk holding data first), which then boots by
 //! itself under SeaBIOS and under OVMF with the cloud-config applied and the `--append` kernel
-//! arguments, which an upgrade (to the release index's current image) keeps.
+//! arguments, which an upgrade (to the release index's current image, pulled from a registry
+//! on this machine's loopback) keeps.
 
 use harness::vm::{Drive, Vm, VmOptions, READY};
 use std::time::Duration;
@@ -84,7 +85,7 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
 
     sh(
         &mut vm,
-        "printf '#cloud-config\\nhostname: installed-host\\nrancher:\\n  upgrade:\\n    url: http://10.0.2.100/releases.yml\\n' > /tmp/cc.yml",
+        "printf '#cloud-config\\nhostname: installed-host\\nrancher:\\n  upgrade:\\n    url: http://10.0.2.100/releases.yml\\n  docker:\\n    insecure_registry: [\"10.0.2.100:5000\"]\\n' > /tmp/cc.yml",
     );
     let out = sh(
         &mut vm,
@@ -111,13 +112,35 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     );
     drop(vm);
 
-    // The disk alone, under SeaBIOS, with the OS image v5 as a second disk and the release
-    // index the cloud-config names (rancher.upgrade.url) served on 10.0.2.100.
+    // The disk alone, under SeaBIOS, with the release index the cloud-config names
+    // (rancher.upgrade.url) served on 10.0.2.100, and the OS image v5 in a registry there
+    // (Debian's docker-registry on this machine's loopback; this machine's dockerd pushes it).
+    let registry = harness::registry::Registry::start(None, None).unwrap();
+    let pushed = format!("127.0.0.1:{}/rancheros/os:5.0.0-up", registry.port);
+    let host = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(["-H", "unix:///var/run/docker.sock"])
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .output()
+            .expect("docker runs");
+        assert!(
+            out.status.success(),
+            "dockerd: docker {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    host(&["load", "-i", &v5.display().to_string()]);
+    host(&["tag", "rancheros/os:5.0.0-up", &pushed]);
+    host(&["push", &pushed]);
+    host(&["rmi", "rancheros/os:5.0.0-up", &pushed]);
     let web = dir.join("install-releases");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(
         web.join("releases.yml"),
-        "current: rancheros/os:5.0.0-up\navailable:\n  - rancheros/os:4.0.0-iso\n  - rancheros/os:5.0.0-up\n",
+        "current: 10.0.2.100:5000/rancheros/os:5.0.0-up\navailable:\n  - rancheros/os:4.0.0-iso\n  - 10.0.2.100:5000/rancheros/os:5.0.0-up\n",
     )
     .unwrap();
     let http = format!(
@@ -130,8 +153,11 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
         .firmware_boot()
         .allow_reboot()
         .guestfwd("10.0.2.100:80", &http)
-        .drive(disk(&target, false))
-        .drive(disk(&v5, true));
+        .guestfwd(
+            "10.0.2.100:5000",
+            &registry.relay_cmd(env!("CARGO_BIN_EXE_harness")),
+        )
+        .drive(disk(&target, false));
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
@@ -153,31 +179,31 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
         "{version}"
     );
     sh(&mut vm, "echo kept > /home/rancher/kept && sync");
-    // The index lists what there is; an upgrade without -i takes its current image (loaded
-    // into the user engine first: a reference it does not hold would be pulled), and without
-    // --append gives the new slot the same arguments.
-    let loaded = sh(
+    // The index lists what there is; an upgrade without -i takes its current image (pulled
+    // through the user engine from the registry, every digest checked), and without --append
+    // gives the new slot the same arguments.
+    sh(
         &mut vm,
-        "until docker version >/dev/null 2>&1; do sleep 1; done; docker load < /dev/vdb",
+        "until docker version >/dev/null 2>&1; do sleep 1; done",
     );
-    assert!(loaded.contains("rancheros/os:5.0.0-up"), "{loaded}");
     // (The kernel's messages share the serial line: only the list's lines.)
     let list = sh(&mut vm, "rancherctl os list");
     let lines: Vec<&str> = list
         .lines()
-        .filter(|l| l.starts_with("rancheros/os:"))
+        .filter(|l| l.contains("rancheros/os:"))
         .collect();
     assert_eq!(
         lines,
         [
             "rancheros/os:4.0.0-iso running",
-            "rancheros/os:5.0.0-up latest"
+            "10.0.2.100:5000/rancheros/os:5.0.0-up latest"
         ],
         "{list}"
     );
     let out = sh(&mut vm, "rancherctl os upgrade --no-reboot");
     assert!(
-        out.contains("SLOT_B holds 5.0.0-up")
+        out.contains("pulling 10.0.2.100:5000/rancheros/os:5.0.0-up")
+            && out.contains("SLOT_B holds 5.0.0-up")
             && out.contains("B_APPEND=install.test=42 rancher.debug"),
         "{out}"
     );
