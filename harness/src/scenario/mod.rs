@@ -9,13 +9,16 @@
 //! trial reboots, GRUB walks the boot state) and that the state partition's boot-time e2fsck
 //! found nothing to repair.
 
-use crate::diskimage::{build_spec, Slot, Spec};
+mod versions;
+
+use crate::diskimage::{build_spec, Spec};
 use crate::vm::{Drive, Vm, VmOptions, READY};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use versions::{build_versions, Built};
 
 /// A scenario file.
 #[derive(Debug, Deserialize)]
@@ -136,95 +139,6 @@ impl Scenario {
 }
 
 const BOOT: Duration = Duration::from_secs(300);
-
-/// The versions' kernels, initrds and OS image tars, built once per run under `dir`.
-struct Built {
-    slots: BTreeMap<String, Slot>,
-    images: BTreeMap<String, PathBuf>,
-}
-
-fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> {
-    let img = crate::image::ensure_built()?;
-    let empty = dir.join("no-init-initrd.img");
-    let mut cpio = Vec::new();
-    crate::initrd::cpio::Archive::default().write_to(&mut cpio)?;
-    std::fs::write(&empty, cpio)?;
-    let hangs = dir.join("init-hangs-initrd.img");
-    std::fs::write(&hangs, init_hangs(&img.initrd)?)?;
-    let fails = dir.join("service-fails-initrd.img");
-    std::fs::write(&fails, service_fails(&img.initrd)?)?;
-    let mut built = Built {
-        slots: BTreeMap::new(),
-        images: BTreeMap::new(),
-    };
-    for (name, variant) in &s.versions {
-        let initrd = match variant {
-            Variant::Good => img.initrd.clone(),
-            Variant::NoInit => empty.clone(),
-            Variant::InitHangs => hangs.clone(),
-            Variant::ServiceFails => fails.clone(),
-        };
-        let tar = crate::osimage::build(
-            &img.kernel,
-            &initrd,
-            name,
-            &dir.join(format!("os-{name}.tar")),
-        )?;
-        built.images.insert(name.clone(), tar);
-        built.slots.insert(
-            name.clone(),
-            Slot {
-                kernel: img.kernel.clone(),
-                initrd,
-                version: name.clone(),
-            },
-        );
-    }
-    Ok(built)
-}
-
-/// `initrd` followed by a second archive holding `files` (path, mode, bytes): the kernel
-/// unpacks concatenated archives in order, a later file replacing an earlier one. The first is
-/// padded with zeros to a 512-byte boundary, which the kernel skips between archives.
-fn overlay(initrd: &Path, files: &[(&str, u32, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
-    let mut out = std::fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    let mut archive = crate::initrd::cpio::Archive::default();
-    for (path, mode, data) in files {
-        archive.add(
-            path,
-            crate::initrd::cpio::Entry::File {
-                mode: *mode,
-                data: data.clone(),
-            },
-        );
-    }
-    archive.write_to(&mut out)?;
-    Ok(out)
-}
-
-/// [`Variant::InitHangs`]: `/init` a shell loop.
-fn init_hangs(initrd: &Path) -> anyhow::Result<Vec<u8>> {
-    let init = "#!/bin/busybox sh\necho 'init: hanging on purpose (scenario)'\nwhile :; do /bin/busybox sleep 3600; done\n";
-    overlay(initrd, &[("/init", 0o755, init.as_bytes().to_vec())])
-}
-
-/// [`Variant::ServiceFails`]: the built-in configuration with acpid's command replaced.
-fn service_fails(initrd: &Path) -> anyhow::Result<Vec<u8>> {
-    const CONFIG: &str = "usr/share/ros/os-config.yml";
-    let path = crate::paths::repo_root().join("initrd/rootfs").join(CONFIG);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let good = "command: acpid -d\n";
-    if text.matches(good).count() != 1 {
-        bail!("{}: expected one {good:?} to break", path.display());
-    }
-    let bad = text.replace(
-        good,
-        "command: sh -c 'echo acpid fails on purpose; exit 3'\n",
-    );
-    overlay(initrd, &[(&format!("/{CONFIG}"), 0o644, bad.into_bytes())])
-}
 
 /// Which cases of a scenario to run.
 #[derive(Debug, Clone)]
