@@ -6,8 +6,9 @@
 //! (the cases marked `short`: every push).
 //!
 //! Every case also checks that the machine came back by itself (no hand on it: a panicking
-//! trial reboots, GRUB walks the boot state) and that the state partition's boot-time e2fsck
-//! found nothing to repair.
+//! trial reboots, a hung one is reset by its watchdog, an unhealthy one rebooted by its gate,
+//! GRUB walks the boot state) to a slot marked good, and that the state partition's boot-time
+//! e2fsck found nothing to repair. The versions are built by `versions.rs`.
 
 mod versions;
 
@@ -247,7 +248,7 @@ fn run_case(
     };
     let mut vm = Vm::boot(opts(&vm_name)?)?;
     vm.expect(READY, BOOT)?;
-    let running = version(&mut vm)?;
+    let (running, _) = status(&mut vm)?;
     if running != c.booted {
         bail!(
             "booted {running}, not {}; serial log: {}",
@@ -280,10 +281,18 @@ fn run_case(
     // is reset by its watchdog, one that is not healthy is rebooted by its gate), until a
     // version runs from a slot marked good.
     after.expect(READY, BOOT * 2)?;
-    let mut got = version(&mut after)?;
-    for _ in 0..3 {
-        if !on_trial(&mut after)? {
-            break;
+    let mut decisions = 0;
+    let got = loop {
+        let (version, trial) = status(&mut after)?;
+        if !trial {
+            break version;
+        }
+        decisions += 1;
+        if decisions > 3 {
+            bail!(
+                "still on trial after three boots; serial log: {}",
+                after.log_path().display()
+            );
         }
         // From this boot's start: the gate may have decided while the shell was answering.
         let seen = after.expect_since_boot(
@@ -293,14 +302,7 @@ fn run_case(
         if seen.ends_with("booting SLOT_") {
             after.expect(READY, BOOT * 2)?;
         }
-        got = version(&mut after)?;
-    }
-    if on_trial(&mut after)? {
-        bail!(
-            "still on trial after three boots; serial log: {}",
-            after.log_path().display()
-        );
-    }
+    };
     let serial = after.serial_text();
     let boots: Vec<String> = serial
         .lines()
@@ -333,29 +335,24 @@ fn run_case(
 /// How long a trial's health gate may take to decide (its deadline is 300 s from ready).
 const GATE: Duration = Duration::from_secs(420);
 
-/// Whether the slot booted is on trial (its `*_OK` not 1), from `rancherctl os version`.
-fn on_trial(vm: &mut Vm) -> anyhow::Result<bool> {
+/// `rancherctl os version`'s version, and whether the slot booted is on trial (its `*_OK`
+/// not 1).
+fn status(vm: &mut Vm) -> anyhow::Result<(String, bool)> {
     let out = vm.sh_ok("rancherctl os version", BOOT)?;
-    let slot = out
-        .lines()
-        .find_map(|l| l.strip_prefix("slot: "))
-        .map(|s| s.trim().to_string())
-        .with_context(|| format!("no slot in {out:?}"))?;
-    let key = if slot == "SLOT_B" { "B_OK=1" } else { "A_OK=1" };
-    let state = out
-        .lines()
-        .find_map(|l| l.strip_prefix("boot state: "))
-        .with_context(|| format!("no boot state in {out:?}"))?;
-    Ok(!state.split_whitespace().any(|w| w == key))
-}
-
-/// `rancherctl os version`'s version.
-fn version(vm: &mut Vm) -> anyhow::Result<String> {
-    let out = vm.sh_ok("rancherctl os version", BOOT)?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("version: "))
-        .map(|v| v.trim().to_string())
-        .with_context(|| format!("no version in {out:?}"))
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().to_string())
+            .with_context(|| format!("no {key:?} in {out:?}"))
+    };
+    let version = field("version: ")?;
+    let good = if field("slot: ")? == "SLOT_B" {
+        "B_OK=1"
+    } else {
+        "A_OK=1"
+    };
+    let trial = !field("boot state: ")?.split_whitespace().any(|w| w == good);
+    Ok((version, trial))
 }
 
 fn regex_quote(s: &str) -> String {

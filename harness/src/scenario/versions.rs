@@ -16,24 +16,26 @@ pub(super) struct Built {
 
 pub(super) fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> {
     let img = crate::image::ensure_built()?;
-    let empty = dir.join("no-init-initrd.img");
-    let mut cpio = Vec::new();
-    crate::initrd::cpio::Archive::default().write_to(&mut cpio)?;
-    std::fs::write(&empty, cpio)?;
-    let hangs = dir.join("init-hangs-initrd.img");
-    std::fs::write(&hangs, init_hangs(&img.initrd)?)?;
-    let fails = dir.join("service-fails-initrd.img");
-    std::fs::write(&fails, service_fails(&img.initrd)?)?;
     let mut built = Built {
         slots: BTreeMap::new(),
         images: BTreeMap::new(),
     };
     for (name, variant) in &s.versions {
+        // A bad variant's initrd is made only when the scenario names it.
+        let bad = |bytes: Vec<u8>| -> anyhow::Result<PathBuf> {
+            let path = dir.join(format!("initrd-{name}.img"));
+            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            Ok(path)
+        };
         let initrd = match variant {
             Variant::Good => img.initrd.clone(),
-            Variant::NoInit => empty.clone(),
-            Variant::InitHangs => hangs.clone(),
-            Variant::ServiceFails => fails.clone(),
+            Variant::NoInit => {
+                let mut cpio = Vec::new();
+                crate::initrd::cpio::Archive::default().write_to(&mut cpio)?;
+                bad(cpio)?
+            }
+            Variant::InitHangs => bad(init_hangs(&img.initrd)?)?,
+            Variant::ServiceFails => bad(service_fails(&img.initrd)?)?,
         };
         let tar = crate::osimage::build(
             &img.kernel,
