@@ -28,7 +28,8 @@ enum Cmd {
         #[arg(long, default_value_t = 512)]
         memory: u32,
     },
-    /// Set up, build, and run the whole test suite (`cargo test --workspace`).
+    /// Set up, build, and run the whole test suite on every core (`-- --include-ignored`: the
+    /// nightly tier too); other arguments run `cargo test --workspace ARGS` as typed.
     Test {
         /// Arguments passed to `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -245,6 +246,17 @@ fn main() -> anyhow::Result<()> {
                 args
             };
             build()?;
+            // The whole suite (per push, or with the nightly tier) on every core; anything
+            // narrower is a person's choice of tests, for `cargo test` as typed.
+            let tier = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                [] => Some(harness::suite::Tier::PerPush),
+                ["--", "--include-ignored"] => Some(harness::suite::Tier::All),
+                _ => None,
+            };
+            if let Some(tier) = tier {
+                let passed = harness::suite::run(tier)?;
+                std::process::exit(if passed { 0 } else { 1 });
+            }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let st = Command::new(cargo)
                 .args(["test", "--workspace"])

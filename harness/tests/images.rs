@@ -37,6 +37,8 @@ fn docker_loads_and_runs_the_initrd_image_layout() {
     let tar = dir.path().join("layout.tar");
     std::fs::write(&tar, harness::images::to_tar(&top).unwrap()).unwrap();
 
+    // `ros/busybox:latest` is a name user_docker.rs gives the reference engine too.
+    let _reference = harness::reference::lock().unwrap();
     let out = Command::new("docker")
         .arg("load")
         .arg("-i")

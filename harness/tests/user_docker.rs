@@ -259,6 +259,8 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
             .output()
             .unwrap()
     };
+    // `ros/busybox` is a name images.rs gives the reference engine too.
+    let reference = harness::reference::lock().unwrap();
     let out = host(&["load", "-i", &saved]);
     assert!(
         out.status.success() && text(&out.stdout).contains("Loaded image: ros/busybox:latest"),
@@ -274,6 +276,7 @@ fn the_real_docker_cli_runs_containers_on_the_user_engine_over_ssh() {
         text(&out.stderr)
     );
     let _ = host(&["rmi", "-f", "ros/busybox"]);
+    drop(reference);
 
     // prune: nothing dangling; then every image no container uses; load brings it back.
     let none = d.ok(&["image", "prune", "-f"], &vm);
