@@ -104,7 +104,7 @@ impl Manager {
             tokio::time::sleep(delay).await;
             // Stopped or removed meanwhile: nothing to do.
             let Ok(now) = me.get(&id) else { return };
-            if now.state.status != Lifecycle::Restarting {
+            if now.state.status != Lifecycle::Restarting || now.state.stopped_by_user {
                 return;
             }
             let Ok(claimed) = me.claim(&id) else { return };

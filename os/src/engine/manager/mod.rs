@@ -360,7 +360,30 @@ impl Manager {
     fn release(&self, id: &str) {
         if let Some(e) = self.lock().get_mut(id) {
             e.busy = false;
+            // Wakes those waiting for it to be free (`until_idle`).
+            e.changed.send_modify(|g| *g += 1);
         }
+    }
+
+    /// Wait until no start, stop or removal holds the container (true), or `limit` passed
+    /// (false). A stop or a forced removal waits so, rather than failing against a start
+    /// its restart policy began a moment before.
+    pub(super) async fn until_idle(&self, id: &str, limit: std::time::Duration) -> bool {
+        let Some(mut rx) = self.lock().get(id).map(|e| e.changed.subscribe()) else {
+            return true;
+        };
+        let idle = |m: &Manager| m.lock().get(id).is_none_or(|e| !e.busy);
+        let wait = async {
+            loop {
+                if idle(self) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// Rename (409 when the name is taken).

@@ -17,6 +17,9 @@ impl Manager {
         volumes: bool,
     ) -> Result<()> {
         let id = self.find(name_or_id)?;
+        if force {
+            self.until_idle(&id, super::stop::IDLE_WAIT).await;
+        }
         let rec = self.get(&id)?;
         if rec.state.status.is_running() || rec.state.status == Lifecycle::Restarting {
             if !force {

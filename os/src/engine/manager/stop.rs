@@ -8,6 +8,9 @@ use crate::engine::shim::protocol::Request;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a stop or a forced removal waits for a start or stop under way to end.
+pub(super) const IDLE_WAIT: Duration = Duration::from_secs(60);
+
 /// Docker's default time between the stop signal and KILL.
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 
@@ -27,6 +30,8 @@ impl Manager {
         signal: Option<&str>,
     ) -> Result<()> {
         let id = self.find(name_or_id)?;
+        // A start the restart policy began is let finish, then stopped.
+        self.until_idle(&id, IDLE_WAIT).await;
         let rec = self.get(&id)?;
         if rec.state.status == Lifecycle::Restarting {
             let rec = self.update(&id, |r| {
