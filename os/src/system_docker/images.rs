@@ -74,7 +74,16 @@ pub fn load(client: &Client, args: &[String]) -> Result<(), ClientError> {
                 what: format!("opening {file}"),
                 source,
             })?;
-            len = f.metadata().ok().map(|m| m.len());
+            // A block device's metadata says 0 bytes: its size is where a seek to its end lands.
+            let mut f = f;
+            len = match f.metadata() {
+                Ok(m) if m.is_file() => Some(m.len()),
+                _ => {
+                    use std::io::{Seek, SeekFrom};
+                    let end = f.seek(SeekFrom::End(0)).ok();
+                    f.seek(SeekFrom::Start(0)).ok().and(end)
+                }
+            };
             input = Box::new(f);
         }
         _ => return Err(ClientError::Usage("load [-i FILE]".into())),
