@@ -23,6 +23,7 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("cgroup-controllers", mounts::enable_controllers),
     ("system-images", load_images),
     ("state", state::run),
+    ("preload-images", preload_images),
     ("console-config", console_config::write),
     ("sysctl", |b| {
         problems(super::sysctl::apply(
@@ -108,6 +109,30 @@ fn load_images(boot: &mut Boot) -> anyhow::Result<()> {
     }
     boot.store = Some(store);
     Ok(())
+}
+
+/// The images kept on the state partition for the system engine (services upgraded onto images
+/// the initrd does not have: `crate::system_services::preload`).
+fn preload_images(boot: &mut Boot) -> anyhow::Result<()> {
+    let Some(store) = boot.store.as_ref() else {
+        anyhow::bail!("no image store (the system-images step failed)");
+    };
+    let (loaded, problems) = crate::system_services::preload::load_all(store);
+    if !loaded.is_empty() {
+        tracing::info!(images = ?loaded, "preloaded images");
+    }
+    for p in &problems {
+        say(format!("preload: {p}"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} file(s) not loaded: {}",
+            problems.len(),
+            problems.join("; ")
+        )
+    }
 }
 
 /// The images shipped in the initrd (an OCI layout).

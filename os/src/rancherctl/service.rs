@@ -19,6 +19,10 @@ commands:
   logs NAME                a service's log
   start|stop|restart NAME… act on running services (stop keeps it stopped)
   up NAME…                 (re)create services from the configuration now saved
+  upgrade NAME IMAGE [--stable SECS]
+                           run NAME on IMAGE (in the system engine's store: `system-docker
+                           load` it first); kept, and saved for the next boots, only if the
+                           service holds for SECS (default 10), else back on its old image
   enable|disable NAME…     set rancher.services_include.NAME in the saved configuration";
 
 #[derive(Debug, Deserialize)]
@@ -44,6 +48,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             lifecycle::each(&client, verb, &args[1..], None)?;
             Ok(())
         }
+        Some("upgrade") => upgrade(&args[1..]),
         Some(verb @ ("enable" | "disable")) => {
             if args.len() < 2 {
                 bail!("{USAGE}");
@@ -69,6 +74,50 @@ fn include(paths: &ConfigPaths, names: &[String], on: bool) -> anyhow::Result<()
             .with_context(|| format!("setting {key}"))?;
         println!("{key}: {on}");
     }
+    Ok(())
+}
+
+/// `upgrade NAME IMAGE [--stable SECS]`: through the engine's API, which does the switch and
+/// the way back (`system_services::upgrade`); this waits for its verdict.
+fn upgrade(args: &[String]) -> anyhow::Result<()> {
+    let mut positional = Vec::new();
+    let mut stable = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--stable" => {
+                let v = it.next().context("--stable needs a number of seconds")?;
+                let secs: u64 = v
+                    .parse()
+                    .with_context(|| format!("--stable {v:?}: not a number of seconds"))?;
+                stable = Some(secs);
+            }
+            s if s.starts_with('-') => bail!("unknown option {s}\n\n{USAGE}"),
+            _ => positional.push(a.as_str()),
+        }
+    }
+    let [name, image] = positional[..] else {
+        bail!("{USAGE}");
+    };
+    let mut path = format!(
+        "/rancheros/services/{}/upgrade?image={}",
+        crate::system_docker::encode(name),
+        crate::system_docker::encode(image)
+    );
+    if let Some(s) = stable {
+        path.push_str(&format!("&stable={s}"));
+    }
+    println!("{name}: starting on {image}, watching it…");
+    let client = Client::new(None)?;
+    let done: serde_json::Value = client
+        .json("POST", &path, None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{name}: runs on {image} ({}), was {}; saved in {} for the next boots",
+        done["ImageId"].as_str().unwrap_or("?"),
+        done["Previous"].as_str().unwrap_or("?"),
+        done["Saved"].as_str().unwrap_or("?"),
+    );
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub const PERSISTENT: &[&str] = &[
     "var/lib/rancher/conf",
     "var/lib/docker",
     "var/lib/rancher/ssh",
+    // Images of the system engine's that the initrd does not bring (system_services::preload).
+    "var/lib/rancher/preload",
 ];
 
 /// The state root: the mount point, or `rancher.state.directory` under it. Refuses a directory

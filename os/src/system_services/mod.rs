@@ -14,6 +14,8 @@
 //!   filesystem before each start (the manager's prepare hook);
 //! - `up` (recreate from the configuration now saved: `rancherctl service up`, console
 //!   switching) ([`up`]);
+//! - `upgrade` onto another image, watched, and back to the old one when it does not hold
+//!   ([`upgrade`]; the images kept for the next boots: [`preload`]);
 //! - shutdown level by level, in reverse dependency order ([`shutdown`]);
 //! - the status file `rancherctl service list` reads ([`status`]).
 //!
@@ -22,12 +24,15 @@
 
 mod boot;
 pub mod container;
+pub mod preload;
 mod shutdown;
 pub mod status;
 mod up;
+mod upgrade;
 
 pub use status::STATUS_PATH;
 pub use up::UpError;
+pub use upgrade::{Upgraded, MAX_STABLE, STABLE};
 
 use crate::config::write_files::WriteFile;
 use crate::config::Config;

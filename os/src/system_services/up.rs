@@ -4,7 +4,8 @@
 //! one is created from the (maybe new) image and started; the service is not waited for, even
 //! when it runs to completion.
 
-use super::{lock, SystemServices};
+use super::{lock, Inner, SystemServices};
+use crate::config::Config;
 use crate::services::{Scope, ServiceSpec};
 use std::sync::Arc;
 
@@ -19,13 +20,17 @@ pub enum UpError {
     Invalid { name: String, message: String },
     #[error("service {name}: {message}")]
     Failed { name: String, message: String },
+    #[error(
+        "service {0}: no such image in the system engine's store: {1} (load or pull it first)"
+    )]
+    NoImage(String, String),
 }
 
 impl UpError {
     /// The HTTP status it is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            UpError::NotFound(_) => 404,
+            UpError::NotFound(_) | UpError::NoImage(..) => 404,
             UpError::Disabled(_) => 409,
             UpError::Invalid { .. } => 400,
             UpError::Failed { .. } => 500,
@@ -35,60 +40,11 @@ impl UpError {
 
 impl SystemServices {
     pub async fn up(self: &Arc<Self>, name: &str) -> Result<(), UpError> {
-        let (config, errors) = tokio::task::spawn_blocking(crate::config::load_running)
-            .await
-            .map_err(|e| UpError::Failed {
-                name: name.to_string(),
-                message: format!("reading the configuration: {e}"),
-            })?;
-        for e in &errors {
-            tracing::warn!(error = %e, "config problem (up)");
-        }
-        if config.rancher.services_include.get(name) == Some(&false) {
-            return Err(UpError::Disabled(name.to_string()));
-        }
-        let raw = config
-            .rancher
-            .services
-            .get(name)
-            .ok_or_else(|| UpError::NotFound(name.to_string()))?;
-        let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
-        let spec = ServiceSpec::parse(name, &value).map_err(|errors| UpError::Invalid {
-            name: name.to_string(),
-            message: errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        })?;
-        if spec.scope != Scope::System {
-            return Err(UpError::Invalid {
-                name: name.to_string(),
-                message: "not a system service (io.rancher.os.scope)".into(),
-            });
-        }
+        let (config, spec) = configured(name).await?;
         let mut inner = self.inner.lock().await;
         self.take_settings(&mut inner, &config);
-        inner.specs.insert(name.to_string(), spec.clone());
-        if !inner.order.iter().any(|n| n == name) {
-            inner.order.push(name.to_string());
-            lock(&self.known).order.push(name.to_string());
-        }
-        lock(&self.known)
-            .images
-            .insert(name.to_string(), spec.image.clone());
-        if let Ok(old) = self.mgr.get(name) {
-            let timeout = config.rancher.shutdown_timeout.min(i64::MAX as u64) as i64;
-            match self.mgr.stop(&old.id, Some(timeout), None).await {
-                Ok(()) | Err(crate::engine::manager::ManagerError::NotModified(_)) => {}
-                Err(e) => {
-                    return Err(UpError::Failed {
-                        name: name.to_string(),
-                        message: format!("stopping the old container: {e}"),
-                    })
-                }
-            }
-        }
+        self.adopt_spec(&mut inner, &spec);
+        self.stop_current(name, &config).await?;
         let environment = inner.environment.clone();
         self.run(&spec, &environment, false)
             .await
@@ -100,4 +56,70 @@ impl SystemServices {
                 }
             })
     }
+
+    /// Make `spec` the service's (its place in the order, its image in the status).
+    pub(super) fn adopt_spec(&self, inner: &mut Inner, spec: &ServiceSpec) {
+        let name = &spec.name;
+        inner.specs.insert(name.clone(), spec.clone());
+        if !inner.order.iter().any(|n| n == name) {
+            inner.order.push(name.clone());
+            lock(&self.known).order.push(name.clone());
+        }
+        lock(&self.known)
+            .images
+            .insert(name.clone(), spec.image.clone());
+    }
+
+    /// Stop the service's container, if it has one (its stop signal, then KILL after
+    /// `rancher.shutdown_timeout`).
+    pub(super) async fn stop_current(&self, name: &str, config: &Config) -> Result<(), UpError> {
+        let Ok(old) = self.mgr.get(name) else {
+            return Ok(());
+        };
+        let timeout = config.rancher.shutdown_timeout.min(i64::MAX as u64) as i64;
+        match self.mgr.stop(&old.id, Some(timeout), None).await {
+            Ok(()) | Err(crate::engine::manager::ManagerError::NotModified(_)) => Ok(()),
+            Err(e) => Err(UpError::Failed {
+                name: name.to_string(),
+                message: format!("stopping the old container: {e}"),
+            }),
+        }
+    }
+}
+
+/// The configuration saved now and the service `name` in it: enabled, valid, of system scope.
+pub(super) async fn configured(name: &str) -> Result<(Config, ServiceSpec), UpError> {
+    let (config, errors) = tokio::task::spawn_blocking(crate::config::load_running)
+        .await
+        .map_err(|e| UpError::Failed {
+            name: name.to_string(),
+            message: format!("reading the configuration: {e}"),
+        })?;
+    for e in &errors {
+        tracing::warn!(error = %e, "config problem (up)");
+    }
+    if config.rancher.services_include.get(name) == Some(&false) {
+        return Err(UpError::Disabled(name.to_string()));
+    }
+    let raw = config
+        .rancher
+        .services
+        .get(name)
+        .ok_or_else(|| UpError::NotFound(name.to_string()))?;
+    let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
+    let spec = ServiceSpec::parse(name, &value).map_err(|errors| UpError::Invalid {
+        name: name.to_string(),
+        message: errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    if spec.scope != Scope::System {
+        return Err(UpError::Invalid {
+            name: name.to_string(),
+            message: "not a system service (io.rancher.os.scope)".into(),
+        });
+    }
+    Ok((config, spec))
 }

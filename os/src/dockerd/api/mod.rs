@@ -152,6 +152,10 @@ fn router(api: Arc<Api>) -> Router {
             get(volumes::inspect).delete(volumes::remove),
         )
         .route("/rancheros/services/{name}/up", post(rancheros::up))
+        .route(
+            "/rancheros/services/{name}/upgrade",
+            post(rancheros::upgrade),
+        )
         .route("/images/json", get(images::list))
         .route("/images/load", post(images::load))
         .route("/images/create", post(registry::create))

@@ -64,7 +64,7 @@ pub mod sys;
 pub mod unpack;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use blobs::BlobWriter;
 pub use digest::Digest;

@@ -1538,3 +1538,12 @@ fn a_saved_image_loads_back_under_its_name_by_both_formats() {
         .unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
 }
+
+/// An OCI layout of one small image named `name`, for tests of the store's users
+/// (`system_services::preload`).
+pub(crate) fn tiny_layout(dir: &Path, name: &str) -> std::path::PathBuf {
+    let layout = dir.join("tiny-layout");
+    let image = TestImage::new(vec![top_layer(Compression::None)]);
+    write_oci_layout(&layout, &[(&image, Some(name))]);
+    layout
+}
