@@ -1,15 +1,17 @@
 //! The boot image: `dist/vmlinuz` + `dist/initrd.img`, and its size report against the budget in
 //! `initrd/budget.yml`. Building is incremental: the kernel comes from the cache, the os binary
-//! from cargo's own incremental build, and the initrd is reassembled (it takes well under a
-//! second).
+//! from cargo's own incremental build, and the initrd is reassembled (and compressed again only
+//! when its archive changed). Every test process would do that once (tens of seconds in a debug
+//! harness), so `cargo harness test`, which has just built the image, records it in
+//! `target/harness-image.json` and names that file in [`PREBUILT_ENV`] for its test processes.
 
 use anyhow::{bail, Context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// `initrd/budget.yml`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Budget {
     pub hard_gate_total: u64,
     pub target_total: u64,
@@ -24,7 +26,7 @@ impl Budget {
 }
 
 /// Sizes of a built image.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct SizeReport {
     pub kernel: u64,
     pub initrd: u64,
@@ -90,7 +92,7 @@ impl std::fmt::Display for SizeReport {
 }
 
 /// A built image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Image {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
@@ -135,11 +137,48 @@ fn with_kernel(
     })
 }
 
-/// Build once per process (tests share it), holding a lock across processes while building.
+/// Names the record of an image built by the process that started this one (see the module docs).
+pub const PREBUILT_ENV: &str = "HARNESS_IMAGE";
+
+/// Write `img`'s record for test processes; its path, for [`PREBUILT_ENV`].
+pub fn record(img: &Image) -> anyhow::Result<PathBuf> {
+    let path = crate::paths::repo_root()
+        .join("target")
+        .join("harness-image.json");
+    crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(img)?)?;
+    Ok(path)
+}
+
+/// The image a record names, if its files are still the size it says.
+fn recorded(path: &Path) -> anyhow::Result<Image> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let img: Image = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not an image record", path.display()))?;
+    for (file, size) in [
+        (&img.kernel, img.sizes.kernel),
+        (&img.initrd, img.sizes.initrd),
+    ] {
+        anyhow::ensure!(
+            file_size(file)? == size,
+            "{} changed since {} was written",
+            file.display(),
+            path.display()
+        );
+    }
+    Ok(img)
+}
+
+/// Build once per process (tests share it), holding a lock across processes while building;
+/// or take the image [`PREBUILT_ENV`] names.
 pub fn ensure_built() -> anyhow::Result<&'static Image> {
     static IMAGE: OnceLock<Image> = OnceLock::new();
     if let Some(img) = IMAGE.get() {
         return Ok(img);
+    }
+    if let Some(path) = std::env::var_os(PREBUILT_ENV) {
+        let img = recorded(Path::new(&path))?;
+        let _ = IMAGE.set(img);
+        return Ok(IMAGE.get().expect("just set"));
     }
     let lock_path = crate::paths::repo_root()
         .join("target")

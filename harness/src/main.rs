@@ -245,7 +245,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 args
             };
-            build()?;
+            let image = build()?;
             // The whole suite (per push, or with the nightly tier) on every core; anything
             // narrower is a person's choice of tests, for `cargo test` as typed.
             let tier = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -254,7 +254,7 @@ fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             if let Some(tier) = tier {
-                let passed = harness::suite::run(tier)?;
+                let passed = harness::suite::run(tier, &image)?;
                 std::process::exit(if passed { 0 } else { 1 });
             }
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

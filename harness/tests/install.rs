@@ -3,7 +3,8 @@
 //! system (refusing a bad cloud-config and a disk holding data first), which then boots by
 //! itself under SeaBIOS and under OVMF with the cloud-config applied and the `--append` kernel
 //! arguments, which an upgrade (to the release index's current image, pulled from a registry
-//! on this machine's loopback) keeps.
+//! on this machine's loopback) keeps; the user's files and a `--restart always` container of
+//! the user engine are there on the new version.
 
 use harness::vm::{Drive, Vm, VmOptions, READY};
 use std::time::Duration;
@@ -186,6 +187,13 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
         &mut vm,
         "until docker version >/dev/null 2>&1; do sleep 1; done",
     );
+    // A user's container with `--restart always`: it runs again on the new version.
+    sh(
+        &mut vm,
+        "tar -C /usr/share/ros/images -cf - . | docker load >/dev/null && \
+         docker run -d --restart always --name keeper ros/busybox \
+           sh -c 'trap \"exit 0\" TERM; echo kept-running; while :; do sleep 1; done'",
+    );
     // (The kernel's messages share the serial line: only the list's lines.)
     let list = sh(&mut vm, "rancherctl os list");
     let lines: Vec<&str> = list
@@ -221,6 +229,16 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     );
     assert_eq!(sh(&mut vm, "cat /home/rancher/kept"), "kept");
     assert_eq!(sh(&mut vm, "hostname"), "installed-host");
+    let ps = vm
+        .poll("docker ps | grep keeper", Duration::from_secs(60), |out| {
+            out.contains("Up ")
+        })
+        .unwrap();
+    assert!(
+        ps.contains("Up "),
+        "the always container after the upgrade: {ps}"
+    );
+    assert!(sh(&mut vm, "docker logs keeper").contains("kept-running"));
     sh(&mut vm, "sync");
     drop(vm);
 

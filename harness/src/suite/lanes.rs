@@ -60,6 +60,7 @@ pub fn run(
     lanes: usize,
     logs: &Path,
     limit: Duration,
+    env: &[(String, String)],
 ) -> anyhow::Result<Vec<Outcome>> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(
@@ -80,6 +81,7 @@ pub fn run(
         .map(|_| {
             let (queue, outcomes, ended) = (queue.clone(), outcomes.clone(), ended.clone());
             let logs = logs.to_path_buf();
+            let env = env.to_vec();
             std::thread::spawn(move || loop {
                 if INTERRUPTED.load(Ordering::SeqCst) {
                     return;
@@ -88,7 +90,7 @@ pub fn run(
                     return;
                 };
                 eprintln!("[suite] start {}", job.label);
-                let o = run_one(&job, &logs, limit);
+                let o = run_one(&job, &logs, limit, &env);
                 let n = ended.fetch_add(1, Ordering::SeqCst) + 1;
                 let verdict = if o.passed { "ok    " } else { "FAILED" };
                 let t = started.elapsed().as_secs();
@@ -118,10 +120,10 @@ pub fn run(
 }
 
 /// Run one job to its end (or its limit, or an interrupt).
-fn run_one(job: &Job, logs: &Path, limit: Duration) -> Outcome {
+fn run_one(job: &Job, logs: &Path, limit: Duration, env: &[(String, String)]) -> Outcome {
     let log = logs.join(format!("{}.log", file_name(&job.label)));
     let started = Instant::now();
-    let passed = match spawn_and_wait(job, &log, limit) {
+    let passed = match spawn_and_wait(job, &log, limit, env) {
         Ok(passed) => passed,
         Err(e) => {
             let _ = std::fs::OpenOptions::new()
@@ -140,12 +142,18 @@ fn run_one(job: &Job, logs: &Path, limit: Duration) -> Outcome {
     }
 }
 
-fn spawn_and_wait(job: &Job, log: &Path, limit: Duration) -> anyhow::Result<bool> {
+fn spawn_and_wait(
+    job: &Job,
+    log: &Path,
+    limit: Duration,
+    env: &[(String, String)],
+) -> anyhow::Result<bool> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone().context("log file")?;
     let mut child = Command::new(&job.exe)
         .args(&job.args)
         .current_dir(&job.cwd)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -242,7 +250,7 @@ mod tests {
             job("c::hangs", "sleep 30 & sleep 30", true),
         ];
         let t = Instant::now();
-        let mut out = run(jobs, 2, logs.path(), Duration::from_secs(2)).unwrap();
+        let mut out = run(jobs, 2, logs.path(), Duration::from_secs(2), &[]).unwrap();
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "the hung job was killed"

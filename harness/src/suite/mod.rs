@@ -36,10 +36,16 @@ pub enum Tier {
     All,
 }
 
-/// Build the test binaries, run every job, report; `Ok(true)` when all passed.
-pub fn run(tier: Tier) -> anyhow::Result<bool> {
+/// Build the test binaries, run every job, report; `Ok(true)` when all passed. `image` is the
+/// image just built: the jobs take it rather than each building it again.
+pub fn run(tier: Tier, image: &crate::image::Image) -> anyhow::Result<bool> {
     let started = Instant::now();
     let root = crate::paths::repo_root();
+    let record = crate::image::record(image).context("recording the image")?;
+    let env = vec![(
+        crate::image::PREBUILT_ENV.to_string(),
+        record.display().to_string(),
+    )];
     let binaries = discover::binaries(&root).context("building the test binaries")?;
     let mut jobs = Vec::new();
     for b in &binaries {
@@ -65,7 +71,7 @@ pub fn run(tier: Tier) -> anyhow::Result<bool> {
     );
     let logs = root.join("target").join("test-logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("mkdir {}", logs.display()))?;
-    let outcomes = lanes::run(jobs, lanes, &logs, lanes::limit())?;
+    let outcomes = lanes::run(jobs, lanes, &logs, lanes::limit(), &env)?;
     times::record(&root, &outcomes).context("recording the tests' times")?;
 
     let failed: Vec<_> = outcomes.iter().filter(|o| !o.passed).collect();
