@@ -71,13 +71,13 @@ pub fn parse_artifacts(messages: &str, root: &Path) -> anyhow::Result<Vec<Binary
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = m["target"]["name"].as_str().context("target.name")?;
-        let integration = m["target"]["kind"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        let kind = m["target"]["kind"][0].as_str().unwrap_or("?");
+        let integration = kind == "test";
+        // A crate's lib and bin may share a name: the kind tells their unit tests apart.
         let label = if integration {
             name.to_string()
         } else {
-            format!("{package} (unit: {name})")
+            format!("{package} ({kind} {name})")
         };
         found.push(Binary {
             label,
@@ -173,7 +173,7 @@ mod tests {
                     split: true
                 },
                 Binary {
-                    label: "os (unit: ros)".into(),
+                    label: "os (bin ros)".into(),
                     exe: "/w/target/debug/deps/ros-2".into(),
                     cwd: "/w/os".into(),
                     split: false

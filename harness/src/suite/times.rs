@@ -97,12 +97,12 @@ mod tests {
         assert_eq!(known.len(), 2);
         let mut jobs = vec![
             job("boot::a", true),
-            job("os (unit: ros)", false),
+            job("os (bin ros)", false),
             job("new::c", true),
             job("net::b", true),
         ];
         order(&mut jobs, &known);
         let labels: Vec<_> = jobs.iter().map(|j| j.label.as_str()).collect();
-        assert_eq!(labels, ["net::b", "new::c", "boot::a", "os (unit: ros)"]);
+        assert_eq!(labels, ["net::b", "new::c", "boot::a", "os (bin ros)"]);
     }
 }
