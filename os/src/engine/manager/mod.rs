@@ -369,21 +369,37 @@ impl Manager {
     /// (false). A stop or a forced removal waits so, rather than failing against a start
     /// its restart policy began a moment before.
     pub(super) async fn until_idle(&self, id: &str, limit: std::time::Duration) -> bool {
+        self.until(id, Some(limit), |m| {
+            m.lock().get(id).is_none_or(|e| !e.busy)
+        })
+        .await
+    }
+
+    /// Wait, on the container's change channel, until `done` (true; also when the container
+    /// is gone) or `limit` passed (false; no limit: for ever).
+    pub(super) async fn until(
+        &self,
+        id: &str,
+        limit: Option<std::time::Duration>,
+        done: impl Fn(&Manager) -> bool,
+    ) -> bool {
         let Some(mut rx) = self.lock().get(id).map(|e| e.changed.subscribe()) else {
             return true;
         };
-        let idle = |m: &Manager| m.lock().get(id).is_none_or(|e| !e.busy);
         let wait = async {
             loop {
-                if idle(self) {
-                    return;
-                }
-                if rx.changed().await.is_err() {
+                if done(self) || rx.changed().await.is_err() {
                     return;
                 }
             }
         };
-        tokio::time::timeout(limit, wait).await.is_ok()
+        match limit {
+            Some(l) => tokio::time::timeout(l, wait).await.is_ok(),
+            None => {
+                wait.await;
+                true
+            }
+        }
     }
 
     /// Rename (409 when the name is taken).

@@ -114,30 +114,11 @@ impl Manager {
 
     /// Wait until the container no longer runs (true), or the limit passed (false).
     pub(super) async fn until_stopped(&self, id: &str, limit: Option<Duration>) -> bool {
-        let Some(mut rx) = self.lock().get(id).map(|e| e.changed.subscribe()) else {
-            return true;
-        };
-        let done = |m: &Manager| {
+        self.until(id, limit, |m| {
             m.get(id)
                 .map(|r| !r.state.status.is_running())
                 .unwrap_or(true)
-        };
-        let wait = async {
-            loop {
-                if done(self) {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
-        match limit {
-            Some(l) => tokio::time::timeout(l, wait).await.is_ok(),
-            None => {
-                wait.await;
-                true
-            }
-        }
+        })
+        .await
     }
 }
