@@ -66,6 +66,10 @@ pub struct VmOptions {
     /// Names the serial log (`target/vm-logs/<name>.log`).
     pub name: String,
     pub memory_mb: u32,
+    /// Virtual CPUs (`-smp`). 1 by default: the test suite runs one VM per host core side by
+    /// side (`HARNESS_JOBS` lanes), and a second vCPU under TCG is a second host thread that
+    /// would compete with the other lane (`harness bench boot --smp 2` measures what it buys).
+    pub cpus: u32,
     /// Extra kernel arguments, after [`BASE_CMDLINE`].
     pub cmdline: Vec<String>,
     /// Arguments after `--` (for init).
@@ -111,6 +115,7 @@ impl VmOptions {
         VmOptions {
             name: name.to_string(),
             memory_mb: 512,
+            cpus: 1,
             cmdline: Vec::new(),
             init_args: Vec::new(),
             drives: Vec::new(),
@@ -233,7 +238,7 @@ impl VmOptions {
             "-m",
             &self.memory_mb.to_string(),
             "-smp",
-            "1",
+            &self.cpus.to_string(),
             "-nodefaults",
             "-no-user-config",
             "-display",
@@ -620,10 +625,23 @@ impl Vm {
         ))
     }
 
-    /// Boot and wait for PID 1's `[ros] ready` line.
+    /// Boot and wait for PID 1's `[ros] ready` line; a `[ros] degraded` boot is an error that
+    /// names the services that do not run.
     pub fn boot_ready(opts: VmOptions, timeout: Duration) -> anyhow::Result<Vm> {
         let mut vm = Vm::boot(opts)?;
-        vm.expect(READY, timeout)?;
+        let end = vm.expect_captures(r"\[ros\] (ready|degraded) \d+\.\d+\r?\n", timeout)?;
+        if &end[1] == "degraded" {
+            let text = vm.serial_text();
+            let why = text
+                .lines()
+                .rev()
+                .find(|l| l.contains("[ros] not running: "))
+                .unwrap_or("");
+            bail!(
+                "the boot ended degraded, not ready: {why}\nserial log: {}",
+                vm.log_path.display()
+            );
+        }
         Ok(vm)
     }
 

@@ -8,7 +8,7 @@ use harness::vm::{Vm, VmOptions};
 use std::time::{Duration, Instant};
 
 const BOOT: Duration = Duration::from_secs(120);
-const READY: &str = r"\[ros\] ready (\d+\.\d+)\r?\n";
+const DEGRADED: &str = r"\[ros\] degraded (\d+\.\d+)\r?\n";
 
 fn boot(opts: VmOptions) -> Vm {
     Vm::boot_ready(opts, BOOT).unwrap()
@@ -136,8 +136,19 @@ fn a_bad_service_is_reported_and_the_others_run() {
         BOOT,
     )
     .unwrap();
-    vm.expect(READY, BOOT).unwrap();
+    // Not `ready`: PID 1 names what does not run, on one line, and says `degraded`.
+    let not_running = vm
+        .expect_captures(r"\[ros\] not running: ([^\r\n]*)\r?\n", BOOT)
+        .unwrap();
+    vm.expect(DEGRADED, BOOT).unwrap();
+    assert!(
+        not_running[1]
+            .starts_with("ghost (failed: No such image: nosuch/image:1), typo (invalid: "),
+        "{}",
+        not_running[1]
+    );
     let serial = vm.serial_text();
+    assert!(!serial.contains("[ros] ready"), "{serial}");
     assert!(
         serial
             .contains(r#"service typo: restart: "sometimes" is not one of no, always, on-failure"#),
@@ -179,7 +190,10 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         "first",
         &[
             ("image", "ros/busybox:latest"),
-            ("command", "\"sh -c 'sleep 2; echo done > /var/log/first'\""),
+            (
+                "command",
+                "\"sh -c 'sleep 2; echo done > /var/log/first; read u _ < /proc/uptime; echo $u > /var/log/first-end'\"",
+            ),
             ("labels", "[io.rancher.os.detach=false]"),
             log,
         ],
@@ -206,12 +220,49 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
             ("labels", "[io.rancher.os.after=second]"),
         ],
     );
+    // No dependency: started beside `first`, not after it.
+    let opts = service(
+        opts,
+        "peer",
+        &[
+            ("image", "ros/busybox:latest"),
+            (
+                "command",
+                "\"sh -c 'read u _ < /proc/uptime; echo $u > /var/log/peer; exec sleep 1000'\"",
+            ),
+            log,
+        ],
+    );
     let mut vm = boot(opts);
     assert_eq!(
         sh(&mut vm, "cat /var/log/second"),
         "done",
         "first finished before second started"
     );
+    // Services start concurrently: `peer` (no dependency) ran while `first` slept.
+    let stamp = |vm: &mut Vm, f: &str| -> f64 {
+        let out = sh(vm, &format!("cat /var/log/{f}"));
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{f}: {out:?}"))
+    };
+    let (peer, first_end) = (stamp(&mut vm, "peer"), stamp(&mut vm, "first-end"));
+    assert!(
+        peer < first_end,
+        "peer started at {peer} s, before first ended at {first_end} s"
+    );
+    // And a service still starts after the (detached) one it depends on, by the engine's own
+    // start times (RFC 3339 with nanoseconds, same length: they compare as text).
+    let started = |vm: &mut Vm, name: &str| {
+        sh(
+            vm,
+            &format!("system-docker inspect {name} | grep -o '\"StartedAt\": *\"[^\"]*\"'"),
+        )
+    };
+    let (second, third) = (started(&mut vm, "second"), started(&mut vm, "third"));
+    assert!(second < third, "second {second}, then third {third}");
+    let (syslog, udev) = (started(&mut vm, "syslog"), started(&mut vm, "udev"));
+    assert!(syslog < udev, "syslog {syslog}, then udev {udev}");
     let status = sh(&mut vm, "cat /run/system-docker/services.json");
     assert!(
         status.contains("\"last_exit\": \"exit 0\""),
@@ -247,8 +298,8 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         );
     }
     // The default services (syslog, udev, acpid, network, ntp, console, docker) and the
-    // test's second and third (first ran to completion).
-    assert_eq!(order.len(), 9, "{order:?}");
+    // test's second, third and peer (first ran to completion).
+    assert_eq!(order.len(), 10, "{order:?}");
 }
 
 #[test]
@@ -426,7 +477,10 @@ fn without_acpid_pid1_takes_the_power_button_itself() {
     let opts = VmOptions::new("services_no_acpid")
         .unwrap()
         .cmdline("rancher.services.acpid.image=nosuch/acpid:1");
-    let mut vm = boot(opts);
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(r"\[ros\] not running: acpid \(failed: No such image", BOOT)
+        .unwrap();
+    vm.expect(DEGRADED, BOOT).unwrap();
     assert!(vm.serial_text().contains("PID 1 listens itself"));
     vm.powerdown().unwrap();
     let out = vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();

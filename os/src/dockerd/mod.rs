@@ -22,7 +22,7 @@
 //! cgroups `/system/<name>`, plain logs `/var/log/<name>.log`, the socket
 //! `/run/system-docker.sock`, root's only) and the system services on top
 //! (`crate::system_services`). With `--boot FD` it starts them from the configuration and
-//! writes one JSON line on FD when they are up (`{"problems":N}`); without, it is a restart of
+//! writes one JSON line on FD when they are up (`{"problems":N,"not_running":[…]}`); without, it is a restart of
 //! the engine and takes over the containers that run. TERM stops every container (services in
 //! reverse dependency order, within `rancher.shutdown_timeout`) and ends it: that is how PID 1
 //! shuts the system down. (The user engine, on TERM, leaves its containers to their shims.)
@@ -233,8 +233,8 @@ async fn serve(args: Args) -> Result<(), String> {
         }
         match args.boot_fd {
             Some(fd) => {
-                let problems = services.boot(config).await;
-                ready(fd, problems.len());
+                let booted = services.boot(config).await;
+                ready(fd, &booted);
             }
             None => services.adopt(&config).await,
         }
@@ -264,13 +264,20 @@ async fn serve(args: Args) -> Result<(), String> {
 }
 
 /// Tell PID 1 the boot's services are up: one JSON line on `fd`, which is then closed.
-fn ready(fd: i32, problems: usize) {
+fn ready(fd: i32, booted: &crate::system_services::Booted) {
     use std::io::Write;
     use std::os::fd::FromRawFd;
     // SAFETY: `fd` was given on the command line by PID 1 for this one write (`--boot FD`);
     // nothing else in this process owns it, and the File closes it when dropped.
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-    if let Err(e) = writeln!(f, "{}", serde_json::json!({ "problems": problems })) {
+    if let Err(e) = writeln!(
+        f,
+        "{}",
+        serde_json::json!({
+            "problems": booted.problems.len(),
+            "not_running": booted.not_running,
+        })
+    ) {
         tracing::warn!(fd, error = %e, "dockerd: telling PID 1 the services are up");
     }
 }

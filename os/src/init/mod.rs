@@ -1,6 +1,7 @@
 //! PID 1. Boot is a list of named steps ([`steps::STEPS`]), each run and timed in order and
 //! printed as a milestone; a failed (or panicking) step is reported and boot goes on. After the
-//! last step PID 1 prints `[ros] ready <seconds>` once and becomes the supervisor: the single
+//! last step PID 1 prints `[ros] ready <seconds>` once (or, when a system service that should
+//! run does not, `[ros] not running: …` naming each and `[ros] degraded <seconds>`) and becomes the supervisor: the single
 //! owner of `waitpid`, reaping every zombie, keeping the system engine (`system_engine`: the
 //! container manager that runs the system services) and the recovery console shell running,
 //! and turning the power button, Ctrl-Alt-Del and `rancherctl reboot|poweroff` into a clean
@@ -44,6 +45,9 @@ pub struct Boot {
     pub store: Option<crate::engine::store::Store>,
     /// The system engine (which runs the system services), once started.
     pub engine: Option<system_engine::SystemEngine>,
+    /// The system services that should run and do not when boot ends (`name (state: why)`):
+    /// PID 1 then prints `[ros] degraded`, not `[ros] ready`.
+    pub not_running: Vec<String>,
 }
 
 pub(crate) use steps::apply_to_host;
@@ -92,7 +96,15 @@ pub fn main() -> ExitCode {
     }
     let mut boot = Boot::default();
     steps::run_all(&mut boot);
-    say(format!("ready {:.3}", since_boot()));
+    if boot.engine.is_none() && boot.not_running.is_empty() {
+        boot.not_running = vec!["system engine (not started)".into()];
+    }
+    if boot.not_running.is_empty() {
+        say(format!("ready {:.3}", since_boot()));
+    } else {
+        say(format!("not running: {}", boot.not_running.join(", ")));
+        say(format!("degraded {:.3}", since_boot()));
+    }
     spawn_boot_health();
 
     let mut sup = supervisor::Supervisor::new(boot);

@@ -32,9 +32,17 @@ pub struct SystemEngine {
     pub respawn_at: Option<Instant>,
 }
 
-/// Start the engine; with `boot`, wait until it has started the system services. Returns the
-/// engine and the number of problems its boot met (each said on the console by the engine).
-pub fn start(boot: bool) -> anyhow::Result<(SystemEngine, usize)> {
+/// What the engine's boot of the services ended with.
+#[derive(Debug, Default, PartialEq)]
+pub struct ServicesUp {
+    /// How many problems it met (each said on the console by the engine).
+    pub problems: usize,
+    /// The services that should run and do not, each as `name (state: why)`.
+    pub not_running: Vec<String>,
+}
+
+/// Start the engine; with `boot`, wait until it has started the system services.
+pub fn start(boot: bool) -> anyhow::Result<(SystemEngine, ServicesUp)> {
     let (pid, ready) = spawn(boot)?;
     let engine = SystemEngine {
         pid,
@@ -44,7 +52,7 @@ pub fn start(boot: bool) -> anyhow::Result<(SystemEngine, usize)> {
     };
     let problems = match ready {
         Some(r) => wait_ready(r)?,
-        None => 0,
+        None => ServicesUp::default(),
     };
     Ok((engine, problems))
 }
@@ -87,7 +95,7 @@ fn spawn(boot: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
 }
 
 /// The engine's line on the pipe: the boot's services are up (or it died: end of file).
-fn wait_ready(r: OwnedFd) -> anyhow::Result<usize> {
+fn wait_ready(r: OwnedFd) -> anyhow::Result<ServicesUp> {
     let mut line = String::new();
     let n = BufReader::new(std::fs::File::from(r))
         .read_line(&mut line)
@@ -97,9 +105,46 @@ fn wait_ready(r: OwnedFd) -> anyhow::Result<usize> {
             "the system engine ended before the system services were up (its log: {LOG})"
         );
     }
+    parse_ready(&line)
+}
+
+/// The engine's line: `{"problems":N,"not_running":["name (state: why)",…]}`.
+fn parse_ready(line: &str) -> anyhow::Result<ServicesUp> {
     let v: serde_json::Value = serde_json::from_str(line.trim())
         .map_err(|e| anyhow::anyhow!("the system engine said {line:?}: {e}"))?;
-    Ok(v["problems"].as_u64().unwrap_or(0) as usize)
+    let not_running = v["not_running"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ServicesUp {
+        problems: v["problems"].as_u64().unwrap_or(0) as usize,
+        not_running,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_engines_ready_line_is_read() {
+        let up = super::parse_ready(
+            "{\"problems\":2,\"not_running\":[\"ntp (exited: exit code 1)\",\"x (invalid: no image)\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(up.problems, 2);
+        assert_eq!(
+            up.not_running,
+            ["ntp (exited: exit code 1)", "x (invalid: no image)"]
+        );
+        assert_eq!(
+            super::parse_ready("{\"problems\":0}").unwrap(),
+            Default::default()
+        );
+        assert!(super::parse_ready("ready").is_err());
+    }
 }
 
 impl SystemEngine {

@@ -19,6 +19,9 @@ pub struct Plan {
     pub blocked: Vec<(String, String)>,
     /// `(service, missing dependency)`.
     pub missing: Vec<(String, String)>,
+    /// For each service of `order`: the services it must start after (all earlier in `order`).
+    /// What a concurrent start waits on.
+    pub waits_on: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Order services. `after`: service name → names it must start after (`after` + `volumes_from`);
@@ -53,6 +56,10 @@ pub fn plan(after: &BTreeMap<String, Vec<String>>, before: &BTreeMap<String, Vec
         }
     }
     // Kahn's algorithm, smallest name first.
+    p.waits_on = waits_on
+        .iter()
+        .map(|(k, d)| (k.to_string(), d.iter().map(|x| x.to_string()).collect()))
+        .collect();
     let mut remaining = waits_on.clone();
     let mut ready: BTreeSet<&str> = remaining
         .iter()
@@ -82,6 +89,9 @@ pub fn plan(after: &BTreeMap<String, Vec<String>>, before: &BTreeMap<String, Vec
                 p.cycles.push(cycle);
             }
         }
+    }
+    for svc in remaining.keys() {
+        p.waits_on.remove(*svc);
     }
     for (svc, deps) in &remaining {
         if !in_cycle.contains(svc) {
@@ -150,6 +160,10 @@ mod tests {
         let p = plan(&after, &before);
         assert_eq!(p.order, ["console", "syslog", "udev", "network", "ntp"]);
         assert!(p.cycles.is_empty() && p.blocked.is_empty() && p.missing.is_empty());
+        let on = |s: &str| p.waits_on[s].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(on("network"), ["udev"]);
+        assert_eq!(on("udev"), ["syslog"]);
+        assert!(on("console").is_empty());
     }
 
     #[test]
@@ -163,6 +177,7 @@ mod tests {
         ]);
         let p = plan(&after, &BTreeMap::new());
         assert_eq!(p.order, ["d", "e"]);
+        assert_eq!(p.waits_on.keys().collect::<Vec<_>>(), ["d", "e"]);
         assert_eq!(p.cycles, [vec!["a", "b", "a"]]);
         assert_eq!(p.blocked, [("c".to_string(), "a".to_string())]);
         assert_eq!(p.missing, [("d".to_string(), "gone".to_string())]);

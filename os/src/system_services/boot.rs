@@ -1,21 +1,64 @@
-//! The boot's start of the system services: check, order, start; a run-to-completion service
-//! is waited for before what comes after it, and after one that asks for it
-//! (`io.rancher.os.reloadconfig`: `cloud-init-save`) the configuration is read again, applied
-//! to the host (hostname, console settings, sysctl, `write_files`), and the services not
-//! started yet are taken from it, so a datasource can add or change them.
+//! The boot's start of the system services: check, order, start, concurrently: each service as
+//! soon as every one it waits on has started (a run-to-completion one: ended), since under TCG
+//! a container start is hundreds of milliseconds and a chain of them is the boot. A service that
+//! asks for it (`io.rancher.os.reloadconfig`: `cloud-init-save`) is started with only what it
+//! waits on; when it has ended the configuration is read again, applied to the host (hostname,
+//! console settings, sysctl, `write_files`), and the other services are taken from it, so a
+//! datasource can add or change them. At the end, the services that do not run are named
+//! ([`Booted::not_running`]) for PID 1's `ready` or `degraded`.
 
 use super::{container, lock, parse_all, plan_of, Inner, SystemServices};
 use crate::config::Config;
 use crate::console::say;
+use crate::engine::manager::exit::describe;
 use crate::engine::manager::WaitCondition;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// The end of the boot's start of the services.
+#[derive(Debug, Default)]
+pub struct Booted {
+    /// Every problem met, as said on the console.
+    pub problems: Vec<String>,
+    /// The services that should run and do not (`name (state: why)`).
+    pub not_running: Vec<String>,
+}
+
+/// What follows a pass of [`SystemServices::pass`].
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    /// Every service is handled.
+    Done,
+    /// A service that asks for it has ended: read the configuration again, then pass again.
+    Reload,
+    /// That service failed: pass again without a reload.
+    Again,
+}
+
+/// `name` and every service it waits on, directly or not.
+fn closure(name: &str, waits_on: &BTreeMap<String, BTreeSet<String>>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![name.to_string()];
+    while let Some(n) = stack.pop() {
+        if out.insert(n.clone()) {
+            stack.extend(waits_on.get(&n).into_iter().flatten().cloned());
+        }
+    }
+    out
+}
+
 impl SystemServices {
-    /// Start every service of `config`; the problems met (each also said on the console).
-    pub async fn boot(self: &Arc<Self>, mut config: Config) -> Vec<String> {
+    /// Start every service of `config`: the problems met (each also said on the console), and
+    /// the services that do not run at the end.
+    pub async fn boot(self: &Arc<Self>, mut config: Config) -> Booted {
         let mut inner = self.inner.lock().await;
         let mut problems = Vec::new();
-        while self.pass(&mut inner, &config, &mut problems).await {
+        loop {
+            match self.pass(&mut inner, &config, &mut problems).await {
+                Pass::Done => break,
+                Pass::Again => continue,
+                Pass::Reload => {}
+            }
             let (new, reload_problems) = tokio::task::spawn_blocking(reload)
                 .await
                 .unwrap_or_else(|e| (config.clone(), vec![format!("reloading: {e}")]));
@@ -42,12 +85,43 @@ impl SystemServices {
         for p in &problems {
             say(format!("service error: {p}"));
         }
-        problems
+        let not_running = self.not_running(&inner);
+        Booted {
+            problems,
+            not_running,
+        }
     }
 
-    /// One pass: check and order the services not handled yet, start them in order. True when
-    /// it stopped after a service that asks for the configuration to be reloaded.
-    async fn pass(&self, inner: &mut Inner, config: &Config, problems: &mut Vec<String>) -> bool {
+    /// The services handled that do not run now, each as `name (state: why)`: failed,
+    /// invalid, ended with an error, or restarting; one that ran once and ended with 0 and a
+    /// create-only one that was created are as they should be.
+    fn not_running(&self, inner: &Inner) -> Vec<String> {
+        self.status()
+            .into_iter()
+            .filter(|st| {
+                let fine = match st.state.as_str() {
+                    "running" => true,
+                    "created" => inner.specs.get(&st.name).is_some_and(|s| s.create_only),
+                    // Run once (waited for or not) and done.
+                    "exited" => st.last_exit.as_deref() == Some(&describe(0)),
+                    _ => false,
+                };
+                !fine
+            })
+            .map(|st| {
+                let why = st.error.or(st.last_exit).unwrap_or_default();
+                if why.is_empty() {
+                    format!("{} ({})", st.name, st.state)
+                } else {
+                    format!("{} ({}: {why})", st.name, st.state)
+                }
+            })
+            .collect()
+    }
+
+    /// One pass: check and order the services not handled yet, start them ([`Pass`] says
+    /// what comes next).
+    async fn pass(&self, inner: &mut Inner, config: &Config, problems: &mut Vec<String>) -> Pass {
         self.take_settings(inner, config);
         let handled = |inner: &Inner, n: &str| {
             inner.order.iter().any(|o| o == n) || lock(&self.known).failed.contains_key(n)
@@ -104,29 +178,108 @@ impl SystemServices {
                 &format!("waits on {on}, in a dependency cycle"),
             );
         }
-        for name in p.order {
-            if handled(inner, &name) {
-                continue;
+        // This pass: everything not handled yet, or, when a service asks for the configuration
+        // to be reloaded, only it and what it waits on (the rest is taken from the configuration
+        // as it is after the reload).
+        let todo: Vec<String> = p
+            .order
+            .iter()
+            .filter(|n| !handled(inner, n))
+            .cloned()
+            .collect();
+        let reloader = todo.iter().find(|n| {
+            inner
+                .specs
+                .get(*n)
+                .is_some_and(|s| s.reload_config && !s.detach && !s.create_only)
+        });
+        let batch: BTreeSet<String> = match reloader {
+            Some(r) => closure(r, &p.waits_on)
+                .into_iter()
+                .filter(|n| todo.contains(n))
+                .collect(),
+            None => todo.iter().cloned().collect(),
+        };
+        let reloader = reloader.cloned();
+        let reloaded = self.start_concurrently(inner, &p, batch, problems).await;
+        match reloader {
+            Some(r) if reloaded.contains(&r) => Pass::Reload,
+            Some(_) => Pass::Again,
+            None => Pass::Done,
+        }
+    }
+
+    /// Start `batch`, each service as soon as every one it waits on has started (a
+    /// run-to-completion one: ended), several at once. The services that started (and, when
+    /// run to completion, ended) without a problem.
+    async fn start_concurrently(
+        &self,
+        inner: &mut Inner,
+        p: &crate::services::Plan,
+        batch: BTreeSet<String>,
+        problems: &mut Vec<String>,
+    ) -> BTreeSet<String> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let mut pending: BTreeMap<String, BTreeSet<String>> = batch
+            .iter()
+            .map(|n| {
+                let deps = p.waits_on.get(n).cloned().unwrap_or_default();
+                (n.clone(), deps.intersection(&batch).cloned().collect())
+            })
+            .collect();
+        let mut ok = BTreeSet::new();
+        let mut running = FuturesUnordered::new();
+        loop {
+            // In plan order, so that the console's lines and the status list are the same at
+            // every boot when nothing waits.
+            let ready: Vec<String> = p
+                .order
+                .iter()
+                .filter(|n| pending.get(*n).is_some_and(BTreeSet::is_empty))
+                .cloned()
+                .collect();
+            for name in ready {
+                pending.remove(&name);
+                inner.order.push(name.clone());
+                let Some(spec) = inner.specs.get(&name).cloned() else {
+                    for deps in pending.values_mut() {
+                        deps.remove(&name);
+                    }
+                    continue;
+                };
+                lock(&self.known).order.push(name.clone());
+                lock(&self.known)
+                    .images
+                    .insert(name.clone(), spec.image.clone());
+                let environment = inner.environment.clone();
+                running.push(async move {
+                    let wait = !spec.detach && !spec.create_only;
+                    let result = self.run(&spec, &environment, wait).await;
+                    (spec, result)
+                });
             }
-            inner.order.push(name.clone());
-            let Some(spec) = inner.specs.get(&name).cloned() else {
-                continue;
+            let Some((spec, result)) = running.next().await else {
+                break;
             };
-            lock(&self.known).order.push(name.clone());
-            lock(&self.known)
-                .images
-                .insert(name.clone(), spec.image.clone());
-            let wait = !spec.detach && !spec.create_only;
-            if let Err(msg) = self.run(&spec, &inner.environment, wait).await {
-                problems.push(format!("service {name}: {msg}"));
-                self.mark(&name, &spec.image, "failed", &msg);
-                continue;
+            match result {
+                Ok(()) => {
+                    ok.insert(spec.name.clone());
+                }
+                Err(msg) => {
+                    problems.push(format!("service {}: {msg}", spec.name));
+                    self.mark(&spec.name, &spec.image, "failed", &msg);
+                }
             }
-            if spec.reload_config && wait {
-                return true;
+            // A dependency that failed does not hold its dependents back (as before: they
+            // start, and say what they miss).
+            for deps in pending.values_mut() {
+                deps.remove(&spec.name);
             }
         }
-        false
+        for name in pending.keys() {
+            tracing::error!(service = %name, "never became ready to start (a bug in the plan)");
+        }
+        ok
     }
 
     /// Create the service's container (after removing one left by an earlier run) and start

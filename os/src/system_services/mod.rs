@@ -6,10 +6,12 @@
 //!
 //! What the layer adds is what compose and RancherOS add over a container engine:
 //! - order: services start after their `io.rancher.os.after`, `before` and `volumes_from`
-//!   ([`crate::services::plan`]); a run-to-completion service (`io.rancher.os.detach: "false"`)
-//!   ends before its dependents start; after one labelled `io.rancher.os.reloadconfig`
-//!   (`cloud-init-save`) the configuration is read again and applied to the host, and the
-//!   services not started yet are taken from it ([`boot`]);
+//!   ([`crate::services::plan`]), each as soon as those have started, several at once; a
+//!   run-to-completion service (`io.rancher.os.detach: "false"`) ends before its dependents
+//!   start; a service labelled `io.rancher.os.reloadconfig` (`cloud-init-save`) starts with
+//!   only what it waits on, then the configuration is read again and applied to the host,
+//!   and every other service is taken from it ([`boot`]); the services that do not run at the
+//!   end are PID 1's `[ros] degraded`;
 //! - `write_files` entries with `container: NAME`, written into that container's root
 //!   filesystem before each start (the manager's prepare hook);
 //! - `up` (recreate from the configuration now saved: `rancherctl service up`, console
@@ -30,6 +32,7 @@ pub mod status;
 mod up;
 mod upgrade;
 
+pub use boot::Booted;
 pub use status::STATUS_PATH;
 pub use up::UpError;
 pub use upgrade::{Upgraded, MAX_STABLE, STABLE};
