@@ -191,9 +191,12 @@ impl Docker {
         });
     }
 
-    /// `docker load` the initrd's own images (`ros/busybox` among them), as a tar from the VM.
+    /// `docker load` the initrd's own images (`ros/busybox` among them), saved by the system
+    /// engine in the VM.
     pub fn load_initrd_images(&self, vm: &Vm) {
-        let tar = vm.ssh("tar -C /usr/share/ros/images -cf - .").unwrap();
+        let tar = vm
+            .ssh("sudo system-docker save ros/busybox ros/console")
+            .unwrap();
         assert!(tar.status.success(), "{}", text(&tar.stderr));
         let loaded = self.run_with(&["load"], &tar.stdout);
         assert!(

@@ -1,8 +1,8 @@
 //! System images built from Debian packages at image-build time, as data: each
 //! `initrd/images/<name>.yml` lists its layers (files from Debian packages, busybox links,
 //! directories, links) and its config (entrypoint, cmd, env). They are written into the initrd
-//! as one OCI image layout (`/usr/share/ros/images`), so a layer shared by several images is
-//! stored once: a layer kept in its own file (`initrd/images/layers/<name>.yml`, named with
+//! as the system engine's store holds them once loaded ([`Layout::add_store_to`]; as an OCI
+//! image layout for test images), so a layer shared by several images is stored once: a layer kept in its own file (`initrd/images/layers/<name>.yml`, named with
 //! `file:`) is byte-identical in every image that uses it (the glibc base layer, the busybox
 //! layer).
 //!
@@ -83,6 +83,10 @@ pub struct Layout {
     /// `manifest.json` entries, as `docker save` writes beside the OCI index, so `docker load`
     /// (our reference engine) takes the same layout.
     pub docker_manifest: Vec<serde_json::Value>,
+    /// Each layer's files, by diff_id (= its blob's digest: layers are plain tar).
+    pub layer_files: BTreeMap<String, Archive>,
+    /// Each image: (name, manifest digest, config digest, its layers' (digest, size)).
+    pub images: Vec<(String, String, String, Vec<(String, usize)>)>,
 }
 
 impl Layout {
@@ -118,6 +122,67 @@ impl Layout {
             let hex = digest.trim_start_matches("sha256:");
             a.add(&format!("{at}/blobs/sha256/{hex}"), file(data));
         }
+    }
+}
+
+impl Layout {
+    /// Add the images under `at` as the system engine's image store has them once loaded
+    /// (`os/src/engine/store`): the index (`repositories.json`), the manifest and config blobs,
+    /// and each layer unpacked (`layers/<hex>/diff`, `complete`), so PID 1 opens the store as it
+    /// is instead of hashing and unpacking the images at every boot. The layer blobs are left
+    /// out (the trees are the same bytes): the store writes a layer back as this tar when an
+    /// image is saved, checked against its digest.
+    pub fn add_store_to(&self, a: &mut Archive, at: &str) -> anyhow::Result<()> {
+        let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+        let file = |mode: u32, data: Vec<u8>| Entry::File { mode, data };
+        let mut images = serde_json::Map::new();
+        let mut names = serde_json::Map::new();
+        for (name, manifest, config, layers) in &self.images {
+            for d in [manifest, config] {
+                let data = self.blobs.get(d).context("a blob of the layout")?;
+                a.add(
+                    &format!("{at}/blobs/sha256/{}", hex(d)),
+                    file(0o644, data.clone()),
+                );
+            }
+            let layers: Vec<serde_json::Value> = layers
+                .iter()
+                .map(|(d, size)| {
+                    json!({
+                        "blob": d,
+                        "diff_id": d,
+                        "media_type": "application/vnd.oci.image.layer.v1.tar",
+                        "size": size,
+                    })
+                })
+                .collect();
+            images.insert(
+                manifest.clone(),
+                json!({ "config": config, "layers": layers }),
+            );
+            names.insert(name.clone(), json!(manifest));
+        }
+        for (d, files) in &self.layer_files {
+            let dir = format!("{at}/layers/{}", hex(d));
+            a.add(&format!("{dir}/diff"), Entry::Dir { mode: 0o755 });
+            for (path, entry) in files.iter() {
+                a.add(&format!("{dir}/diff{path}"), entry.clone());
+            }
+            a.add(
+                &format!("{dir}/complete"),
+                file(0o644, format!("{d}\n").into_bytes()),
+            );
+        }
+        let index = json!({ "version": 1, "images": images, "names": names });
+        let mut bytes = serde_json::to_vec_pretty(&index)?;
+        bytes.push(b'\n');
+        a.add(&format!("{at}/repositories.json"), file(0o600, bytes));
+        // Setuid files are inside: the store's directories are root's only, as the store makes
+        // them.
+        for d in ["", "/blobs", "/blobs/sha256", "/layers", "/tmp"] {
+            a.add(&format!("{at}{d}"), Entry::Dir { mode: 0o700 });
+        }
+        Ok(())
     }
 }
 
@@ -170,6 +235,7 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
     let mut packages = Vec::new();
     for r in recipes {
         let mut diff_ids = Vec::new();
+        let mut sizes = Vec::new();
         let mut layers = Vec::new();
         // File names of the libraries the image's lower layers hold.
         let mut below: BTreeSet<String> = BTreeSet::new();
@@ -207,6 +273,8 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
             let tar = to_tar(&a).with_context(|| format!("image {} layer {i}", r.name))?;
             let (digest, size) = layout.add_blob(tar);
             diff_ids.push(digest.clone());
+            sizes.push((digest.clone(), size));
+            layout.layer_files.entry(digest.clone()).or_insert(a);
             layers.push(json!({
                 "mediaType": "application/vnd.oci.image.layer.v1.tar",
                 "digest": digest,
@@ -250,6 +318,9 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
             "Layers": diff_ids.iter().map(|d| blob_path(d)).collect::<Vec<_>>(),
         }));
         let (mdigest, msize) = layout.add_blob(serde_json::to_vec(&manifest)?);
+        layout
+            .images
+            .push((r.name.clone(), mdigest.clone(), cdigest.clone(), sizes));
         layout.manifests.push(json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": mdigest,

@@ -190,7 +190,7 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     // A user's container with `--restart always`: it runs again on the new version.
     sh(
         &mut vm,
-        "tar -C /usr/share/ros/images -cf - . | docker load >/dev/null && \
+        "system-docker save ros/busybox | docker load >/dev/null && \
          docker run -d --restart always --name keeper ros/busybox \
            sh -c 'trap \"exit 0\" TERM; echo kept-running; while :; do sleep 1; done'",
     );

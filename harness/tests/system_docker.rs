@@ -205,14 +205,17 @@ fn system_docker_lists_inspects_and_enters_the_system_containers() {
         "{followed}"
     );
 
-    // load: the initrd's own OCI layout, as a tar, goes back into the store.
+    // save and load: the initrd's images (shipped unpacked, without their layer blobs) are
+    // saved with each layer written back from its tree, every digest checked on the way and
+    // again by the load that takes them back.
     sh(
         &mut vm,
-        "tar -C /usr/share/ros/images -cf /tmp/images.tar .",
+        "system-docker save ros/busybox ros/console -o /tmp/images.tar",
     );
     let loaded = sh(&mut vm, "system-docker load -i /tmp/images.tar");
     assert!(
-        loaded.contains("Loaded image: ros/busybox:latest"),
+        loaded.contains("Loaded image: ros/busybox:latest")
+            && loaded.contains("Loaded image: ros/console:latest"),
         "{loaded}"
     );
     let (out, rc) = run(&mut vm, "echo not-a-tar | system-docker load");

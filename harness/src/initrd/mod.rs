@@ -30,7 +30,8 @@ pub struct Recipe {
     pub dirs: Vec<String>,
     #[serde(default)]
     pub devices: Vec<Device>,
-    /// System images: built from the recipes in `from`, stored as one OCI layout at `at`.
+    /// System images: built from the recipes in `from`, stored at `at` as the system engine's
+    /// image store holds them (layers unpacked).
     pub images: Option<Images>,
     /// The system's trust roots: one PEM bundle made from a package's certificates.
     pub ca_bundle: Option<CaBundle>,
@@ -116,7 +117,7 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
     if let Some(images) = &recipe.images {
         let recipes = crate::images::load_recipes(&root.join(&images.from))?;
         let (layout, used) = crate::images::build(&recipes)?;
-        layout.add_to(&mut a, &images.at);
+        layout.add_store_to(&mut a, &images.at)?;
         for p in used {
             if !packages.contains(&p) {
                 packages.push(p);

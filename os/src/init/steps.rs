@@ -93,21 +93,30 @@ fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
     ))
 }
 
-/// The system engine's image store, with the initrd's images loaded into it (the `state` step
-/// runs its filesystem tools straight from one of them).
+/// The system engine's image store, which the initrd holds already loaded (the build wrote
+/// the images as the store keeps them: index, configs, layers unpacked; checked there). Here it
+/// is only opened and each image's layers looked for, so a broken build is named at boot (the
+/// `state` step runs its filesystem tools straight from one of these images).
 fn load_images(boot: &mut Boot) -> anyhow::Result<()> {
     use anyhow::Context;
     let root = crate::dockerd::SYSTEM_STORE;
     let store =
         crate::engine::store::Store::open(root).with_context(|| format!("opening {root}"))?;
-    let images = std::path::Path::new(INITRD_IMAGES);
-    let loaded = store
-        .load(images, &crate::engine::store::LoadOptions::default())
-        .with_context(|| format!("loading {}", images.display()))?;
-    for l in &loaded {
-        tracing::debug!(image = ?l.image.names, unpacked = l.layers_unpacked, reused = l.layers_reused, "image loaded");
+    let images = store.list().with_context(|| format!("reading {root}"))?;
+    let mut missing = Vec::new();
+    for image in &images {
+        if let Err(e) = store.lower_dirs(image) {
+            missing.push(e.to_string());
+        }
     }
+    tracing::debug!(images = images.len(), "system images");
     boot.store = Some(store);
+    if images.is_empty() {
+        anyhow::bail!("{root} holds no image");
+    }
+    if !missing.is_empty() {
+        anyhow::bail!("{}", missing.join("; "));
+    }
     Ok(())
 }
 
@@ -135,9 +144,6 @@ fn preload_images(boot: &mut Boot) -> anyhow::Result<()> {
     }
 }
 
-/// The images shipped in the initrd (an OCI layout).
-pub const INITRD_IMAGES: &str = "/usr/share/ros/images";
-
 /// Start the system engine, which starts the system services (after `cloud-init-save` it
 /// reads the configuration again and applies it to the host: [`apply_to_host`]); then take the
 /// configuration the boot ended with.
@@ -149,8 +155,12 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("symlink /var/run -> /run: {e}"))?;
     }
     boot.store = None;
-    let (engine, problems) = super::system_engine::start(true)?;
+    // Until the engine says otherwise, nothing runs.
+    boot.not_running = vec!["system engine (not started)".into()];
+    let (engine, up) = super::system_engine::start(true)?;
     boot.engine = Some(engine);
+    boot.not_running = up.not_running;
+    let problems = up.problems;
     let (config, errors) = crate::config::load_system(&boot.cmdline);
     for e in &errors {
         tracing::warn!(error = %e, "config (after the services)");

@@ -224,6 +224,11 @@ impl Response {
         Ok(out)
     }
 
+    /// Copy the body to `out` as it comes (an image archive can be large).
+    pub fn copy_to(mut self, out: &mut impl Write) -> Result<u64, ClientError> {
+        io::copy(&mut self.body, out).map_err(io_err("copying the response body"))
+    }
+
     /// Itself if the status is a success (2xx, or 304 "nothing to do"); the daemon's message
     /// otherwise.
     pub fn ok(self) -> Result<Response, ClientError> {

@@ -3,7 +3,7 @@
 use super::client::{Client, ClientError};
 use super::table::render;
 use serde::Deserialize;
-use std::io::Read;
+use std::io::{Read, Write};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -116,6 +116,65 @@ pub fn load(client: &Client, args: &[String]) -> Result<(), ClientError> {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
         if let Some(s) = v["stream"].as_str() {
             print!("{s}");
+        }
+    }
+    Ok(())
+}
+
+/// `save [-o FILE] IMAGE…`: the images as one tar (`docker save`'s format) on stdout or in
+/// FILE (written under a temporary name and renamed, so a failed save leaves no half file).
+pub fn save(client: &Client, args: &[String]) -> Result<(), ClientError> {
+    let usage = || ClientError::Usage("save [-o FILE] IMAGE…".into());
+    let mut output = None;
+    let mut names = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" | "--output" => output = Some(it.next().ok_or_else(usage)?.clone()),
+            s if s.starts_with('-') => return Err(usage()),
+            _ => names.push(a.clone()),
+        }
+    }
+    if names.is_empty() {
+        return Err(usage());
+    }
+    let query: Vec<String> = names
+        .iter()
+        .map(|n| format!("names={}", super::encode(n)))
+        .collect();
+    let resp = client
+        .request("GET", &format!("/images/get?{}", query.join("&")), None)?
+        .ok()?;
+    let io = |what: String| move |source| ClientError::Io { what, source };
+    match output {
+        None => {
+            let mut out = std::io::stdout().lock();
+            resp.copy_to(&mut out)?;
+            out.flush().map_err(io("writing stdout".into()))?;
+        }
+        Some(path) => {
+            let path = std::path::PathBuf::from(path);
+            let tmp = path.with_file_name(format!(
+                ".{}.tmp{}",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("save"),
+                std::process::id()
+            ));
+            let mut f =
+                std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+            let copied = resp
+                .copy_to(&mut f)
+                .and_then(|_| {
+                    f.sync_all()
+                        .map_err(io(format!("writing {}", tmp.display())))
+                })
+                .and_then(|()| {
+                    std::fs::rename(&tmp, &path)
+                        .map_err(io(format!("renaming to {}", path.display())))
+                });
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            copied?;
         }
     }
     Ok(())

@@ -28,6 +28,7 @@ commands:
   start|stop|restart [-t SECS] NAME…
   inspect NAME…                low-level information as JSON
   load [-i FILE]               load images from a docker save or OCI layout tar (stdin without -i)
+  save [-o FILE] IMAGE…        the images as one docker save tar (stdout without -o)
   version                      the engine's version
   run [-d] [-i] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--restart P] IMAGE [CMD…]
                                create and start a container
@@ -79,6 +80,7 @@ fn run(args: &[String], default_socket: &str) -> ExitCode {
         "start" | "stop" | "restart" => lifecycle::command(&client, cmd, rest),
         "inspect" => inspect::inspect(&client, rest),
         "load" => images::load(&client, rest),
+        "save" => images::save(&client, rest),
         "version" => version(&client),
         "run" => return run::run(&client, rest),
         "rm" => run::rm(&client, rest),

@@ -37,10 +37,12 @@
 //!
 //! [`Store::remove`] edits the index only; [`Store::gc`] is a mark-and-sweep that deletes the
 //! blobs and layers no image references (the engine must not remove images its containers use).
-//! Layer blobs are kept beside the unpacked layers (for export and re-unpacking).
+//! Layer blobs are kept beside the unpacked layers (for export and re-unpacking), except for the
+//! images the build writes into the initrd already unpacked: their layers are plain tars in a
+//! canonical form, written back from the tree when saved ([`retar`]).
 //!
 //! Modules: [`load`] (the load pipeline), [`load_oci`], [`load_docker`] (the two input formats),
-//! [`source`] (directory or tar input), [`fetch`] (a registry pull's side), [`blobs`], [`layers`], [`unpack`], [`index`],
+//! [`source`] (directory or tar input), [`fetch`] (a registry pull's side), [`blobs`], [`layers`], [`unpack`], [`retar`], [`index`],
 //! [`digest`], [`reference`], [`image_config`], [`remove`] (tag, remove, gc), [`save`] (export),
 //! [`error`],
 //! [`paths`], [`sys`].
@@ -58,6 +60,7 @@ mod load_oci;
 pub mod paths;
 pub mod reference;
 pub mod remove;
+mod retar;
 pub mod save;
 mod source;
 pub mod sys;

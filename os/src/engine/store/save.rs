@@ -4,7 +4,8 @@
 //! `load`, dockerd's (20.10 reads `manifest.json`) and any OCI tool take it back.
 //!
 //! The blobs are copied as stored (a layer compressed in its image stays compressed; loaders
-//! sniff it). Each blob is re-hashed on the way out and a mismatch stops the save: a store
+//! sniff it); a layer kept without its blob (the initrd's images) is written back from its
+//! tree ([`super::retar`]). Each blob is re-hashed on the way out and a mismatch stops the save: a store
 //! corrupted on disk is not exported as if it were sound.
 
 use super::digest::Digest;
@@ -87,9 +88,56 @@ impl Store {
                 .to_string()
                 .as_bytes(),
         )?;
+        // The layers kept without their blob (shipped unpacked), by diff_id.
+        let unblobbed: BTreeSet<&Digest> = items
+            .iter()
+            .flat_map(|it| &it.image.layers)
+            .filter(|l| l.blob == l.diff_id && !self.blobs.path(&l.blob).exists())
+            .map(|l| &l.blob)
+            .collect();
         for d in &blobs {
-            let path = self.blobs.path(d);
-            let file = self.blobs.open(d)?;
+            if unblobbed.contains(d) && self.has_layer(d) {
+                let path = self.retar_to_tmp(d)?;
+                let opened = std::fs::File::open(&path).ctx("opening", &path);
+                let result = self.append_blob(&mut b, d, &path, opened);
+                let _ = std::fs::remove_file(&path);
+                result?;
+            } else {
+                self.append_blob(&mut b, d, &self.blobs.path(d), self.blobs.open(d))?;
+            }
+        }
+        b.into_inner()
+            .and_then(|mut w| w.flush())
+            .ctx("writing the archive", self.root())?;
+        Ok(())
+    }
+
+    /// The layer `diff_id` written back as its tar ([`super::retar`]) into a file of `tmp/`.
+    fn retar_to_tmp(&self, diff_id: &Digest) -> Result<std::path::PathBuf> {
+        let path = self
+            .tmp_dir()
+            .join(format!("retar-{}-{}", diff_id.hex(), std::process::id()));
+        let file = std::fs::File::create(&path).ctx("creating", &path)?;
+        let written = super::retar::write(&self.layer_diff_dir(diff_id), &file)
+            .and_then(|()| file.sync_all().ctx("writing", &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    /// Append blob `d` (read from `file`, at `path`) as `blobs/sha256/<hex>`, checked against
+    /// its digest on the way.
+    fn append_blob<W: Write>(
+        &self,
+        b: &mut tar::Builder<W>,
+        d: &Digest,
+        path: &std::path::Path,
+        file: Result<std::fs::File>,
+    ) -> Result<()> {
+        {
+            let file = file?;
             let len = file.metadata().ctx("stat", &path)?.len();
             let mut h = tar::Header::new_gnu();
             h.set_size(len);
@@ -108,9 +156,6 @@ impl Store {
                 });
             }
         }
-        b.into_inner()
-            .and_then(|mut w| w.flush())
-            .ctx("writing the archive", self.root())?;
         Ok(())
     }
 }
