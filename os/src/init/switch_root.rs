@@ -107,15 +107,35 @@ fn switch() -> anyhow::Result<()> {
         Some("mode=0755"),
     )
     .with_context(|| format!("mount tmpfs on {NEW_ROOT}"))?;
+    // Moved, not copied: each file leaves the initramfs once its copy is made, so the system
+    // is in RAM once, not twice, while this runs (what lets it boot in 64 MB).
     let mut links = HashMap::new();
-    if let Err(e) = copy_tree(Path::new("/"), Path::new(NEW_ROOT), root_dev, &mut links) {
+    let moving = Transfer::Move;
+    if let Err(e) = copy_tree(
+        Path::new("/"),
+        Path::new(NEW_ROOT),
+        root_dev,
+        &mut links,
+        moving,
+    ) {
+        // Back where they were: the files moved so far (the tmpfs is the only other device).
+        let new_dev = fs::metadata(NEW_ROOT).map(|m| m.dev()).unwrap_or(0);
+        let back = copy_tree(
+            Path::new(NEW_ROOT),
+            Path::new("/"),
+            new_dev,
+            &mut HashMap::new(),
+            Transfer::MoveBack,
+        );
+        if let Err(b) = back {
+            say(format!("switch-root: moving the files back: {b:#}"));
+        }
         let _ = umount2(NEW_ROOT, MntFlags::MNT_DETACH);
         let _ = fs::remove_dir(NEW_ROOT);
         return Err(e);
     }
     let _ = umount2("/proc", MntFlags::MNT_DETACH);
-    // The copy is complete: the old files only cost memory now. A file that cannot be removed
-    // is left (it is unreachable after the move).
+    // What could not be removed on the way (it is unreachable after the move).
     empty_dir(Path::new("/"), root_dev);
     std::env::set_current_dir(NEW_ROOT).with_context(|| format!("chdir {NEW_ROOT}"))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
@@ -125,17 +145,36 @@ fn switch() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What [`copy_tree`] does with the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transfer {
+    /// Leave it.
+    Copy,
+    /// Remove each file (and emptied directory) once copied.
+    Move,
+    /// [`Transfer::Move`] into a tree that may hold the same directories already (undoing a
+    /// move that failed half way).
+    MoveBack,
+}
+
 /// Copy the directory `from` into `to` (an existing directory), entries of other filesystems
 /// (mount points) and `to` itself left out. Symlinks are copied as links, never followed; hard
-/// links stay hard links (`links`: (dev, ino) of the source → its copy).
+/// links stay hard links (`links`: (dev, ino) of the source → its copy). `how`: see
+/// [`Transfer`].
 pub(crate) fn copy_tree(
     from: &Path,
     to: &Path,
     dev: u64,
     links: &mut HashMap<(u64, u64), std::path::PathBuf>,
+    how: Transfer,
 ) -> anyhow::Result<()> {
     let meta = fs::symlink_metadata(from).with_context(|| format!("stat {}", from.display()))?;
     copy_owner_mode(to, &meta)?;
+    let done = |src: &Path| {
+        if how != Transfer::Copy {
+            let _ = fs::remove_file(src);
+        }
+    };
     for entry in fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
         let entry = entry.with_context(|| format!("read {}", from.display()))?;
         let src = entry.path();
@@ -149,20 +188,29 @@ pub(crate) fn copy_tree(
         }
         let ft = m.file_type();
         if ft.is_dir() {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&dst)
-                .with_context(|| format!("mkdir {}", dst.display()))?;
-            copy_tree(&src, &dst, dev, links)?;
+            match fs::DirBuilder::new().mode(0o700).create(&dst) {
+                Err(e)
+                    if how == Transfer::MoveBack
+                        && e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                r => r.with_context(|| format!("mkdir {}", dst.display()))?,
+            }
+            copy_tree(&src, &dst, dev, links, how)?;
+            if how != Transfer::Copy {
+                let _ = fs::remove_dir(&src);
+            }
             continue;
         }
-        if m.nlink() > 1 && !ft.is_symlink() {
+        // (Looked up whatever the link count: a move has removed the names copied before.)
+        if !ft.is_symlink() {
             if let Some(first) = links.get(&(m.dev(), m.ino())) {
                 fs::hard_link(first, &dst)
                     .with_context(|| format!("link {} to {}", dst.display(), first.display()))?;
+                done(&src);
                 continue;
             }
-            links.insert((m.dev(), m.ino()), dst.clone());
+            if m.nlink() > 1 {
+                links.insert((m.dev(), m.ino()), dst.clone());
+            }
         }
         if ft.is_symlink() {
             let target =
@@ -171,6 +219,7 @@ pub(crate) fn copy_tree(
                 .with_context(|| format!("symlink {}", dst.display()))?;
             lchown(&dst, Some(m.uid()), Some(m.gid()))
                 .with_context(|| format!("chown {}", dst.display()))?;
+            done(&src);
             continue;
         }
         if ft.is_file() {
@@ -188,6 +237,7 @@ pub(crate) fn copy_tree(
             .with_context(|| format!("mknod {}", dst.display()))?;
         }
         copy_owner_mode(&dst, &m)?;
+        done(&src);
     }
     Ok(())
 }
@@ -263,7 +313,7 @@ mod tests {
         fs::set_permissions(s.join("secret"), fs::Permissions::from_mode(0o700)).unwrap();
         let dev = fs::metadata(s).unwrap().dev();
         let mut links = HashMap::new();
-        copy_tree(s, dst.path(), dev, &mut links).unwrap();
+        copy_tree(s, dst.path(), dev, &mut links, Transfer::Copy).unwrap();
         let d = dst.path();
         assert_eq!(fs::read(d.join("usr/bin/tool")).unwrap(), b"#!/bin/sh\n");
         let tool = fs::metadata(d.join("usr/bin/tool")).unwrap();
@@ -279,5 +329,31 @@ mod tests {
         );
         empty_dir(s, dev);
         assert_eq!(fs::read_dir(s).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_move_empties_the_source_and_a_move_back_merges() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let s = src.path();
+        fs::create_dir_all(s.join("a/b")).unwrap();
+        fs::write(s.join("a/b/f"), b"x").unwrap();
+        fs::hard_link(s.join("a/b/f"), s.join("a/g")).unwrap();
+        std::os::unix::fs::symlink("b/f", s.join("a/l")).unwrap();
+        let dev = fs::metadata(s).unwrap().dev();
+        copy_tree(s, dst.path(), dev, &mut HashMap::new(), Transfer::Move).unwrap();
+        assert_eq!(fs::read_dir(s).unwrap().count(), 0, "the source is empty");
+        let d = dst.path();
+        assert_eq!(fs::read(d.join("a/g")).unwrap(), b"x");
+        assert_eq!(
+            fs::metadata(d.join("a/g")).unwrap().ino(),
+            fs::metadata(d.join("a/b/f")).unwrap().ino()
+        );
+        // Half of it back, into a tree that still has its directory.
+        fs::create_dir(s.join("a")).unwrap();
+        copy_tree(d, s, dev, &mut HashMap::new(), Transfer::MoveBack).unwrap();
+        assert_eq!(fs::read(s.join("a/b/f")).unwrap(), b"x");
+        assert_eq!(fs::read_link(s.join("a/l")).unwrap(), Path::new("b/f"));
+        assert_eq!(fs::read_dir(d).unwrap().count(), 0);
     }
 }
