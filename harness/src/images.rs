@@ -75,6 +75,16 @@ pub struct ImageConfig {
     pub working_dir: Option<String>,
 }
 
+/// An image of a [`Layout`]: its name, manifest and config digests, and its layers'
+/// (digest, size), bottom-most first.
+#[derive(Debug)]
+pub struct BuiltImage {
+    pub name: String,
+    pub manifest: String,
+    pub config: String,
+    pub layers: Vec<(String, usize)>,
+}
+
 /// An OCI image layout held in memory: blobs by digest, plus the index.
 #[derive(Debug, Default)]
 pub struct Layout {
@@ -85,8 +95,8 @@ pub struct Layout {
     pub docker_manifest: Vec<serde_json::Value>,
     /// Each layer's files, by diff_id (= its blob's digest: layers are plain tar).
     pub layer_files: BTreeMap<String, Archive>,
-    /// Each image: (name, manifest digest, config digest, its layers' (digest, size)).
-    pub images: Vec<(String, String, String, Vec<(String, usize)>)>,
+    /// Each image, as the store's index keeps it.
+    pub images: Vec<BuiltImage>,
 }
 
 impl Layout {
@@ -137,7 +147,13 @@ impl Layout {
         let file = |mode: u32, data: Vec<u8>| Entry::File { mode, data };
         let mut images = serde_json::Map::new();
         let mut names = serde_json::Map::new();
-        for (name, manifest, config, layers) in &self.images {
+        for BuiltImage {
+            name,
+            manifest,
+            config,
+            layers,
+        } in &self.images
+        {
             for d in [manifest, config] {
                 let data = self.blobs.get(d).context("a blob of the layout")?;
                 a.add(
@@ -318,9 +334,12 @@ pub fn build(recipes: &[ImageRecipe]) -> anyhow::Result<(Layout, Vec<String>)> {
             "Layers": diff_ids.iter().map(|d| blob_path(d)).collect::<Vec<_>>(),
         }));
         let (mdigest, msize) = layout.add_blob(serde_json::to_vec(&manifest)?);
-        layout
-            .images
-            .push((r.name.clone(), mdigest.clone(), cdigest.clone(), sizes));
+        layout.images.push(BuiltImage {
+            name: r.name.clone(),
+            manifest: mdigest.clone(),
+            config: cdigest.clone(),
+            layers: sizes,
+        });
         layout.manifests.push(json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": mdigest,

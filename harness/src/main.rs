@@ -73,15 +73,41 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// QEMU start to `[ros] ready`, beside the floor (same kernel, one-line /init).
+    /// QEMU start to `[ros] ready`, interleaved with the floor (same kernel, one-line /init).
     Boot {
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
+        /// Virtual CPUs of every VM (ours and the floor's).
+        #[arg(long, default_value_t = 1)]
+        smp: u32,
+        /// Draw the last boot as a chart (SVG): kernel, PID 1's steps, each service.
+        #[arg(long)]
+        chart: Option<std::path::PathBuf>,
     },
-    /// `/init` start to every system service running (`[ros] init` → `[ros] ready`).
+    /// `/init` start to every system service running (`[ros] init` → `[ros] ready`), each
+    /// step, and the ratio to the floor's boot.
     Services {
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
+        #[arg(long, default_value_t = 1)]
+        smp: u32,
+    },
+    /// The smallest `-m` (MiB) that reaches SSH, by bisection; RSS of PID 1 and each service.
+    Ram {
+        /// A size assumed to fail.
+        #[arg(long, default_value_t = 32)]
+        lo: u32,
+        /// A size that must work.
+        #[arg(long, default_value_t = 256)]
+        hi: u32,
+        /// Stop when the bracket is this narrow.
+        #[arg(long, default_value_t = 4)]
+        step: u32,
+    },
+    /// Draw the history of every figure under target/bench/ as one SVG.
+    Report {
+        #[arg(long, default_value = "target/bench/history.svg")]
+        out: std::path::PathBuf,
     },
     /// Start latency of a trivial container: our runtime against Debian's crun, same VM.
     Crun {
@@ -289,9 +315,11 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench { what } => {
             setup::ensure_host()?;
             match what {
-                BenchCmd::Boot { n } => harness::bench::boot(n)?,
+                BenchCmd::Boot { n, smp, chart } => harness::bench::boot(n, smp, chart.as_deref())?,
                 BenchCmd::Initrd { n } => harness::bench::initrd(n)?,
-                BenchCmd::Services { n } => harness::bench::services(n)?,
+                BenchCmd::Services { n, smp } => harness::bench::services(n, smp)?,
+                BenchCmd::Ram { lo, hi, step } => harness::bench::ram(lo, hi, step)?,
+                BenchCmd::Report { out } => harness::bench::report(&out)?,
                 BenchCmd::Crun { n } => harness::bench::crun(n)?,
                 BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
                 BenchCmd::Docker { n } => harness::bench::docker(n)?,

@@ -1,8 +1,22 @@
-//! Benchmarks (never assertions): boot time against the floor, and initrd compression choices.
-//! Figures are medians over N boots, side by side with a baseline run on the same machine.
+//! Benchmarks (never assertions): boot time against the floor, services, memory ([`ram`]),
+//! container start against crun, the user engine, networking, upgrades, initrd compression.
+//! Figures are medians over N runs, side by side with a baseline run on the same machine
+//! (boot benches interleave ours and the floor, pair by pair), and are kept as JSON under
+//! `target/bench/` ([`record`]); `harness bench report` draws their history ([`report`]),
+//! `harness bench boot --chart` one boot ([`chart`]).
+
+pub mod chart;
+mod ram;
+pub mod record;
+mod report;
+
+pub use ram::ram;
+pub use report::report;
 
 use crate::image::{self, Image, FLOOR_MARKER};
 use crate::vm::{Vm, VmOptions};
+use record::Figure;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const READY: &str = r"\[ros\] ready (\d+\.\d+)";
@@ -34,57 +48,165 @@ fn time_to(img: &Image, name: &str, marker: &str, n: usize) -> anyhow::Result<Ve
     Ok(out)
 }
 
-/// `harness bench boot`: QEMU start → `[ros] ready`, beside the floor.
-pub fn boot(n: usize) -> anyhow::Result<()> {
+/// PID 1's end of boot: `ready` or `degraded`, and its time (s since the kernel started).
+const END_OF_BOOT: &str = r"\[ros\] (ready|degraded) (\d+\.\d+)";
+
+/// Boot `opts` until `[ros] ready` (a degraded boot is an error naming what does not run):
+/// the VM, seconds from QEMU start, and ready's time on the kernel's clock.
+fn boot_ours(opts: VmOptions) -> anyhow::Result<(Vm, f64, f64)> {
+    let mut vm = Vm::boot(opts)?;
+    let end = vm.expect_captures(END_OF_BOOT, BOOT_TIMEOUT)?;
+    let wall = vm.uptime().as_secs_f64();
+    if &end[1] == "degraded" {
+        let text = vm.serial_text();
+        let why = text
+            .lines()
+            .find(|l| l.contains("[ros] not running: "))
+            .unwrap_or("");
+        anyhow::bail!(
+            "the boot ended degraded: {why}\nserial log: {}",
+            vm.log_path().display()
+        );
+    }
+    Ok((vm, wall, end[2].parse()?))
+}
+
+/// One boot of the floor image: seconds from QEMU start to its marker.
+fn boot_floor(floor: &Image, name: &str, cpus: u32) -> anyhow::Result<f64> {
+    let mut opts = VmOptions::with_image(name, &floor.kernel, &floor.initrd);
+    opts.cpus = cpus;
+    let mut vm = Vm::boot(opts)?;
+    vm.expect(FLOOR_MARKER, BOOT_TIMEOUT)?;
+    Ok(vm.uptime().as_secs_f64())
+}
+
+/// `harness bench boot`: QEMU start → `[ros] ready`, beside the floor, the two interleaved
+/// (ours, floor, ours, floor, …) so the machine's drift falls on both; the ratio pair by pair.
+/// With `chart`, the last of our boots drawn as an SVG boot chart.
+pub fn boot(n: usize, cpus: u32, chart_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let img = image::build()?;
     let floor = image::floor()?;
-    let ours = median(time_to(&img, "ready", READY, n)?);
-    let base = median(time_to(&floor, "floor", FLOOR_MARKER, n)?);
+    let (mut ours, mut base, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let mut opts = VmOptions::with_image(&format!("bench-ready-{i}"), &img.kernel, &img.initrd);
+        opts.cpus = cpus;
+        let (mut vm, o, ready) = boot_ours(opts)?;
+        if i + 1 == n {
+            if let Some(path) = chart_path {
+                let mut bars = chart::steps(&vm.serial_text());
+                bars.extend(chart::containers(&mut vm, ready)?);
+                let title = format!(
+                    "RancherOS-rs boot, {} (QEMU start → ready {o:.2} s; kernel clock below), -smp {cpus}, {}",
+                    record::commit(),
+                    crate::accel::Accel::from_env().qemu_name()
+                );
+                crate::fsutil::write_atomic(path, chart::svg(&title, &bars, ready).as_bytes())?;
+                println!("  chart: {}", path.display());
+            }
+        }
+        drop(vm);
+        let b = boot_floor(&floor, &format!("bench-floor-{i}"), cpus)?;
+        eprintln!(
+            "[bench] pair {}/{n}: ours {o:.3} s, floor {b:.3} s, ratio {:.2}",
+            i + 1,
+            o / b
+        );
+        ours.push(o);
+        base.push(b);
+        ratio.push(o / b);
+    }
+    let (o, b, r) = (
+        Figure::of("s", &ours),
+        Figure::of("s", &base),
+        Figure::of("x", &ratio),
+    );
     println!(
-        "boot to ready (QEMU start → `[ros] ready`), median of {n}, accel {}",
+        "boot to ready (QEMU start → `[ros] ready`), {n} pairs interleaved with the floor, -smp {cpus}, accel {}",
         crate::accel::Accel::from_env().qemu_name()
     );
-    println!("  ours   {ours:.3} s");
-    println!("  floor  {base:.3} s   (same kernel, busybox one-line /init)");
-    println!("  ratio  {:.2}x   (target ≤ 1.5x)", ours / base);
+    println!("  ours   {} s", o.show(3));
+    println!(
+        "  floor  {} s   (same kernel, busybox one-line /init)",
+        b.show(3)
+    );
+    println!("  ratio  {}   (pair by pair; goal ≤ 1.5)", r.show(2));
+    record::save(
+        &format!("boot-smp{cpus}"),
+        BTreeMap::from([
+            ("ready".to_string(), o),
+            ("floor".to_string(), b),
+            ("ratio".to_string(), r),
+        ]),
+    )?;
     Ok(())
 }
 
 /// `harness bench services`: from `/init` starting to every enabled system service running
 /// (`[ros] init` → `[ros] ready`, both in seconds since the kernel started, so QEMU and kernel
-/// boot are out of the figure), with the `system-services` step on its own.
-pub fn services(n: usize) -> anyhow::Result<()> {
+/// boot are out of the figure), each step on its own, and the ratio to a floor boot measured
+/// between ours (goal ≤ 0.25).
+pub fn services(n: usize, cpus: u32) -> anyhow::Result<()> {
     let img = image::build()?;
-    let (mut up, mut step) = (Vec::new(), Vec::new());
+    let floor = image::floor()?;
+    let step_re = regex::Regex::new(r"\[ros\] step (\S+) (?:ok|failed) ([0-9.]+)ms")?;
+    let init_re = regex::Regex::new(r"\[ros\] init (\d+\.\d+)")?;
+    let (mut up, mut ratio, mut floors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for i in 0..n {
-        let opts = VmOptions::with_image(&format!("bench-services-{i}"), &img.kernel, &img.initrd);
-        let mut vm = Vm::boot(opts)?;
-        let init = vm.expect_captures(r"\[ros\] init (\d+\.\d+)", BOOT_TIMEOUT)?;
-        let svc = vm.expect_captures(
-            r"\[ros\] step system-services \S+ ([0-9.]+)ms",
-            BOOT_TIMEOUT,
-        )?;
-        let ready = vm.expect_captures(READY, BOOT_TIMEOUT)?;
-        let t0: f64 = init[1].parse()?;
-        let t1: f64 = ready[1].parse()?;
-        up.push(t1 - t0);
-        step.push(svc[1].parse::<f64>()? / 1000.0);
+        let mut opts =
+            VmOptions::with_image(&format!("bench-services-{i}"), &img.kernel, &img.initrd);
+        opts.cpus = cpus;
+        let (vm, _, ready) = boot_ours(opts)?;
+        let text = vm.serial_text();
+        let init: f64 = init_re
+            .captures(&text)
+            .ok_or_else(|| anyhow::anyhow!("no `[ros] init` line"))?[1]
+            .parse()?;
+        for c in step_re.captures_iter(&text) {
+            steps
+                .entry(c[1].to_string())
+                .or_default()
+                .push(c[2].parse::<f64>()? / 1000.0);
+        }
+        drop(vm);
+        let b = boot_floor(&floor, &format!("bench-services-floor-{i}"), cpus)?;
         eprintln!(
-            "[bench] services boot {}/{n}: init {t0:.3} s, ready {t1:.3} s, services up {:.3} s after /init (step {:.3} s)",
+            "[bench] services boot {}/{n}: init {init:.3} s, ready {ready:.3} s: up {:.3} s after /init; floor {b:.3} s",
             i + 1,
-            t1 - t0,
-            step[i]
+            ready - init
         );
+        up.push(ready - init);
+        floors.push(b);
+        ratio.push((ready - init) / b);
     }
     println!(
-        "system services up (`/init` start → `[ros] ready`), median of {n}, accel {}",
+        "system services up (`/init` start → `[ros] ready`), {n} boots interleaved with the floor, -smp {cpus}, accel {}",
         crate::accel::Accel::from_env().qemu_name()
     );
+    let up = Figure::of("s", &up);
+    let ratio = Figure::of("x", &ratio);
     println!(
-        "  /init → all services running  {:.3} s   (goal ≤ 1 s)",
-        median(up)
+        "  /init → all services running  {} s   (goal ≤ 1 s)",
+        up.show(3)
     );
-    println!("  of which system-services step {:.3} s", median(step));
+    println!(
+        "  ÷ the floor's boot            {}   (goal ≤ 0.25)",
+        ratio.show(3)
+    );
+    let mut figures = BTreeMap::from([
+        ("up".to_string(), up),
+        ("ratio".to_string(), ratio),
+        ("floor".to_string(), Figure::of("s", &floors)),
+    ]);
+    println!("  steps (median s):");
+    for (name, v) in steps {
+        let f = Figure::of("s", &v);
+        if f.median >= 0.005 {
+            println!("    {name:20} {:.3}", f.median);
+        }
+        figures.insert(format!("step {name}"), f);
+    }
+    record::save(&format!("services-smp{cpus}"), figures)?;
     Ok(())
 }
 
@@ -147,7 +269,7 @@ mkdir -p /run/b/rootfs/bin /run/b/rootfs/proc /run/b/rootfs/dev /run/b/rootfs/sy
 cp /bin/busybox /run/b/rootfs/bin/
 cd /run/b && crun spec && sed -i 's/"terminal": true/"terminal": false/; s/"sh"$/"\/bin\/busybox", "true"/' config.json
 i=0; until docker version >/dev/null 2>&1; do sleep 1; i=$((i+1)); [ $i -lt 60 ]; done
-tar -C /usr/share/ros/images -cf /tmp/images.tar . && docker load -i /tmp/images.tar >/dev/null && rm /tmp/images.tar
+system-docker save ros/busybox | docker load >/dev/null
 crun run --no-pivot -b /run/b w0 && docker run --rm ros/busybox true
 t() { cut -d' ' -f1 /proc/uptime; }
 mem() { awk '/MemAvailable/ {print $2}' /proc/meminfo; }

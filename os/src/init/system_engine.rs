@@ -126,27 +126,6 @@ fn parse_ready(line: &str) -> anyhow::Result<ServicesUp> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_engines_ready_line_is_read() {
-        let up = super::parse_ready(
-            "{\"problems\":2,\"not_running\":[\"ntp (exited: exit code 1)\",\"x (invalid: no image)\"]}\n",
-        )
-        .unwrap();
-        assert_eq!(up.problems, 2);
-        assert_eq!(
-            up.not_running,
-            ["ntp (exited: exit code 1)", "x (invalid: no image)"]
-        );
-        assert_eq!(
-            super::parse_ready("{\"problems\":0}").unwrap(),
-            Default::default()
-        );
-        assert!(super::parse_ready("ready").is_err());
-    }
-}
-
 impl SystemEngine {
     /// Its process has ended with `status`: start it again after a pause.
     pub fn exited(&mut self, status: &str) {
@@ -195,5 +174,26 @@ impl SystemEngine {
             std::thread::sleep(Duration::from_millis(20));
         }
         say("the system engine did not stop its containers in time; going on");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_engines_ready_line_is_read() {
+        let up = super::parse_ready(
+            "{\"problems\":2,\"not_running\":[\"ntp (exited: exit code 1)\",\"x (invalid: no image)\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(up.problems, 2);
+        assert_eq!(
+            up.not_running,
+            ["ntp (exited: exit code 1)", "x (invalid: no image)"]
+        );
+        assert_eq!(
+            super::parse_ready("{\"problems\":0}").unwrap(),
+            Default::default()
+        );
+        assert!(super::parse_ready("ready").is_err());
     }
 }

@@ -95,8 +95,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A test entry: name, file content, mode, symlink target (neither: a directory).
+    type E<'a> = (&'a str, Option<&'a [u8]>, u32, Option<&'a str>);
+
     /// The build's form, written the way `harness::images::to_tar` writes it, from a list.
-    fn canonical(entries: &[(&str, Option<&[u8]>, u32, Option<&str>)]) -> Vec<u8> {
+    fn canonical(entries: &[E<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         let mut sorted = entries.to_vec();
         sorted.sort_by(|a, b| format!("/{}", a.0).cmp(&format!("/{}", b.0)));
@@ -133,7 +136,7 @@ mod tests {
     #[test]
     fn the_tree_is_written_back_as_the_build_wrote_it() {
         let long = format!("usr/share/{}", "d".repeat(120));
-        let entries: Vec<(&str, Option<&[u8]>, u32, Option<&str>)> = vec![
+        let entries: Vec<E<'_>> = vec![
             ("bin", None, 0o755, None),
             ("bin/sh", Some(b"#!"), 0o4755, None),
             ("bin-x", Some(b"x"), 0o644, None),

@@ -138,7 +138,7 @@ impl Store {
     ) -> Result<()> {
         {
             let file = file?;
-            let len = file.metadata().ctx("stat", &path)?.len();
+            let len = file.metadata().ctx("stat", path)?.len();
             let mut h = tar::Header::new_gnu();
             h.set_size(len);
             h.set_mode(0o644);
@@ -146,8 +146,8 @@ impl Store {
             h.set_cksum();
             let mut reader = super::digest::HashingReader::new(file);
             b.append_data(&mut h, format!("blobs/sha256/{}", d.hex()), &mut reader)
-                .ctx("writing the archive", &path)?;
-            let (got, _) = reader.finish().ctx("reading", &path)?;
+                .ctx("writing the archive", path)?;
+            let (got, _) = reader.finish().ctx("reading", path)?;
             if &got != d {
                 return Err(StoreError::DigestMismatch {
                     blob: path.display().to_string(),
