@@ -124,6 +124,9 @@ fn rancherctl_reboot_then_poweroff() {
     vm.root_shell(BOOT).unwrap();
     vm.send("exit\n").unwrap();
     vm.shell_ended();
+    // The prompt of the session the console starts next, not the one before `exit` (input
+    // typed while the old session ends is lost with it).
+    vm.expect(r"# exit\r?\n", BOOT).unwrap();
     vm.expect(harness::vm::CONSOLE_PROMPT, BOOT).unwrap();
     vm.send("sudo rancherctl poweroff\n").unwrap();
     vm.expect(r"\[ros\] shutdown poweroff \(SIGUSR2\)", SHUTDOWN)
