@@ -352,3 +352,34 @@ fn reload() -> (Config, Vec<String>) {
     problems.extend(crate::init::apply_to_host(&new, &cmdline));
     (new, problems)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::closure;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_reloading_service_starts_with_what_it_waits_on_only() {
+        let set = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<String>>()
+        };
+        let waits_on: BTreeMap<String, BTreeSet<String>> = [
+            ("syslog", set(&[])),
+            ("udev", set(&["syslog"])),
+            ("network", set(&["udev"])),
+            ("acpid", set(&["udev"])),
+            ("cloud-init-save", set(&["network"])),
+            ("console", set(&["cloud-init-save"])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(
+            closure("cloud-init-save", &waits_on),
+            set(&["cloud-init-save", "network", "syslog", "udev"])
+        );
+        assert_eq!(closure("syslog", &waits_on), set(&["syslog"]));
+    }
+}
