@@ -276,8 +276,11 @@ impl SystemServices {
                 deps.remove(&spec.name);
             }
         }
+        // (A bug in the plan if any: marked failed, so that no later pass tries them forever.)
         for name in pending.keys() {
-            tracing::error!(service = %name, "never became ready to start (a bug in the plan)");
+            tracing::error!(service = %name, "never became ready to start");
+            let image = image_of(inner, name);
+            self.mark(name, &image, "failed", "never became ready to start");
         }
         ok
     }
