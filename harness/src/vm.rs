@@ -629,9 +629,16 @@ impl Vm {
     /// names the services that do not run.
     pub fn boot_ready(opts: VmOptions, timeout: Duration) -> anyhow::Result<Vm> {
         let mut vm = Vm::boot(opts)?;
-        let end = vm.expect_captures(r"\[ros\] (ready|degraded) \d+\.\d+\r?\n", timeout)?;
+        vm.expect_ready(timeout)?;
+        Ok(vm)
+    }
+
+    /// Wait for PID 1's end of boot: `[ros] ready T` gives T (seconds since the kernel
+    /// started); `[ros] degraded` is an error naming the services that do not run.
+    pub fn expect_ready(&mut self, timeout: Duration) -> anyhow::Result<f64> {
+        let end = self.expect_captures(r"\[ros\] (ready|degraded) (\d+\.\d+)\r?\n", timeout)?;
         if &end[1] == "degraded" {
-            let text = vm.serial_text();
+            let text = self.serial_text();
             let why = text
                 .lines()
                 .rev()
@@ -639,10 +646,10 @@ impl Vm {
                 .unwrap_or("");
             bail!(
                 "the boot ended degraded, not ready: {why}\nserial log: {}",
-                vm.log_path.display()
+                self.log_path.display()
             );
         }
-        Ok(vm)
+        Ok(end[2].parse()?)
     }
 
     /// [`Vm::sh`] that must succeed: its output, trimmed, or an error with the status, the

@@ -48,27 +48,39 @@ fn time_to(img: &Image, name: &str, marker: &str, n: usize) -> anyhow::Result<Ve
     Ok(out)
 }
 
-/// PID 1's end of boot: `ready` or `degraded`, and its time (s since the kernel started).
-const END_OF_BOOT: &str = r"\[ros\] (ready|degraded) (\d+\.\d+)";
-
 /// Boot `opts` until `[ros] ready` (a degraded boot is an error naming what does not run):
 /// the VM, seconds from QEMU start, and ready's time on the kernel's clock.
 fn boot_ours(opts: VmOptions) -> anyhow::Result<(Vm, f64, f64)> {
     let mut vm = Vm::boot(opts)?;
-    let end = vm.expect_captures(END_OF_BOOT, BOOT_TIMEOUT)?;
+    let ready = vm.expect_ready(BOOT_TIMEOUT)?;
     let wall = vm.uptime().as_secs_f64();
-    if &end[1] == "degraded" {
-        let text = vm.serial_text();
-        let why = text
-            .lines()
-            .find(|l| l.contains("[ros] not running: "))
-            .unwrap_or("");
-        anyhow::bail!(
-            "the boot ended degraded: {why}\nserial log: {}",
-            vm.log_path().display()
-        );
-    }
-    Ok((vm, wall, end[2].parse()?))
+    Ok((vm, wall, ready))
+}
+
+/// Run a benchmark `script` on the VM's serial shell and read its figures: the numbers its
+/// output gives for `pattern`'s groups, in order (NaN for one that does not parse); an error
+/// with the output and the serial log when it fails or prints no such line.
+fn script_figures(
+    vm: &mut Vm,
+    script: &str,
+    timeout: Duration,
+    pattern: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let (out, rc) = vm.sh(script, timeout)?;
+    let caps = regex::Regex::new(pattern)?
+        .captures(&out)
+        .filter(|_| rc == 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the comparison failed ({rc}): {out}\nserial log: {}",
+                vm.log_path().display()
+            )
+        })?;
+    Ok(caps
+        .iter()
+        .skip(1)
+        .map(|m| m.map_or(f64::NAN, |m| m.as_str().parse().unwrap_or(f64::NAN)))
+        .collect())
 }
 
 /// One boot of the floor image: seconds from QEMU start to its marker.
@@ -290,20 +302,13 @@ pub fn docker(n: usize) -> anyhow::Result<()> {
     vm.expect(READY, BOOT_TIMEOUT)?;
     let script = DOCKER_SCRIPT.replace("-lt N", &format!("-lt {n}"));
     eprintln!("[bench] docker: {n} runs each, then 50 detached containers (minutes under TCG)");
-    let (out, rc) = vm.sh(&script, Duration::from_secs(1800))?;
-    let caps = regex::Regex::new(
+    let f = script_figures(
+        &mut vm,
+        &script,
+        Duration::from_secs(1800),
         r"crun ([0-9.]+) ([0-9.]+) docker ([0-9.]+) ([0-9.]+) fifty ([0-9.]+) ([0-9.]+) mem (\d+) (\d+) rss (\d+) (\d+)",
-    )?
-    .captures(&out)
-    .filter(|_| rc == 0)
-    .ok_or_else(|| {
-        anyhow::anyhow!(
-            "the comparison failed ({rc}): {out}
-serial log: {}",
-            vm.log_path().display()
-        )
-    })?;
-    let f = |i: usize| caps[i].parse::<f64>().unwrap_or(f64::NAN);
+    )?;
+    let f = |i: usize| f[i - 1];
     let crun_ms = (f(2) - f(1)) * 1000.0 / n as f64;
     let docker_ms = (f(4) - f(3)) * 1000.0 / n as f64;
     println!(
@@ -322,8 +327,9 @@ serial log: {}",
         per_kb
     );
     println!(
-        "  ros dockerd RSS: idle {} KiB, with 50 containers {} KiB   (goal idle ≤ 15 MB)",
-        &caps[9], &caps[10]
+        "  ros dockerd RSS: idle {:.0} KiB, with 50 containers {:.0} KiB   (goal idle ≤ 15 MB)",
+        f(9),
+        f(10)
     );
     println!("  packages: {}", versions.join(" "));
     match host_dockerd_run(n) {
@@ -387,19 +393,13 @@ pub fn crun(n: usize) -> anyhow::Result<()> {
     let mut vm = Vm::boot(opts)?;
     vm.expect(READY, BOOT_TIMEOUT)?;
     let script = CRUN_SCRIPT.replace("-lt N", &format!("-lt {n}"));
-    let (out, rc) = vm.sh(&script, Duration::from_secs(600))?;
-    let caps = regex::Regex::new(
+    let f = script_figures(
+        &mut vm,
+        &script,
+        Duration::from_secs(600),
         r"crun ([0-9.]+) ([0-9.]+) ours ([0-9.]+) ([0-9.]+) exec ([0-9.]+) ([0-9.]+) ([0-9.]+)",
-    )?
-    .captures(&out)
-    .filter(|_| rc == 0)
-    .ok_or_else(|| {
-        anyhow::anyhow!(
-            "the comparison failed ({rc}): {out}\nserial log: {}",
-            vm.log_path().display()
-        )
-    })?;
-    let f = |i: usize| caps[i].parse::<f64>().unwrap_or(f64::NAN);
+    )?;
+    let f = |i: usize| f[i - 1];
     let crun_ms = (f(2) - f(1)) * 1000.0 / n as f64;
     let ours_ms = (f(4) - f(3)) * 1000.0 / n as f64;
     println!(

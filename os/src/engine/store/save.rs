@@ -118,9 +118,8 @@ impl Store {
             .tmp_dir()
             .join(format!("retar-{}-{}", diff_id.hex(), std::process::id()));
         let file = std::fs::File::create(&path).ctx("creating", &path)?;
-        let written = super::retar::write(&self.layer_diff_dir(diff_id), &file)
-            .and_then(|()| file.sync_all().ctx("writing", &path));
-        if let Err(e) = written {
+        // Read back at once and removed: nothing to sync.
+        if let Err(e) = super::retar::write(&self.layer_diff_dir(diff_id), &file) {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
