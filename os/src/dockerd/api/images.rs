@@ -308,7 +308,9 @@ pub async fn remove(
     let removed = tokio::task::spawn_blocking(move || {
         let r = mgr.store.remove(&name)?;
         if r.deleted.is_some() {
-            let _ = mgr.store.gc();
+            if let Err(e) = mgr.store.gc() {
+                tracing::warn!(error = %e, "collecting the store after an image removal");
+            }
         }
         Ok::<_, StoreError>(r)
     })
