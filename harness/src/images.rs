@@ -1,8 +1,10 @@
 //! System images built from Debian packages at image-build time, as data: each
 //! `initrd/images/<name>.yml` lists its layers (files from Debian packages, busybox links,
 //! directories, links) and its config (entrypoint, cmd, env). They are written into the initrd
-//! as the system engine's store holds them once loaded ([`Layout::add_store_to`]; as an OCI
-//! image layout for test images), so a layer shared by several images is stored once: a layer kept in its own file (`initrd/images/layers/<name>.yml`, named with
+//! as the system engine's store holds them once loaded ([`Layout::add_store_to`], the layers'
+//! trees in one squashfs image: [`crate::squashfs`]; as an OCI image layout for test images),
+//! so a layer shared by several images is stored once: a layer kept in its own file
+//! (`initrd/images/layers/<name>.yml`, named with
 //! `file:`) is byte-identical in every image that uses it (the glibc base layer, the busybox
 //! layer).
 //!
@@ -142,7 +144,16 @@ impl Layout {
     /// is instead of hashing and unpacking the images at every boot. The layer blobs are left
     /// out (the trees are the same bytes): the store writes a layer back as this tar when an
     /// image is saved, checked against its digest.
-    pub fn add_store_to(&self, a: &mut Archive, at: &str) -> anyhow::Result<()> {
+    ///
+    /// With `squashfs`, the layers' trees go into one squashfs image, `layers.squashfs` in the
+    /// store (one directory per layer, by diff_id hex), and each `diff/` is left empty: PID 1
+    /// mounts the image and binds each tree there (`os/src/init/system_layers.rs`).
+    pub fn add_store_to(
+        &self,
+        a: &mut Archive,
+        at: &str,
+        squashfs: Option<&crate::squashfs::Options>,
+    ) -> anyhow::Result<()> {
         let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
         let file = |mode: u32, data: Vec<u8>| Entry::File { mode, data };
         let mut images = serde_json::Map::new();
@@ -178,11 +189,22 @@ impl Layout {
             );
             names.insert(name.clone(), json!(manifest));
         }
+        if let Some(opts) = squashfs {
+            let trees = self
+                .layer_files
+                .iter()
+                .map(|(d, files)| (hex(d), files))
+                .collect();
+            let image = crate::squashfs::build(&trees, opts).context("the layers' squashfs")?;
+            a.add(&format!("{at}/layers.squashfs"), file(0o600, image));
+        }
         for (d, files) in &self.layer_files {
             let dir = format!("{at}/layers/{}", hex(d));
             a.add(&format!("{dir}/diff"), Entry::Dir { mode: 0o755 });
-            for (path, entry) in files.iter() {
-                a.add(&format!("{dir}/diff{path}"), entry.clone());
+            if squashfs.is_none() {
+                for (path, entry) in files.iter() {
+                    a.add(&format!("{dir}/diff{path}"), entry.clone());
+                }
             }
             a.add(
                 &format!("{dir}/complete"),

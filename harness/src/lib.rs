@@ -21,6 +21,7 @@ pub mod registry;
 pub mod scenario;
 pub mod seed;
 pub mod setup;
+pub mod squashfs;
 pub mod ssh;
 pub mod suite;
 pub mod test_images;

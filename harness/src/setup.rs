@@ -23,6 +23,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "xz-utils",
     "cpio",
     "dpkg-dev",
+    // mksquashfs: the system layers' read-only image in the initrd (src/squashfs.rs).
+    "squashfs-tools",
     // libcontainer's seccomp links libseccomp.a into the static `ros` (.cargo/config.toml).
     "libseccomp-dev",
     // Datasource seed disks for the cloud-init tests (harness/src/seed.rs).

@@ -222,6 +222,44 @@ fn system_docker_lists_inspects_and_enters_the_system_containers() {
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("Error response from daemon"), "{out}");
 
+    // The initrd's layers are one squashfs image (compressed in RAM), mounted once and bound
+    // onto each layer's diff/ in the store: one squashfs mount per layer, plus the image's.
+    const LAYERS: &str = "ls /var/lib/system-docker/layers | wc -l";
+    const SQUASHFS: &str = "grep -c ' squashfs ' /proc/mounts";
+    let layers = number(&mut vm, LAYERS).expect("a count of layers");
+    let mounts = number(&mut vm, SQUASHFS).expect("a count of mounts");
+    assert!(layers >= 3, "{layers} layers");
+    assert_eq!(
+        mounts,
+        layers + 1,
+        "squashfs mounts: {}",
+        sh(&mut vm, "cat /proc/mounts")
+    );
+    // Removing an image no service runs (the state step's e2fsprogs) lets the store collect its
+    // own layers: unbound first, then deleted, the shared ones kept.
+    let rmi = sh(&mut vm, "system-docker rmi ros/e2fsprogs");
+    assert!(
+        rmi.contains("Untagged: ros/e2fsprogs:latest") && rmi.contains("Deleted: sha256:"),
+        "{rmi}"
+    );
+    let (out, rc) = run(&mut vm, "system-docker rmi ros/busybox");
+    assert_eq!(rc, 1, "an image its services use stays: {out}");
+    assert!(out.contains("conflict"), "{out}");
+    let layers_after = number(&mut vm, LAYERS).expect("a count of layers");
+    let mounts_after = number(&mut vm, SQUASHFS).expect("a count of mounts");
+    assert!(layers_after < layers, "{layers} → {layers_after} layers");
+    assert_eq!(
+        mounts_after,
+        layers_after + 1,
+        "{}",
+        sh(&mut vm, "cat /proc/mounts")
+    );
+    let ps = sh(&mut vm, "system-docker exec syslog ls /bin/busybox");
+    assert!(
+        ps.contains("/bin/busybox"),
+        "shared layers still there: {ps}"
+    );
+
     // Unknown containers: a clear error and exit code 1.
     for cmd in [
         "system-docker inspect nosuch",

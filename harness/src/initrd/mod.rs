@@ -52,6 +52,9 @@ pub struct CaBundle {
 pub struct Images {
     pub from: PathBuf,
     pub at: String,
+    /// The layers as one squashfs image in the store (mounted by PID 1) instead of as files
+    /// in the initramfs.
+    pub squashfs: Option<crate::squashfs::Options>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +120,7 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
     if let Some(images) = &recipe.images {
         let recipes = crate::images::load_recipes(&root.join(&images.from))?;
         let (layout, used) = crate::images::build(&recipes)?;
-        layout.add_store_to(&mut a, &images.at)?;
+        layout.add_store_to(&mut a, &images.at, images.squashfs.as_ref())?;
         for p in used {
             if !packages.contains(&p) {
                 packages.push(p);

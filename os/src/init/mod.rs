@@ -12,6 +12,7 @@
 
 mod console_config;
 mod logs;
+mod loopdev;
 mod mounts;
 mod net;
 mod power_button;
@@ -23,6 +24,7 @@ mod supervisor;
 pub(crate) mod switch_root;
 mod sysctl;
 pub mod system_engine;
+mod system_layers;
 
 use crate::config::Config;
 use crate::console::{say, since_boot};

@@ -94,14 +94,16 @@ fn write_files(boot: &mut Boot) -> anyhow::Result<()> {
 }
 
 /// The system engine's image store, which the initrd holds already loaded (the build wrote
-/// the images as the store keeps them: index, configs, layers unpacked; checked there). Here it
-/// is only opened and each image's layers looked for, so a broken build is named at boot (the
+/// the images as the store keeps them: index, configs, layers in one squashfs image that is
+/// mounted here, [`super::system_layers`]). Here it is only opened, its layers mounted, and each
+/// image's layers looked for, so a broken build is named at boot (the
 /// `state` step runs its filesystem tools straight from one of these images).
 fn load_images(boot: &mut Boot) -> anyhow::Result<()> {
     use anyhow::Context;
     let root = crate::dockerd::SYSTEM_STORE;
     let store =
         crate::engine::store::Store::open(root).with_context(|| format!("opening {root}"))?;
+    let bound = super::system_layers::mount_into(store.root())?;
     let images = store.list().with_context(|| format!("reading {root}"))?;
     let mut missing = Vec::new();
     for image in &images {
@@ -109,7 +111,11 @@ fn load_images(boot: &mut Boot) -> anyhow::Result<()> {
             missing.push(e.to_string());
         }
     }
-    tracing::debug!(images = images.len(), "system images");
+    tracing::debug!(
+        images = images.len(),
+        squashfs_layers = bound,
+        "system images"
+    );
     boot.store = Some(store);
     if images.is_empty() {
         anyhow::bail!("{root} holds no image");

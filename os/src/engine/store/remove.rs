@@ -114,6 +114,11 @@ impl Store {
             }
         }
         for (name, path) in entries(&self.layers_root())? {
+            let keep = path.join(COMPLETE).is_file() && layers.contains(&name);
+            if !keep {
+                let diff = path.join(super::layers::DIFF);
+                super::sys::unmount_if_mounted(&diff).ctx("unmounting", &diff)?;
+            }
             if !path.join(COMPLETE).is_file() {
                 remove_path(&path)?;
                 report.leftovers_removed += 1;

@@ -115,3 +115,23 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Detach whatever is mounted on `dir` if it is a mount point (another filesystem than its
+/// parent's): the system layers are bound onto their `diff` directories from a read-only image
+/// (`crate::init::system_layers`), and a removed layer's tree must not be deleted through it.
+pub fn unmount_if_mounted(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    let dev = match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => m.dev(),
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if dev == std::fs::symlink_metadata(parent)?.dev() {
+        return Ok(());
+    }
+    nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)
+}
