@@ -40,6 +40,28 @@ pub fn init_logging(level: tracing::Level) {
         .try_init();
 }
 
+/// Send `tracing` events at `level` and above to stderr, each stamped with the seconds since
+/// the kernel started, as the kernel's own log is: for the engines, whose stderr is a log file
+/// (`/var/log/system-docker.log`, `/var/log/docker.log`) read after the fact, beside the
+/// console's `[ros]` milestones on the same clock. A second call is a no-op.
+pub fn init_logging_stamped(level: tracing::Level) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_timer(BootClock)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `[   3.333]`: seconds since boot, as `dmesg` prints them.
+struct BootClock;
+
+impl tracing_subscriber::fmt::time::FormatTime for BootClock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "[{:>8.3}]", since_boot())
+    }
+}
+
 /// Seconds since the kernel started (CLOCK_BOOTTIME).
 pub fn since_boot() -> f64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
