@@ -185,36 +185,18 @@ pub fn save(client: &Client, args: &[String]) -> Result<(), ClientError> {
 pub fn rmi(client: &Client, args: &[String]) -> Result<(), ClientError> {
     let force = args.iter().any(|a| a == "-f" || a == "--force");
     let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if names.is_empty() {
-        return Err(ClientError::Usage("rmi [-f] IMAGE…".into()));
-    }
-    let mut failed = 0;
-    for n in &names {
-        let q = if force { "?force=1" } else { "" };
+    let q = if force { "?force=1" } else { "" };
+    super::for_each_name("rmi [-f] IMAGE…", &names, |n| {
         let path = format!("/images/{}{q}", super::encode(n));
-        match client.json::<Vec<serde_json::Map<String, serde_json::Value>>>("DELETE", &path, None)
-        {
-            Ok(items) => {
-                for item in items {
-                    for (k, v) in item {
-                        println!("{k}: {}", v.as_str().unwrap_or_default());
-                    }
-                }
-            }
-            Err(e @ ClientError::Connect { .. }) => return Err(e),
-            Err(e) => {
-                eprintln!("{e}");
-                failed += 1;
+        let items: Vec<serde_json::Map<String, serde_json::Value>> =
+            client.json("DELETE", &path, None)?;
+        for item in items {
+            for (k, v) in item {
+                println!("{k}: {}", v.as_str().unwrap_or_default());
             }
         }
-    }
-    if failed > 0 {
-        return Err(ClientError::Protocol(format!(
-            "rmi: {failed} of {} failed",
-            names.len()
-        )));
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

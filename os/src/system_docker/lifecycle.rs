@@ -31,27 +31,11 @@ pub fn each(
     names: &[String],
     timeout: Option<&str>,
 ) -> Result<(), ClientError> {
-    if names.is_empty() {
-        return Err(ClientError::Usage(format!("{verb} NAME…")));
-    }
-    let mut failed = 0;
-    for n in names {
-        match act(client, verb, n, timeout) {
-            Ok(()) => println!("{n}"),
-            Err(e @ ClientError::Connect { .. }) => return Err(e),
-            Err(e) => {
-                eprintln!("{e}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(ClientError::Protocol(format!(
-            "{verb}: {failed} of {} failed",
-            names.len()
-        )));
-    }
-    Ok(())
+    super::for_each_name(&format!("{verb} NAME…"), names, |n| {
+        act(client, verb, n, timeout)?;
+        println!("{n}");
+        Ok(())
+    })
 }
 
 pub fn command(client: &Client, verb: &str, args: &[String]) -> Result<(), ClientError> {

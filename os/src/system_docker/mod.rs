@@ -138,3 +138,35 @@ pub(crate) fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Run `act` on every name, going on past a failure (its error printed) and failing at the
+/// end with how many failed, as docker's multi-name commands do; a connection failure stops at
+/// once. `usage` is the command's synopsis, for no names at all.
+pub(crate) fn for_each_name<N: AsRef<str>>(
+    usage: &str,
+    names: &[N],
+    mut act: impl FnMut(&str) -> Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    if names.is_empty() {
+        return Err(ClientError::Usage(usage.to_string()));
+    }
+    let mut failed = 0;
+    for n in names {
+        match act(n.as_ref()) {
+            Ok(()) => {}
+            Err(e @ ClientError::Connect { .. }) => return Err(e),
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        let verb = usage.split_whitespace().next().unwrap_or(usage);
+        return Err(ClientError::Protocol(format!(
+            "{verb}: {failed} of {} failed",
+            names.len()
+        )));
+    }
+    Ok(())
+}

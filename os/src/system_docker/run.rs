@@ -248,28 +248,12 @@ fn run_inner(client: &Client, args: &[String]) -> Result<i32, ClientError> {
 pub fn rm(client: &Client, args: &[String]) -> Result<(), ClientError> {
     let force = args.iter().any(|a| a == "-f" || a == "--force");
     let names: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if names.is_empty() {
-        return Err(ClientError::Usage("rm [-f] NAME…".into()));
-    }
-    let mut failed = 0;
-    for n in &names {
-        let q = if force { "?force=1" } else { "" };
-        match client.call("DELETE", &format!("/containers/{}{q}", encode(n))) {
-            Ok(_) => println!("{n}"),
-            Err(e @ ClientError::Connect { .. }) => return Err(e),
-            Err(e) => {
-                eprintln!("{e}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(ClientError::Protocol(format!(
-            "rm: {failed} of {} failed",
-            names.len()
-        )));
-    }
-    Ok(())
+    let q = if force { "?force=1" } else { "" };
+    super::for_each_name("rm [-f] NAME…", &names, |n| {
+        client.call("DELETE", &format!("/containers/{}{q}", encode(n)))?;
+        println!("{n}");
+        Ok(())
+    })
 }
 
 #[cfg(test)]
