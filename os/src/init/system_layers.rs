@@ -10,8 +10,10 @@
 //! The image is mounted read-only at `<store>/.squashfs` (inside the store's 0700 root: it
 //! holds setuid programs), and each layer is bound onto `<store>/layers/<hex>/diff`, where the
 //! store and the runtime (overlayfs lower directories) find it. The store knows nothing of
-//! this: to it they are unpacked, complete layers. A layer in the image that the store does not
-//! list, or the other way round, is named in the error (the build wrote both).
+//! this: to it they are unpacked, complete layers. A layer in the image without its directory in
+//! the store is named in the error (the build writes both); a store layer missing from the
+//! image is not looked for here: the build makes the image's trees and the store's layer
+//! directories from one list (`harness/src/images.rs`, `add_store_to`).
 
 use anyhow::Context;
 use nix::mount::{mount, MsFlags};
@@ -74,7 +76,9 @@ pub fn mount_into(store: &Path) -> anyhow::Result<usize> {
                 diff.display()
             );
         }
-        if is_mount_point(&diff)? {
+        let bound_already = crate::engine::store::sys::is_mount_point(&diff)
+            .with_context(|| format!("inspecting {}", diff.display()))?;
+        if bound_already {
             bound += 1;
             continue;
         }
@@ -89,16 +93,4 @@ pub fn mount_into(store: &Path) -> anyhow::Result<usize> {
         bound += 1;
     }
     Ok(bound)
-}
-
-/// Whether `dir` is on another filesystem than its parent.
-fn is_mount_point(dir: &Path) -> anyhow::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let parent = dir.parent().context("a layer's diff has a parent")?;
-    let dev = |p: &Path| {
-        std::fs::symlink_metadata(p)
-            .map(|m| m.dev())
-            .with_context(|| format!("inspecting {}", p.display()))
-    };
-    Ok(dev(dir)? != dev(parent)?)
 }

@@ -114,17 +114,17 @@ impl Store {
             }
         }
         for (name, path) in entries(&self.layers_root())? {
-            let keep = path.join(COMPLETE).is_file() && layers.contains(&name);
-            if !keep {
-                let diff = path.join(super::layers::DIFF);
-                super::sys::unmount_if_mounted(&diff).ctx("unmounting", &diff)?;
+            let complete = path.join(COMPLETE).is_file();
+            if complete && layers.contains(&name) {
+                continue;
             }
-            if !path.join(COMPLETE).is_file() {
-                remove_path(&path)?;
-                report.leftovers_removed += 1;
-            } else if !layers.contains(&name) {
-                remove_path(&path)?;
+            let diff = path.join(super::layers::DIFF);
+            super::sys::unmount_if_mounted(&diff).ctx("unmounting", &diff)?;
+            remove_path(&path)?;
+            if complete {
                 report.layers_removed += 1;
+            } else {
+                report.leftovers_removed += 1;
             }
         }
         for (_, path) in entries(&self.tmp_dir())? {

@@ -116,21 +116,27 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Detach whatever is mounted on `dir` if it is a mount point (another filesystem than its
-/// parent's): the system layers are bound onto their `diff` directories from a read-only image
-/// (`crate::init::system_layers`), and a removed layer's tree must not be deleted through it.
-pub fn unmount_if_mounted(dir: &Path) -> io::Result<()> {
+/// Whether `dir` is a directory on another filesystem than its parent's (a mount point); a
+/// missing path or a non-directory is not.
+pub fn is_mount_point(dir: &Path) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let Some(parent) = dir.parent() else {
-        return Ok(());
+        return Ok(false);
     };
     let dev = match std::fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => m.dev(),
-        Ok(_) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    if dev == std::fs::symlink_metadata(parent)?.dev() {
+    Ok(dev != std::fs::symlink_metadata(parent)?.dev())
+}
+
+/// Detach whatever is mounted on `dir` if it is a mount point: the system layers are bound
+/// onto their `diff` directories from a read-only image (`crate::init::system_layers`), and a
+/// removed layer's tree must not be deleted through it.
+pub fn unmount_if_mounted(dir: &Path) -> io::Result<()> {
+    if !is_mount_point(dir)? {
         return Ok(());
     }
     nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)
