@@ -58,7 +58,12 @@ pub fn main(args: &[String]) -> ExitCode {
     } else {
         tracing::Level::ERROR
     };
-    crate::console::init_logging(level);
+    if debug {
+        // Stamped with the boot clock: `--debug` is for finding where a start's time goes.
+        crate::console::init_logging_stamped(level);
+    } else {
+        crate::console::init_logging(level);
+    }
     if verb == "exec" {
         return exec_main(&mut args);
     }
