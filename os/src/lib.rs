@@ -55,6 +55,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "ntpd" => ntp::main(rest),
         // The console container's main process: the SSH server and a getty per terminal.
         "consoled" => consoled::main(rest),
+        // The console image's command: ready the rancher user, then become consoled.
+        "console-start" => consoled::start::main(rest),
         // A container's init (services with `init: true`), bound in as /sbin/ros-init.
         "ros-init" => containerinit::main(rest),
         // The system engine's CLI (talks to its Docker API socket).

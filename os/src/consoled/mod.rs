@@ -12,6 +12,8 @@
 //! `rancher` user has a password only when `rancher.password` is set). When the SSH server
 //! ends, consoled ends with its status, so the engine's restart policy sees the container stop.
 
+pub mod start;
+
 use crate::containerinit::exit_code;
 use crate::tty::Session;
 use nix::sys::signal::{SigSet, Signal};

@@ -1,6 +1,6 @@
 //! The `console-config` boot step: what the console container needs from the configuration,
 //! written where it reads it ([`DIR`], bound into the container with `/run`). The container's
-//! start script (`initrd/images/console-rootfs/usr/sbin/ros-console`) installs the keys for the
+//! start, `ros console-start` (`crate::consoled::start`), installs the keys for the
 //! `rancher` user and turns password logins on only when a password is set; its `ros consoled`
 //! runs a getty on each terminal of `ttys` ([`crate::tty`]). PID 1 writes the files rather than
 //! the container parsing YAML in shell.
