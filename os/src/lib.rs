@@ -15,6 +15,7 @@ pub mod install;
 pub mod netconf;
 pub mod ntp;
 pub mod rancherctl;
+pub mod random;
 pub mod services;
 pub mod signals;
 pub mod state;

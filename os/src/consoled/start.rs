@@ -7,7 +7,7 @@
 //!
 //! Why in the binary and not the shell script it replaces: the script gave the plain password
 //! to `mkpasswd` as an argument, readable in `/proc/PID/cmdline` by every user of the host's pid
-//! namespace while it ran (here it goes on a pipe, with a salt from getrandom(2)); it glued a
+//! namespace while it ran (here it goes on a pipe, with a salt from the kernel's random bytes); it glued a
 //! configured key onto a hand-added last line without a newline; and the same steps are what
 //! any console image will need, whatever userland it has. (Boot time: measured the same, SSH
 //! 0.9–1.0 s after `[ros] ready` either way, `cargo harness bench ssh -n 3`.)
@@ -86,21 +86,16 @@ pub fn prepare(root: &Path, input: &Path) -> Result<bool, String> {
     let have = read_optional(&ak)?;
     let added = keys_to_add(&have, &keys);
     if !added.is_empty() || !ak.exists() {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&ak)
-            .map_err(|e| format!("{}: {e}", ak.display()))?;
-        let mut text = String::new();
-        if !have.is_empty() && !have.ends_with('\n') {
+        // Rewritten whole (temp, fsync, rename): a cut mid-write leaves the old file.
+        let mut text = have.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
         for k in &added {
             text.push_str(k);
             text.push('\n');
         }
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
+        crate::config::atomic::write_atomic(&ak, text.as_bytes(), 0o600)
             .map_err(|e| format!("{}: {e}", ak.display()))?;
     }
     own(&ak)?;
@@ -182,7 +177,7 @@ pub fn set_shadow_hash(shadow: &Path, user: &str, hash: &str) -> Result<(), Stri
 /// never on a command line).
 fn mkpasswd(password: &str) -> Result<String, String> {
     let mut child = Command::new("mkpasswd")
-        .args(["-m", "sha512", "-S", &salt()?, "-P", "0"])
+        .args(["-m", "sha512", "-S", &salt(), "-P", "0"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -202,22 +197,14 @@ fn mkpasswd(password: &str) -> Result<String, String> {
     Ok(hash)
 }
 
-/// 16 characters of crypt's salt alphabet from getrandom(2).
-fn salt() -> Result<String, String> {
+/// 16 characters of crypt's salt alphabet, from the kernel's random bytes.
+fn salt() -> String {
     const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        // SAFETY: getrandom(2) writes at most `len` bytes into the buffer we pass.
-        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
-        if n < 0 {
-            return Err(format!("getrandom: {}", std::io::Error::last_os_error()));
-        }
-        filled += n as usize;
-    }
-    Ok(b.iter()
+    crate::random::fill(&mut b);
+    b.iter()
         .map(|x| ALPHABET[(*x & 63) as usize] as char)
-        .collect())
+        .collect()
 }
 
 fn read_optional(p: &Path) -> Result<String, String> {

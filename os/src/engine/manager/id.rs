@@ -5,14 +5,7 @@
 /// 32 random bytes from the kernel, as hex.
 pub fn new_id() -> String {
     let mut b = [0u8; 32];
-    let mut filled = 0;
-    while filled < b.len() {
-        // SAFETY: getrandom(2) writes at most `len` bytes into the buffer we pass.
-        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
+    crate::random::fill(&mut b);
     hex::encode(b)
 }
 
