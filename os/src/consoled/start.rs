@@ -42,15 +42,14 @@ pub fn main(args: &[String]) -> ExitCode {
         if password { "on" } else { "off" }
     );
     let _ = std::io::stdout().flush();
-    let mut words: Vec<String> = ["--ttys", &format!("{IN}/ttys"), "--", "dropbear"]
-        .iter()
-        .map(|s| s.to_string())
+    let ttys = format!("{IN}/ttys");
+    let off = if password { None } else { Some("-s") };
+    let words: Vec<String> = ["--ttys", &ttys, "--", "dropbear", "-F", "-E", "-w"]
+        .into_iter()
+        .chain(off)
+        .chain(["-p", "22", "-r", HOSTKEY, "-P", "/run/dropbear.pid"])
+        .map(String::from)
         .collect();
-    words.extend(["-F", "-E", "-w"].map(String::from));
-    if !password {
-        words.push("-s".into());
-    }
-    words.extend(["-p", "22", "-r", HOSTKEY, "-P", "/run/dropbear.pid"].map(String::from));
     super::main(&words)
 }
 
@@ -87,7 +86,7 @@ pub fn prepare(root: &Path, input: &Path) -> Result<bool, String> {
     let added = keys_to_add(&have, &keys);
     if !added.is_empty() || !ak.exists() {
         // Rewritten whole (temp, fsync, rename): a cut mid-write leaves the old file.
-        let mut text = have.clone();
+        let mut text = have;
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
         }
