@@ -77,8 +77,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "container-helper" => engine::runtime::helper::main(rest),
         // Hidden: the process that owns one container of the user engine (see engine::shim).
         "container-shim" => engine::shim::main(rest),
-        // Hidden: the health gate of a trial boot, started by PID 1 once it is ready.
-        "boot-health" => bootstate::health::main(),
+        // Hidden: the health gate of a trial boot, started by PID 1 once boot ends.
+        "boot-health" => bootstate::health::main(rest),
         other => {
             eprintln!(
                 "ros: unknown command {other:?}; expected one of {}",

@@ -1,7 +1,10 @@
-//! The health gate of a trial boot (`ros boot-health`, started by PID 1 once it is ready): a
-//! slot booted on trial (`*_OK` not 1) is marked good only when the system services have been
-//! running, none restarting and none failed, and the user engine answering, for [`STABLE`] in
-//! a row. A slot that does not get there within [`DEADLINE`] is not marked, and the machine is
+//! The health gate of a trial boot (`ros boot-health`, started by PID 1 when boot ends): a
+//! slot booted on trial (`*_OK` not 1) is marked good only when boot ended `[ros] ready` (not
+//! `degraded`: PID 1 passes `--degraded LIST`), and then every enabled system service (the
+//! services' status file, failed and invalid ones included) has been running (or, run once,
+//! ended 0; or, create-only, created), none restarting, none restarted, and the user engine
+//! answering, for [`STABLE`] in a row. A degraded trial fails at once; one that does not get
+//! there within [`DEADLINE`] fails then. Either way the slot is not marked and the machine is
 //! rebooted: its trial is used up, so GRUB boots the other slot, with no hand on it.
 //!
 //! Why a process of its own: PID 1 never blocks, and this waits for minutes; it only reads
@@ -14,8 +17,10 @@
 use super::trial::{Stage, Trial};
 use super::watchdog::{self, Watchdog};
 use super::{booted_append, booted_slot, mark_good, read_state, record_trial, repair};
+use crate::services::spec::LABEL_CREATEONLY;
 use crate::state::device::SysBlock;
 use crate::system_docker::client::Client;
+use crate::system_services::status::STATUS_PATH;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -32,8 +37,18 @@ fn say(msg: &str) {
     eprintln!("[ros] boot health: {msg}");
 }
 
-pub fn main() -> ExitCode {
+pub fn main(args: &[String]) -> ExitCode {
     let start = Instant::now();
+    let degraded = match args {
+        [] => None,
+        [flag, list] if flag == "--degraded" => Some(list.clone()),
+        _ => {
+            say(&format!(
+                "usage: ros boot-health [--degraded LIST], not {args:?}"
+            ));
+            return ExitCode::from(2);
+        }
+    };
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let wd = arm_watchdog(&cmdline, start + DEADLINE + REBOOT_GRACE);
     let stop = |wd: Option<Watchdog>| {
@@ -91,7 +106,20 @@ pub fn main() -> ExitCode {
         }
     };
     record(Stage::Gate, None);
-    let mut healthy_since: Option<(Instant, Vec<(String, String)>)> = None;
+    let fail = |why: String| {
+        say(&format!("{slot} {why}: rebooting into the other slot"));
+        record(Stage::Unhealthy, Some(why));
+        if let Err(e) = crate::rancherctl::power::request(crate::rancherctl::power::Request::Reboot)
+        {
+            say(&format!("reboot: {e:#}"));
+        }
+        ExitCode::FAILURE
+    };
+    if let Some(list) = degraded {
+        // Ready is the first promise of a good slot; its watchdog is still fed until the reboot.
+        return fail(format!("came up degraded (not running: {list})"));
+    }
+    let mut healthy_since: Option<(Instant, Snapshot)> = None;
     let mut why = String::from("not checked yet");
     while start.elapsed() < DEADLINE {
         match check() {
@@ -125,21 +153,10 @@ pub fn main() -> ExitCode {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    say(&format!(
-        "{slot} not healthy within {}s ({why}): rebooting into the other slot",
+    fail(format!(
+        "not healthy within {}s ({why})",
         DEADLINE.as_secs()
-    ));
-    record(
-        Stage::Unhealthy,
-        Some(format!(
-            "not healthy within {}s ({why})",
-            DEADLINE.as_secs()
-        )),
-    );
-    if let Err(e) = crate::rancherctl::power::request(crate::rancherctl::power::Request::Reboot) {
-        say(&format!("reboot: {e:#}"));
-    }
-    ExitCode::FAILURE
+    ))
 }
 
 /// The trial's watchdog, when GRUB armed one: taken over, with the gate's timeout, and fed
@@ -174,23 +191,32 @@ fn arm_watchdog(cmdline: &str, feed_until: Instant) -> Option<Watchdog> {
     }
 }
 
-/// The system services' names and states when all is well; what is wrong otherwise.
-fn check() -> Result<Vec<(String, String)>, String> {
+/// Each service's name, state and restart count, sorted: the gate's picture of a moment.
+type Snapshot = Vec<(String, String, u64)>;
+
+/// The system services' names, states and restart counts when all is well; what is wrong
+/// otherwise.
+fn check() -> Result<Snapshot, String> {
+    let status = std::fs::read(STATUS_PATH).map_err(|e| format!("{STATUS_PATH}: {e}"))?;
+    let services: Vec<ServiceLine> =
+        serde_json::from_slice(&status).map_err(|e| format!("{STATUS_PATH}: {e}"))?;
+    if services.is_empty() {
+        return Err(format!("{STATUS_PATH} names no service"));
+    }
     let system = Client::new(None).map_err(|e| format!("system engine: {e}"))?;
     let list: Vec<serde_json::Value> = system
         .json("GET", "/containers/json?all=1", None)
         .map_err(|e| format!("system engine: {e}"))?;
+    let create_only = |name: &str| {
+        list.iter().any(|c| {
+            c["Names"][0].as_str().map(|n| n.trim_start_matches('/')) == Some(name)
+                && c["Labels"][LABEL_CREATEONLY].as_str() == Some("true")
+        })
+    };
     let mut snapshot = Vec::new();
-    for c in &list {
-        let name = c["Names"][0]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_string();
-        let state = c["State"].as_str().unwrap_or_default().to_string();
-        let status = c["Status"].as_str().unwrap_or_default();
-        healthy(&name, &state, status)?;
-        snapshot.push((name, state));
+    for svc in &services {
+        healthy(svc, create_only(&svc.name))?;
+        snapshot.push((svc.name.clone(), svc.state.clone(), svc.restarts));
     }
     snapshot.sort();
     let user = Client::with_default(None, USER_ENGINE).map_err(|e| format!("user engine: {e}"))?;
@@ -199,13 +225,34 @@ fn check() -> Result<Vec<(String, String)>, String> {
     Ok(snapshot)
 }
 
-/// A service is healthy running, or exited 0 (a service that runs once); not restarting,
-/// not failed.
-fn healthy(name: &str, state: &str, status: &str) -> Result<(), String> {
-    match state {
-        "running" | "created" => Ok(()),
-        "exited" if status.starts_with("Exited (0)") => Ok(()),
-        _ => Err(format!("service {name} is {state}: {status}")),
+/// One service's line in the status file (what the gate reads of it).
+#[derive(Debug, serde::Deserialize)]
+struct ServiceLine {
+    name: String,
+    state: String,
+    #[serde(default)]
+    restarts: u64,
+    #[serde(default)]
+    last_exit: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A service is healthy running, exited 0 (a service that runs once), or created when it is
+/// create-only; not restarting, not failed, not invalid, not gone.
+fn healthy(s: &ServiceLine, create_only: bool) -> Result<(), String> {
+    match s.state.as_str() {
+        "running" => Ok(()),
+        "exited" if s.last_exit.as_deref() == Some("exit 0") => Ok(()),
+        "created" if create_only => Ok(()),
+        state => {
+            let why = s
+                .error
+                .as_deref()
+                .or(s.last_exit.as_deref())
+                .unwrap_or("no reason recorded");
+            Err(format!("service {} is {state}: {why}", s.name))
+        }
     }
 }
 
@@ -213,12 +260,43 @@ fn healthy(name: &str, state: &str, status: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn line(name: &str, state: &str, last_exit: Option<&str>, error: Option<&str>) -> ServiceLine {
+        ServiceLine {
+            name: name.into(),
+            state: state.into(),
+            restarts: 0,
+            last_exit: last_exit.map(str::to_string),
+            error: error.map(str::to_string),
+        }
+    }
+
     #[test]
-    fn failed_and_restarting_services_are_not_healthy() {
-        assert!(healthy("ntp", "running", "Up 3 seconds").is_ok());
-        assert!(healthy("cloud-init-execute", "exited", "Exited (0) 2 seconds ago").is_ok());
-        let e = healthy("bad", "exited", "Exited (1) 2 seconds ago").unwrap_err();
-        assert!(e.contains("service bad is exited"), "{e}");
-        assert!(healthy("loop", "restarting", "Restarting (1) 1 second ago").is_err());
+    fn failed_restarting_and_missing_services_are_not_healthy() {
+        assert!(healthy(&line("ntp", "running", None, None), false).is_ok());
+        assert!(healthy(&line("cloud-init", "exited", Some("exit 0"), None), false).is_ok());
+        assert!(healthy(&line("volumes", "created", None, None), true).is_ok());
+        let e = healthy(&line("bad", "exited", Some("exit 1"), None), false).unwrap_err();
+        assert_eq!(e, "service bad is exited: exit 1");
+        let e = healthy(&line("loop", "restarting", Some("exit 3"), None), false).unwrap_err();
+        assert_eq!(e, "service loop is restarting: exit 3");
+        // Never started: created, but not create-only.
+        assert!(healthy(&line("stuck", "created", None, None), false).is_err());
+        let e = healthy(
+            &line(
+                "ghost",
+                "failed",
+                None,
+                Some("No such image: nosuch/image:1"),
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(e, "service ghost is failed: No such image: nosuch/image:1");
+        for state in ["invalid", "removed", "paused"] {
+            assert!(
+                healthy(&line("x", state, None, None), false).is_err(),
+                "{state}"
+            );
+        }
     }
 }

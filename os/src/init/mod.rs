@@ -55,16 +55,17 @@ pub struct Boot {
 pub(crate) use steps::apply_to_host;
 
 /// The health gate of a trial boot (`ros boot-health`: it exits at once when this boot is not
-/// a trial); PID 1 does not wait for it, its supervisor reaps it like any other child.
-fn spawn_boot_health() {
+/// a trial), told which services did not run when boot ended (a degraded trial fails at once);
+/// PID 1 does not wait for it, its supervisor reaps it like any other child.
+fn spawn_boot_health(not_running: &[String]) {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().unwrap_or_else(|_| "/init".into());
-    if let Err(e) = std::process::Command::new(exe)
-        .arg0("ros")
-        .arg("boot-health")
-        .stdin(std::process::Stdio::null())
-        .spawn()
-    {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg0("ros").arg("boot-health");
+    if !not_running.is_empty() {
+        cmd.arg("--degraded").arg(not_running.join(", "));
+    }
+    if let Err(e) = cmd.stdin(std::process::Stdio::null()).spawn() {
         say(format!("boot health: not started: {e}"));
     }
 }
@@ -107,7 +108,7 @@ pub fn main() -> ExitCode {
         say(format!("not running: {}", boot.not_running.join(", ")));
         say(format!("degraded {:.3}", since_boot()));
     }
-    spawn_boot_health();
+    spawn_boot_health(&boot.not_running);
 
     let mut sup = supervisor::Supervisor::new(boot);
     let mut panics: Vec<Instant> = Vec::new();
