@@ -18,7 +18,13 @@ enum Cmd {
     /// Install missing host packages (as root) or print the apt-get line.
     Setup,
     /// Build dist/vmlinuz and dist/initrd.img and report their size against the budget.
-    Build,
+    Build {
+        /// The version the disk image, the OS image and the ISO carry (default:
+        /// RANCHEROS_VERSION, else the workspace's). Repeatable: one OS image per version,
+        /// dist/rancheros-os-V.tar, and the disk image and the ISO of the first.
+        #[arg(long = "version", value_name = "V", value_parser = harness::osimage::parse_version)]
+        versions: Vec<String>,
+    },
     /// Boot the OS with its serial console on this terminal (Ctrl-A X quits).
     Run {
         /// Extra kernel arguments.
@@ -144,34 +150,36 @@ enum BenchCmd {
     },
 }
 
-fn build() -> anyhow::Result<image::Image> {
+/// Build everything `dist/` holds; `versions` as `harness build --version` gives them (none:
+/// the default version; see `harness::osimage::planned`).
+fn build(versions: &[String]) -> anyhow::Result<image::Image> {
+    let planned = harness::osimage::planned(versions)?;
     setup::ensure_host()?;
     let img = image::build()?;
+    let dist = harness::paths::dist_dir();
     let disk = harness::diskimage::build(
         &img.kernel,
         &img.initrd,
-        &harness::diskimage::version(),
-        &harness::paths::dist_dir().join("rancheros.img"),
+        &planned[0].0,
+        &dist.join("rancheros.img"),
     )?;
     eprintln!(
         "disk image: {} (version {})",
         disk.path.display(),
         disk.version
     );
-    let os = harness::osimage::build(
-        &img.kernel,
-        &img.initrd,
-        &disk.version,
-        &harness::paths::dist_dir().join("rancheros-os.tar"),
-    )?;
-    eprintln!(
-        "OS image: {} ({}:{})",
-        os.display(),
-        harness::osimage::REPOSITORY,
-        disk.version
-    );
-    let iso = harness::paths::dist_dir().join("rancheros.iso");
-    harness::iso::build(&img.kernel, &img.initrd, &os, &disk.version, &iso)?;
+    let mut tars = Vec::new();
+    for (version, name) in &planned {
+        let os = harness::osimage::build(&img.kernel, &img.initrd, version, &dist.join(name))?;
+        eprintln!(
+            "OS image: {} ({}:{version})",
+            os.display(),
+            harness::osimage::REPOSITORY,
+        );
+        tars.push(os);
+    }
+    let iso = dist.join("rancheros.iso");
+    harness::iso::build(&img.kernel, &img.initrd, &tars[0], &disk.version, &iso)?;
     eprintln!(
         "ISO: {} (BIOS and UEFI; rancherctl install -d DEV)",
         iso.display()
@@ -198,8 +206,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::ServeHttp { dir } => harness::seed::serve_http_once(&dir)?,
         Cmd::ServeHttps { dir, cert, key } => harness::seed::serve_https_once(&dir, &cert, &key)?,
         Cmd::Relay { addr } => harness::registry::relay(&addr)?,
-        Cmd::Build => {
-            build()?;
+        Cmd::Build { versions } => {
+            build(&versions)?;
         }
         Cmd::Kernel => {
             setup::ensure_host()?;
@@ -238,7 +246,7 @@ fn main() -> anyhow::Result<()> {
             memory,
             smp,
         } => {
-            let img = build()?;
+            let img = build(&[])?;
             let mut opts = vm::VmOptions::with_image("run", &img.kernel, &img.initrd);
             opts.cmdline = append;
             opts.memory_mb = memory;
@@ -281,7 +289,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 args
             };
-            let image = build()?;
+            let image = build(&[])?;
             // The whole suite (per push, or with the nightly tier) on every core; anything
             // narrower is a person's choice of tests, for `cargo test` as typed.
             let tier = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -339,4 +347,26 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Cmd};
+    use clap::Parser;
+
+    #[test]
+    fn build_takes_repeated_versions_and_refuses_a_bad_one_by_name() {
+        let versions = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.cmd) {
+            Ok(Cmd::Build { versions }) => Ok(versions),
+            Ok(_) => panic!("{args:?}: not build"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(versions(&["harness", "build"]), Ok(vec![]));
+        assert_eq!(
+            versions(&["harness", "build", "--version", "v1", "--version", "v2"]),
+            Ok(vec!["v1".to_string(), "v2".to_string()])
+        );
+        let e = versions(&["harness", "build", "--version", "v1", "--version", "../v2"]);
+        assert!(e.unwrap_err().contains("version \"../v2\""));
+    }
 }
