@@ -4,7 +4,8 @@
 //! itself under SeaBIOS and under OVMF with the cloud-config applied and the `--append` kernel
 //! arguments, which an upgrade (to the release index's current image, pulled from a registry
 //! on this machine's loopback) keeps; the user's files and a `--restart always` container of
-//! the user engine are there on the new version.
+//! the user engine are there on the new version. Without the index, `rancherctl os list` reads
+//! the versions among that registry's tags (`rancher.upgrade.image`).
 
 use harness::vm::{Drive, Vm, VmOptions, READY};
 use std::time::Duration;
@@ -136,7 +137,11 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     host(&["load", "-i", &v5.display().to_string()]);
     host(&["tag", "rancheros/os:5.0.0-up", &pushed]);
     host(&["push", &pushed]);
-    host(&["rmi", "rancheros/os:5.0.0-up", &pushed]);
+    // A tag that is not a version, which a list of the repository's tags skips.
+    let latest = format!("127.0.0.1:{}/rancheros/os:latest", registry.port);
+    host(&["tag", "rancheros/os:5.0.0-up", &latest]);
+    host(&["push", &latest]);
+    host(&["rmi", "rancheros/os:5.0.0-up", &pushed, &latest]);
     let web = dir.join("install-releases");
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(
@@ -208,7 +213,33 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
         ],
         "{list}"
     );
+    // Without an index (the URL emptied: a lower layer's key cannot be removed), the
+    // repository rancher.upgrade.image names: its tags that are versions, from its registry
+    // (`latest` skipped), the highest the current one. The URL is then put back, and wins.
+    sh(
+        &mut vm,
+        "rancherctl config set rancher.upgrade.image 10.0.2.100:5000/rancheros/os && \
+         rancherctl config set rancher.upgrade.url ''",
+    );
+    let tagged = sh(&mut vm, "rancherctl os list");
+    let lines: Vec<&str> = tagged
+        .lines()
+        .filter(|l| l.contains("rancheros/os:"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["10.0.2.100:5000/rancheros/os:5.0.0-up latest"],
+        "{tagged}"
+    );
+    sh(
+        &mut vm,
+        "rancherctl config set rancher.upgrade.url http://10.0.2.100/releases.yml",
+    );
     let out = sh(&mut vm, "rancherctl os upgrade --no-reboot");
+    assert!(
+        out.contains("http://10.0.2.100/releases.yml: current"),
+        "the index again: {out}"
+    );
     assert!(
         out.contains("pulling 10.0.2.100:5000/rancheros/os:5.0.0-up")
             && out.contains("SLOT_B holds 5.0.0-up")
@@ -287,4 +318,44 @@ fn the_iso_boots_under_uefi() {
         .sh_ok("ls -l /usr/share/ros/install/rancheros-os.tar", BOOT)
         .unwrap();
     assert!(carried.contains("rancheros-os.tar"), "{carried}");
+}
+
+/// The ISO is hybrid: written as it is to a disk (a USB stick, `dd`), it boots from that disk
+/// by the firmware, under SeaBIOS (its MBR) and under OVMF (its EFI partition).
+#[test]
+fn the_iso_written_to_a_disk_boots_under_bios_and_uefi() {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let os = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        "4.0.0-usb",
+        &dir.join("os-v4-usb.tar"),
+    )
+    .unwrap();
+    let iso = dir.join("install-usb.iso");
+    harness::iso::build(&img.kernel, &img.initrd, &os, "4.0.0-usb", &iso).unwrap();
+    for uefi in [false, true] {
+        let name = if uefi {
+            "install_iso_as_disk_uefi"
+        } else {
+            "install_iso_as_disk_bios"
+        };
+        let mut opts = VmOptions::new(name).unwrap().firmware_boot().drive(Drive {
+            path: iso.clone(),
+            format: "raw".into(),
+            read_only: true,
+        });
+        if uefi {
+            opts = opts.uefi();
+        }
+        let mut vm = Vm::boot(opts).unwrap();
+        vm.expect("booting from the ISO", BOOT).unwrap();
+        vm.expect(READY, BOOT).unwrap();
+        let carried = vm
+            .sh_ok("ls /usr/share/ros/install/rancheros-os.tar", BOOT)
+            .unwrap();
+        assert!(carried.contains("rancheros-os.tar"), "{name}: {carried}");
+    }
 }

@@ -17,6 +17,7 @@ pub mod grubenv;
 pub mod health;
 pub mod osimage;
 pub mod releases;
+pub mod tags;
 pub mod trial;
 pub mod upgrade;
 pub mod watchdog;
@@ -134,6 +135,13 @@ pub fn mark_good(devs: &dyn BlockDevices, slot: &str) -> anyhow::Result<grubenv:
         write_good(dir, key, append)?;
         Ok(env)
     })
+}
+
+/// Make `goodenv` name `key` (`A` or `B`) with its kernel arguments `append`: after a rollback
+/// the slot rolled back to is the known-good one GRUB falls back on.
+pub fn name_good(devs: &dyn BlockDevices, key: &str, append: &str) -> anyhow::Result<()> {
+    let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
+    with_mounted(&esp, "vfat", false, |dir| write_good(dir, key, append))
 }
 
 /// `goodenv` naming `key` (updated in place; made whole when it is missing or broken).

@@ -10,6 +10,9 @@
 //!
 //! Read as an attacker's document: at most [`MAX_BYTES`], known keys only, at most
 //! [`MAX_ENTRIES`] references, each a plain image reference; `current` must be among them.
+//!
+//! Without an index, `rancher.upgrade.image` names a repository whose version tags are the
+//! releases ([`super::tags`]); [`source`] says which of the two applies.
 
 use serde::Deserialize;
 
@@ -27,6 +30,43 @@ pub struct Releases {
 pub enum ReleasesError {
     #[error("{url}: {why}")]
     Bad { url: String, why: String },
+    /// A repository's tags that do not make releases ([`super::tags`]).
+    #[error("{repository}'s tags: {why}")]
+    Tags { repository: String, why: String },
+    #[error(
+        "neither rancher.upgrade.url (a release index) nor rancher.upgrade.image (a repository \
+         whose version tags are the releases) is set (rancherctl config set \
+         rancher.upgrade.url URL, or rancher.upgrade.image REPOSITORY)"
+    )]
+    Unset,
+}
+
+/// Where the releases are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `rancher.upgrade.url`: an index.
+    Index(String),
+    /// `rancher.upgrade.image`: a repository, whose tags a registry lists.
+    Tags(String),
+}
+
+/// `rancher.upgrade.url` when it is set, else `rancher.upgrade.image`. An empty value is not
+/// set: a key of a lower configuration layer can only be emptied, not removed
+/// (`rancherctl config set rancher.upgrade.url ''`).
+pub fn source(upgrade: &crate::config::model::Upgrade) -> Result<Source, ReleasesError> {
+    let set = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    if let Some(url) = set(&upgrade.url) {
+        Ok(Source::Index(url))
+    } else if let Some(image) = set(&upgrade.image) {
+        Ok(Source::Tags(image))
+    } else {
+        Err(ReleasesError::Unset)
+    }
 }
 
 /// An image reference as the index may give it: registry/repository:tag or @digest, plain.
@@ -111,6 +151,35 @@ mod tests {
         ] {
             let e = parse(body, "u").unwrap_err().to_string();
             assert!(e.contains(says), "{says}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_index_comes_first_then_the_repository_and_neither_is_an_error_naming_both() {
+        use crate::config::model::Upgrade;
+        let up = |url: Option<&str>, image: Option<&str>| Upgrade {
+            url: url.map(str::to_string),
+            image: image.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(
+            source(&up(Some("http://x/r.yml"), Some("rancheros/os"))),
+            Ok(Source::Index("http://x/r.yml".into()))
+        );
+        assert_eq!(
+            source(&up(Some(" "), Some(" rancheros/os "))),
+            Ok(Source::Tags("rancheros/os".into()))
+        );
+        assert_eq!(
+            source(&up(None, Some("rancheros/os"))),
+            Ok(Source::Tags("rancheros/os".into()))
+        );
+        for (url, image) in [(None, None), (Some(""), Some(""))] {
+            let e = source(&up(url, image)).unwrap_err().to_string();
+            assert!(
+                e.contains("rancher.upgrade.url") && e.contains("rancher.upgrade.image"),
+                "{e}"
+            );
         }
     }
 }

@@ -91,13 +91,25 @@ pub fn upgrade(
 }
 
 /// Make the other slot the next boot again, if it was ever good.
-pub fn rollback(devs: &dyn BlockDevices, booted: &str) -> anyhow::Result<(String, grubenv::Env)> {
+pub fn rollback(
+    devs: &dyn BlockDevices,
+    booted: &str,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<(String, grubenv::Env)> {
     let (me, other, target) = keys(booted)?;
     let state = super::read_state(devs)?;
     if state.get(&format!("{other}_OK")) != Some("1") {
         bail!("{target} was never marked good: there is nothing to roll back to");
     }
+    // The one write below is the commit; until it lands, the booted slot stays first.
+    say(format!("rolling back to {target}"));
     let env = update_state(devs, |e| e.set("ORDER", &format!("{other} {me}")))?;
+    // Then the known-good slot GRUB falls back on (a boot state that will not load) is the
+    // one rolled back to; should this fail, the other is good too, only not the one chosen.
+    let append = env.get(&format!("{other}_APPEND")).unwrap_or_default();
+    if let Err(e) = super::name_good(devs, other, append) {
+        say(format!("{}: {e:#} (the rollback stands)", super::GOODENV));
+    }
     Ok((target.to_string(), env))
 }
 

@@ -373,6 +373,7 @@ pub struct Upgrade {
     /// Where the list of releases is fetched from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Without `url`: the repository (`rancher/os`) whose version tags are the releases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

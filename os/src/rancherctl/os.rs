@@ -5,6 +5,12 @@
 //! FILE` writes an OS image (`dist/rancheros-os.tar`) into the other slot and makes it the
 //! next boot, on trial (see `bootstate::upgrade`); `rollback` makes the other slot the next
 //! boot again if it was ever good. All need root (they mount the ESP and the slots).
+//!
+//! `list` says which OS images there are to upgrade to: the release index
+//! `rancher.upgrade.url` names (`bootstate::releases`), else, as RancherOS also did, the
+//! versions among the tags of the repository `rancher.upgrade.image` names, asked of its
+//! registry with the user engine's trust and insecure registries (`bootstate::tags`,
+//! `engine::registry::tags`). Either way one is `current`, what `upgrade` without `-i` takes.
 
 use crate::bootstate;
 use crate::state::device::SysBlock;
@@ -12,9 +18,10 @@ use anyhow::Context;
 
 const USAGE: &str = "usage: rancherctl os version | list | mark-good | upgrade [-i FILE|IMAGE] [--append ARGS] [-f] [--no-reboot] | rollback [--no-reboot]
 
-  list     the OS images rancher.upgrade.url's index offers (latest: the one an upgrade
-           without -i takes; running: this one)
-  upgrade  without -i: the index's current image";
+  list     the OS images on offer: rancher.upgrade.url's index, else REPO:VERSION for every
+           tag of rancher.upgrade.image (REPO) that is a version (1.2.3, 2.0.0-rc.1)
+           (latest: the one an upgrade without -i takes; running: this one)
+  upgrade  without -i: the index's current image, else the highest version tagged";
 
 /// The user engine's socket, from the console and from the host.
 const USER_ENGINE: [&str; 2] = ["/var/run/docker.sock", "/run/docker/docker.sock"];
@@ -121,7 +128,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         Some("rollback") => {
             let slot = slot.context("this boot did not come from a slot (no rancher.boot.slot)")?;
             let reboot = !args[1..].iter().any(|a| a == "--no-reboot");
-            let (target, env) = bootstate::upgrade::rollback(&SysBlock, &slot)?;
+            let (target, env) =
+                bootstate::upgrade::rollback(&SysBlock, &slot, &mut |s| println!("{s}"))?;
             println!("{target} boots next; boot state: {}", env.summary());
             finish(reboot)
         }
@@ -139,15 +147,30 @@ pub(super) fn read_image(file: &str) -> anyhow::Result<bootstate::osimage::SlotF
     }
 }
 
-/// The index `rancher.upgrade.url` names, fetched and checked.
+/// The releases on offer and where they came from: the index `rancher.upgrade.url` names,
+/// fetched and checked, else the version tags of the repository `rancher.upgrade.image` names.
 fn releases() -> anyhow::Result<(String, bootstate::releases::Releases)> {
+    use crate::engine::registry::{config::SYSTEM_BUNDLE, tags, Registries};
     let (config, _) = crate::config::load_running();
-    let url = config.rancher.upgrade.url.clone().context(
-        "rancher.upgrade.url is not set (rancherctl config set rancher.upgrade.url URL)",
-    )?;
-    let body = crate::cloudinit::http::get(&url, std::time::Duration::from_secs(30))?
-        .with_context(|| format!("{url}: not found (404)"))?;
-    Ok((url.clone(), bootstate::releases::parse(&body, &url)?))
+    match bootstate::releases::source(&config.rancher.upgrade)? {
+        bootstate::releases::Source::Index(url) => {
+            let body = crate::cloudinit::http::get(&url, std::time::Duration::from_secs(30))?
+                .with_context(|| format!("{url}: not found (404)"))?;
+            Ok((url.clone(), bootstate::releases::parse(&body, &url)?))
+        }
+        bootstate::releases::Source::Tags(image) => {
+            let (regs, warnings) = Registries::from_config(
+                &config.rancher.docker,
+                std::path::Path::new(SYSTEM_BUNDLE),
+            );
+            for w in warnings {
+                eprintln!("rancherctl: {w}");
+            }
+            let found = tags::list_blocking(&regs, &image)
+                .map_err(|e| anyhow::anyhow!("rancher.upgrade.image: {e}"))?;
+            Ok((image.clone(), bootstate::tags::releases(&image, &found)?))
+        }
+    }
 }
 
 /// Reboot now, or say that the change waits for the next boot.

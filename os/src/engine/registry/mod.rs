@@ -21,7 +21,7 @@
 //!
 //! Files: [`config`] (which registries are insecure, the roots, the clients), [`auth`] (the
 //! header, `docker login`), [`target`] (what the user named), [`progress`], [`pull`],
-//! [`push`], [`error`].
+//! [`push`], [`tags`] (a repository's tags, for `rancherctl os list`), [`error`].
 
 pub mod auth;
 pub mod config;
@@ -29,6 +29,7 @@ pub mod error;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod tags;
 pub mod target;
 
 pub use config::Registries;
