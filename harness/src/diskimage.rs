@@ -82,6 +82,19 @@ pub fn esp_offset() -> u64 {
     MIB + PARTS[0].mib * MIB
 }
 
+/// Where partition `name` (`EFI`, `SLOT_A`, …, `RANCHER_STATE`) lies in the image: offset and
+/// length in bytes.
+pub fn partition(name: &str) -> Option<(u64, u64)> {
+    let mut at = MIB;
+    for p in PARTS {
+        if p.name == name {
+            return Some((at, p.mib * MIB));
+        }
+        at += p.mib * MIB;
+    }
+    None
+}
+
 /// What was built.
 #[derive(Debug, Clone)]
 pub struct DiskImage {

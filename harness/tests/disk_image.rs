@@ -175,6 +175,42 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
         );
         assert!(env.trim_end().ends_with("512"), "{name}: {env}");
     }
+
+    // A boot state GRUB cannot save (the disk read-only to the firmware): B's trial is not
+    // taken, since a trial whose spent try is not on the disk could come back for ever; the
+    // known-good A boots instead, in the same boot.
+    let path = dir.join("disk_image_no_save.img");
+    let spec = Spec {
+        a: good.clone(),
+        b: Some(Slot {
+            kernel: img.kernel.clone(),
+            initrd: img.initrd.clone(),
+            version: "2.0.0-unsaved".into(),
+        }),
+        boot_state: state(&[
+            ("ORDER", "B A"),
+            ("A_OK", "1"),
+            ("A_TRY", "0"),
+            ("B_OK", "0"),
+            ("B_TRY", "1"),
+        ]),
+    };
+    build_spec(&spec, &path).unwrap();
+    let opts = VmOptions::new("disk_image_no_save")
+        .unwrap()
+        .firmware_boot()
+        .drive(Drive {
+            path: path.clone(),
+            format: "raw".into(),
+            read_only: true,
+        });
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect("boot state not saved: no trial of slot B", BOOT)
+        .unwrap();
+    vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
+    // Linux and our init start from it (what they do with a read-only disk is not this
+    // test's matter).
+    vm.expect(r"\[ros\] init", BOOT).unwrap();
 }
 
 #[test]
@@ -243,6 +279,9 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
 /// through the user engine) written into slot B and booted on trial, kept by the health gate with the user's files still there;
 /// then a bad v3 (an initrd without init: the kernel panics) written into slot A from v2 is
 /// left by itself for v2; `rollback` to a slot never good is refused.
+/// v1 → v2 from a file, with kernel arguments of its own → healthy, marked good, the data kept
+/// → `rollback` to v1 (its own arguments) → v3, whose init exits (the kernel panics), is left
+/// for v1 by itself, and says why; a rollback to it is refused.
 #[test]
 fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
     let img = harness::image::ensure_built().unwrap();
@@ -251,14 +290,22 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
     let path = disk("disk_image_upgrade", "1.0.0-v1");
     let v2 = harness::osimage::build(&img.kernel, &img.initrd, "2.0.0-v2", &dir.join("os-v2.tar"))
         .unwrap();
-    let empty = dir.join("empty-initrd-upgrade.img");
-    let mut cpio = Vec::new();
-    harness::initrd::cpio::Archive::default()
-        .write_to(&mut cpio)
-        .unwrap();
-    std::fs::write(&empty, cpio).unwrap();
+    // v3: the built initrd with a second archive whose /init exits at once.
+    let panics = dir.join("init-exits-initrd.img");
+    let mut initrd = std::fs::read(&img.initrd).unwrap();
+    initrd.resize(initrd.len().div_ceil(512) * 512, 0);
+    let mut extra = harness::initrd::cpio::Archive::default();
+    extra.add(
+        "/init",
+        harness::initrd::cpio::Entry::File {
+            mode: 0o755,
+            data: b"#!/bin/busybox sh\necho 'init: exiting on purpose (test)'\nexit 1\n".to_vec(),
+        },
+    );
+    extra.write_to(&mut initrd).unwrap();
+    std::fs::write(&panics, initrd).unwrap();
     let v3 =
-        harness::osimage::build(&img.kernel, &empty, "3.0.0-bad", &dir.join("os-v3.tar")).unwrap();
+        harness::osimage::build(&img.kernel, &panics, "3.0.0-bad", &dir.join("os-v3.tar")).unwrap();
     let image_drive = |p: &std::path::Path| Drive {
         path: p.to_path_buf(),
         format: "raw".into(),
@@ -278,8 +325,22 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
-    vm.sh_ok("echo kept > /home/rancher/kept && sync", BOOT)
-        .unwrap();
+    vm.sh_ok(
+        "echo kept > /home/rancher/kept && echo opt > /opt/kept && sync",
+        BOOT,
+    )
+    .unwrap();
+    let kept = |vm: &mut Vm| {
+        assert_eq!(
+            vm.sh_ok("cat /home/rancher/kept /opt/kept", BOOT).unwrap(),
+            "kept\nopt"
+        );
+    };
+    let reboot_from_shell = |vm: &mut Vm, cmd: &str| {
+        vm.send(&format!("{cmd}\n")).unwrap();
+        vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+        vm.shell_ended();
+    };
 
     // What is not an OS image is refused before anything is written.
     let bad = vm
@@ -289,18 +350,10 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
         )
         .unwrap();
     assert!(bad.contains("/dev/vda1") && !bad.contains("holds"), "{bad}");
-    // v2 by reference, from the user engine's store (`docker load` of the image first; a
-    // reference it does not hold would be pulled).
-    let loaded = vm
-        .sh_ok(
-            "until docker version >/dev/null 2>&1; do sleep 1; done; docker load < /dev/vdb",
-            BOOT,
-        )
-        .unwrap();
-    assert!(loaded.contains("rancheros/os:2.0.0-v2"), "{loaded}");
+    // v2 from a file (the image's tar on a disk of its own), with arguments of its own.
     let out = vm
         .sh_ok(
-            "rancherctl os upgrade -i rancheros/os:2.0.0-v2 --no-reboot",
+            "rancherctl os upgrade -i /dev/vdb --append ros.test.upgraded=v2 --no-reboot",
             BOOT,
         )
         .unwrap();
@@ -309,9 +362,7 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
             && out.contains("ORDER=B A A_OK=1 A_TRY=0 B_OK=0 B_TRY=1"),
         "{out}"
     );
-    vm.send("rancherctl reboot\n").unwrap();
-    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
-    vm.shell_ended();
+    reboot_from_shell(&mut vm, "rancherctl reboot");
     vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
     // The trial's watchdog: armed from boot by GRUB's kernel line, taken over by the gate,
@@ -322,12 +373,14 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
     vm.expect(r"boot health: watchdog stopped", BOOT).unwrap();
     let wd = vm
         .sh_ok(
-            "cat /sys/class/watchdog/watchdog0/state; grep -o 'softdog[^ ]*' /proc/cmdline",
+            "cat /sys/class/watchdog/watchdog0/state; cat /proc/cmdline",
             BOOT,
         )
         .unwrap();
     assert!(
-        wd.starts_with("inactive") && wd.contains("softdog.soft_active_on_boot=1"),
+        wd.starts_with("inactive")
+            && wd.contains("softdog.soft_active_on_boot=1")
+            && wd.contains("ros.test.upgraded=v2"),
         "{wd}"
     );
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
@@ -337,30 +390,53 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
             && version.contains("last trial: SLOT_B (2.0.0-v2) passed its trial"),
         "{version}"
     );
-    assert_eq!(vm.sh_ok("cat /home/rancher/kept", BOOT).unwrap(), "kept");
+    kept(&mut vm);
 
-    // v3 into slot A, from v2: its kernel panics; the boot after is v2 again, by itself.
+    // Rollback: v1 again, with the arguments it had (none of v2's), and it is now the slot
+    // GRUB falls back on.
+    reboot_from_shell(&mut vm, "rancherctl os rollback");
+    vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let out = vm
+        .sh_ok(
+            "rancherctl os version; cat /proc/cmdline; mkdir -p /tmp/esp && mount -o ro /dev/vda2 /tmp/esp && head -c 40 /tmp/esp/grub/goodenv; echo; umount /tmp/esp",
+            BOOT,
+        )
+        .unwrap();
+    assert!(
+        out.contains("version: 1.0.0-v1")
+            && out.contains("ORDER=A B A_OK=1")
+            && !out.contains("ros.test.upgraded")
+            && out.contains("GOOD=A"),
+        "{out}"
+    );
+    assert!(vm.serial_text().contains("rolling back to SLOT_A"));
+    kept(&mut vm);
+
+    // v3 into slot B, from v1: its init exits, the kernel panics; the boot after is v1 again,
+    // by itself, and says why.
     vm.send("rancherctl os upgrade -i /dev/vdc\n").unwrap();
-    vm.expect(r"SLOT_A holds 3.0.0-bad and boots next, on trial", BOOT)
+    vm.expect(r"SLOT_B holds 3.0.0-bad and boots next, on trial", BOOT)
         .unwrap();
     vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
     vm.shell_ended();
-    vm.expect(r"booting SLOT_A \(trial 1\)", BOOT).unwrap();
-    vm.expect("Kernel panic", BOOT).unwrap();
-    vm.expect(r"booting SLOT_B \(trial 0\)", BOOT).unwrap();
+    vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+    vm.expect("init: exiting on purpose", BOOT).unwrap();
+    vm.expect("Attempted to kill init", BOOT).unwrap();
+    vm.expect(r"booting SLOT_A \(trial 0\)", BOOT).unwrap();
     vm.expect(READY, BOOT).unwrap();
     let version = vm.sh_ok("rancherctl os version", BOOT).unwrap();
-    // And says why.
     assert!(
-        version.contains("version: 2.0.0-v2")
-            && version.contains("A_OK=0 A_TRY=0 B_OK=1")
+        version.contains("version: 1.0.0-v1")
+            && version.contains("B_OK=0 B_TRY=0")
             && version
-                .contains("last trial: SLOT_A (3.0.0-bad) failed its trial: it never became ready"),
+                .contains("last trial: SLOT_B (3.0.0-bad) failed its trial: it never became ready"),
         "{version}"
     );
+    kept(&mut vm);
     let refused = vm.sh_ok("rancherctl os rollback 2>&1; true", BOOT).unwrap();
     assert!(
-        refused.contains("SLOT_A was never marked good"),
+        refused.contains("SLOT_B was never marked good"),
         "{refused}"
     );
 }

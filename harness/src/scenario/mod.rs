@@ -7,8 +7,11 @@
 //!
 //! Every case also checks that the machine came back by itself (no hand on it: a panicking
 //! trial reboots, a hung one is reset by its watchdog, an unhealthy one rebooted by its gate,
-//! GRUB walks the boot state) to a slot marked good, and that the state partition's boot-time
-//! e2fsck found nothing to repair. The versions are built by `versions.rs`.
+//! GRUB walks the boot state) to a slot marked good, that the state partition's boot-time
+//! e2fsck ran and found nothing to repair, and, once powered off, that a forced `e2fsck -fn`
+//! of the state partition and `fsck.vfat -n` of the ESP find nothing either. A case may also
+//! say what `rancherctl os version` must tell of the last trial (`says`). The versions are
+//! built by `versions.rs`.
 
 mod versions;
 
@@ -43,6 +46,10 @@ pub enum Variant {
     /// The built kernel with an initrd holding nothing: the kernel finds no init and panics
     /// (`panic=10` reboots).
     NoInit,
+    /// The built kernel and initrd with an init that exits at once (the initrd plus a second
+    /// archive whose `/init` is a shell script ending `exit 1`): the kernel panics ("Attempted
+    /// to kill init") and `panic=10` reboots.
+    InitPanics,
     /// The built kernel and initrd with an init that hangs for ever (the initrd plus a second
     /// archive whose `/init` is a shell loop): nothing panics, only the trial's watchdog can
     /// send the machine back.
@@ -73,6 +80,10 @@ pub struct Case {
     pub cut_after: Option<String>,
     /// The versions the machine may run once it is back (never neither).
     pub expect: Vec<String>,
+    /// A regular expression that what `rancherctl os version` says of the last trial once the
+    /// machine is back must match (its `last trial:` line: why a bad version was left).
+    #[serde(default)]
+    pub says: Option<String>,
     /// Among the cases every push runs.
     #[serde(default)]
     pub short: bool,
@@ -130,6 +141,9 @@ impl Scenario {
             }
             for e in &c.expect {
                 known(e, &at)?;
+            }
+            if let Some(re) = &c.says {
+                regex::Regex::new(re).with_context(|| format!("{at}: says"))?;
             }
             if c.expect.is_empty() {
                 bail!("{at}: expect: at least one version");
@@ -315,6 +329,19 @@ fn run_case(
             after.log_path().display()
         );
     }
+    if let Some(want) = &c.says {
+        let said = after.sh_ok("rancherctl os version", BOOT)?;
+        let last = said
+            .lines()
+            .find_map(|l| l.strip_prefix("last trial: "))
+            .unwrap_or("(no last trial line)");
+        if !regex::Regex::new(want)?.is_match(last) {
+            bail!(
+                "rancherctl os version says {last:?} of the last trial, not {want:?}; serial log: {}",
+                after.log_path().display()
+            );
+        }
+    }
     if let Some(l) = serial
         .lines()
         .find(|l| l.contains("had errors") || l.contains("e2fsck left errors"))
@@ -324,12 +351,65 @@ fn run_case(
             after.log_path().display()
         );
     }
+    if let Some(l) = serial.lines().find(|l| l.contains("state: fsck skipped")) {
+        bail!(
+            "the state partition was not checked at boot: {l}; serial log: {}",
+            after.log_path().display()
+        );
+    }
+    // And, powered off cleanly, a forced read-only check of the state partition and the ESP
+    // from this machine.
+    after.send("rancherctl poweroff\n")?;
+    after.wait_exit(BOOT)?;
+    drop(after);
+    check_clean(&disk)?;
     Ok(Outcome {
         case: c.name.clone(),
         version: got,
         boots,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `e2fsck -fn` on the disk's state partition and `fsck.vfat -n` on its ESP, each copied out
+/// of the image: both must find nothing to repair.
+fn check_clean(disk: &Path) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let work = tempfile::tempdir()?;
+    for (part, tool, args) in [
+        ("RANCHER_STATE", "e2fsck", &["-f", "-n"][..]),
+        ("EFI", "fsck.vfat", &["-n"][..]),
+    ] {
+        let (offset, len) = crate::diskimage::partition(part).context("a partition")?;
+        let mut f = std::fs::File::open(disk).with_context(|| format!("{}", disk.display()))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let copy = work.path().join(part);
+        let mut out = std::fs::File::create(&copy)?;
+        let n = std::io::copy(&mut f.take(len), &mut out)?;
+        if n != len {
+            bail!(
+                "{}: {part} is cut short ({n} of {len} bytes)",
+                disk.display()
+            );
+        }
+        drop(out);
+        let r = std::process::Command::new(tool)
+            .args(args)
+            .arg(&copy)
+            .output()
+            .with_context(|| format!("running {tool} (harness setup installs it)"))?;
+        if !r.status.success() {
+            bail!(
+                "{}: {part} is not clean ({tool} {}: exit {:?}): {}{}",
+                disk.display(),
+                args.join(" "),
+                r.status.code(),
+                String::from_utf8_lossy(&r.stdout),
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// How long a trial's health gate may take to decide (its deadline is 300 s from ready).

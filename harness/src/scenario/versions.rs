@@ -1,5 +1,6 @@
 //! The versions a scenario names, built once per run: the built kernel and initrd (`good`), or
-//! a bad variant of them (no init; an init that hangs; a required service that keeps failing),
+//! a bad variant of them (no init; an init that exits; an init that hangs; a required service
+//! that keeps failing),
 //! each as a slot for disk images and as an OS image tar for `rancherctl os upgrade -i`.
 
 use super::{Scenario, Variant};
@@ -34,6 +35,7 @@ pub(super) fn build_versions(s: &Scenario, dir: &Path) -> anyhow::Result<Built> 
                 crate::initrd::cpio::Archive::default().write_to(&mut cpio)?;
                 bad(cpio)?
             }
+            Variant::InitPanics => bad(init_exits(&img.initrd)?)?,
             Variant::InitHangs => bad(init_hangs(&img.initrd)?)?,
             Variant::ServiceFails => bad(service_fails(&img.initrd)?)?,
         };
@@ -74,6 +76,12 @@ fn overlay(initrd: &Path, files: &[(&str, u32, Vec<u8>)]) -> anyhow::Result<Vec<
     }
     archive.write_to(&mut out)?;
     Ok(out)
+}
+
+/// [`Variant::InitPanics`]: `/init` a script that exits 1 (the kernel then panics).
+fn init_exits(initrd: &Path) -> anyhow::Result<Vec<u8>> {
+    let init = "#!/bin/busybox sh\necho 'init: exiting on purpose (scenario)'\nexit 1\n";
+    overlay(initrd, &[("/init", 0o755, init.as_bytes().to_vec())])
 }
 
 /// [`Variant::InitHangs`]: `/init` a shell loop.
