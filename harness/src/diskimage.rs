@@ -38,6 +38,7 @@ const GRUB_MODULES: &[&str] = &[
     "loadenv",
     "search",
     "search_label",
+    "regexp",
     "serial",
     "terminal",
 ];
@@ -172,6 +173,14 @@ set A_APPEND=""
 set B_APPEND=""
 set GOOD=A
 set GOOD_APPEND=""
+# The disk GRUB was loaded from (its prefix is "(,gpt2)/grub": the boot disk, whatever the
+# firmware numbers it), so the slots are this disk's, not the first with their label.
+regexp --set=1:bootdisk '^([^,]+),' "$root"
+function slot_root {{
+  if [ -z "$bootdisk" ]; then search --no-floppy --label --set=root $1
+  elif [ "$1" = SLOT_B ]; then set root="$bootdisk,gpt4"
+  else set root="$bootdisk,gpt3"; fi
+}}
 if ! load_env -f $prefix/goodenv GOOD GOOD_APPEND; then
   echo "known-good slot unreadable: A"
 fi
@@ -193,7 +202,7 @@ fi
 if [ "$boot" = SLOT_B ]; then set append="$B_APPEND"; else set append="$A_APPEND"; fi
 if [ "$trial" = 1 ]; then set watchdog="{TRIAL_ARGS}"; else set watchdog=""; fi
 echo "booting $boot (trial $trial)"
-search --no-floppy --label --set=root $boot
+slot_root $boot
 linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot $append $watchdog
 initrd /initrd.img
 boot
@@ -204,7 +213,7 @@ for slot in $ORDER; do
 done
 if [ "$boot" = SLOT_B ]; then set append="$B_APPEND"; else set append="$A_APPEND"; fi
 echo "booting $boot (fallback)"
-search --no-floppy --label --set=root $boot
+slot_root $boot
 linux /vmlinuz {CMDLINE} rancher.boot.slot=$boot $append
 initrd /initrd.img
 boot
@@ -435,13 +444,13 @@ impl GrubImages {
         run(Command::new("grub-mkimage")
             .args(["-O", "x86_64-efi", "-d", GRUB_EFI, "-o"])
             .arg(&efi)
-            .args(["-p", "(hd0,gpt2)/grub"])
+            .args(["-p", "(,gpt2)/grub"])
             .args(GRUB_MODULES))?;
         let core = dir.join("core.img");
         run(Command::new("grub-mkimage")
             .args(["-O", "i386-pc", "-d", GRUB_PC, "-o"])
             .arg(&core)
-            .args(["-p", "(hd0,gpt2)/grub", "biosdisk"])
+            .args(["-p", "(,gpt2)/grub", "biosdisk"])
             .args(GRUB_MODULES))?;
         let boot = dir.join("boot.img");
         std::fs::copy(Path::new(GRUB_PC).join("boot.img"), &boot)

@@ -112,6 +112,15 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
             && again.ends_with("rc=1"),
         "{again}"
     );
+    // With -f it is given up: the same install again, over it (the disk booted below is this one).
+    let forced = sh(
+        &mut vm,
+        "rancherctl install -d /dev/vda -f -c /tmp/cc.yml --append 'install.test=42 rancher.debug' --no-reboot 2>&1",
+    );
+    assert!(
+        forced.contains("installed 4.0.0-iso on /dev/vda"),
+        "{forced}"
+    );
     drop(vm);
 
     // The disk alone, under SeaBIOS, with the release index the cloud-config names
@@ -275,11 +284,19 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     sh(&mut vm, "docker rm -f keeper >/dev/null; sync");
     drop(vm);
 
-    // The same disk under OVMF: GRUB for UEFI from the ESP the install wrote.
+    // The same disk under OVMF: GRUB for UEFI from the ESP the install wrote. A blank disk
+    // comes first (the firmware's hd0): GRUB reads its files and the slots from the disk it
+    // was loaded from, not from hd0 nor the first disk with a slot's label.
+    let blank = dir.join("install-blank-first.img");
+    std::fs::File::create(&blank)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
     let opts = VmOptions::new("install_disk_uefi")
         .unwrap()
         .firmware_boot()
         .uefi()
+        .drive(disk(&blank, true))
         .drive(disk(&target, false));
     let mut vm = Vm::boot(opts).unwrap();
     vm.expect(r"BdsDxe: starting Boot\d+ .UEFI", BOOT).unwrap();

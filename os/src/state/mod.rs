@@ -88,6 +88,11 @@ pub fn locate(
     // holds data at every boot.
     let mut held = Vec::new();
     loop {
+        // A state partition that exists wins: a blank disk beside an installed system is the
+        // user's new disk, not one to format.
+        if let Some(device) = device::find(devs, &s.spec) {
+            return Ok(Some(Located { device, formatted }));
+        }
         let present = devs.list();
         for cand in &s.autoformat {
             if judged.contains(cand) || !present.contains(cand) {
@@ -104,8 +109,12 @@ pub fn locate(
                         dev.display(),
                         format::LABEL
                     ));
-                    tools.mkfs(&dev, format::LABEL)?;
-                    formatted = true;
+                    match tools.mkfs(&dev, format::LABEL) {
+                        Ok(()) => formatted = true,
+                        // Said, and the search goes on (another candidate, a partition that
+                        // turns up late); no state partition at all means running from RAM.
+                        Err(e) => note(format!("state: formatting {} failed: {e}", dev.display())),
+                    }
                 }
                 format::Verdict::HoldsData(dev) => held.push(format!(
                     "state: not formatting {}: it holds data (its first MiB is not all zeros)",
@@ -254,6 +263,49 @@ mod tests {
         let (found, notes, calls) = run(&disks, &settings(&["/dev/vda"], 0));
         assert!(!found.unwrap().formatted);
         assert!(calls.is_empty() && notes.is_empty(), "{calls:?} {notes:?}");
+    }
+
+    #[test]
+    fn a_blank_disk_beside_an_installed_state_partition_is_left_alone() {
+        let disks = Disks::with(&[
+            ("/dev/vda", vec![0u8; 2 << 20]),
+            ("/dev/vdb5", ext("RANCHER_STATE", [1; 16])),
+        ]);
+        let (found, notes, calls) = run(&disks, &settings(&["/dev/vda"], 0));
+        assert_eq!(
+            found,
+            Some(Located {
+                device: "/dev/vdb5".into(),
+                formatted: false
+            })
+        );
+        assert!(calls.is_empty() && notes.is_empty(), "{calls:?} {notes:?}");
+    }
+
+    #[test]
+    fn a_format_that_fails_is_said_and_the_search_goes_on() {
+        struct Failing;
+        impl FsTools for Failing {
+            fn mkfs(&self, dev: &Path, _: &str) -> Result<(), ToolError> {
+                Err(ToolError::Missing(format!("mke2fs for {}", dev.display())))
+            }
+            fn fsck(&self, _: &Path) -> Result<Fsck, ToolError> {
+                Ok(Fsck::Clean)
+            }
+        }
+        let disks = Disks::with(&[("/dev/vda", vec![0u8; 2 << 20])]);
+        let mut notes = Vec::new();
+        let found = locate(&settings(&["/dev/vda"], 50), &disks, &Failing, &mut |n| {
+            notes.push(n)
+        })
+        .unwrap();
+        assert_eq!(found, None);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("formatting /dev/vda failed")),
+            "{notes:?}"
+        );
     }
 
     #[test]
