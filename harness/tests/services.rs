@@ -269,6 +269,23 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         network < save,
         "network {network}, then cloud-init-save {save}"
     );
+    // And not only started: of use (its first DHCP lease wrote the ready file) before the
+    // services after it start, in the engine's own log.
+    let log = sh(
+        &mut vm,
+        "grep -n -e 'service ready' -e 'service started' /var/log/system-docker.log",
+    );
+    let line_of = |what: &str, svc: &str| {
+        log.lines()
+            .find(|l| l.contains(what) && l.contains(&format!("service={svc}")))
+            .and_then(|l| l.split(':').next()?.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("no {what:?} of {svc} in {log}"))
+    };
+    assert!(
+        line_of("service ready", "network") < line_of("service started", "cloud-init-save"),
+        "{log}"
+    );
+    assert!(sh(&mut vm, "system-docker logs network").contains("lease: eth0"));
     let status = sh(&mut vm, "cat /run/system-docker/services.json");
     assert!(
         status.contains("\"last_exit\": \"exit 0\""),

@@ -9,6 +9,11 @@
 //! - `dns.nameservers`/`dns.search`, when given, are written to that file and beat the leases'
 //!   (the event script leaves the file alone while `/run/resolvconf/static` exists).
 //!
+//! It says it is of use with [`READY`] (the service's `io.rancher.os.readyfile`, which the
+//! services after it wait for at boot): written by the event script at the first lease, or by
+//! itself once the static configuration is done when no link asks for DHCP. So `[ros] ready`
+//! comes after the machine has an address, not before its first DHCP request.
+//!
 //! It then waits: when a DHCP client ends, it stops the others and exits with that client's
 //! status, so the supervisor's restart policy starts the whole configuration again; on SIGTERM
 //! (it is PID 1 of its container, where signals without a handler are dropped) it stops the
@@ -22,6 +27,8 @@ use std::process::{Child, Command, ExitCode};
 const RESOLV: &str = "/run/resolvconf/resolv.conf";
 const STATIC_MARK: &str = "/run/resolvconf/static";
 const DHCP_SCRIPT: &str = "/usr/share/udhcpc/default.script";
+/// The ready file (the event script writes the same path at a lease).
+const READY: &str = "/run/netconf/ready";
 
 /// A link of the host: name and MAC address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +148,7 @@ pub fn main(_args: &[String]) -> ExitCode {
     if let Err(e) = set.thread_block() {
         println!("network: blocking signals: {e}");
     }
+    let _ = std::fs::remove_file(READY);
     let net = load_network();
     match resolv_conf(&net) {
         Some(text) => {
@@ -185,6 +193,12 @@ pub fn main(_args: &[String]) -> ExitCode {
                     Err(e) => println!("network: udhcpc on {link}: {e}"),
                 }
             }
+        }
+    }
+    if clients.is_empty() {
+        let _ = std::fs::create_dir_all("/run/netconf");
+        if let Err(e) = std::fs::write(READY, "") {
+            println!("network: writing {READY}: {e}");
         }
     }
     supervise(&set, clients)

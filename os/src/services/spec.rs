@@ -21,6 +21,12 @@ pub const LABEL_CREATEONLY: &str = "io.rancher.os.createonly";
 /// Label: `"true"` on a run-to-completion service makes PID 1 reload the configuration when it
 /// has finished, before the services after it start (`cloud-init-save`).
 pub const LABEL_RELOADCONFIG: &str = "io.rancher.os.reloadconfig";
+/// Label: a file under `/run` on the host that the service creates once it is of use (the
+/// `network` service: an address configured); the services after it wait for the file, not
+/// only for the start, for at most [`READY_WAIT`](crate::services::spec::READY_WAIT).
+pub const LABEL_READYFILE: &str = "io.rancher.os.readyfile";
+/// How long the services after one with [`LABEL_READYFILE`] wait for its file at most.
+pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether a namespace is the container's own or the host's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +88,8 @@ pub struct ServiceSpec {
     pub create_only: bool,
     /// Reload the configuration once this (run-to-completion) service has finished.
     pub reload_config: bool,
+    /// The file (under `/run`) whose existence says the service is of use: [`LABEL_READYFILE`].
+    pub ready_file: Option<std::path::PathBuf>,
     /// Memory limit in bytes (`mem_limit`).
     pub mem_limit: Option<u64>,
     /// `cpu_shares` (relative weight, 1024 = one share).
@@ -473,6 +481,23 @@ impl ServiceSpec {
         let detach = label(LABEL_DETACH).map(str::to_string);
         let create_only = label(LABEL_CREATEONLY).map(str::to_string);
         let reload_config = label(LABEL_RELOADCONFIG).map(str::to_string);
+        if let Some(f) = label(LABEL_READYFILE).map(str::to_string) {
+            let p = std::path::Path::new(&f);
+            let plain = p.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+            if p.starts_with("/run/") && plain && p != std::path::Path::new("/run") {
+                spec.ready_file = Some(p.to_path_buf());
+            } else {
+                cx.err(
+                    &format!("labels.{LABEL_READYFILE}"),
+                    format!("{f:?} is not a plain absolute path under /run"),
+                );
+            }
+        }
         spec.after = after;
         spec.before = before;
         match scope.as_deref() {
@@ -592,6 +617,34 @@ mod tests {
 
     fn yaml(s: &str) -> Value {
         serde_yaml_ng::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_ready_file_is_a_plain_path_under_run() {
+        let s = ServiceSpec::parse(
+            "network",
+            &yaml("image: x\nlabels:\n  io.rancher.os.readyfile: /run/netconf/ready\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            s.ready_file.as_deref(),
+            Some(std::path::Path::new("/run/netconf/ready"))
+        );
+        for bad in ["/etc/ready", "/run/../etc/ready", "run/x", "/run"] {
+            let errs = ServiceSpec::parse(
+                "network",
+                &yaml(&format!(
+                    "image: x\nlabels:\n  io.rancher.os.readyfile: {bad:?}\n"
+                )),
+            )
+            .unwrap_err();
+            assert!(
+                errs[0]
+                    .to_string()
+                    .contains("not a plain absolute path under /run"),
+                "{bad}: {errs:?}"
+            );
+        }
     }
 
     #[test]

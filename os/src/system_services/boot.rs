@@ -319,13 +319,50 @@ impl SystemServices {
         } else {
             None
         };
+        if let Some(f) = &spec.ready_file {
+            // Left by an earlier run of the service: only a new one counts.
+            if let Err(e) = std::fs::remove_file(f) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(service = %name, file = %f.display(), error = %e, "removing the ready file");
+                }
+            }
+        }
         self.mgr.start(&rec.id).await.map_err(|e| e.to_string())?;
         tracing::info!(service = %name, id = %rec.id, "service started");
         if let Some(ended) = ended {
             let (code, _) = ended.await;
             tracing::info!(service = %name, code, "run-to-completion service finished");
+        } else if let Some(f) = &spec.ready_file {
+            self.until_ready(name, &rec.id, f).await;
         }
         Ok(())
+    }
+
+    /// Wait until the service's ready file exists, its container is no longer running, or
+    /// [`READY_WAIT`] has passed (then the services after it start all the same: said, not
+    /// failed).
+    async fn until_ready(&self, name: &str, id: &str, file: &std::path::Path) {
+        use crate::services::spec::READY_WAIT;
+        let t = std::time::Instant::now();
+        loop {
+            if file.exists() {
+                tracing::info!(service = %name, waited_ms = t.elapsed().as_millis() as u64, "service ready");
+                return;
+            }
+            let running = self
+                .mgr
+                .get(id)
+                .is_ok_and(|r| r.state.status == crate::engine::manager::Lifecycle::Running);
+            if !running {
+                tracing::warn!(service = %name, "service ended before it was ready");
+                return;
+            }
+            if t.elapsed() >= READY_WAIT {
+                tracing::warn!(service = %name, file = %file.display(), "not ready within {}s; the services after it start anyway", READY_WAIT.as_secs());
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// Record a service that has no container to show for it.
