@@ -403,10 +403,16 @@ fn an_os_image_upgrade_is_kept_when_healthy_and_left_when_not() {
             BOOT,
         )
         .unwrap();
+    let cmdline = out
+        .lines()
+        .find(|l| l.contains("rancher.boot.slot="))
+        .unwrap_or_default();
     assert!(
         out.contains("version: 1.0.0-v1")
             && out.contains("ORDER=A B A_OK=1")
-            && !out.contains("ros.test.upgraded")
+            && out.contains("B_APPEND=ros.test.upgraded=v2")
+            && cmdline.contains("rancher.boot.slot=SLOT_A")
+            && !cmdline.contains("ros.test.upgraded")
             && out.contains("GOOD=A"),
         "{out}"
     );
