@@ -275,11 +275,7 @@ fn a_slot_on_trial_that_marks_itself_good_stays_the_one_booted() {
 }
 
 /// `rancherctl os upgrade -i` of the OS image (`harness::osimage`, as `harness build` writes
-/// `dist/rancheros-os.tar`, given to the VM as a second disk): v1 in slot A, v2 (by reference,
-/// through the user engine) written into slot B and booted on trial, kept by the health gate with the user's files still there;
-/// then a bad v3 (an initrd without init: the kernel panics) written into slot A from v2 is
-/// left by itself for v2; `rollback` to a slot never good is refused.
-/// v1 → v2 from a file, with kernel arguments of its own → healthy, marked good, the data kept
+/// `dist/rancheros-os.tar`, given to the VM as a disk of its own): v1 in slot A; v2 from a file, with kernel arguments of its own → healthy, marked good, the data kept
 /// → `rollback` to v1 (its own arguments) → v3, whose init exits (the kernel panics), is left
 /// for v1 by itself, and says why; a rollback to it is refused.
 #[test]

@@ -55,8 +55,8 @@ pub enum Variant {
     /// send the machine back.
     InitHangs,
     /// The built kernel and initrd with a required system service (acpid) that exits 3 at
-    /// every start: the system comes up, its health gate never passes, and at its deadline
-    /// reboots into the other slot.
+    /// every start: the system comes up degraded (the gate fails it at once) or its gate never
+    /// passes (it fails at its deadline); either way the gate reboots into the other slot.
     ServiceFails,
 }
 

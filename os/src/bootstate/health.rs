@@ -17,6 +17,7 @@
 use super::trial::{Stage, Trial};
 use super::watchdog::{self, Watchdog};
 use super::{booted_append, booted_slot, mark_good, read_state, record_trial, repair};
+use crate::engine::manager::exit::describe;
 use crate::services::spec::LABEL_CREATEONLY;
 use crate::state::device::SysBlock;
 use crate::system_docker::client::Client;
@@ -207,15 +208,25 @@ fn check() -> Result<Snapshot, String> {
     let list: Vec<serde_json::Value> = system
         .json("GET", "/containers/json?all=1", None)
         .map_err(|e| format!("system engine: {e}"))?;
-    let create_only = |name: &str| {
-        list.iter().any(|c| {
-            c["Names"][0].as_str().map(|n| n.trim_start_matches('/')) == Some(name)
-                && c["Labels"][LABEL_CREATEONLY].as_str() == Some("true")
-        })
+    // The engine's own word on each container: the status file is written after events, and
+    // a writer that stopped would leave it saying "running" of a dead service.
+    let container = |name: &str| {
+        list.iter()
+            .find(|c| c["Names"][0].as_str().map(|n| n.trim_start_matches('/')) == Some(name))
     };
     let mut snapshot = Vec::new();
     for svc in &services {
-        healthy(svc, create_only(&svc.name))?;
+        let c = container(&svc.name);
+        let create_only = c.is_some_and(|c| c["Labels"][LABEL_CREATEONLY].as_str() == Some("true"));
+        healthy(svc, create_only)?;
+        let engine_state = c.and_then(|c| c["State"].as_str());
+        if svc.state == "running" && engine_state != Some("running") {
+            return Err(format!(
+                "service {} is {} by the engine, not running",
+                svc.name,
+                engine_state.unwrap_or("missing")
+            ));
+        }
         snapshot.push((svc.name.clone(), svc.state.clone(), svc.restarts));
     }
     snapshot.sort();
@@ -243,7 +254,7 @@ struct ServiceLine {
 fn healthy(s: &ServiceLine, create_only: bool) -> Result<(), String> {
     match s.state.as_str() {
         "running" => Ok(()),
-        "exited" if s.last_exit.as_deref() == Some("exit 0") => Ok(()),
+        "exited" if s.last_exit.as_deref() == Some(describe(0).as_str()) => Ok(()),
         "created" if create_only => Ok(()),
         state => {
             let why = s

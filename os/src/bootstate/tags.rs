@@ -4,10 +4,12 @@
 //!
 //! Every tag that is a version, `MAJOR.MINOR.PATCH[-PRE][_BUILD]` (semantic versioning; a tag
 //! has `_` where a version has `+`, as [`super::releases::tag_version`] reads it back), offers
-//! the image `REPO:TAG`; `latest` and other tags that are not versions are skipped. `current`,
-//! what an upgrade without `-i` takes, is the highest version by semver precedence (build
-//! metadata is no part of it; equal ones are told apart by their tags, so the choice is the
-//! same every time). `available` is in ascending order.
+//! the image `REPO:TAG`; `latest` and other tags that are not versions are skipped (so are
+//! RancherOS's own `v1.5.8` tags: ours carry the bare version `rancherctl os version` says).
+//! `current`, what an upgrade without `-i` takes, is the highest release by semver precedence,
+//! a pre-release (`2.0.0-rc.1`) only when there is no release (build metadata is no part of
+//! it; equal ones are told apart by their tags, so the choice is the same every time).
+//! `available` is in ascending order, pre-releases included.
 //!
 //! The tags come from a registry, so they are read as an attacker's list: at most
 //! [`MAX_ENTRIES`](super::releases::MAX_ENTRIES), and a tag no registry could hold (`1.0;
@@ -99,16 +101,6 @@ fn number(s: &str) -> Option<u64> {
         .flatten()
 }
 
-/// A tag as a registry may hold it: 1 to 128 of `[A-Za-z0-9_.-]`, not starting with `.`
-/// or `-`.
-fn valid_tag(tag: &str) -> bool {
-    (1..=128).contains(&tag.len())
-        && !tag.starts_with(['.', '-'])
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-}
-
 /// The releases `repository`'s `tags` offer.
 pub fn releases(repository: &str, tags: &[String]) -> Result<Releases, ReleasesError> {
     let bad = |why: String| ReleasesError::Tags {
@@ -134,7 +126,7 @@ pub fn releases(repository: &str, tags: &[String]) -> Result<Releases, ReleasesE
     let mut versions = Vec::new();
     for tag in tags {
         let reference = format!("{repository}:{tag}");
-        if !valid_tag(tag) || !valid_reference(&reference) {
+        if !crate::engine::store::reference::valid_tag(tag) || !valid_reference(&reference) {
             return Err(bad(format!("{tag:?} is not an image tag")));
         }
         if let Some(v) = Version::parse(&tag.replace('_', "+")) {
@@ -143,7 +135,14 @@ pub fn releases(repository: &str, tags: &[String]) -> Result<Releases, ReleasesE
     }
     versions.sort_by(|(a, ra), (b, rb)| a.precedence(b).then_with(|| ra.cmp(rb)));
     versions.dedup_by(|a, b| a.1 == b.1);
-    let Some((_, current)) = versions.last() else {
+    // What an upgrade takes by itself: the highest release; a pre-release only when the
+    // repository holds nothing else (one lists them all, and names one with -i).
+    let Some((_, current)) = versions
+        .iter()
+        .rev()
+        .find(|(v, _)| v.pre.is_empty())
+        .or(versions.last())
+    else {
         return Err(bad(format!(
             "none of its {} tags is a version (MAJOR.MINOR.PATCH[-PRE][_BUILD])",
             tags.len()
@@ -237,7 +236,8 @@ mod tests {
         )
         .unwrap();
         let repo = |t: &str| format!("10.0.2.100:5000/rancheros/os:{t}");
-        assert_eq!(r.current, repo("10.0.0-rc.1"));
+        // The highest release, not the higher pre-release.
+        assert_eq!(r.current, repo("5.0.0"));
         assert_eq!(
             r.available,
             ["4.0.0", "4.0.0_b7", "5.0.0-up", "5.0.0", "10.0.0-rc.1"].map(repo)
@@ -246,6 +246,9 @@ mod tests {
             crate::bootstate::releases::tag_version(&r.available[1]).as_deref(),
             Some("4.0.0+b7")
         );
+        // Pre-releases only: the highest of them.
+        let r = releases("r/os", &tags(&["1.0.0-rc.1", "1.0.0-rc.2", "latest"])).unwrap();
+        assert_eq!(r.current, "r/os:1.0.0-rc.2");
     }
 
     #[test]

@@ -21,9 +21,11 @@ pub const LABEL_CREATEONLY: &str = "io.rancher.os.createonly";
 /// Label: `"true"` on a run-to-completion service makes PID 1 reload the configuration when it
 /// has finished, before the services after it start (`cloud-init-save`).
 pub const LABEL_RELOADCONFIG: &str = "io.rancher.os.reloadconfig";
-/// Label: a file under `/run` on the host that the service creates once it is of use (the
-/// `network` service: an address configured); the services after it wait for the file, not
-/// only for the start, for at most [`READY_WAIT`](crate::services::spec::READY_WAIT).
+/// Label: a file under `/run` on the host that the service writes once it is of use (the
+/// `network` service: an address configured); a start of it (at boot, `service up`, an image
+/// upgrade) returns once the file is written after that start, so the services after it wait
+/// for it too, for at most [`READY_WAIT`](crate::services::spec::READY_WAIT). The engine only
+/// reads the file's time; it never writes or removes it.
 pub const LABEL_READYFILE: &str = "io.rancher.os.readyfile";
 /// How long the services after one with [`LABEL_READYFILE`] wait for its file at most.
 pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

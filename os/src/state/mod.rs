@@ -94,6 +94,7 @@ pub fn locate(
             return Ok(Some(Located { device, formatted }));
         }
         let present = devs.list();
+        let mut made = false;
         for cand in &s.autoformat {
             if judged.contains(cand) || !present.contains(cand) {
                 continue;
@@ -110,7 +111,7 @@ pub fn locate(
                         format::LABEL
                     ));
                     match tools.mkfs(&dev, format::LABEL) {
-                        Ok(()) => formatted = true,
+                        Ok(()) => (formatted, made) = (true, true),
                         // Said, and the search goes on (another candidate, a partition that
                         // turns up late); no state partition at all means running from RAM.
                         Err(e) => note(format!("state: formatting {} failed: {e}", dev.display())),
@@ -125,8 +126,8 @@ pub fn locate(
                 }
             }
         }
-        if let Some(device) = device::find(devs, &s.spec) {
-            return Ok(Some(Located { device, formatted }));
+        if made {
+            continue; // found at the top, without waiting
         }
         if Instant::now() >= deadline {
             for h in held {

@@ -319,42 +319,47 @@ impl SystemServices {
         } else {
             None
         };
-        if let Some(f) = &spec.ready_file {
-            // Left by an earlier run of the service: only a new one counts.
-            if let Err(e) = std::fs::remove_file(f) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(service = %name, file = %f.display(), error = %e, "removing the ready file");
-                }
-            }
-        }
+        // A ready file counts only when written after this start (one left by an earlier run
+        // does not; nothing is deleted on the label's word).
+        // (Less the kernel's coarse file clock, a few ms behind.)
+        let since = std::time::SystemTime::now() - std::time::Duration::from_millis(20);
         self.mgr.start(&rec.id).await.map_err(|e| e.to_string())?;
         tracing::info!(service = %name, id = %rec.id, "service started");
         if let Some(ended) = ended {
             let (code, _) = ended.await;
             tracing::info!(service = %name, code, "run-to-completion service finished");
         } else if let Some(f) = &spec.ready_file {
-            self.until_ready(name, &rec.id, f).await;
+            self.until_ready(name, &rec.id, f, since).await;
         }
         Ok(())
     }
 
-    /// Wait until the service's ready file exists, its container is no longer running, or
-    /// [`READY_WAIT`] has passed (then the services after it start all the same: said, not
-    /// failed).
-    async fn until_ready(&self, name: &str, id: &str, file: &std::path::Path) {
+    /// Wait until the service's ready file has been written since `since`, its container has
+    /// stopped for good (not running, not restarting), or [`READY_WAIT`] has passed (then the
+    /// services after it start all the same: said, not failed).
+    async fn until_ready(
+        &self,
+        name: &str,
+        id: &str,
+        file: &std::path::Path,
+        since: std::time::SystemTime,
+    ) {
+        use crate::engine::manager::Lifecycle;
         use crate::services::spec::READY_WAIT;
         let t = std::time::Instant::now();
         loop {
-            if file.exists() {
+            let fresh = std::fs::symlink_metadata(file)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m >= since);
+            if fresh {
                 tracing::info!(service = %name, waited_ms = t.elapsed().as_millis() as u64, "service ready");
                 return;
             }
-            let running = self
-                .mgr
-                .get(id)
-                .is_ok_and(|r| r.state.status == crate::engine::manager::Lifecycle::Running);
-            if !running {
-                tracing::warn!(service = %name, "service ended before it was ready");
+            let alive = self.mgr.get(id).is_ok_and(|r| {
+                matches!(r.state.status, Lifecycle::Running | Lifecycle::Restarting)
+            });
+            if !alive {
+                tracing::warn!(service = %name, "service stopped before it was ready");
                 return;
             }
             if t.elapsed() >= READY_WAIT {

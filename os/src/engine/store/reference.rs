@@ -22,13 +22,7 @@ pub fn normalize(name: &str) -> Result<String> {
         Some(i) if !name[i..].contains('/') => (&name[..i], &name[i + 1..]),
         _ => (name, "latest"),
     };
-    let tag_ok = !tag.is_empty()
-        && tag.len() <= 128
-        && !tag.starts_with(['.', '-'])
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if !tag_ok {
+    if !valid_tag(tag) {
         return Err(bad(
             "a tag is 1 to 128 of [A-Za-z0-9_.-], not starting with . or -",
         ));
@@ -70,6 +64,16 @@ pub fn normalize(name: &str) -> Result<String> {
         Some(d) => format!("{d}/{path}:{tag}"),
         None => format!("{path}:{tag}"),
     })
+}
+
+/// Whether `tag` is a tag as registries take them: 1 to 128 of `[A-Za-z0-9_.-]`, not starting
+/// with `.` or `-`.
+pub fn valid_tag(tag: &str) -> bool {
+    (1..=128).contains(&tag.len())
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Whether an OCI `org.opencontainers.image.ref.name` annotation is only a tag (`latest`,
