@@ -310,18 +310,7 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
 /// The hybrid ISO also boots under UEFI (OVMF, from the CD's EFI image).
 #[test]
 fn the_iso_boots_under_uefi() {
-    let img = harness::image::ensure_built().unwrap();
-    let dir = harness::paths::repo_root().join("target").join("disks");
-    std::fs::create_dir_all(&dir).unwrap();
-    let os = harness::osimage::build(
-        &img.kernel,
-        &img.initrd,
-        "4.0.0-iso",
-        &dir.join("os-v4-uefi.tar"),
-    )
-    .unwrap();
-    let iso = dir.join("install-uefi.iso");
-    harness::iso::build(&img.kernel, &img.initrd, &os, "4.0.0-iso", &iso).unwrap();
+    let iso = iso_of("4.0.0-iso", "uefi");
     let opts = VmOptions::new("install_iso_uefi")
         .unwrap()
         .firmware_boot()
@@ -341,18 +330,7 @@ fn the_iso_boots_under_uefi() {
 /// by the firmware, under SeaBIOS (its MBR) and under OVMF (its EFI partition).
 #[test]
 fn the_iso_written_to_a_disk_boots_under_bios_and_uefi() {
-    let img = harness::image::ensure_built().unwrap();
-    let dir = harness::paths::repo_root().join("target").join("disks");
-    std::fs::create_dir_all(&dir).unwrap();
-    let os = harness::osimage::build(
-        &img.kernel,
-        &img.initrd,
-        "4.0.0-usb",
-        &dir.join("os-v4-usb.tar"),
-    )
-    .unwrap();
-    let iso = dir.join("install-usb.iso");
-    harness::iso::build(&img.kernel, &img.initrd, &os, "4.0.0-usb", &iso).unwrap();
+    let iso = iso_of("4.0.0-usb", "usb");
     for uefi in [false, true] {
         let name = if uefi {
             "install_iso_as_disk_uefi"
@@ -375,4 +353,21 @@ fn the_iso_written_to_a_disk_boots_under_bios_and_uefi() {
             .unwrap();
         assert!(carried.contains("rancheros-os.tar"), "{name}: {carried}");
     }
+}
+
+/// The built image's ISO (`target/disks/install-NAME.iso`), carrying its OS image as `version`.
+fn iso_of(version: &str, name: &str) -> std::path::PathBuf {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let os = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        version,
+        &dir.join(format!("os-{name}.tar")),
+    )
+    .unwrap();
+    let iso = dir.join(format!("install-{name}.iso"));
+    harness::iso::build(&img.kernel, &img.initrd, &os, version, &iso).unwrap();
+    iso
 }
