@@ -71,6 +71,18 @@ pub fn with_mounted<T>(
     f: impl FnOnce(&Path) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    // A writer holds the device's lock from mount to unmount: the ESP's blocks are read,
+    // changed and written whole (the gate marking a slot good, a rollback, an upgrade's
+    // commit), and two at once would lose one's change. The node is devtmpfs's, the same inode
+    // from the host and from the console container.
+    let _lock = if read_only {
+        None
+    } else {
+        let f = std::fs::File::open(dev).with_context(|| format!("opening {}", dev.display()))?;
+        crate::engine::store::sys::flock_exclusive(&f)
+            .with_context(|| format!("locking {}", dev.display()))?;
+        Some(f)
+    };
     let dir = PathBuf::from(format!("/run/ros/mnt-{}-{}", std::process::id(), fstype));
     std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -122,7 +134,7 @@ fn slot_key(slot: &str) -> anyhow::Result<(&'static str, &'static str)> {
 }
 
 /// Mark `slot` good: its `*_OK=1` and `*_TRY=0`, written in place on the ESP, then
-/// `goodenv` names it. Returns the boot state after.
+/// `goodenv` names it if it boots next (first in `ORDER`). Returns the boot state after.
 pub fn mark_good(devs: &dyn BlockDevices, slot: &str) -> anyhow::Result<grubenv::Env> {
     let (key, _) = slot_key(slot)?;
     let esp = find_esp(devs).context("no ESP (a FAT32 file system labelled EFI)")?;
@@ -131,8 +143,12 @@ pub fn mark_good(devs: &dyn BlockDevices, slot: &str) -> anyhow::Result<grubenv:
             e.set(&format!("{key}_OK"), "1");
             e.set(&format!("{key}_TRY"), "0");
         })?;
-        let append = env.get(&format!("{key}_APPEND")).unwrap_or_default();
-        write_good(dir, key, append)?;
+        // goodenv names the good slot that boots next: after a rollback made during this
+        // trial, that is the slot rolled back to, which goodenv already names.
+        if env.get("ORDER").and_then(|o| o.split_whitespace().next()) == Some(key) {
+            let append = env.get(&format!("{key}_APPEND")).unwrap_or_default();
+            write_good(dir, key, append)?;
+        }
         Ok(env)
     })
 }
