@@ -108,6 +108,16 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     };
+    // B was just written and is on trial, once; A is the known-good slot.
+    let b_on_trial = || {
+        state(&[
+            ("ORDER", "B A"),
+            ("A_OK", "1"),
+            ("A_TRY", "0"),
+            ("B_OK", "0"),
+            ("B_TRY", "1"),
+        ])
+    };
     let good = Slot {
         kernel: img.kernel.clone(),
         initrd: img.initrd.clone(),
@@ -135,14 +145,7 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
         let spec = Spec {
             a: good.clone(),
             b: Some(bad),
-            // B was just written and is on trial, once; A is the known-good slot.
-            boot_state: state(&[
-                ("ORDER", "B A"),
-                ("A_OK", "1"),
-                ("A_TRY", "0"),
-                ("B_OK", "0"),
-                ("B_TRY", "1"),
-            ]),
+            boot_state: b_on_trial(),
         };
         build_spec(&spec, &path).unwrap();
         let mut vm = boot_disk(name, &path, false);
@@ -187,13 +190,7 @@ fn a_bad_slot_on_trial_is_left_for_the_good_one_with_no_hand_on_it() {
             initrd: img.initrd.clone(),
             version: "2.0.0-unsaved".into(),
         }),
-        boot_state: state(&[
-            ("ORDER", "B A"),
-            ("A_OK", "1"),
-            ("A_TRY", "0"),
-            ("B_OK", "0"),
-            ("B_TRY", "1"),
-        ]),
+        boot_state: b_on_trial(),
     };
     build_spec(&spec, &path).unwrap();
     let opts = VmOptions::new("disk_image_no_save")

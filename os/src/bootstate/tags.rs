@@ -108,10 +108,7 @@ pub fn releases(repository: &str, tags: &[String]) -> Result<Releases, ReleasesE
         why,
     };
     // A repository alone: no `@digest`, no `:tag` after its last `/`.
-    let tagged = repository
-        .rsplit('/')
-        .next()
-        .is_some_and(|l| l.contains(':'));
+    let tagged = crate::engine::registry::target::has_tag(repository);
     if !valid_reference(repository) || repository.contains('@') || tagged {
         return Err(bad(format!(
             "{repository:?} is not an image repository (without a tag or digest)"

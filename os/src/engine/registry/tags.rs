@@ -37,8 +37,7 @@ struct Page {
 /// repository alone, without a tag or digest.
 pub fn repository(repository: &str) -> Result<Target, RegistryError> {
     let r = repository.trim();
-    let tagged = r.rsplit('/').next().is_some_and(|last| last.contains(':'));
-    if r.contains('@') || tagged {
+    if r.contains('@') || super::target::has_tag(r) {
         return Err(RegistryError::BadRequest(format!(
             "{r:?} names a tag or digest: give the repository alone (rancher/os)"
         )));

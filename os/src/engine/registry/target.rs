@@ -92,8 +92,8 @@ impl Target {
     }
 }
 
-/// Whether the name part after the last `/` has a `:tag`.
-fn has_tag(name: &str) -> bool {
+/// Whether `name` carries a tag (a `:` after its last `/`; a registry's port is before it).
+pub fn has_tag(name: &str) -> bool {
     name.rsplit('/')
         .next()
         .is_some_and(|last| last.contains(':'))
