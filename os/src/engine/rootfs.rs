@@ -5,11 +5,19 @@
 use std::path::{Path, PathBuf};
 
 /// Mount the overlay for the container whose directory is `dir` (`upper/`, `work/`,
-/// `rootfs/` in it), unless it is mounted already; returns the mount point. `nodev`
+/// `rootfs/` in it), unless it is mounted already; returns the mount point. `upper_at`: the
+/// directory that holds `upper/` and `work/` instead of `dir` (a system service's writable
+/// layer kept outside the store: it must be one filesystem for both). `nodev`
 /// (non-privileged containers): a device node in an image's layer cannot even be opened
 /// through this mount, whatever the device filter says.
-pub fn mount(dir: &Path, lowers: &[PathBuf], nodev: bool) -> std::io::Result<PathBuf> {
-    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+pub fn mount(
+    dir: &Path,
+    upper_at: Option<&Path>,
+    lowers: &[PathBuf],
+    nodev: bool,
+) -> std::io::Result<PathBuf> {
+    let base = upper_at.unwrap_or(dir);
+    let (upper, work, merged) = (base.join("upper"), base.join("work"), dir.join("rootfs"));
     for d in [&upper, &work, &merged] {
         std::fs::create_dir_all(d).map_err(|e| with_path(d, e))?;
     }

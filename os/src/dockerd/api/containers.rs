@@ -71,6 +71,7 @@ pub async fn create(
             config: b.config,
             host: b.host_config,
             endpoints,
+            upper: None,
         })
     })
     .await

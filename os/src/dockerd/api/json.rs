@@ -243,8 +243,8 @@ pub fn inspect(m: &Manager, r: &Record) -> Value {
             "Name": "overlay",
             "Data": {
                 "MergedDir": dir.join("rootfs"),
-                "UpperDir": dir.join("upper"),
-                "WorkDir": dir.join("work"),
+                "UpperDir": r.upper.as_deref().unwrap_or(&dir).join("upper"),
+                "WorkDir": r.upper.as_deref().unwrap_or(&dir).join("work"),
             },
         },
         "Mounts": mounts(m, r),

@@ -52,7 +52,7 @@ pub async fn df(axum::extract::State(api): St) -> Result<Json<Value>, ApiError> 
             .iter()
             .map(|r| {
                 let mut row = super::json::row(&mgr, r);
-                row["SizeRw"] = json!(disk_usage(&mgr.dir(&r.id).join("upper")));
+                row["SizeRw"] = json!(disk_usage(&r.upper.clone().unwrap_or_else(|| mgr.dir(&r.id)).join("upper")));
                 row
             })
             .collect();

@@ -59,8 +59,13 @@ impl Manager {
             let image = self.store.resolve(&rec.image_id)?;
             let lowers = self.store.lower_dirs(&image)?;
             let dir = self.dir(&rec.id);
-            let rootfs = crate::engine::rootfs::mount(&dir, &lowers, !rec.host.privileged)
-                .map_err(|e| ManagerError::io(&dir, e))?;
+            let rootfs = crate::engine::rootfs::mount(
+                &dir,
+                rec.upper.as_deref(),
+                &lowers,
+                !rec.host.privileged,
+            )
+            .map_err(|e| ManagerError::io(&dir, e))?;
             cmd.arg("--rootfs").arg(rootfs);
         }
         cmd.args([verb.word(), path]);

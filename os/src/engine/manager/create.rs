@@ -16,6 +16,10 @@ pub struct CreateRequest {
     pub host: HostConfig,
     /// `NetworkingConfig.EndpointsConfig`: per network, its aliases and address.
     pub endpoints: std::collections::BTreeMap<String, super::ConnectRequest>,
+    /// Where the container's writable layer lives (`upper/`, `work/` in it) instead of its own
+    /// directory, kept when the container is removed: system services only (the Docker API
+    /// never sets it).
+    pub upper: Option<std::path::PathBuf>,
 }
 
 impl Manager {
@@ -25,6 +29,7 @@ impl Manager {
             mut config,
             host,
             endpoints,
+            upper,
         } = req;
         if config.image.is_empty() {
             return Err(ManagerError::BadRequest(
@@ -160,6 +165,7 @@ impl Manager {
                 attached,
                 ..Default::default()
             },
+            upper,
         };
         let dir = self.dir(&id);
         if let Err(e) = std::fs::create_dir_all(&dir) {

@@ -160,6 +160,7 @@ mod tests {
         Record {
             id: "a".repeat(64),
             name: "t".into(),
+            upper: None,
             created: 1,
             image_id: String::new(),
             config: Config::default(),

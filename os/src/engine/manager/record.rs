@@ -457,6 +457,9 @@ pub struct Record {
     /// Its place on the engine's bridge (see `engine::network`).
     #[serde(default, skip_serializing_if = "Lease::is_empty")]
     pub network: Lease,
+    /// Its writable layer's directory when not its own (`CreateRequest::upper`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper: Option<std::path::PathBuf>,
 }
 
 /// A container's address on the engine's bridge, taken at its first start and kept until it is
@@ -574,6 +577,7 @@ mod tests {
         let r = Record {
             id: "a".repeat(64),
             name: "web".into(),
+            upper: None,
             created: now(),
             image_id: "sha256:00".into(),
             config: Config::default(),

@@ -148,8 +148,9 @@ impl Manager {
         let image = self.store.resolve(&rec.image_id)?;
         let lowers = self.store.lower_dirs(&image)?;
         let dir = self.dir(&rec.id);
-        let rootfs = crate::engine::rootfs::mount(&dir, &lowers, !rec.host.privileged)
-            .map_err(|e| ManagerError::io(&dir, e))?;
+        let rootfs =
+            crate::engine::rootfs::mount(&dir, rec.upper.as_deref(), &lowers, !rec.host.privileged)
+                .map_err(|e| ManagerError::io(&dir, e))?;
         self.prepare_rootfs(rec, &rootfs);
         let netns = self.wire(rec)?;
         // With its lease, if it just got one.
