@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod config;
 pub mod console;
 pub mod consoled;
+pub mod consoles;
 pub mod containerinit;
 pub mod dirfd;
 pub mod dockerd;

@@ -84,9 +84,17 @@ pub struct Rancher {
     /// Send system logs to the console as well.
     #[serde(default, deserialize_with = "or_default")]
     pub log: bool,
-    /// The console container (`default`, `ubuntu`, …).
+    /// The console container (`default`, `debian`, a name of `console_index`, or an image
+    /// reference): `crate::consoles`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<String>,
+    /// Console names and the images they stand for (`rancherctl console list`).
+    #[serde(
+        default,
+        deserialize_with = "or_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub console_index: BTreeMap<String, String>,
     /// Password of the `rancher` user. Private: hidden from `export` unless `--private`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
@@ -456,6 +464,7 @@ impl Default for Rancher {
             recovery: false,
             log: false,
             console: None,
+            console_index: BTreeMap::new(),
             password: None,
             environment: BTreeMap::new(),
             sysctl: BTreeMap::new(),

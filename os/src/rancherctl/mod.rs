@@ -1,6 +1,7 @@
 //! `rancherctl`: the operator's command. One file per area, as in RancherOS's `cmd/control/`.
 
 pub mod config;
+mod console;
 mod install;
 mod os;
 pub mod power;
@@ -14,6 +15,8 @@ const USAGE: &str = "usage: rancherctl <command>
 
 commands:
   config     get, set, export, merge, validate the configuration (rancherctl config help)
+  console    list, switch, enable, reset the console: busybox (default), debian, any image
+             (rancherctl console help)
   service    list, start, stop, restart, enable, disable system services, show their logs
              (rancherctl service help)
   state      the state partition: device, mount, or running from RAM (--json)
@@ -35,6 +38,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let result = match cmd.as_str() {
         "config" => return config::main(&args[1..]),
         "service" => service::main(&args[1..]),
+        "console" => console::main(&args[1..]),
         "state" => state::main(&args[1..]),
         "os" => os::main(&args[1..]),
         "install" => install::main(&args[1..]),

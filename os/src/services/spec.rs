@@ -114,6 +114,10 @@ pub struct ServiceSpec {
     pub seccomp_unconfined: bool,
     /// Compose keys kept but not acted on.
     pub extra: BTreeMap<String, Value>,
+    /// Where the container's writable layer lives (`upper/` and `work/` in it) instead of in
+    /// the engine's store: never from the configuration's keys, only set by the console choice
+    /// (`crate::consoles`), so that a full console's changes outlive its container.
+    pub upper: Option<std::path::PathBuf>,
 }
 
 /// A problem with one key of one service.

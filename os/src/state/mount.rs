@@ -18,6 +18,8 @@ pub const PERSISTENT: &[&str] = &[
     "var/lib/rancher/ssh",
     // Images of the system engine's that the initrd does not bring (system_services::preload).
     "var/lib/rancher/preload",
+    // Full consoles' own changes (their writable layers: crate::consoles).
+    "var/lib/rancher/console",
 ];
 
 /// The state root: the mount point, or `rancher.state.directory` under it. Refuses a directory

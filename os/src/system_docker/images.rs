@@ -208,3 +208,64 @@ mod tests {
         assert_eq!(super::size(5_000_000), "5MB");
     }
 }
+
+/// `pull IMAGE`: through the engine's registry client (its `rancher.docker` registry
+/// settings); each status line printed as it comes, the stream's error as the command's.
+pub fn pull(client: &Client, args: &[String]) -> Result<(), ClientError> {
+    let [image] = args else {
+        return Err(ClientError::Usage("pull IMAGE".into()));
+    };
+    let path = format!("/images/create?fromImage={}", super::encode(image));
+    let resp = client.request("POST", &path, None)?.ok()?;
+    let mut lines = StatusLines::default();
+    resp.copy_to(&mut lines)?;
+    lines.flush_line();
+    match lines.error {
+        Some(e) => Err(ClientError::Daemon {
+            status: 500,
+            message: e,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A JSON-lines progress stream printed as it comes: `status` (with `id`), the first `error`
+/// kept.
+#[derive(Default)]
+struct StatusLines {
+    partial: Vec<u8>,
+    error: Option<String>,
+}
+
+impl StatusLines {
+    fn flush_line(&mut self) {
+        let line = std::mem::take(&mut self.partial);
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+            return;
+        };
+        if let Some(e) = v["error"].as_str() {
+            self.error.get_or_insert_with(|| e.to_string());
+        } else if let Some(s) = v["status"].as_str() {
+            match v["id"].as_str() {
+                Some(id) => println!("{id}: {s}"),
+                None => println!("{s}"),
+            }
+        }
+    }
+}
+
+impl std::io::Write for StatusLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if b == b'\n' {
+                self.flush_line();
+            } else if self.partial.len() < 1 << 20 {
+                self.partial.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -5,7 +5,7 @@
 pub mod client;
 mod dial_stdio;
 mod exec;
-mod images;
+pub(crate) mod images;
 mod inspect;
 pub mod lifecycle;
 mod logs;
@@ -29,6 +29,7 @@ commands:
   inspect NAME…                low-level information as JSON
   load [-i FILE]               load images from a docker save or OCI layout tar (stdin without -i)
   save [-o FILE] IMAGE…        the images as one docker save tar (stdout without -o)
+  pull IMAGE                   fetch an image from its registry (rancher.docker's settings)
   rmi [-f] IMAGE…              untag images, deleting those no name is left on
   version                      the engine's version
   run [-d] [-i] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--restart P] IMAGE [CMD…]
@@ -81,6 +82,7 @@ fn run(args: &[String], default_socket: &str) -> ExitCode {
         "start" | "stop" | "restart" => lifecycle::command(&client, cmd, rest),
         "inspect" => inspect::inspect(&client, rest),
         "load" => images::load(&client, rest),
+        "pull" => images::pull(&client, rest),
         "save" => images::save(&client, rest),
         "rmi" => images::rmi(&client, rest),
         "version" => version(&client),

@@ -81,6 +81,8 @@ impl SystemServices {
             tracing::info!("configuration reloaded");
             config = new;
         }
+        self.console_fallback(&mut inner, &config, &mut problems)
+            .await;
         self.write_status();
         for p in &problems {
             say(format!("service error: {p}"));
@@ -129,9 +131,11 @@ impl SystemServices {
         let (specs, bad) = {
             let order = inner.order.clone();
             let known = lock(&self.known);
-            parse_all(config, &|n| {
-                order.iter().any(|o| o == n) || known.failed.contains_key(n)
-            })
+            parse_all(
+                config,
+                &|n| order.iter().any(|o| o == n) || known.failed.contains_key(n),
+                &|i| self.mgr.store.resolve(i).is_ok(),
+            )
         };
         for (name, image, msg) in bad {
             problems.push(msg.clone());

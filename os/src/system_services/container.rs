@@ -98,6 +98,7 @@ pub fn request(spec: &ServiceSpec, environment: &BTreeMap<String, String>) -> Cr
         config: c,
         host: h,
         endpoints: Default::default(),
+        upper: spec.upper.clone(),
     }
 }
 

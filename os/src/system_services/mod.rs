@@ -25,6 +25,7 @@
 //! starts that process and waits for the boot's services to be up.
 
 mod boot;
+mod console;
 pub mod container;
 pub mod preload;
 mod shutdown;
@@ -33,6 +34,7 @@ mod up;
 mod upgrade;
 
 pub use boot::Booted;
+pub use console::Switched;
 pub use status::STATUS_PATH;
 pub use up::UpError;
 pub use upgrade::{Upgraded, MAX_STABLE, STABLE};
@@ -101,7 +103,7 @@ impl SystemServices {
     pub async fn adopt(&self, config: &Config) {
         let mut inner = self.inner.lock().await;
         self.take_settings(&mut inner, config);
-        let (specs, _) = parse_all(config, &|_| false);
+        let (specs, _) = parse_all(config, &|_| false, &|i| self.mgr.store.resolve(i).is_ok());
         let order: Vec<String> = plan_of(&specs).order;
         inner.order = order
             .into_iter()
@@ -125,9 +127,12 @@ impl SystemServices {
 type Invalid = (String, String, String);
 
 /// Every system service of `config` not `skip`ped, checked: the good ones, and the others.
+/// The `console` service is the console `rancher.console` chooses, when its image is one the
+/// store `has_image`.
 fn parse_all(
     config: &Config,
     skip: &dyn Fn(&str) -> bool,
+    has_image: &dyn Fn(&str) -> bool,
 ) -> (BTreeMap<String, ServiceSpec>, Vec<Invalid>) {
     let mut specs = BTreeMap::new();
     let mut bad = Vec::new();
@@ -142,6 +147,11 @@ fn parse_all(
         let value = serde_yaml_ng::to_value(raw).unwrap_or_default();
         match ServiceSpec::parse(name, &value) {
             Ok(spec) if spec.scope == Scope::System => {
+                let spec = if name == console::SERVICE {
+                    console::chosen(config, &spec, has_image)
+                } else {
+                    spec
+                };
                 specs.insert(name.clone(), spec);
             }
             Ok(_) => {} // user-scope services belong to the user engine

@@ -24,6 +24,9 @@ pub enum UpError {
         "service {0}: no such image in the system engine's store: {1} (load or pull it first)"
     )]
     NoImage(String, String),
+    /// A console verb refused (`NAME is not a valid console`, …).
+    #[error("{0}")]
+    Console(String),
 }
 
 impl UpError {
@@ -32,7 +35,7 @@ impl UpError {
         match self {
             UpError::NotFound(_) | UpError::NoImage(..) => 404,
             UpError::Disabled(_) => 409,
-            UpError::Invalid { .. } => 400,
+            UpError::Invalid { .. } | UpError::Console(_) => 400,
             UpError::Failed { .. } => 500,
         }
     }
@@ -41,6 +44,11 @@ impl UpError {
 impl SystemServices {
     pub async fn up(self: &Arc<Self>, name: &str) -> Result<(), UpError> {
         let (config, spec) = configured(name).await?;
+        let spec = if name == super::console::SERVICE {
+            super::console::chosen(&config, &spec, &|i| self.mgr.store.resolve(i).is_ok())
+        } else {
+            spec
+        };
         let mut inner = self.inner.lock().await;
         self.take_settings(&mut inner, &config);
         self.adopt_spec(&mut inner, &spec);

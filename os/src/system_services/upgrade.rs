@@ -136,7 +136,12 @@ impl SystemServices {
 
     /// Wait until the service has been well for `stable`; why not, if it is not by the deadline
     /// or it breaks (exits, restarts, turns unhealthy).
-    async fn watch(&self, name: &str, detach: bool, stable: Duration) -> Result<(), String> {
+    pub(super) async fn watch(
+        &self,
+        name: &str,
+        detach: bool,
+        stable: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         let deadline = start + stable + DEADLINE;
         let mut well_since: Option<(Instant, i32)> = None;

@@ -152,6 +152,7 @@ fn router(api: Arc<Api>) -> Router {
             get(volumes::inspect).delete(volumes::remove),
         )
         .route("/rancheros/services/{name}/up", post(rancheros::up))
+        .route("/rancheros/console/{verb}", post(rancheros::console))
         .route(
             "/rancheros/services/{name}/upgrade",
             post(rancheros::upgrade),

@@ -8,6 +8,9 @@
 //! another image of the store, watched, kept only if it holds (`system_services::upgrade`);
 //! 200 with what was done, or the error and where the service is now. It too runs to its end
 //! without its client.
+//!
+//! `POST /rancheros/console/{switch|enable|reset}?name=NAME`: the console verbs
+//! (`system_services::console`), to their end without their client too.
 
 use super::St;
 use crate::engine::api::extract::{Path, Query};
@@ -77,4 +80,48 @@ pub async fn upgrade(
             e.to_string(),
         )),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ConsoleQuery {
+    name: String,
+}
+
+/// `POST /rancheros/console/{switch|enable|reset}?name=NAME` (`system_services::console`).
+pub async fn console(
+    axum::extract::State(api): St,
+    Path(verb): Path<String>,
+    Query(q): Query<ConsoleQuery>,
+) -> Result<Response, ApiError> {
+    let Some(services) = api.services.clone() else {
+        return Err(ApiError::not_found(
+            "page not found: services are the system engine's".to_string(),
+        ));
+    };
+    let name = q.name;
+    let done = match verb.as_str() {
+        "switch" | "enable" => {
+            let now = verb == "switch";
+            tokio::spawn(async move { services.console_switch(&name, now).await })
+                .await
+                .map(|r| r.map(|s| axum::Json(s).into_response()))
+        }
+        "reset" => tokio::spawn(async move { services.console_reset(&name).await })
+            .await
+            .map(|r| {
+                r.map(|layer| axum::Json(serde_json::json!({ "Removed": layer })).into_response())
+            }),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "page not found: no console verb {other:?} (switch, enable, reset)"
+            )))
+        }
+    }
+    .map_err(|e| ApiError::internal(format!("console task: {e}")))?;
+    done.map_err(|e| {
+        ApiError::new(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.to_string(),
+        )
+    })
 }

@@ -1,0 +1,261 @@
+//! The `console` service as `rancher.console` chooses it ([`crate::consoles`]), and the
+//! console's verbs (`rancherctl console`, `POST /rancheros/console/{verb}?name=NAME`):
+//!
+//! - `switch`: the console now. The chosen console's container replaces the running one and
+//!   must serve SSH and run unbroken for [`STABLE`]; only then is its image saved for the next
+//!   boots ([`super::preload`], as `console-KEY.tar`) and `rancher.console` written (the
+//!   commit, as for a service upgrade). A console that does not hold is removed and the
+//!   default console runs again, `rancher.console` unchanged: the machine stays reachable.
+//! - `enable`: the same checks and the same save, but only `rancher.console` is written; the
+//!   console changes at the next boot.
+//! - `reset`: a full console's own layer thrown away (not while it runs).
+//!
+//! At boot a full console that does not hold is replaced the same way ([`SystemServices::boot`]).
+//! Every verb runs in the system engine, to its end even when its client goes away (the SSH
+//! session that asked for a switch ends with the old console).
+
+use super::up::{configured, UpError};
+use super::SystemServices;
+use crate::config::Config;
+use crate::consoles::{self, Choice};
+use crate::services::ServiceSpec;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The console service's name.
+pub const SERVICE: &str = "console";
+/// How long a new console must run unbroken once it serves SSH.
+pub const STABLE: Duration = Duration::from_secs(3);
+
+/// What a switch or an enable did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Switched {
+    pub console: String,
+    /// The image it runs (the `console` service's own for the default console).
+    pub image: String,
+    /// Where its image was saved for the next boots (empty for the default console).
+    pub saved: String,
+}
+
+/// The `console` service `base` (as configured) as `config`'s console, when its image is one
+/// the store `has_image`; else `base` (said in the engine's log; the boot says it on the
+/// console when the console that runs is not the one chosen).
+pub(super) fn chosen(
+    config: &Config,
+    base: &ServiceSpec,
+    has_image: &dyn Fn(&str) -> bool,
+) -> ServiceSpec {
+    match consoles::configured(config) {
+        Ok(c) => match &c.image {
+            None => base.clone(),
+            Some(image) if has_image(image) => c.apply(base),
+            Some(image) => {
+                tracing::warn!(console = %c.name, image = %image, "the console's image is not in the store; the default console runs");
+                base.clone()
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "rancher.console; the default console runs");
+            base.clone()
+        }
+    }
+}
+
+fn refused(e: impl ToString) -> UpError {
+    UpError::Console(e.to_string())
+}
+
+impl SystemServices {
+    /// `switch` (`now`) or `enable` the console `name`.
+    pub async fn console_switch(
+        self: &Arc<Self>,
+        name: &str,
+        now: bool,
+    ) -> Result<Switched, UpError> {
+        let (config, base) = configured(SERVICE).await?;
+        let choice = consoles::resolve(&config, name).map_err(refused)?;
+        let image = match &choice.image {
+            Some(reference) => Some(
+                self.mgr
+                    .store
+                    .resolve(reference)
+                    .map_err(|_| UpError::NoImage(SERVICE.into(), reference.clone()))?,
+            ),
+            None => None,
+        };
+        let next = choice.apply(&base);
+        if now {
+            let mut inner = self.inner.lock().await;
+            self.take_settings(&mut inner, &config);
+            tracing::info!(console = %choice.name, image = %next.image, "console switch");
+            self.stop_current(SERVICE, &config).await?;
+            let environment = inner.environment.clone();
+            let verdict = match self.run(&next, &environment, false).await {
+                Ok(()) => self.watch(SERVICE, true, STABLE).await,
+                Err(e) => Err(format!("it did not start: {e}")),
+            };
+            if let Err(why) = verdict {
+                tracing::warn!(console = %choice.name, why = %why, "console switch failed; the default console again");
+                self.stop_current(SERVICE, &config).await?;
+                let back = self.run(&base, &environment, false).await;
+                self.adopt_spec(&mut inner, &base);
+                let outcome = match back {
+                    Ok(()) => "the default console runs again".to_string(),
+                    Err(e) => {
+                        self.mark(SERVICE, &base.image, "failed", &e);
+                        format!("and the default console did not start either: {e}")
+                    }
+                };
+                return Err(UpError::Failed {
+                    name: SERVICE.into(),
+                    message: format!(
+                        "console {} ({}) did not hold: {why}; {outcome} (rancher.console unchanged)",
+                        choice.name, next.image
+                    ),
+                });
+            }
+            self.adopt_spec(&mut inner, &next);
+            super::lock(&self.known).failed.remove(SERVICE);
+            self.write_status();
+        }
+        let saved = match (&image, &choice.image) {
+            (Some(img), Some(reference)) => {
+                let store = self.mgr.store.clone();
+                let (img, r, file) = (
+                    img.clone(),
+                    reference.clone(),
+                    format!("console-{}", choice.key),
+                );
+                tokio::task::spawn_blocking(move || super::preload::save(&store, &img, &r, &file))
+                    .await
+                    .map_err(|e| refused(format!("save task: {e}")))?
+                    .map_err(|e| UpError::Failed {
+                        name: SERVICE.into(),
+                        message: format!("saving {reference} for the next boots: {e:#}"),
+                    })?
+                    .display()
+                    .to_string()
+            }
+            _ => String::new(),
+        };
+        commit(&choice).await?;
+        Ok(Switched {
+            console: choice.name.clone(),
+            image: next.image,
+            saved,
+        })
+    }
+
+    /// `reset`: throw away the console `name`'s own layer; the directory removed.
+    pub async fn console_reset(&self, name: &str) -> Result<String, UpError> {
+        let (config, _) = configured(SERVICE).await?;
+        let choice = consoles::resolve(&config, name).map_err(refused)?;
+        let Some(layer) = choice.layer() else {
+            return Err(refused(
+                "the default console keeps no changes: it is rebuilt at every boot",
+            ));
+        };
+        let _inner = self.inner.lock().await;
+        if let Ok(rec) = self.mgr.get(SERVICE) {
+            if rec.upper.as_deref() == Some(layer.as_path()) && rec.state.status.is_running() {
+                return Err(refused(format!(
+                    "{} is the console running now: switch to another one first",
+                    choice.name
+                )));
+            }
+        }
+        let dir = layer.clone();
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(|e| refused(format!("reset task: {e}")))?
+        .map_err(|e| UpError::Failed {
+            name: SERVICE.into(),
+            message: format!("removing {}: {e}", layer.display()),
+        })?;
+        tracing::info!(console = %choice.name, layer = %layer.display(), "console reset");
+        Ok(layer.display().to_string())
+    }
+}
+
+/// `rancher.console: NAME` in the saved configuration.
+async fn commit(choice: &Choice) -> Result<(), UpError> {
+    // A JSON string is a YAML string: the name is stored as text, whatever it looks like.
+    let value = serde_json::to_string(&choice.name).expect("a string serializes");
+    let paths = crate::config::ConfigPaths::system();
+    tokio::task::spawn_blocking(move || {
+        crate::rancherctl::config::set(&paths, "rancher.console", &value)
+    })
+    .await
+    .map_err(|e| refused(format!("config task: {e}")))?
+    .map_err(|e| UpError::Failed {
+        name: SERVICE.into(),
+        message: format!("the configuration was not saved: {e}"),
+    })
+}
+
+impl SystemServices {
+    /// At the end of the boot: say when the console that runs is not the one chosen, and put
+    /// the default console in place of a full console that does not run well.
+    pub(super) async fn console_fallback(
+        &self,
+        inner: &mut super::Inner,
+        config: &Config,
+        problems: &mut Vec<String>,
+    ) {
+        let Some(spec) = inner.specs.get(SERVICE).cloned() else {
+            return;
+        };
+        match consoles::configured(config) {
+            Ok(c) if spec.upper.is_none() => {
+                if let Some(image) = c.image {
+                    problems.push(format!(
+                        "console {}: its image {image} is not in the system engine's store (`system-docker load` it, or `rancherctl console switch {}` to pull it); the default console runs",
+                        c.name, c.name
+                    ));
+                }
+                return;
+            }
+            Err(e) => {
+                problems.push(format!("rancher.console: {e}; the default console runs"));
+                return;
+            }
+            Ok(_) => {}
+        }
+        use crate::engine::manager::Lifecycle;
+        let state = self.mgr.get(SERVICE).map(|r| r.state);
+        let why = match &state {
+            Ok(s) if s.status == Lifecycle::Running && s.restart_count == 0 => return,
+            Ok(s) if s.restart_count > 0 => format!("it restarted (exit code {})", s.exit_code),
+            Ok(s) => format!("it is {} (exit code {})", s.status.as_str(), s.exit_code),
+            Err(e) => format!("it has no container: {e}"),
+        };
+        let Some(base) = config
+            .rancher
+            .services
+            .get(SERVICE)
+            .and_then(|raw| serde_yaml_ng::to_value(raw).ok())
+            .and_then(|v| ServiceSpec::parse(SERVICE, &v).ok())
+        else {
+            return;
+        };
+        let name = config.rancher.console.clone().unwrap_or_default();
+        let _ = self.stop_current(SERVICE, config).await;
+        let environment = inner.environment.clone();
+        match self.run(&base, &environment, false).await {
+            Ok(()) => problems.push(format!(
+                "console {name} did not hold ({why}): the default console runs instead"
+            )),
+            Err(e) => {
+                problems.push(format!(
+                    "console {name} did not hold ({why}), and the default console did not start: {e}"
+                ));
+                self.mark(SERVICE, &base.image, "failed", &e);
+            }
+        }
+        self.adopt_spec(inner, &base);
+    }
+}
