@@ -12,6 +12,8 @@
 //! `rancher` user has a password only when `rancher.password` is set). When the SSH server
 //! ends, consoled ends with its status, so the engine's restart policy sees the container stop.
 
+pub mod full;
+pub mod hostkey;
 pub mod start;
 
 use crate::containerinit::exit_code;
@@ -36,20 +38,46 @@ const MAX_DELAY: Duration = Duration::from_secs(300);
 /// what is left in the container's cgroup).
 const STOP_WAIT: Duration = Duration::from_secs(5);
 
-/// getty's arguments for a session: `-L` (no carrier detect on serial lines), baud 0 (leave
-/// the line's speed as it is), the terminal type by kind of tty.
-pub fn getty_args(s: &Session) -> Vec<String> {
-    let mut args = vec!["-L".to_string()];
-    if s.autologin {
-        args.extend(["-n".into(), "-l".into(), AUTOLOGIN.into()]);
-    }
+/// Which getty the console image has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Getty {
+    /// busybox `getty` (the default console), autologin through [`AUTOLOGIN`].
+    Busybox,
+    /// util-linux `agetty` (full consoles), autologin by its own `-a`.
+    Agetty,
+}
+
+/// The getty program and its arguments for a session: `-L` (no carrier detect on serial
+/// lines), the line's speed left as it is, the terminal type by kind of tty.
+pub fn getty_command(g: Getty, s: &Session) -> (&'static str, Vec<String>) {
     let term = if s.tty.starts_with("tty") && s.tty[3..].chars().all(|c| c.is_ascii_digit()) {
         "linux"
     } else {
         "vt100"
     };
-    args.extend(["0".into(), s.tty.clone(), term.into()]);
-    args
+    let mut args = vec!["-L".to_string()];
+    match g {
+        Getty::Busybox => {
+            if s.autologin {
+                args.extend(["-n".into(), "-l".into(), AUTOLOGIN.into()]);
+            }
+            // Baud 0: leave the speed as it is.
+            args.extend(["0".into(), s.tty.clone(), term.into()]);
+            ("getty", args)
+        }
+        Getty::Agetty => {
+            if s.autologin {
+                args.extend(["-a".into(), "rancher".into()]);
+            }
+            args.extend([
+                "--keep-baud".into(),
+                s.tty.clone(),
+                "115200,38400,9600".into(),
+                term.into(),
+            ]);
+            ("agetty", args)
+        }
+    }
 }
 
 /// The respawn delay after a quick failure number `n` (0-based): 5 s doubling to 5 min.
@@ -81,11 +109,22 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut file = SESSIONS.to_string();
     let mut it = args.iter();
     let mut command: Vec<String> = Vec::new();
+    let mut ready: Option<String> = None;
+    let mut getty = Getty::Busybox;
     while let Some(a) = it.next() {
         match a.as_str() {
             "--ttys" => match it.next() {
                 Some(f) => file = f.clone(),
                 None => return usage(),
+            },
+            "--ready" => match it.next() {
+                Some(f) => ready = Some(f.clone()),
+                None => return usage(),
+            },
+            "--getty" => match it.next().map(String::as_str) {
+                Some("busybox") => getty = Getty::Busybox,
+                Some("agetty") => getty = Getty::Agetty,
+                _ => return usage(),
             },
             "--" => {
                 command = it.by_ref().cloned().collect();
@@ -122,6 +161,9 @@ pub fn main(args: &[String]) -> ExitCode {
         },
         None => None,
     };
+    if let Some(file) = &ready {
+        say_ready(Path::new(file));
+    }
     let mut ttys: Vec<Tty> = Vec::new();
     for session in sessions {
         if !Path::new("/dev").join(&session.tty).exists() {
@@ -140,11 +182,36 @@ pub fn main(args: &[String]) -> ExitCode {
             next_start: Some(Instant::now()),
         });
     }
-    run(&set, main_pid, ttys)
+    run(&set, main_pid, ttys, getty)
+}
+
+/// How long the SSH server gets to take connections before the console says it is ready
+/// anyway (its sessions on the terminals must not wait for a server that will not come).
+const READY_WAIT: Duration = Duration::from_secs(10);
+
+/// Write `file` once port 22 takes connections on this host (the console shares the host's
+/// network), or after [`READY_WAIT`]: what PID 1's start order and a console switch wait for.
+fn say_ready(file: &Path) {
+    let t = Instant::now();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 22));
+    while t.elapsed() < READY_WAIT {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if let Some(dir) = file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(file, format!("{}\n", std::process::id())) {
+        eprintln!("consoled: {}: {e}", file.display());
+    }
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ros consoled [--ttys FILE] -- COMMAND [ARGS…]");
+    eprintln!(
+        "usage: ros consoled [--ttys FILE] [--ready FILE] [--getty busybox|agetty] -- COMMAND [ARGS…]"
+    );
     ExitCode::from(2)
 }
 
@@ -155,14 +222,15 @@ fn spawn(cmd: &mut Command) -> std::io::Result<i32> {
         .map(|c| c.id() as i32)
 }
 
-fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>) -> ExitCode {
+fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>, getty: Getty) -> ExitCode {
     loop {
         let now = Instant::now();
         for t in ttys.iter_mut() {
             if t.next_start.is_some_and(|at| at <= now) {
                 t.next_start = None;
                 t.started = now;
-                match spawn(Command::new("getty").args(getty_args(&t.session))) {
+                let (program, args) = getty_command(getty, &t.session);
+                match spawn(Command::new(program).args(args)) {
                     Ok(pid) => t.pid = Some(pid),
                     Err(e) => t.retry_later(&format!("getty on {}: {e}", t.session.tty)),
                 }
@@ -265,15 +333,23 @@ mod tests {
             tty: "ttyS0".into(),
             autologin: true,
         };
+        let line = |g, s| {
+            let (p, a) = getty_command(g, s);
+            format!("{p} {}", a.join(" "))
+        };
         assert_eq!(
-            getty_args(&auto).join(" "),
-            "-L -n -l /usr/sbin/ros-autologin 0 ttyS0 vt100"
+            line(Getty::Busybox, &auto),
+            "getty -L -n -l /usr/sbin/ros-autologin 0 ttyS0 vt100"
+        );
+        assert_eq!(
+            line(Getty::Agetty, &auto),
+            "agetty -L -a rancher --keep-baud ttyS0 115200,38400,9600 vt100"
         );
         let vt = Session {
             tty: "tty1".into(),
             autologin: false,
         };
-        assert_eq!(getty_args(&vt).join(" "), "-L 0 tty1 linux");
+        assert_eq!(line(Getty::Busybox, &vt), "getty -L 0 tty1 linux");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! any console image will need, whatever userland it has. (Boot time: measured the same, SSH
 //! 0.9–1.0 s after `[ros] ready` either way, `cargo harness bench ssh -n 3`.)
 
+use super::full::{self, Server};
 use std::io::Write;
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -21,8 +22,8 @@ use std::process::{Command, ExitCode};
 pub const IN: &str = "/run/ros/console";
 const HOSTKEY: &str = "/var/lib/rancher/ssh/dropbear_ed25519_host_key";
 const HOME: &str = "/home/rancher";
-/// The console user's uid and gid (the image's /etc/passwd).
-const RANCHER: u32 = 1100;
+/// The console user's uid and gid (the image's /etc/passwd; a full console's is made so).
+pub const RANCHER: u32 = 1100;
 
 /// Entry point of `ros console-start` (no arguments).
 pub fn main(args: &[String]) -> ExitCode {
@@ -30,32 +31,51 @@ pub fn main(args: &[String]) -> ExitCode {
         eprintln!("usage: ros console-start");
         return ExitCode::from(2);
     }
-    let password = match prepare(Path::new("/"), Path::new(IN)) {
+    let root = Path::new("/");
+    let prepared = Server::detect(root)
+        .and_then(|server| prepare(root, Path::new(IN), server).map(|password| (server, password)));
+    let (server, password) = match prepared {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ros-console: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let ttys = format!("{IN}/ttys");
+    let mut words: Vec<String> = ["--ttys", &ttys, "--ready", crate::consoles::READY]
+        .map(String::from)
+        .to_vec();
+    let server_words: Vec<&str> = match server {
+        Server::Dropbear => ["dropbear", "-F", "-E", "-w"]
+            .into_iter()
+            .chain((!password).then_some("-s"))
+            .chain(["-p", "22", "-r", HOSTKEY, "-P", "/run/dropbear.pid"])
+            .collect(),
+        Server::OpenSsh => {
+            // util-linux's agetty where there is one (Debian, Ubuntu, Fedora), else busybox's.
+            if ["/sbin/agetty", "/usr/sbin/agetty"]
+                .iter()
+                .any(|p| Path::new(p).exists())
+            {
+                words.extend(["--getty".to_string(), "agetty".to_string()]);
+            }
+            vec!["/usr/sbin/sshd", "-D", "-e", "-f", full::SSHD_CONFIG]
+        }
+    };
     println!(
-        "ros-console: dropbear on port 22 (password logins {})",
+        "ros-console: {} on port 22 (password logins {})",
+        server_words[0],
         if password { "on" } else { "off" }
     );
     let _ = std::io::stdout().flush();
-    let ttys = format!("{IN}/ttys");
-    let off = if password { None } else { Some("-s") };
-    let words: Vec<String> = ["--ttys", &ttys, "--", "dropbear", "-F", "-E", "-w"]
-        .into_iter()
-        .chain(off)
-        .chain(["-p", "22", "-r", HOSTKEY, "-P", "/run/dropbear.pid"])
-        .map(String::from)
-        .collect();
+    words.push("--".into());
+    words.extend(server_words.into_iter().map(String::from));
     super::main(&words)
 }
 
 /// Everything before the servers start, with `root` as `/` (tests use a directory) and `input`
-/// as [`IN`]. Whether password logins are on.
-pub fn prepare(root: &Path, input: &Path) -> Result<bool, String> {
+/// as [`IN`], for the image's SSH `server`. Whether password logins are on.
+pub fn prepare(root: &Path, input: &Path, server: Server) -> Result<bool, String> {
     let at = |p: &str| root.join(p.trim_start_matches('/'));
     if root == Path::new("/") {
         // The host's /dev (bound at /host/dev), so that the terminals and ptys are the host's.
@@ -71,7 +91,12 @@ pub fn prepare(root: &Path, input: &Path) -> Result<bool, String> {
     // The user engine serves /run/docker/docker.sock; the docker CLI's default is
     // /var/run/docker.sock (/var/run is /run, the host's).
     replace_symlink("docker/docker.sock", &at("/run/docker.sock"))?;
-    chmod(&at("/etc/sudoers"), 0o440)?;
+    if server == Server::OpenSsh {
+        full::prepare_user(root)?;
+    }
+    if at("/etc/sudoers").exists() {
+        chmod(&at("/etc/sudoers"), 0o440)?;
+    }
     chmod(&at("/etc/shadow"), 0o640)?;
     let home = at(HOME);
     let ssh = home.join(".ssh");
@@ -103,16 +128,23 @@ pub fn prepare(root: &Path, input: &Path) -> Result<bool, String> {
     let password = password.trim_end_matches('\n');
     let on = !password.is_empty();
     if on {
-        let hash = if password.starts_with('$') {
-            password.to_string() // already a crypt(3) hash
+        if password.starts_with('$') {
+            // Already a crypt(3) hash.
+            set_shadow_hash(&at("/etc/shadow"), "rancher", password)?;
+        } else if server == Server::OpenSsh {
+            // A distribution's own tool (shadow's chpasswd: its hash, its locking).
+            feed("chpasswd", &[], &format!("rancher:{password}\n"))?;
         } else {
-            mkpasswd(password)?
-        };
-        set_shadow_hash(&at("/etc/shadow"), "rancher", &hash)?;
+            set_shadow_hash(&at("/etc/shadow"), "rancher", &mkpasswd(password)?)?;
+        }
     }
     let key = at(HOSTKEY);
     if let Some(dir) = key.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    }
+    if server == Server::OpenSsh {
+        full::prepare_server(root, &key, on)?;
+        return Ok(on);
     }
     let made = std::fs::metadata(&key).is_ok_and(|m| m.len() > 0);
     if !made {
@@ -175,25 +207,45 @@ pub fn set_shadow_hash(shadow: &Path, user: &str, hash: &str) -> Result<(), Stri
 /// A SHA-512 crypt(3) hash of `password` by busybox `mkpasswd` (the password on its stdin,
 /// never on a command line).
 fn mkpasswd(password: &str) -> Result<String, String> {
-    let mut child = Command::new("mkpasswd")
-        .args(["-m", "sha512", "-S", &salt(), "-P", "0"])
+    let (program, args) = ("mkpasswd", ["-m", "sha512", "-S", &salt(), "-P", "0"]);
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("mkpasswd: {e}"))?;
+        .map_err(|e| format!("{program}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(password.as_bytes())
-            .map_err(|e| format!("mkpasswd: {e}"))?;
+            .map_err(|e| format!("{program}: {e}"))?;
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("mkpasswd: {e}"))?;
+        .map_err(|e| format!("{program}: {e}"))?;
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !out.status.success() || !hash.starts_with("$6$") {
-        return Err(format!("mkpasswd failed ({})", out.status));
+        return Err(format!("{program} failed ({})", out.status));
     }
     Ok(hash)
+}
+
+/// Run `program` with `input` on its stdin (never on a command line).
+fn feed(program: &str, args: &[&str], input: &str) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .map_err(|e| format!("{program}: {e}"))?;
+    }
+    let st = child.wait().map_err(|e| format!("{program}: {e}"))?;
+    if !st.success() {
+        return Err(format!("{program} failed ({st})"));
+    }
+    Ok(())
 }
 
 /// 16 characters of crypt's salt alphabet, from the kernel's random bytes.
@@ -224,7 +276,7 @@ fn own(p: &Path) -> Result<(), String> {
 }
 
 /// `ln -sfn target link`: a new link beside, renamed over the old one.
-fn replace_symlink(target: &str, link: &Path) -> Result<(), String> {
+pub(super) fn replace_symlink(target: &str, link: &Path) -> Result<(), String> {
     let tmp: PathBuf = link.with_extension("ros-tmp");
     let _ = std::fs::remove_file(&tmp);
     symlink(target, &tmp)
@@ -285,8 +337,8 @@ mod tests {
         // A host key already made: no dropbearkey needed here.
         std::fs::write(r.join(HOSTKEY.trim_start_matches('/')), "key").unwrap();
         std::fs::write(input.path().join("authorized_keys"), "ssh-ed25519 K1\n").unwrap();
-        assert!(!prepare(r, input.path()).unwrap());
-        assert!(!prepare(r, input.path()).unwrap());
+        assert!(!prepare(r, input.path(), Server::Dropbear).unwrap());
+        assert!(!prepare(r, input.path(), Server::Dropbear).unwrap());
         let ak = r.join("home/rancher/.ssh/authorized_keys");
         assert_eq!(std::fs::read_to_string(&ak).unwrap(), "ssh-ed25519 K1\n");
         use std::os::unix::fs::MetadataExt;
@@ -297,7 +349,7 @@ mod tests {
             Path::new("docker/docker.sock")
         );
         std::fs::write(input.path().join("password"), "$6$s$h\n").unwrap();
-        assert!(prepare(r, input.path()).unwrap());
+        assert!(prepare(r, input.path(), Server::Dropbear).unwrap());
         assert_eq!(
             std::fs::read_to_string(r.join("etc/shadow")).unwrap(),
             "rancher:$6$s$h:1::::::\n"
