@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod bench;
+pub mod consoles;
 pub mod debs;
 pub mod disk;
 pub mod diskimage;

@@ -64,6 +64,14 @@ enum Cmd {
     Kernel,
     /// Build dist/initrd.img only.
     Initrd,
+    /// Build (or take from the cache) a console image that is not in the boot image (`debian`)
+    /// and print its tar's path, for `system-docker load -i` in the VM.
+    ConsoleImage {
+        name: String,
+        /// > 1: the same console with one more layer (a console image upgrade, for tests).
+        #[arg(long, default_value_t = 1)]
+        revision: u32,
+    },
     /// Answer one HTTP request on stdin/stdout from DIR (run by QEMU's guestfwd in tests).
     #[command(hide = true)]
     ServeHttp { dir: std::path::PathBuf },
@@ -224,6 +232,12 @@ fn main() -> anyhow::Result<()> {
             for (p, v) in harness::debs::write_lock(&names)? {
                 println!("{p}={v}");
             }
+        }
+        Cmd::ConsoleImage { name, revision } => {
+            if name != "debian" {
+                anyhow::bail!("{name}: the harness builds the debian console only");
+            }
+            println!("{}", harness::consoles::debian(revision)?.display());
         }
         Cmd::Initrd => {
             let os_bin = harness::osbin::build()?;

@@ -23,6 +23,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "xz-utils",
     "cpio",
     "dpkg-dev",
+    // The Debian console image (src/consoles.rs): a minbase Debian from Debian's packages.
+    "mmdebstrap",
     // mksquashfs: the system layers' read-only image in the initrd (src/squashfs.rs).
     "squashfs-tools",
     // libcontainer's seccomp links libseccomp.a into the static `ros` (.cargo/config.toml).

@@ -1,0 +1,239 @@
+//! Switchable consoles, proven in a VM (`rancherctl console`, os/src/consoles,
+//! os/src/system_services/console.rs, os/src/consoled/full.rs).
+//!
+//! The Debian console (`cargo harness console-image debian`: mmdebstrap minbase + OpenSSH,
+//! sudo, apt, iproute2) is given to the VM as a raw disk and loaded with `system-docker load`;
+//! a second image of it (one more layer) stands for a console image upgrade. On a machine with
+//! a state partition: an unknown name is refused and nothing changes; `switch debian` lands the
+//! next SSH login in Debian with sudo, `system-docker`, `docker` and `rancherctl`, the same host
+//! key, and a `--restart=always` user container still running; a `.deb` installed with
+//! `dpkg -i` and an apt setting are there after a reboot and after the console's image is
+//! upgraded; switching to `default` and back to `debian` duplicates nothing we manage; a
+//! console image without an SSH server leaves the default console running and reachable;
+//! `reset` throws the console's changes away.
+
+use harness::disk::Disk;
+use harness::ssh::Key;
+use harness::vm::{Drive, Vm, VmOptions, READY};
+use std::time::{Duration, Instant};
+
+const BOOT: Duration = Duration::from_secs(300);
+/// A switch: the old console stops, the new one starts and must hold 3 s, its image is saved.
+const SWITCH: Duration = Duration::from_secs(300);
+
+fn image_drive(revision: u32) -> Drive {
+    Drive {
+        path: harness::consoles::debian(revision).unwrap(),
+        format: "raw".into(),
+        read_only: true,
+    }
+}
+
+fn ssh(vm: &Vm, cmd: &str) -> String {
+    vm.ssh_ok(cmd).unwrap()
+}
+
+/// A `.deb` of one script, built here with `dpkg-deb`, as base64.
+fn hello_deb() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("pkg");
+    std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        "Package: ros-test-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: RancherOS-rs tests <tests@localhost>\nDescription: a package the console test installs\n",
+    )
+    .unwrap();
+    let bin = root.join("usr/bin/ros-test-hello");
+    std::fs::write(&bin, "#!/bin/sh\necho hello from a kept package\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let deb = dir.path().join("hello.deb");
+    let st = std::process::Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .status()
+        .expect("dpkg-deb (dpkg) is on this machine");
+    assert!(st.success());
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(&deb).unwrap())
+}
+
+/// Run a switch over SSH: the session ends with the console it ran in, so its own exit says
+/// little; then wait for SSH again. How long from the command to the first login.
+fn switch(vm: &Vm, name: &str) -> Duration {
+    let t = Instant::now();
+    let out = vm
+        .ssh(&format!("sudo rancherctl console switch -f {name} 2>&1"))
+        .unwrap();
+    eprintln!(
+        "switch {name}: {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    vm.wait_ssh(SWITCH).unwrap();
+    t.elapsed()
+}
+
+fn state_of_console(vm: &Vm) -> String {
+    ssh(
+        vm,
+        "sudo rancherctl service list | awk '$1 == \"console\" {print $2, $(NF)}'",
+    )
+}
+
+#[test]
+fn a_debian_console_is_switched_to_kept_and_left() {
+    let disk = Disk::blank("consoles", 2048).unwrap();
+    let key = Key::generate("consoles").unwrap();
+    let deb = hello_deb();
+    let mut opts = VmOptions::new("consoles")
+        .unwrap()
+        .drive(disk.drive())
+        .drive(image_drive(1))
+        .drive(image_drive(2))
+        .ssh_key(&key)
+        .allow_reboot();
+    opts.memory_mb = 1536;
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.wait_ssh(BOOT).unwrap();
+    let host_key = harness::ssh::host_key(vm.port(22).unwrap()).unwrap();
+
+    let list = ssh(&vm, "sudo rancherctl console list");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("default ") && l.contains("current,enabled")),
+        "{list}"
+    );
+    assert!(
+        list.contains("debian ") && list.contains("ros/debian-console:latest"),
+        "{list}"
+    );
+
+    // An unknown name: the message, and the console is the same container.
+    let id = "sudo system-docker inspect console | grep -m1 '\"Id\"'";
+    let before = ssh(&vm, id);
+    let out = vm
+        .ssh("sudo rancherctl console switch -f nosuch 2>&1")
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nosuch is not a valid console"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(ssh(&vm, id), before, "the console was touched");
+
+    let loaded = ssh(&vm, "sudo system-docker load -i /dev/vdb");
+    assert!(loaded.contains("ros/debian-console:latest"), "{loaded}");
+    // A user container that must outlive every switch.
+    ssh(
+        &vm,
+        "sudo system-docker save ros/busybox:latest | docker load >/dev/null && docker run -d --restart=always --name keeper ros/busybox:latest sleep 1000000",
+    );
+
+    let took = switch(&vm, "debian");
+    eprintln!(
+        "console switch debian → first ssh: {:.2}s",
+        took.as_secs_f64()
+    );
+    let in_debian = "cat /etc/debian_version; id -un; sudo id -u";
+    let out = ssh(&vm, in_debian);
+    assert!(out.starts_with("12."), "not Debian: {out}");
+    assert!(out.ends_with("rancher\n0"), "{out}");
+    assert!(ssh(&vm, "sudo system-docker ps").contains("console"));
+    assert!(
+        ssh(&vm, "docker ps").contains("keeper"),
+        "the user container"
+    );
+    let list = ssh(&vm, "sudo rancherctl console list");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("debian ") && l.contains("current,enabled")),
+        "{list}"
+    );
+    assert_eq!(
+        harness::ssh::host_key(vm.port(22).unwrap()).unwrap(),
+        host_key,
+        "the same host key in every console"
+    );
+
+    // Installed and edited by a person: kept.
+    ssh(
+        &vm,
+        &format!(
+            "echo {deb} | base64 -d > /tmp/hello.deb && sudo dpkg -i /tmp/hello.deb >/dev/null && echo 'Acquire::Retries \"7\";' | sudo tee /etc/apt/apt.conf.d/99ros-test >/dev/null"
+        ),
+    );
+    let kept = "ros-test-hello && dpkg-query -W -f '${Status}\\n' ros-test-hello && cat /etc/apt/apt.conf.d/99ros-test";
+    let expected = "hello from a kept package\ninstall ok installed\nAcquire::Retries \"7\";";
+    assert_eq!(ssh(&vm, kept), expected);
+
+    // After a reboot: Debian again, with the package.
+    let _ = vm.ssh("sudo reboot");
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.wait_ssh(BOOT).unwrap();
+    assert!(ssh(&vm, "cat /etc/debian_version").starts_with("12."));
+    assert_eq!(ssh(&vm, kept), expected, "after a reboot");
+    assert!(ssh(&vm, "docker ps").contains("keeper"));
+
+    // A new image of the console (one more layer): the new lower layers, the same changes.
+    let loaded = ssh(&vm, "sudo system-docker load -i /dev/vdc");
+    assert!(loaded.contains("ros/debian-console:latest"), "{loaded}");
+    switch(&vm, "debian");
+    assert_eq!(ssh(&vm, "cat /etc/ros-console-image"), "2");
+    assert_eq!(ssh(&vm, kept), expected, "after a console image upgrade");
+
+    // To the default console and back: nothing we manage is duplicated or lost.
+    switch(&vm, "default");
+    assert!(ssh(&vm, "ls /etc/debian_version 2>&1").contains("No such file"));
+    assert_eq!(state_of_console(&vm), "running ros/console:latest");
+    assert!(ssh(&vm, "docker ps").contains("keeper"));
+    switch(&vm, "debian");
+    let managed = ssh(
+        &vm,
+        "grep -c '^HostKey' /etc/ssh/ros_sshd_config; sudo cat /etc/sudoers.d/rancher | grep -c '^rancher'; \
+         grep -c '^rancher:' /etc/passwd; grep -c '^rancher:' /etc/group; sudo grep -c '^rancher:' /etc/shadow; \
+         grep -c . ~/.ssh/authorized_keys",
+    );
+    assert_eq!(managed, "1\n1\n1\n1\n1\n1", "managed files");
+    // The image's own sshd_config is not ours to edit: it is not in the console's layer.
+    assert_eq!(
+        ssh(
+            &vm,
+            "sudo nsenter -t 1 -m ls /var/lib/rancher/console/debian/upper/etc/ssh | grep -c '^sshd_config$' || true"
+        ),
+        "0"
+    );
+    assert_eq!(ssh(&vm, kept), expected);
+    assert!(ssh(&vm, "docker ps").contains("keeper"));
+
+    // A console image without an SSH server: it does not hold, the default console comes back.
+    switch(&vm, "ros/busybox:latest");
+    assert_eq!(state_of_console(&vm), "running ros/console:latest");
+    let log = ssh(&vm, "sudo cat /var/log/system-docker.log");
+    assert!(
+        log.contains("console switch failed; the default console again"),
+        "{log}"
+    );
+    let console_log = ssh(&vm, "sudo rancherctl service logs console");
+    assert!(console_log.contains("has no SSH server"), "{console_log}");
+    assert_eq!(
+        ssh(&vm, "sudo rancherctl config get rancher.console"),
+        "debian",
+        "a failed switch leaves rancher.console"
+    );
+
+    // reset: the changes go; the next Debian is the image as it came.
+    let out = ssh(&vm, "sudo rancherctl console reset -f debian");
+    assert!(
+        out.contains("/var/lib/rancher/console/debian removed"),
+        "{out}"
+    );
+    switch(&vm, "debian");
+    assert!(ssh(&vm, "cat /etc/debian_version").starts_with("12."));
+    let out = vm.ssh("dpkg-query -W ros-test-hello 2>&1").unwrap();
+    assert!(!out.status.success(), "the package outlived reset");
+}
