@@ -61,8 +61,10 @@ fn hello_deb() -> String {
 }
 
 /// Run a switch over SSH: the session ends with the console it ran in, so its own exit says
-/// little; then wait for SSH again. How long from the command to the first login.
-fn switch(vm: &Vm, name: &str) -> Duration {
+/// little; then wait for SSH again, and for `console list` to show `lands` as the console
+/// `state` says (`current,enabled` once a switch is kept: after the new console has held and its
+/// image is saved). How long from the command to the first login.
+fn switch_to(vm: &Vm, name: &str, lands: &str, state: &str) -> Duration {
     let t = Instant::now();
     let out = vm
         .ssh(&format!("sudo rancherctl console switch -f {name} 2>&1"))
@@ -72,7 +74,27 @@ fn switch(vm: &Vm, name: &str) -> Duration {
         String::from_utf8_lossy(&out.stdout).trim()
     );
     vm.wait_ssh(SWITCH).unwrap();
-    t.elapsed()
+    let took = t.elapsed();
+    let mut list = String::new();
+    while t.elapsed() < SWITCH {
+        list = ssh(vm, "sudo rancherctl console list");
+        let shown = list.lines().any(|l| {
+            l.split_whitespace().next() == Some(lands) && l.split_whitespace().nth(1) == Some(state)
+        });
+        if shown {
+            eprintln!(
+                "switch {name}: settled after {:.2}s",
+                t.elapsed().as_secs_f64()
+            );
+            return took;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("{name}: {lands} not {state} after {SWITCH:?}:\n{list}");
+}
+
+fn switch(vm: &Vm, name: &str) -> Duration {
+    switch_to(vm, name, name, "current,enabled")
 }
 
 fn state_of_console(vm: &Vm) -> String {
@@ -130,7 +152,7 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     // A user container that must outlive every switch.
     ssh(
         &vm,
-        "sudo system-docker save ros/busybox:latest | docker load >/dev/null && docker run -d --restart=always --name keeper ros/busybox:latest sleep 1000000",
+        "sudo system-docker save ros/busybox:latest | docker load >/dev/null && docker run -d --restart always --name keeper ros/busybox:latest sleep 1000000",
     );
 
     let took = switch(&vm, "debian");
@@ -146,12 +168,6 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     assert!(
         ssh(&vm, "docker ps").contains("keeper"),
         "the user container"
-    );
-    let list = ssh(&vm, "sudo rancherctl console list");
-    assert!(
-        list.lines()
-            .any(|l| l.starts_with("debian ") && l.contains("current,enabled")),
-        "{list}"
     );
     assert_eq!(
         harness::ssh::host_key(vm.port(22).unwrap()).unwrap(),
@@ -211,7 +227,7 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     assert!(ssh(&vm, "docker ps").contains("keeper"));
 
     // A console image without an SSH server: it does not hold, the default console comes back.
-    switch(&vm, "ros/busybox:latest");
+    switch_to(&vm, "ros/busybox:latest", "default", "current");
     assert_eq!(state_of_console(&vm), "running ros/console:latest");
     let log = ssh(&vm, "sudo cat /var/log/system-docker.log");
     assert!(
@@ -236,4 +252,93 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     assert!(ssh(&vm, "cat /etc/debian_version").starts_with("12."));
     let out = vm.ssh("dpkg-query -W ros-test-hello 2>&1").unwrap();
     assert!(!out.status.success(), "the package outlived reset");
+}
+
+/// The Debian console's packages across an OS upgrade, on the disk image (A/B slots): v1 in
+/// slot A with Debian switched to and a package installed; `rancherctl os upgrade -i` to v2
+/// from the Debian console; the trial boot of v2 comes up with the Debian console (its image
+/// loaded from the state partition before the services), passes the health gate with it, and
+/// the package is there.
+#[test]
+#[ignore = "nightly: the per-push test proves the layer survives reboots, which is what an OS upgrade is to it"]
+fn a_full_consoles_packages_survive_an_os_upgrade() {
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("consoles_upgrade.img");
+    harness::diskimage::build(&img.kernel, &img.initrd, "1.0.0-v1", &path).unwrap();
+    let v2 = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        "2.0.0-v2",
+        &dir.join("consoles-os-v2.tar"),
+    )
+    .unwrap();
+    let key = Key::generate("consoles_upgrade").unwrap();
+    let deb = hello_deb();
+    let mut opts = VmOptions::new("consoles_upgrade")
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .ssh_identity(&key)
+        .drive(Drive {
+            path: path.clone(),
+            format: "raw".into(),
+            read_only: false,
+        })
+        .drive(image_drive(1))
+        .drive(Drive {
+            path: v2,
+            format: "raw".into(),
+            read_only: true,
+        });
+    opts.memory_mb = 1536;
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    // The firmware boots the disk: no kernel arguments, so the key goes in by the serial line.
+    vm.sh_ok(
+        &format!(
+            "mkdir -p /home/rancher/.ssh && echo '{}' > /home/rancher/.ssh/authorized_keys && chown -R 1100:1100 /home/rancher/.ssh && chmod 600 /home/rancher/.ssh/authorized_keys",
+            key.public
+        ),
+        BOOT,
+    )
+    .unwrap();
+    vm.wait_ssh(BOOT).unwrap();
+    let loaded = ssh(&vm, "sudo system-docker load -i /dev/vdb");
+    assert!(loaded.contains("ros/debian-console:latest"), "{loaded}");
+    switch(&vm, "debian");
+    ssh(
+        &vm,
+        &format!(
+            "echo {deb} | base64 -d > /tmp/hello.deb && sudo dpkg -i /tmp/hello.deb >/dev/null"
+        ),
+    );
+    let kept = "cat /etc/debian_version; ros-test-hello";
+    let out = ssh(&vm, kept);
+    assert!(
+        out.starts_with("12.") && out.ends_with("hello from a kept package"),
+        "{out}"
+    );
+
+    let out = ssh(
+        &vm,
+        "sudo rancherctl os upgrade -i /dev/vdc --no-reboot 2>&1",
+    );
+    assert!(
+        out.contains("SLOT_B holds 2.0.0-v2 and boots next, on trial"),
+        "{out}"
+    );
+    let _ = vm.ssh("sudo reboot");
+    vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.expect(r"boot health: SLOT_B healthy for 10s: marked good", BOOT)
+        .unwrap();
+    vm.wait_ssh(BOOT).unwrap();
+    assert!(ssh(&vm, "sudo rancherctl os version").contains("version: 2.0.0-v2"));
+    let out = ssh(&vm, kept);
+    assert!(
+        out.starts_with("12.") && out.ends_with("hello from a kept package"),
+        "after the OS upgrade: {out}"
+    );
 }

@@ -27,7 +27,17 @@ pub mod tty;
 use std::process::ExitCode;
 
 /// The commands this binary answers to, by program name or first argument.
-const COMMANDS: &[&str] = &["init", "rancherctl", "system-docker", "docker", "ros-init"];
+const COMMANDS: &[&str] = &[
+    "init",
+    "rancherctl",
+    "system-docker",
+    "docker",
+    "ros-init",
+    // In full consoles (whose images have no init of their own to ask): PID 1's shutdown.
+    "reboot",
+    "poweroff",
+    "halt",
+];
 
 /// Run the command named by `argv[0]` (its file name) or, failing that, by `argv[1]`.
 pub fn dispatch(args: Vec<String>) -> ExitCode {
@@ -48,6 +58,20 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "rancherctl" => {
             signals::quiet_on_closed_pipe();
             rancherctl::main(rest)
+        }
+        "reboot" | "poweroff" | "halt" => {
+            let req = match cmd.as_str() {
+                "reboot" => rancherctl::power::Request::Reboot,
+                "poweroff" => rancherctl::power::Request::Poweroff,
+                _ => rancherctl::power::Request::Halt,
+            };
+            match rancherctl::power::request(req) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{cmd}: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         // The `cloud-init-save` and `cloud-init-execute` system services (in their containers).
         "cloud-init" => cloudinit::main(rest),

@@ -84,14 +84,18 @@ pub fn prepare_user(root: &Path) -> Result<(), String> {
             0o440,
         )?;
     }
-    for cmd in ["rancherctl", "system-docker", "docker"] {
-        let link = at(&format!("/usr/bin/{cmd}"));
+    // Our commands; and PID 1's shutdown, which a distribution's own `reboot` (systemd's, when
+    // there is one) cannot ask for.
+    let ours = ["rancherctl", "system-docker", "docker"].map(|c| (format!("/usr/bin/{c}"), "ros"));
+    let power = ["reboot", "poweroff", "halt"].map(|c| (format!("/usr/sbin/{c}"), "/usr/bin/ros"));
+    for (path, target) in ours.iter().chain(power.iter()) {
+        let link = at(path);
         // A program a person installed under that name (docker.io's docker) stays.
         match std::fs::symlink_metadata(&link) {
             Ok(m) if !m.file_type().is_symlink() => continue,
             _ => {}
         }
-        super::start::replace_symlink("ros", &link)?;
+        super::start::replace_symlink(target, &link)?;
     }
     Ok(())
 }
@@ -263,6 +267,7 @@ mod tests {
         std::fs::write(r.join("etc/shadow"), "root:*:1:0:99999:7:::").unwrap();
         std::fs::write(r.join("etc/sudoers"), "@includedir /etc/sudoers.d\n").unwrap();
         std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(r.join("usr/sbin")).unwrap();
         std::fs::write(r.join("usr/bin/docker"), "a program of its own").unwrap();
         for _ in 0..3 {
             prepare_user(r).unwrap();
@@ -286,6 +291,10 @@ mod tests {
         assert_eq!(
             std::fs::read_link(r.join("usr/bin/rancherctl")).unwrap(),
             Path::new("ros")
+        );
+        assert_eq!(
+            std::fs::read_link(r.join("usr/sbin/reboot")).unwrap(),
+            Path::new("/usr/bin/ros")
         );
         // A group of gid 233 already there gets the member, once.
         std::fs::write(r.join("etc/group"), "dock:x:233:alice\n").unwrap();
