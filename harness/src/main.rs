@@ -146,6 +146,11 @@ enum BenchCmd {
     /// `rancherctl os upgrade`: its time and bytes, reboot → ready beside a cold boot, and a
     /// bad version's trial → back on the good slot.
     Upgrade,
+    /// The Debian console beside the default one: boot → SSH with each, and a switch → SSH.
+    Console {
+        #[arg(short = 'n', default_value_t = 3)]
+        n: usize,
+    },
     /// QEMU start to the first successful `ssh true`, beside `[ros] ready`.
     Ssh {
         #[arg(short = 'n', default_value_t = 5)]
@@ -354,6 +359,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Report { out } => harness::bench::report(&out)?,
                 BenchCmd::Crun { n } => harness::bench::crun(n)?,
                 BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
+                BenchCmd::Console { n } => harness::bench::console(n)?,
                 BenchCmd::Docker { n } => harness::bench::docker(n)?,
                 BenchCmd::Network { n } => harness::bench::network(n)?,
                 BenchCmd::Upgrade => harness::bench::upgrade()?,

@@ -6,10 +6,12 @@
 //! `harness bench boot --chart` one boot ([`chart`]).
 
 pub mod chart;
+mod console;
 mod ram;
 pub mod record;
 mod report;
 
+pub use console::console;
 pub use ram::ram;
 pub use report::report;
 

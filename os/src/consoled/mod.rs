@@ -11,6 +11,10 @@
 //! others get getty's login prompt and busybox `login`, which checks `/etc/shadow` (the
 //! `rancher` user has a password only when `rancher.password` is set). When the SSH server
 //! ends, consoled ends with its status, so the engine's restart policy sees the container stop.
+//!
+//! A full console (`crate::consoles`) has util-linux's `agetty` instead (`--getty agetty`:
+//! `-a rancher` for autologin, its own session made for it). With `--ready FILE` consoled writes
+//! FILE once port 22 answers: what a console switch and the boot's start order wait for.
 
 pub mod full;
 pub mod hostkey;
@@ -230,7 +234,21 @@ fn run(set: &SigSet, main_pid: Option<i32>, mut ttys: Vec<Tty>, getty: Getty) ->
                 t.next_start = None;
                 t.started = now;
                 let (program, args) = getty_command(getty, &t.session);
-                match spawn(Command::new(program).args(args)) {
+                let mut cmd = Command::new(program);
+                cmd.args(args);
+                if getty == Getty::Agetty {
+                    // agetty does not make its own session (busybox getty does): without one
+                    // the terminal is nobody's controlling tty and the shell has no job control.
+                    use std::os::unix::process::CommandExt;
+                    // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
+                    unsafe {
+                        cmd.pre_exec(|| {
+                            libc::setsid();
+                            Ok(())
+                        });
+                    }
+                }
+                match spawn(&mut cmd) {
                     Ok(pid) => t.pid = Some(pid),
                     Err(e) => t.retry_later(&format!("getty on {}: {e}", t.session.tty)),
                 }
