@@ -102,7 +102,7 @@ fn switch(name: &str, now: bool) -> anyhow::Result<()> {
         let have = client.call("GET", &format!("/images/{}/json", encode(image)))?;
         if have == 404 {
             println!("console {name}: pulling {image}");
-            crate::system_docker::images::pull(&client, &[image.clone()]).map_err(|e| {
+            crate::system_docker::images::pull(&client, std::slice::from_ref(image)).map_err(|e| {
                 anyhow::anyhow!(
                     "console {name}: {image} is not in the system engine's store and the pull failed: {}\n(load it with `system-docker load -i FILE`, or name a registry it can be pulled from)",
                     daemon_message(e)
