@@ -8,11 +8,14 @@
 //! next SSH login in Debian with sudo, `system-docker`, `docker` and `rancherctl`, the same host
 //! key, and a `--restart=always` user container still running; a `.deb` installed with
 //! `dpkg -i` and an apt setting are there after a reboot and after the console's image is
-//! upgraded; switching to `default` and back to `debian` duplicates nothing we manage; a
-//! console image without an SSH server leaves the default console running and reachable;
-//! `reset` throws the console's changes away.
+//! upgraded; the serial line's autologin session is Debian's; any image given by reference is
+//! pulled by the system engine from a registry (this machine's, through `guestfwd`) and is a
+//! console of its own; switching to `default` and back to `debian` duplicates nothing we
+//! manage; a console image without an SSH server leaves the default console running and
+//! reachable; `reset` throws the console's changes away.
 
 use harness::disk::Disk;
+use harness::registry::Registry;
 use harness::ssh::Key;
 use harness::vm::{Drive, Vm, VmOptions, READY};
 use std::time::{Duration, Instant};
@@ -27,6 +30,26 @@ fn image_drive(revision: u32) -> Drive {
         format: "raw".into(),
         read_only: true,
     }
+}
+
+/// Where the VM sees the test registry.
+const REGISTRY: &str = "10.0.2.100:5000";
+
+/// This machine's dockerd, addressed explicitly (never our engines).
+fn host_docker(args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .args(["-H", "unix:///var/run/docker.sock"])
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .expect("docker runs (cargo harness setup installs docker.io)");
+    assert!(
+        out.status.success(),
+        "dockerd: docker {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ssh(vm: &Vm, cmd: &str) -> String {
@@ -109,12 +132,24 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     let disk = Disk::blank("consoles", 2048).unwrap();
     let key = Key::generate("consoles").unwrap();
     let deb = hello_deb();
+    // The Debian console in a registry on this machine's loopback (this machine's dockerd
+    // pushes it), for a console given by reference.
+    let registry = Registry::start(None, None).unwrap();
+    let pushed = format!("127.0.0.1:{}/ros/debian-console:12", registry.port);
+    host_docker(&["load", "-i", &image_drive(1).path.display().to_string()]);
+    host_docker(&["tag", "ros/debian-console:latest", &pushed]);
+    host_docker(&["push", &pushed]);
+    host_docker(&["rmi", "ros/debian-console:latest", &pushed]);
     let mut opts = VmOptions::new("consoles")
         .unwrap()
         .drive(disk.drive())
         .drive(image_drive(1))
         .drive(image_drive(2))
         .ssh_key(&key)
+        .init_arg(&format!(
+            "cc.rancher.docker.insecure_registry=\"[{REGISTRY}]\""
+        ))
+        .guestfwd(REGISTRY, &registry.relay_cmd(env!("CARGO_BIN_EXE_harness")))
         .allow_reboot();
     opts.memory_mb = 1536;
     let mut vm = Vm::boot(opts).unwrap();
@@ -160,6 +195,10 @@ fn a_debian_console_is_switched_to_kept_and_left() {
         "console switch debian → first ssh: {:.2}s",
         took.as_secs_f64()
     );
+    // The serial line's autologin session is Debian's too (agetty -a rancher).
+    vm.expect(r"rancher@rancher:~\$ ", SWITCH).unwrap();
+    vm.send("cat /etc/debian_version; id -un\n").unwrap();
+    vm.expect(r"\n12\.\d+\r?\nrancher\r?\n", SWITCH).unwrap();
     let in_debian = "cat /etc/debian_version; id -un; sudo id -u";
     let out = ssh(&vm, in_debian);
     assert!(out.starts_with("12."), "not Debian: {out}");
@@ -207,6 +246,21 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     assert!(ssh(&vm, "ls /etc/debian_version 2>&1 || true").contains("No such file"));
     assert_eq!(state_of_console(&vm), "running ros/console:latest");
     assert!(ssh(&vm, "docker ps").contains("keeper"));
+
+    // Any image by reference, pulled by the system engine from a registry: a console of its
+    // own (its own layer: the package installed in `debian` is not in it).
+    let reference = format!("{REGISTRY}/ros/debian-console:12");
+    switch(&vm, &reference);
+    assert!(ssh(&vm, "cat /etc/debian_version").starts_with("12."));
+    assert!(!vm
+        .ssh("dpkg-query -W ros-test-hello")
+        .unwrap()
+        .status
+        .success());
+    assert!(
+        ssh(&vm, "sudo system-docker images").contains(&format!("{REGISTRY}/ros/debian-console")),
+        "pulled into the system engine's store"
+    );
     switch(&vm, "debian");
     let managed = ssh(
         &vm,

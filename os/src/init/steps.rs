@@ -132,7 +132,12 @@ fn preload_images(boot: &mut Boot) -> anyhow::Result<()> {
     let Some(store) = boot.store.as_ref() else {
         anyhow::bail!("no image store (the system-images step failed)");
     };
-    let (loaded, problems) = crate::system_services::preload::load_all(store);
+    // The console that will run: its image only, of the consoles' saved ones.
+    let console = crate::consoles::configured(&boot.config)
+        .ok()
+        .filter(|c| !c.is_default())
+        .map(|c| c.key);
+    let (loaded, problems) = crate::system_services::preload::load_all(store, console.as_deref());
     if !loaded.is_empty() {
         tracing::info!(images = ?loaded, "preloaded images");
     }

@@ -98,29 +98,28 @@ fn switch(name: &str, now: bool) -> anyhow::Result<()> {
     let (config, _) = crate::config::load_running();
     let choice = consoles::resolve(&config, name)?;
     let client = Client::new(None)?;
-    if let Some(image) = &choice.image {
-        let have = client.call("GET", &format!("/images/{}/json", encode(image)))?;
-        if have == 404 {
+    let verb = if now { "switch" } else { "enable" };
+    let path = format!("/rancheros/console/{verb}?name={}", encode(name));
+    if now {
+        println!("console {name}: starting it; this session ends when the current console stops");
+    }
+    // The engine takes the image from its store or from where a switch saved it; else it says
+    // 404, and the image is pulled, then asked for again.
+    let done: serde_json::Value = match client.json("POST", &path, None) {
+        Err(ClientError::Daemon { status: 404, .. }) if choice.image.is_some() => {
+            let image = choice.image.as_deref().unwrap_or_default();
             println!("console {name}: pulling {image}");
-            crate::system_docker::images::pull(&client, std::slice::from_ref(image)).map_err(|e| {
+            crate::system_docker::images::pull(&client, &[image.to_string()]).map_err(|e| {
                 anyhow::anyhow!(
                     "console {name}: {image} is not in the system engine's store and the pull failed: {}\n(load it with `system-docker load -i FILE`, or name a registry it can be pulled from)",
                     daemon_message(e)
                 )
             })?;
+            client.json("POST", &path, None)
         }
+        other => other,
     }
-    if now {
-        println!("console {name}: starting it; this session ends when the current console stops");
-    }
-    let verb = if now { "switch" } else { "enable" };
-    let done: serde_json::Value = client
-        .json(
-            "POST",
-            &format!("/rancheros/console/{verb}?name={}", encode(name)),
-            None,
-        )
-        .map_err(|e| anyhow::anyhow!("{}", daemon_message(e)))?;
+    .map_err(|e| anyhow::anyhow!("{}", daemon_message(e)))?;
     let image = done["Image"].as_str().unwrap_or("?");
     if now {
         println!("console {name}: running ({image}); rancher.console: {name}");

@@ -76,12 +76,7 @@ impl SystemServices {
         let (config, base) = configured(SERVICE).await?;
         let choice = consoles::resolve(&config, name).map_err(refused)?;
         let image = match &choice.image {
-            Some(reference) => Some(
-                self.mgr
-                    .store
-                    .resolve(reference)
-                    .map_err(|_| UpError::NoImage(SERVICE.into(), reference.clone()))?,
-            ),
+            Some(reference) => Some(self.console_image(&choice.key, reference).await?),
             None => None,
         };
         let next = choice.apply(&base);
@@ -125,7 +120,7 @@ impl SystemServices {
                 let (img, r, file) = (
                     img.clone(),
                     reference.clone(),
-                    format!("console-{}", choice.key),
+                    super::preload::console_file(&choice.key),
                 );
                 tokio::task::spawn_blocking(move || super::preload::save(&store, &img, &r, &file))
                     .await
@@ -145,6 +140,33 @@ impl SystemServices {
             image: next.image,
             saved,
         })
+    }
+
+    /// The console's image from the store, else from where a switch saved it (a boot loads only
+    /// the image of the console it runs).
+    async fn console_image(
+        &self,
+        key: &str,
+        reference: &str,
+    ) -> Result<crate::engine::store::index::Image, UpError> {
+        if let Ok(i) = self.mgr.store.resolve(reference) {
+            return Ok(i);
+        }
+        let store = self.mgr.store.clone();
+        let k = key.to_string();
+        let loaded =
+            tokio::task::spawn_blocking(move || super::preload::load_console(&store, &k)).await;
+        match loaded {
+            Ok(Ok(names)) => {
+                tracing::info!(images = ?names, "console image loaded from the state partition")
+            }
+            Ok(Err(e)) => tracing::debug!(error = %format!("{e:#}"), "no saved console image"),
+            Err(e) => tracing::warn!(error = %e, "console image load task"),
+        }
+        self.mgr
+            .store
+            .resolve(reference)
+            .map_err(|_| UpError::NoImage(SERVICE.into(), reference.to_string()))
     }
 
     /// `reset`: throw away the console `name`'s own layer; the directory removed.
