@@ -198,7 +198,8 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     // The serial line's autologin session is Debian's too (agetty -a rancher).
     vm.expect(r"rancher@rancher:~\$ ", SWITCH).unwrap();
     vm.send("cat /etc/debian_version; id -un\n").unwrap();
-    vm.expect(r"[\r\n]12\.\d+\r?\nrancher\r?\n", SWITCH).unwrap();
+    vm.expect(r"[\r\n]12\.\d+\r?\nrancher\r?\n", SWITCH)
+        .unwrap();
     let in_debian = "cat /etc/debian_version; id -un; sudo id -u";
     let out = ssh(&vm, in_debian);
     assert!(out.starts_with("12."), "not Debian: {out}");

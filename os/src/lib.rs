@@ -60,6 +60,18 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
             rancherctl::main(rest)
         }
         "reboot" | "poweroff" | "halt" => {
+            // No options: PID 1 always stops every service cleanly first (busybox's -f and
+            // systemd's --force have nothing to skip here).
+            if !rest.is_empty() {
+                eprintln!(
+                    "usage: {cmd}\n(asks PID 1 to stop every service cleanly, then to {cmd})"
+                );
+                return ExitCode::from(if rest.iter().any(|a| a == "-h" || a == "--help") {
+                    0
+                } else {
+                    2
+                });
+            }
             let req = match cmd.as_str() {
                 "reboot" => rancherctl::power::Request::Reboot,
                 "poweroff" => rancherctl::power::Request::Poweroff,

@@ -166,9 +166,18 @@ fn join_group(path: &Path, gid: u32, name: &str, user: &str) -> Result<(), Strin
 /// password logins are on.
 pub fn prepare_server(root: &Path, kept: &Path, password: bool) -> Result<(), String> {
     let at = |p: &str| root.join(p.trim_start_matches('/'));
-    let key = match std::fs::read(kept) {
+    let read = match std::fs::metadata(kept) {
+        // A key file is some hundred bytes: anything larger is not one.
+        Ok(m) if m.len() > 4096 => return Err(format!("{}: not a key file", kept.display())),
+        _ => std::fs::read(kept),
+    };
+    let key = match read {
         Ok(b) if !b.is_empty() => {
             Ed25519::from_dropbear(&b).map_err(|e| format!("{}: {e}", kept.display()))?
+        }
+        // Made only when there is none: a key that cannot be read is an error, never replaced.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: {e}", kept.display()))
         }
         _ => {
             let k = keygen()?;
@@ -177,6 +186,9 @@ pub fn prepare_server(root: &Path, kept: &Path, password: bool) -> Result<(), St
             k
         }
     };
+    // OpenSSH's privilege separation directory (`sshd -t` below wants it too).
+    let sep = at("/run/sshd");
+    std::fs::create_dir_all(&sep).map_err(|e| format!("mkdir {}: {e}", sep.display()))?;
     write(&at(HOSTKEY), key.to_openssh().as_bytes(), 0o600)?;
     write(
         &at(&format!("{HOSTKEY}.pub")),
@@ -192,22 +204,53 @@ pub fn prepare_server(root: &Path, kept: &Path, password: bool) -> Result<(), St
     .find(|p| at(p).exists());
     write(
         &at(SSHD_CONFIG),
-        sshd_config(password, sftp).as_bytes(),
+        sshd_config(password, sftp, true).as_bytes(),
         0o644,
     )?;
-    // OpenSSH's privilege separation directory.
-    let sep = at("/run/sshd");
-    std::fs::create_dir_all(&sep).map_err(|e| format!("mkdir {}: {e}", sep.display()))?;
+    if root == Path::new("/") && !sshd_takes(SSHD_CONFIG)? {
+        // OpenSSH before 8.2 (RancherOS's older console images) knows no `Include`.
+        write(
+            &at(SSHD_CONFIG),
+            sshd_config(password, sftp, false).as_bytes(),
+            0o644,
+        )?;
+        if !sshd_takes(SSHD_CONFIG)? {
+            return Err(format!(
+                "this image's sshd refuses {SSHD_CONFIG} (`sshd -t -f {SSHD_CONFIG}`)"
+            ));
+        }
+    }
     Ok(())
 }
 
-/// The configuration sshd runs with (see the module docs).
-pub fn sshd_config(password: bool, sftp: Option<&str>) -> String {
+/// Whether the image's sshd takes the configuration `file` (`sshd -t`, its complaint said).
+fn sshd_takes(file: &str) -> Result<bool, String> {
+    let out = Command::new("/usr/sbin/sshd")
+        .args(["-t", "-f", file])
+        .output()
+        .map_err(|e| format!("/usr/sbin/sshd -t: {e}"))?;
+    if !out.status.success() {
+        eprintln!(
+            "ros-console: sshd -t -f {file}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.status.success())
+}
+
+/// The configuration sshd runs with (see the module docs); `include`: the drop-in directory
+/// first (OpenSSH 8.2 and later).
+pub fn sshd_config(password: bool, sftp: Option<&str>, include: bool) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
+    let include = if include {
+        "# Put your own settings in /etc/ssh/sshd_config.d/*.conf (read first: they win).\n\
+         Include /etc/ssh/sshd_config.d/*.conf\n"
+    } else {
+        ""
+    };
     let mut c = format!(
         "# Written by ros console-start at every start of the console: edits here are lost.\n\
-         # Put your own settings in /etc/ssh/sshd_config.d/*.conf (read first: they win).\n\
-         Include /etc/ssh/sshd_config.d/*.conf\n\
+         {include}\
          Port 22\n\
          HostKey {HOSTKEY}\n\
          PermitRootLogin no\n\
@@ -248,9 +291,21 @@ fn keygen() -> Result<Ed25519, String> {
     Ed25519::from_openssh(&text).map_err(|e| format!("ssh-keygen's key: {e}"))
 }
 
+/// Rewrite `path` atomically with `mode`, keeping its owner and group when it exists
+/// (Debian's /etc/shadow is group `shadow`).
 fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| (m.uid(), m.gid()));
     crate::config::atomic::write_atomic(path, data, mode)
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

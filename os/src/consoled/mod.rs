@@ -194,13 +194,22 @@ pub fn main(args: &[String]) -> ExitCode {
 const READY_WAIT: Duration = Duration::from_secs(10);
 
 /// Write `file` once port 22 takes connections on this host (the console shares the host's
-/// network), or after [`READY_WAIT`]: what PID 1's start order and a console switch wait for.
+/// network), within [`READY_WAIT`] (else never): what PID 1's start order and a console switch
+/// wait for.
 fn say_ready(file: &Path) {
     let t = Instant::now();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 22));
-    while t.elapsed() < READY_WAIT {
+    loop {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             break;
+        }
+        if t.elapsed() >= READY_WAIT {
+            // Not said ready: a switch to this console fails and the default one comes back.
+            eprintln!(
+                "consoled: port 22 did not answer within {} s; not ready",
+                READY_WAIT.as_secs()
+            );
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }

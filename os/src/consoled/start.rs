@@ -137,6 +137,11 @@ pub fn prepare(root: &Path, input: &Path, server: Server) -> Result<bool, String
         } else {
             set_shadow_hash(&at("/etc/shadow"), "rancher", &mkpasswd(password)?)?;
         }
+    } else if server == Server::OpenSsh {
+        // A full console's /etc/shadow is kept across boots: a password set once and then
+        // removed from the configuration must stop working everywhere (su, the terminals'
+        // login prompts), not only for SSH.
+        set_shadow_hash(&at("/etc/shadow"), "rancher", "*")?;
     }
     let key = at(HOSTKEY);
     if let Some(dir) = key.parent() {

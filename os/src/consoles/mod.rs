@@ -137,7 +137,9 @@ fn is_key(name: &str) -> bool {
 }
 
 /// The layer directory's name of an image reference (normalized): every character not
-/// `[a-z0-9_.-]` becomes `_` (`quay.io/x/y:1` → `quay.io_x_y_1`), cut to 64.
+/// `[a-z0-9_.-]` becomes `_` (`quay.io/x/y:1` → `quay.io_x_y_1`); a name longer than 64 is cut
+/// to 47 and ends with 16 hex digits of the reference's SHA-256, so two long references never
+/// share a layer.
 fn key_of(image: &str) -> String {
     let k: String = image
         .chars()
@@ -148,13 +150,18 @@ fn key_of(image: &str) -> String {
                 '_'
             }
         })
-        .take(64)
         .collect();
-    if k.starts_with(['.', '_', '-']) {
+    let k = if k.starts_with(['.', '_', '-']) {
         format!("x{k}")
     } else {
         k
+    };
+    if k.len() <= 64 {
+        return k;
     }
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(image.as_bytes()));
+    format!("{}-{}", &k[..47], &h[..16])
 }
 
 #[cfg(test)]
@@ -199,6 +206,9 @@ mod tests {
             assert!(resolve(&c, n).is_err(), "{n}");
         }
         assert_eq!(key_of("_x"), "x_x");
+        let long = |tag: &str| key_of(&format!("registry.example.com/{}/c:{tag}", "a".repeat(60)));
+        assert_eq!(long("1").len(), 64);
+        assert_ne!(long("1"), long("2"), "long references keep layers apart");
     }
 
     #[test]

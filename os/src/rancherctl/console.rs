@@ -106,7 +106,10 @@ fn switch(name: &str, now: bool) -> anyhow::Result<()> {
     // The engine takes the image from its store or from where a switch saved it; else it says
     // 404, and the image is pulled, then asked for again.
     let done: serde_json::Value = match client.json("POST", &path, None) {
-        Err(ClientError::Daemon { status: 404, .. }) if choice.image.is_some() => {
+        Err(ClientError::Daemon {
+            status: 404,
+            ref message,
+        }) if choice.image.is_some() && message.contains("no such image") => {
             let image = choice.image.as_deref().unwrap_or_default();
             println!("console {name}: pulling {image}");
             crate::system_docker::images::pull(&client, &[image.to_string()]).map_err(|e| {

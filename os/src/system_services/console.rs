@@ -1,16 +1,20 @@
 //! The `console` service as `rancher.console` chooses it ([`crate::consoles`]), and the
 //! console's verbs (`rancherctl console`, `POST /rancheros/console/{verb}?name=NAME`):
 //!
-//! - `switch`: the console now. The chosen console's container replaces the running one and
-//!   must serve SSH and run unbroken for [`STABLE`]; only then is its image saved for the next
-//!   boots ([`super::preload`], as `console-KEY.tar`) and `rancher.console` written (the
-//!   commit, as for a service upgrade). A console that does not hold is removed and the
-//!   default console runs again, `rancher.console` unchanged: the machine stays reachable.
-//! - `enable`: the same checks and the same save, but only `rancher.console` is written; the
-//!   console changes at the next boot.
-//! - `reset`: a full console's own layer thrown away (not while it runs).
+//! - `switch`: the console now. The chosen console's container replaces the running one, must
+//!   say it serves SSH (its ready file, written once port 22 answers) within 10 s, run unbroken
+//!   for [`STABLE`] and still answer on port 22; only then is its image saved for the next
+//!   boots ([`super::preload::save_console`]) and `rancher.console` written (the commit, as for
+//!   a service upgrade). A console that does not hold is removed and the default console runs
+//!   again, `rancher.console` unchanged: the machine stays reachable.
+//! - `enable`: the name resolved and its image found (nothing started), the image saved and
+//!   `rancher.console` written; the console changes at the next boot.
+//! - `reset`: a full console's own layer thrown away (not while a container of it exists).
 //!
-//! At boot a full console that does not hold is replaced the same way ([`SystemServices::boot`]).
+//! Everything from the first look at the store to the commit holds the services' lock, so two
+//! verbs (or a verb and an `up`) never interleave. At the end of a boot, a full console that is
+//! not running, has restarted, or does not answer on port 22 is replaced by the default one
+//! (one look, after its ready file or 10 s: [`SystemServices::boot`]).
 //! Every verb runs in the system engine, to its end even when its client goes away (the SSH
 //! session that asked for a switch ends with the old console).
 
@@ -75,19 +79,31 @@ impl SystemServices {
     ) -> Result<Switched, UpError> {
         let (config, base) = configured(SERVICE).await?;
         let choice = consoles::resolve(&config, name).map_err(refused)?;
+        // One console verb (and no boot, `up` or upgrade) at a time, from the first look at the
+        // store to the commit: two switches never commit out of order.
+        let mut inner = self.inner.lock().await;
         let image = match &choice.image {
             Some(reference) => Some(self.console_image(&choice.key, reference).await?),
             None => None,
         };
         let next = choice.apply(&base);
         if now {
-            let mut inner = self.inner.lock().await;
             self.take_settings(&mut inner, &config);
             tracing::info!(console = %choice.name, image = %next.image, "console switch");
             self.stop_current(SERVICE, &config).await?;
             let environment = inner.environment.clone();
+            // The ready file counts only when written after this start.
+            let since = std::time::SystemTime::now() - Duration::from_millis(20);
             let verdict = match self.run(&next, &environment, false).await {
-                Ok(()) => self.watch(SERVICE, true, STABLE).await,
+                Ok(()) if !fresh(consoles::READY, since) => {
+                    Err("it did not serve SSH within 10 s".to_string())
+                }
+                Ok(()) => match self.watch(SERVICE, true, STABLE).await {
+                    Ok(()) if !serves_ssh().await => {
+                        Err("port 22 does not answer after it held".to_string())
+                    }
+                    other => other,
+                },
                 Err(e) => Err(format!("it did not start: {e}")),
             };
             if let Err(why) = verdict {
@@ -117,17 +133,18 @@ impl SystemServices {
         let saved = match (&image, &choice.image) {
             (Some(img), Some(reference)) => {
                 let store = self.mgr.store.clone();
-                let (img, r, file) = (
-                    img.clone(),
-                    reference.clone(),
-                    super::preload::console_file(&choice.key),
-                );
-                tokio::task::spawn_blocking(move || super::preload::save(&store, &img, &r, &file))
+                let (img, r, key) = (img.clone(), reference.clone(), choice.key.clone());
+                tokio::task::spawn_blocking(move || {
+                    super::preload::save_console(&store, &img, &r, &key)
+                })
                     .await
                     .map_err(|e| refused(format!("save task: {e}")))?
                     .map_err(|e| UpError::Failed {
                         name: SERVICE.into(),
-                        message: format!("saving {reference} for the next boots: {e:#}"),
+                        message: format!(
+                            "{}saving {reference} for the next boots: {e:#} (rancher.console unchanged)",
+                            if now { "it runs, but " } else { "" }
+                        ),
                     })?
                     .display()
                     .to_string()
@@ -135,6 +152,7 @@ impl SystemServices {
             _ => String::new(),
         };
         commit(&choice).await?;
+        drop(inner);
         Ok(Switched {
             console: choice.name.clone(),
             image: next.image,
@@ -180,10 +198,12 @@ impl SystemServices {
         };
         let _inner = self.inner.lock().await;
         if let Ok(rec) = self.mgr.get(SERVICE) {
-            if rec.upper.as_deref() == Some(layer.as_path()) && rec.state.status.is_running() {
-                return Err(refused(format!(
-                    "{} is the console running now: switch to another one first",
-                    choice.name
+            // Whatever its state: a restarting console mounts its layer again any moment.
+            if rec.upper.as_deref() == Some(layer.as_path()) {
+                return Err(UpError::Conflict(format!(
+                    "{} is the console now ({}): switch to another one first",
+                    choice.name,
+                    rec.state.status.as_str()
                 )));
             }
         }
@@ -201,6 +221,39 @@ impl SystemServices {
         tracing::info!(console = %choice.name, layer = %layer.display(), "console reset");
         Ok(layer.display().to_string())
     }
+}
+
+/// The `console` service as configured (the default console), or why it does not check.
+pub(super) fn base_spec(config: &Config) -> Result<ServiceSpec, String> {
+    let raw = config
+        .rancher
+        .services
+        .get(SERVICE)
+        .ok_or("rancher.services.console is missing")?;
+    let value = serde_yaml_ng::to_value(raw).map_err(|e| e.to_string())?;
+    ServiceSpec::parse(SERVICE, &value).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Whether `file` was written at `since` or later.
+fn fresh(file: &str, since: std::time::SystemTime) -> bool {
+    std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .is_ok_and(|m| m >= since)
+}
+
+/// Whether something answers on port 22 of this host (every console shares its network).
+async fn serves_ssh() -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 22));
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
 }
 
 /// `rancher.console: NAME` in the saved configuration.
@@ -250,19 +303,25 @@ impl SystemServices {
         use crate::engine::manager::Lifecycle;
         let state = self.mgr.get(SERVICE).map(|r| r.state);
         let why = match &state {
-            Ok(s) if s.status == Lifecycle::Running && s.restart_count == 0 => return,
+            Ok(s) if s.status == Lifecycle::Running && s.restart_count == 0 => {
+                if serves_ssh().await {
+                    return;
+                }
+                "port 22 does not answer".to_string()
+            }
             Ok(s) if s.restart_count > 0 => format!("it restarted (exit code {})", s.exit_code),
             Ok(s) => format!("it is {} (exit code {})", s.status.as_str(), s.exit_code),
             Err(e) => format!("it has no container: {e}"),
         };
-        let Some(base) = config
-            .rancher
-            .services
-            .get(SERVICE)
-            .and_then(|raw| serde_yaml_ng::to_value(raw).ok())
-            .and_then(|v| ServiceSpec::parse(SERVICE, &v).ok())
-        else {
-            return;
+        let base = match base_spec(config) {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!(
+                    "console {} did not hold ({why}), and the default console's definition does not check: {e}",
+                    config.rancher.console.as_deref().unwrap_or_default()
+                ));
+                return;
+            }
         };
         let name = config.rancher.console.clone().unwrap_or_default();
         let _ = self.stop_current(SERVICE, config).await;

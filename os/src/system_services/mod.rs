@@ -103,7 +103,19 @@ impl SystemServices {
     pub async fn adopt(&self, config: &Config) {
         let mut inner = self.inner.lock().await;
         self.take_settings(&mut inner, config);
-        let (specs, _) = parse_all(config, &|_| false, &|i| self.mgr.store.resolve(i).is_ok());
+        let (mut specs, _) = parse_all(config, &|_| false, &|i| self.mgr.store.resolve(i).is_ok());
+        // The console that runs, not the one chosen: after a boot's fallback, or an `enable`, the
+        // two differ (its writable layer tells them apart).
+        if let (Some(spec), Ok(rec)) = (specs.get(console::SERVICE), self.mgr.get(console::SERVICE))
+        {
+            // (Between two full consoles the chosen one's spec stays: rebuilding another's
+            // from its layer's name alone is not worth an engine restart after an `enable`.)
+            if spec.upper.is_some() && rec.upper.is_none() {
+                if let Ok(base) = console::base_spec(config) {
+                    specs.insert(console::SERVICE.to_string(), base);
+                }
+            }
+        }
         let order: Vec<String> = plan_of(&specs).order;
         inner.order = order
             .into_iter()

@@ -59,28 +59,49 @@ fn save_in(
     Ok(path)
 }
 
-/// The name (without `.tar`) a console's image is saved under: `console-KEY`.
-pub fn console_file(key: &str) -> String {
-    format!("console-{key}")
+/// Where consoles' images are saved (`KEY.tar`), apart from the services' tars: a boot loads
+/// only the running console's.
+pub const CONSOLES: &str = "consoles";
+
+/// Save the image of the console `key`, atomically.
+pub fn save_console(
+    store: &Store,
+    image: &Image,
+    reference: &str,
+    key: &str,
+) -> anyhow::Result<PathBuf> {
+    let dir = Path::new(DIR).join(CONSOLES);
+    std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    save_in(&dir, store, image, reference, key)
 }
 
-/// Load every `*.tar` of [`DIR`]: the names loaded, and a line per file that would not load.
-/// Of the consoles' images (`console-*.tar`) only `console`'s, the one that will run (a full
-/// console's image is a distribution: 150 MB of files in RAM for each one kept).
+/// Load every `*.tar` of [`DIR`], and of the consoles' images ([`CONSOLES`]) only `console`'s,
+/// the one that will run (a full console's image is a distribution: 150 MB of files in RAM for
+/// each one loaded): the names loaded, and a line per file that would not load.
 pub fn load_all(store: &Store, console: Option<&str>) -> (Vec<String>, Vec<String>) {
-    load_from(Path::new(DIR), store, console)
+    let (mut loaded, mut problems) = load_from(Path::new(DIR), store);
+    if let Some(key) = console {
+        let path = Path::new(DIR).join(CONSOLES).join(format!("{key}.tar"));
+        if path.is_file() {
+            match store.load(&path, &LoadOptions::default()) {
+                Ok(images) => loaded.extend(images.iter().map(|l| l.image.display_name())),
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+    }
+    (loaded, problems)
 }
 
 /// Load the saved image of the console `key` (for a switch to it after a boot that did not).
 pub fn load_console(store: &Store, key: &str) -> anyhow::Result<Vec<String>> {
-    let path = Path::new(DIR).join(format!("{}.tar", console_file(key)));
+    let path = Path::new(DIR).join(CONSOLES).join(format!("{key}.tar"));
     let images = store
         .load(&path, &LoadOptions::default())
         .with_context(|| format!("loading {}", path.display()))?;
     Ok(images.iter().map(|l| l.image.display_name()).collect())
 }
 
-fn load_from(dir: &Path, store: &Store, console: Option<&str>) -> (Vec<String>, Vec<String>) {
+fn load_from(dir: &Path, store: &Store) -> (Vec<String>, Vec<String>) {
     let mut loaded = Vec::new();
     let mut problems = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -94,10 +115,6 @@ fn load_from(dir: &Path, store: &Store, console: Option<&str>) -> (Vec<String>, 
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "tar"))
-        .filter(|p| {
-            let stem = p.file_stem().unwrap_or_default().to_string_lossy();
-            !stem.starts_with("console-") || console.map(console_file).as_deref() == Some(&*stem)
-        })
         .collect();
     files.sort();
     for path in files {
@@ -130,19 +147,17 @@ mod tests {
         std::os::unix::fs::symlink(&saved, preload.join("link.tar")).unwrap();
 
         let fresh = Store::open(src.path().join("fresh")).unwrap();
-        // Consoles' images: only the one that runs.
-        save_in(&preload, &store, &image, "ros-test/x:2", "console-other").unwrap();
-        let other = Store::open(src.path().join("a")).unwrap();
-        let (loaded, _) = load_from(&preload, &other, Some("mine"));
-        assert_eq!(
-            loaded,
-            ["ros-test/x:2"],
-            "syslog.tar alone, not console-other.tar"
-        );
-        let (loaded, _) = load_from(&preload, &other, Some("other"));
-        assert_eq!(loaded.len(), 2, "the console that runs: {loaded:?}");
-        std::fs::remove_file(preload.join("console-other.tar")).unwrap();
-        let (loaded, problems) = load_from(&preload, &fresh, None);
+        // A directory (the consoles' images) is not a tar: not read here.
+        std::fs::create_dir_all(preload.join(CONSOLES)).unwrap();
+        save_in(
+            &preload.join(CONSOLES),
+            &store,
+            &image,
+            "ros-test/x:2",
+            "debian",
+        )
+        .unwrap();
+        let (loaded, problems) = load_from(&preload, &fresh);
         assert_eq!(loaded, ["ros-test/x:2"]);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("bad.tar"), "{problems:?}");

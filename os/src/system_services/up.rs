@@ -27,6 +27,9 @@ pub enum UpError {
     /// A console verb refused (`NAME is not a valid console`, …).
     #[error("{0}")]
     Console(String),
+    /// Refused for what is running now.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl UpError {
@@ -34,7 +37,7 @@ impl UpError {
     pub fn status(&self) -> u16 {
         match self {
             UpError::NotFound(_) | UpError::NoImage(..) => 404,
-            UpError::Disabled(_) => 409,
+            UpError::Disabled(_) | UpError::Conflict(_) => 409,
             UpError::Invalid { .. } | UpError::Console(_) => 400,
             UpError::Failed { .. } => 500,
         }

@@ -52,6 +52,16 @@ impl SystemServices {
             message,
         };
         let (config, spec) = configured(name).await?;
+        if name == super::console::SERVICE {
+            if let Ok(c) = crate::consoles::configured(&config) {
+                if !c.is_default() {
+                    return Err(UpError::Conflict(format!(
+                        "the console is {} (rancher.console): a service upgrade changes the default console's image; `rancherctl console switch default` first, or switch to the new image as a console",
+                        c.name
+                    )));
+                }
+            }
+        }
         let store = &self.mgr.store;
         let new = store
             .resolve(image)
