@@ -12,7 +12,8 @@
 //! pulled by the system engine from a registry (this machine's, through `guestfwd`) and is a
 //! console of its own; switching to `default` and back to `debian` duplicates nothing we
 //! manage; a console image without an SSH server leaves the default console running and
-//! reachable; `reset` throws the console's changes away.
+//! reachable; `reset` throws the console's changes away; `enable` changes the console at the
+//! next boot only.
 
 use harness::disk::Disk;
 use harness::registry::Registry;
@@ -307,6 +308,26 @@ fn a_debian_console_is_switched_to_kept_and_left() {
     assert!(ssh(&vm, "cat /etc/debian_version").starts_with("12."));
     let out = vm.ssh("dpkg-query -W ros-test-hello 2>&1").unwrap();
     assert!(!out.status.success(), "the package outlived reset");
+
+    // enable: nothing changes now; the next boot has the default console.
+    let out = ssh(&vm, "sudo rancherctl console enable default");
+    assert!(out.contains("from the next boot on"), "{out}");
+    let list = ssh(&vm, "sudo rancherctl console list");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("debian ") && l.contains("current"))
+            && list
+                .lines()
+                .any(|l| l.starts_with("default ") && l.contains("enabled")),
+        "{list}"
+    );
+    let _ = vm.ssh("sudo reboot");
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.wait_ssh(BOOT).unwrap();
+    assert!(ssh(&vm, "ls /etc/debian_version 2>&1 || true").contains("No such file"));
+    assert_eq!(state_of_console(&vm), "running ros/console:latest");
+    assert!(ssh(&vm, "docker ps").contains("keeper"));
 }
 
 /// The Debian console's packages across an OS upgrade, on the disk image (A/B slots): v1 in

@@ -95,7 +95,8 @@ impl SystemServices {
             // The ready file counts only when written after this start.
             let since = std::time::SystemTime::now() - Duration::from_millis(20);
             let verdict = match self.run(&next, &environment, false).await {
-                Ok(()) if !fresh(consoles::READY, since) => {
+                // (The default console's service has no ready-file label: waited for here.)
+                Ok(()) if !until_fresh(consoles::READY, since).await => {
                     Err("it did not serve SSH within 10 s".to_string())
                 }
                 Ok(()) => match self.watch(SERVICE, true, STABLE).await {
@@ -240,11 +241,21 @@ pub(super) fn base_spec(config: &Config) -> Result<ServiceSpec, String> {
     })
 }
 
-/// Whether `file` was written at `since` or later.
-fn fresh(file: &str, since: std::time::SystemTime) -> bool {
-    std::fs::metadata(file)
-        .and_then(|m| m.modified())
-        .is_ok_and(|m| m >= since)
+/// Whether `file` is written at `since` or later within the services' ready wait.
+async fn until_fresh(file: &str, since: std::time::SystemTime) -> bool {
+    let t = std::time::Instant::now();
+    loop {
+        let fresh = std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m >= since);
+        if fresh {
+            return true;
+        }
+        if t.elapsed() >= crate::services::spec::READY_WAIT {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Whether something answers on port 22 of this host (every console shares its network).
