@@ -212,7 +212,20 @@ pub fn set_shadow_hash(shadow: &Path, user: &str, hash: &str) -> Result<(), Stri
 /// A SHA-512 crypt(3) hash of `password` by busybox `mkpasswd` (the password on its stdin,
 /// never on a command line).
 fn mkpasswd(password: &str) -> Result<String, String> {
-    let (program, args) = ("mkpasswd", ["-m", "sha512", "-S", &salt(), "-P", "0"]);
+    let out = feed(
+        "mkpasswd",
+        &["-m", "sha512", "-S", &salt(), "-P", "0"],
+        password,
+    )?;
+    let hash = String::from_utf8_lossy(&out).trim().to_string();
+    if !hash.starts_with("$6$") {
+        return Err("mkpasswd gave no SHA-512 hash".into());
+    }
+    Ok(hash)
+}
+
+/// Run `program` with `input` on its stdin (never on a command line); its stdout.
+fn feed(program: &str, args: &[&str], input: &str) -> Result<Vec<u8>, String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::piped())
@@ -221,36 +234,16 @@ fn mkpasswd(password: &str) -> Result<String, String> {
         .map_err(|e| format!("{program}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(password.as_bytes())
+            .write_all(input.as_bytes())
             .map_err(|e| format!("{program}: {e}"))?;
     }
     let out = child
         .wait_with_output()
         .map_err(|e| format!("{program}: {e}"))?;
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || !hash.starts_with("$6$") {
+    if !out.status.success() {
         return Err(format!("{program} failed ({})", out.status));
     }
-    Ok(hash)
-}
-
-/// Run `program` with `input` on its stdin (never on a command line).
-fn feed(program: &str, args: &[&str], input: &str) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-    }
-    let st = child.wait().map_err(|e| format!("{program}: {e}"))?;
-    if !st.success() {
-        return Err(format!("{program} failed ({st})"));
-    }
-    Ok(())
+    Ok(out.stdout)
 }
 
 /// 16 characters of crypt's salt alphabet, from the kernel's random bytes.
