@@ -128,6 +128,25 @@ impl Docker {
     }
 }
 
+/// This machine's own dockerd (the reference engine, used to push images to test registries),
+/// addressed explicitly so that no `DOCKER_HOST` reaches our engines; panics with its output
+/// when the command fails.
+pub fn host_docker(args: &[&str]) {
+    let out = Command::new("docker")
+        .args(["-H", "unix:///var/run/docker.sock"])
+        .args(args)
+        .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_CONTEXT")
+        .output()
+        .expect("docker runs (cargo harness setup installs docker.io)");
+    assert!(
+        out.status.success(),
+        "dockerd: docker {args:?}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

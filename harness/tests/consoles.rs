@@ -16,6 +16,7 @@
 //! next boot only.
 
 use harness::disk::Disk;
+use harness::docker_cli::host_docker;
 use harness::registry::Registry;
 use harness::ssh::Key;
 use harness::vm::{Drive, Vm, VmOptions, READY};
@@ -35,23 +36,6 @@ fn image_drive(revision: u32) -> Drive {
 
 /// Where the VM sees the test registry.
 const REGISTRY: &str = "10.0.2.100:5000";
-
-/// This machine's dockerd, addressed explicitly (never our engines).
-fn host_docker(args: &[&str]) {
-    let out = std::process::Command::new("docker")
-        .args(["-H", "unix:///var/run/docker.sock"])
-        .args(args)
-        .env_remove("DOCKER_HOST")
-        .env_remove("DOCKER_CONTEXT")
-        .output()
-        .expect("docker runs (cargo harness setup installs docker.io)");
-    assert!(
-        out.status.success(),
-        "dockerd: docker {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn ssh(vm: &Vm, cmd: &str) -> String {
     vm.ssh_ok(cmd).unwrap()

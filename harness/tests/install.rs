@@ -128,21 +128,7 @@ fn the_iso_installs_a_disk_that_boots_by_itself_and_keeps_its_arguments_across_a
     // (Debian's docker-registry on this machine's loopback; this machine's dockerd pushes it).
     let registry = harness::registry::Registry::start(None, None).unwrap();
     let pushed = format!("127.0.0.1:{}/rancheros/os:5.0.0-up", registry.port);
-    let host = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .args(["-H", "unix:///var/run/docker.sock"])
-            .args(args)
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_CONTEXT")
-            .output()
-            .expect("docker runs");
-        assert!(
-            out.status.success(),
-            "dockerd: docker {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let host = harness::docker_cli::host_docker;
     host(&["load", "-i", &v5.display().to_string()]);
     host(&["tag", "rancheros/os:5.0.0-up", &pushed]);
     host(&["push", &pushed]);
