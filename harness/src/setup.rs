@@ -53,6 +53,10 @@ const BUILD_PACKAGES: &[&str] = &[
     "docker-registry",
     // Debian's python3-docker imports paramiko for ssh:// even when it shells out to ssh.
     "python3-paramiko",
+    // Tests: the web UI (`ros ui`) driven in a real browser, headless, over WebDriver
+    // (tests/ui.rs).
+    "chromium",
+    "chromium-driver",
 ];
 
 /// The Python `docker` library the client test drives the user engine with (the issue's

@@ -21,6 +21,7 @@ mod merge;
 pub mod model;
 pub mod network;
 pub mod private;
+pub mod replace;
 pub mod runcmd;
 pub mod validate;
 pub mod write_files;
