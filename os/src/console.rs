@@ -8,10 +8,36 @@ use std::time::Duration;
 /// Print one `[ros] ` line on stdout (the console for PID 1), ignoring write errors: a console
 /// that cannot be written to must never stop the boot.
 pub fn say(msg: impl std::fmt::Display) {
+    let line = msg.to_string();
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[ros] {msg}");
+    let _ = writeln!(out, "[ros] {line}");
     let _ = out.flush();
+    let mut journal = JOURNAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(lines) = journal.as_mut().filter(|l| l.len() < JOURNAL_MAX) {
+        lines.push(line);
+    }
 }
+
+/// The lines PID 1 said during boot, kept when [`keep_journal`] asked (PID 1 only), for
+/// `/run/ros/boot.log` (the web UI's boot chart and ready time).
+static JOURNAL: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
+/// A boot says a few dozen lines; past this many the rest is not kept.
+const JOURNAL_MAX: usize = 1000;
+
+/// Keep what [`say`] prints from now on (see [`journal`]).
+pub fn keep_journal() {
+    let mut journal = JOURNAL.lock().unwrap_or_else(|p| p.into_inner());
+    journal.get_or_insert_with(Vec::new);
+}
+
+/// The lines kept since [`keep_journal`].
+pub fn journal() -> Vec<String> {
+    let journal = JOURNAL.lock().unwrap_or_else(|p| p.into_inner());
+    journal.clone().unwrap_or_default()
+}
+
+/// Where PID 1 leaves its boot's lines once ready (or degraded).
+pub const BOOT_LOG: &str = "/run/ros/boot.log";
 
 /// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,7 @@ pub mod state;
 pub mod system_docker;
 pub mod system_services;
 pub mod tty;
+pub mod ui;
 
 use std::process::ExitCode;
 
@@ -93,6 +94,8 @@ pub fn dispatch(args: Vec<String>) -> ExitCode {
         "ntpd" => ntp::main(rest),
         // The console container's main process: the SSH server and a getty per terminal.
         "consoled" => consoled::main(rest),
+        // The `ui` system service: the local web UI (in its container).
+        "ui" => ui::main(rest),
         // The console image's command: ready the rancher user, then become consoled.
         "console-start" => consoled::start::main(rest),
         // A container's init (services with `init: true`), bound in as /sbin/ros-init.

@@ -75,12 +75,14 @@ pub fn replace(layers: &[Layer], user_raw: &Value, text: &str) -> Result<Replace
         }
     });
 
-    // What the new layer gives, checked against what was asked.
+    // What the new layer gives, read as it will be (bad keys it kept left out), checked against
+    // what was asked.
+    let read_back = validate::check_value("rancherctl", layer.clone()).value;
     let after_layers: Vec<Layer> = layers
         .iter()
         .map(|l| match l.kind {
             LayerKind::User => Layer {
-                value: layer.clone(),
+                value: read_back.clone(),
                 ..l.clone()
             },
             _ => l.clone(),
@@ -89,7 +91,7 @@ pub fn replace(layers: &[Layer], user_raw: &Value, text: &str) -> Result<Replace
             (!layers.iter().any(|l| l.kind == LayerKind::User)).then(|| Layer {
                 kind: LayerKind::User,
                 source: "rancherctl".into(),
-                value: layer.clone(),
+                value: read_back.clone(),
             }),
         )
         .collect();
@@ -166,7 +168,8 @@ fn strip_nulls(v: &mut Value) {
 }
 
 fn get<'a>(root: &'a Value, path: &[Value]) -> Option<&'a Value> {
-    path.iter().try_fold(root, |node, k| node.as_mapping()?.get(k))
+    path.iter()
+        .try_fold(root, |node, k| node.as_mapping()?.get(k))
 }
 
 /// Set `path` to `value`, making maps on the way (a non-map on the way is replaced).
@@ -269,7 +272,11 @@ mod tests {
                 "cloud-config.yml",
                 "hostname: box\nrancher: {password: secret, sysctl: {a.b: '1'}}",
             ),
-            layer(LayerKind::Cmdline, "kernel command line", "rancher: {debug: true}"),
+            layer(
+                LayerKind::Cmdline,
+                "kernel command line",
+                "rancher: {debug: true}",
+            ),
         ]
     }
 

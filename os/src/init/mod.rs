@@ -97,6 +97,7 @@ pub fn main() -> ExitCode {
         say(format!("init {started:.3}"));
         switch_root::leave_initramfs(started);
     }
+    crate::console::keep_journal();
     let mut boot = Boot::default();
     steps::run_all(&mut boot);
     if boot.engine.is_none() && boot.not_running.is_empty() {
@@ -107,6 +108,17 @@ pub fn main() -> ExitCode {
     } else {
         say(format!("not running: {}", boot.not_running.join(", ")));
         say(format!("degraded {:.3}", since_boot()));
+    }
+    let lines: String = crate::console::journal()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Err(e) = crate::config::atomic::write_atomic(
+        std::path::Path::new(crate::console::BOOT_LOG),
+        lines.as_bytes(),
+        0o644,
+    ) {
+        say(format!("{}: {e}", crate::console::BOOT_LOG));
     }
     spawn_boot_health(&boot.not_running);
 

@@ -8,6 +8,7 @@ pub mod power;
 mod service;
 mod state;
 mod tls;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ commands:
              upgrade -i FILE|IMAGE; rollback
   tls        gen: a new CA, server and client certificate for the user engine's remote API
              (rancher.docker.tls) in /var/lib/docker/tls (rancherctl tls help)
+  ui         token [--ttl 10m] [--read-only]: a one-time login link for the web UI;
+             ca: its CA certificate (rancherctl ui help)
   reboot     stop every service cleanly and reboot
   poweroff   stop every service cleanly and power off
   halt       stop every service cleanly and halt";
@@ -43,6 +46,7 @@ pub fn main(args: &[String]) -> ExitCode {
         "os" => os::main(&args[1..]),
         "install" => install::main(&args[1..]),
         "tls" => tls::main(&args[1..]),
+        "ui" => ui::main(&args[1..]),
         "reboot" => power::request(power::Request::Reboot),
         "poweroff" | "shutdown" => power::request(power::Request::Poweroff),
         "halt" => power::request(power::Request::Halt),

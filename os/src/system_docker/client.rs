@@ -180,7 +180,7 @@ impl Client {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Box<dyn Read>,
+    pub body: Box<dyn Read + Send>,
 }
 
 impl Response {
@@ -200,7 +200,7 @@ impl Response {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
-        let body: Box<dyn Read> =
+        let body: Box<dyn Read + Send> =
             if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
                 Box::new(Chunked::new(r))
             } else if let Some(n) = header("content-length").and_then(|v| v.parse::<u64>().ok()) {

@@ -25,6 +25,7 @@
 //! starts that process and waits for the boot's services to be up.
 
 mod boot;
+mod config_edit;
 mod console;
 pub mod container;
 pub mod preload;
@@ -34,6 +35,7 @@ mod up;
 mod upgrade;
 
 pub use boot::Booted;
+pub use config_edit::{Applied, ConfigView, EditError, REVERT_AFTER};
 pub use console::Switched;
 pub use status::STATUS_PATH;
 pub use up::UpError;
@@ -55,6 +57,8 @@ pub struct SystemServices {
     known: Arc<Mutex<status::Known>>,
     /// The configuration's `write_files`, for the prepare hook.
     write_files: Arc<Mutex<Vec<WriteFile>>>,
+    /// The configuration editor's saves, one at a time, and a network change on trial.
+    edits: tokio::sync::Mutex<config_edit::Edits>,
 }
 
 #[derive(Default)]
@@ -86,6 +90,7 @@ impl SystemServices {
             inner: tokio::sync::Mutex::new(Inner::default()),
             known: Arc::default(),
             write_files,
+            edits: Default::default(),
         });
         me.watch_status();
         me

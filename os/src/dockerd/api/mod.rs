@@ -1,7 +1,7 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
 //! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
 //! `processes` (pause, unpause, top, stats), `archive` (`docker cp`), `events`, `images`,
-//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`; `rancheros`: what Docker has no word for, on the system engine).
+//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`; `rancheros`: what Docker has no word for, on the system engine; `rancheros_host`: the host for the web UI).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
@@ -21,6 +21,7 @@ mod networks;
 mod processes;
 mod pty;
 mod rancheros;
+mod rancheros_host;
 mod registry;
 mod system;
 mod system_df;
@@ -153,6 +154,21 @@ fn router(api: Arc<Api>) -> Router {
         )
         .route("/rancheros/services/{name}/up", post(rancheros::up))
         .route("/rancheros/console/{verb}", post(rancheros::console))
+        .route(
+            "/rancheros/config",
+            get(rancheros_host::config_view).post(rancheros_host::config_apply),
+        )
+        .route(
+            "/rancheros/config/check",
+            post(rancheros_host::config_check),
+        )
+        .route(
+            "/rancheros/config/confirm",
+            post(rancheros_host::config_confirm),
+        )
+        .route("/rancheros/services", get(rancheros_host::services_status))
+        .route("/rancheros/boot", get(rancheros_host::boot))
+        .route("/rancheros/power/{verb}", post(rancheros_host::power))
         .route(
             "/rancheros/services/{name}/upgrade",
             post(rancheros::upgrade),
