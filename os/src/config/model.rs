@@ -146,6 +146,8 @@ pub struct Rancher {
     pub state: State,
     #[serde(default, deserialize_with = "or_default")]
     pub upgrade: Upgrade,
+    #[serde(default, deserialize_with = "or_default")]
+    pub ui: Ui,
     /// What the bootloader says about this boot (`rancher.boot.slot=SLOT_A` from GRUB).
     #[serde(default, deserialize_with = "or_default")]
     pub boot: Boot,
@@ -375,6 +377,17 @@ pub struct Boot {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// `rancher.ui`: the local web UI (`ros ui`, the `ui` system service).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ui {
+    /// The `ui` service runs only when this is true (or `rancher.services_include.ui`).
+    #[serde(default, deserialize_with = "or_default")]
+    pub enabled: bool,
+    /// Where it listens (HTTPS): `0.0.0.0:9443` when not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `rancher.upgrade`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Upgrade {
@@ -476,6 +489,7 @@ impl Default for Rancher {
             system_docker: Docker::default(),
             state: State::default(),
             upgrade: Upgrade::default(),
+            ui: Ui::default(),
             boot: Boot::default(),
             ssh: Ssh::default(),
             cloud_init: CloudInit::default(),

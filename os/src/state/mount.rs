@@ -20,6 +20,8 @@ pub const PERSISTENT: &[&str] = &[
     "var/lib/rancher/preload",
     // Full consoles' own changes (their writable layers: crate::consoles).
     "var/lib/rancher/console",
+    // The web UI's CA and audit log (crate::ui).
+    "var/lib/rancher/ui",
 ];
 
 /// The state root: the mount point, or `rancher.state.directory` under it. Refuses a directory

@@ -140,6 +140,20 @@ impl SystemServices {
     }
 }
 
+/// Services of the built-in configuration that are off unless their key says so.
+pub const OPT_IN: &[&str] = &["ui"];
+
+/// Whether service `name` is to run: not switched off by `rancher.services_include.NAME:
+/// false`; an opt-in one ([`OPT_IN`]) only when `rancher.services_include.NAME: true` or its
+/// own key (`rancher.ui.enabled`) says so.
+pub fn enabled(config: &Config, name: &str) -> bool {
+    match config.rancher.services_include.get(name) {
+        Some(on) => *on,
+        None if name == "ui" => config.rancher.ui.enabled,
+        None => !OPT_IN.contains(&name),
+    }
+}
+
 /// A service that does not check: its name, its image, every problem in it (joined).
 type Invalid = (String, String, String);
 
@@ -157,8 +171,8 @@ fn parse_all(
         if skip(name) {
             continue;
         }
-        if config.rancher.services_include.get(name) == Some(&false) {
-            tracing::info!(service = %name, "disabled by rancher.services_include; not started");
+        if !enabled(config, name) {
+            tracing::info!(service = %name, "not enabled (rancher.services_include, rancher.ui.enabled); not started");
             continue;
         }
         let value = serde_yaml_ng::to_value(raw).unwrap_or_default();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub enum UpError {
     #[error("No such service: {0}")]
     NotFound(String),
-    #[error("service {0} is disabled (rancher.services_include.{0}: false)")]
+    #[error("service {0} is not enabled (rancher.services_include.{0}; for ui: rancher.ui.enabled)")]
     Disabled(String),
     #[error("service {name}: {message}")]
     Invalid { name: String, message: String },
@@ -109,7 +109,7 @@ pub(super) async fn configured(name: &str) -> Result<(Config, ServiceSpec), UpEr
     for e in &errors {
         tracing::warn!(error = %e, "config problem (up)");
     }
-    if config.rancher.services_include.get(name) == Some(&false) {
+    if !super::enabled(&config, name) {
         return Err(UpError::Disabled(name.to_string()));
     }
     let raw = config

@@ -37,6 +37,9 @@ pub const DIR: &str = "/var/lib/rancher/ui";
 pub const ADMIN_SOCKET: &str = "/run/ros-ui/admin.sock";
 /// The default address.
 pub const LISTEN: &str = "0.0.0.0:9443";
+/// The system engine's socket (`engine::api::SOCKET` through the host's `/var/run` link, which
+/// the UI's container does not have).
+pub const SYSTEM_SOCKET: &str = "/run/system-docker.sock";
 /// The user engine's socket.
 pub const USER_SOCKET: &str = "/run/docker/docker.sock";
 
@@ -115,10 +118,7 @@ fn configured_listen(backend: &backend::Sockets) -> Option<String> {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let backend = Arc::new(backend::Sockets::new(
-        crate::engine::api::SOCKET,
-        USER_SOCKET,
-    ));
+    let backend = Arc::new(backend::Sockets::new(SYSTEM_SOCKET, USER_SOCKET));
     let listen = match args.listen.clone() {
         Some(l) => l,
         None => {
