@@ -2,7 +2,7 @@
 //! session; every request that changes something (any method but GET and HEAD) must come from
 //! this server's own pages (`Origin`) and carry the session's form token; a read-only session
 //! changes nothing. Every change is written to the audit log. Responses forbid framing,
-//! caching, referrers and any script or style not served here.
+//! caching, referrers to other sites and any script or style not served here.
 
 use super::audit::{self, Audit};
 use super::auth::{self, Auth, Session};
@@ -134,7 +134,8 @@ async fn headers(mut r: Response) -> Response {
     );
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    // Not `no-referrer`: with it browsers send `Origin: null` on the pages' own form posts.
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::CACHE_CONTROL, "no-store");
     r
 }
