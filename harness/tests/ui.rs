@@ -53,7 +53,10 @@ fn driver() -> Option<Driver> {
         .expect("chromedriver starts");
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "chromedriver did not listen"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Some(Driver { child, port })
@@ -95,9 +98,7 @@ fn vm_with_ui(name: &str, key: &Key) -> Vm {
 fn token(vm: &Vm, args: &str) -> String {
     let t = Instant::now();
     loop {
-        let out = vm
-            .ssh(&format!("sudo rancherctl ui token {args}"))
-            .unwrap();
+        let out = vm.ssh(&format!("sudo rancherctl ui token {args}")).unwrap();
         if out.status.success() {
             let url = String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -136,22 +137,33 @@ async fn text_of(c: &Client, css: &str) -> String {
         .await
     {
         Ok(e) => e.text().await.unwrap(),
-        Err(e) => {
-            let url = c.current_url().await.map(|u| u.to_string());
-            let page = c.source().await.unwrap_or_default();
-            shot(c, "failed").await;
-            panic!("{css}: {e}; at {url:?}:\n{page}")
-        }
+        Err(e) => fail(c, css, e).await,
     }
 }
 
+/// Panic with the page the browser is on (and keep its picture).
+async fn fail(c: &Client, what: &str, e: impl std::fmt::Display) -> ! {
+    let url = c.current_url().await.map(|u| u.to_string());
+    let page = c.source().await.unwrap_or_default();
+    shot(c, "failed").await;
+    panic!("{what}: {e}; at {url:?}:\n{page}")
+}
+
+/// Click a button that submits a form, and wait until the next page has replaced this one
+/// (an element of this page goes stale), so that what is read next is the new page's.
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    let old = c.find(Locator::Css("html")).await.unwrap();
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.click().await.unwrap(),
+        Err(e) => fail(c, css, e).await,
+    }
+    let t = Instant::now();
+    while old.tag_name().await.is_ok() {
+        if t.elapsed() > Duration::from_secs(60) {
+            fail(c, css, "the page did not change after the click").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Log in with `url` in the browser.
@@ -229,7 +241,7 @@ fn a_browser_logs_in_changes_the_hostname_and_sees_it_applied() {
         // The console's link.
         login(&c, &url).await;
         assert_eq!(text_of(&c, "#hostname").await, "rancher");
-        assert!(text_of(&c, "#health").await.contains("running of"));
+        assert!(text_of(&c, "#health").await.contains(" running"));
         shot(&c, "overview").await;
 
         // The config editor: add a hostname, review the diff, apply.
@@ -252,7 +264,9 @@ fn a_browser_logs_in_changes_the_hostname_and_sees_it_applied() {
         c.close().await.unwrap();
     });
     assert_eq!(ssh(&vm, "hostname"), "uitest");
-    assert!(ssh(&vm, "sudo cat /var/lib/rancher/conf/cloud-config.yml").contains("hostname: uitest"));
+    assert!(
+        ssh(&vm, "sudo cat /var/lib/rancher/conf/cloud-config.yml").contains("hostname: uitest")
+    );
     let audit = ssh(&vm, "sudo cat /proc/1/root/var/lib/rancher/ui/audit.log");
     assert!(audit.contains("\"action\":\"config apply\""), "{audit}");
 }
@@ -265,10 +279,6 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
     let vm = vm_with_ui("ui_more", &key);
     let url = token(&vm, "");
     let read_only = token(&vm, "--read-only --ttl 5m");
-    let saved_before = vm
-        .ssh("sudo cat /var/lib/rancher/conf/cloud-config.yml 2>/dev/null")
-        .unwrap()
-        .stdout;
     let pid_of = |vm: &Vm| {
         ssh(vm, "sudo rancherctl service list")
             .lines()
@@ -281,6 +291,10 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
         let c = browser(&d).await;
         login(&c, &url).await;
         // Invalid YAML: the problem at its line, no apply, nothing written.
+        let saved_before = vm
+            .ssh("sudo cat /var/lib/rancher/conf/cloud-config.yml 2>/dev/null")
+            .unwrap()
+            .stdout;
         c.goto(&format!("{}/config", base(&vm))).await.unwrap();
         edit(&c, "#cloud-config\nhostname: x\nrancher: [\n").await;
         click(&c, "#review").await;
@@ -288,6 +302,52 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
         assert!(problems.contains("nothing was written") && problems.contains("line "), "{problems}");
         assert!(c.find(Locator::Css("#apply")).await.is_err());
         shot(&c, "config-invalid").await;
+        let saved_after = vm
+            .ssh("sudo cat /var/lib/rancher/conf/cloud-config.yml 2>/dev/null")
+            .unwrap()
+            .stdout;
+        assert_eq!(saved_before, saved_after, "invalid YAML wrote nothing");
+
+        // A network change waits for its confirmation; one not confirmed is undone.
+        async fn network_change(c: &Client, vm: &Vm, nameserver: &str) {
+            c.goto(&format!("{}/config", base(vm))).await.unwrap();
+            let area = c.find(Locator::Css("#config-text")).await.unwrap();
+            let text = area.prop("value").await.unwrap().unwrap_or_default();
+            assert!(text.contains("\nrancher:\n"), "{text}");
+            let text = match text.find("      - 10.0.2.3\n") {
+                Some(_) => text.replace("      - 10.0.2.3\n", &format!("      - {nameserver}\n")),
+                None => text.replacen(
+                    "\nrancher:\n",
+                    &format!("\nrancher:\n  network:\n    dns:\n      nameservers:\n      - {nameserver}\n"),
+                    1,
+                ),
+            };
+            edit(c, &text).await;
+            click(c, "#review").await;
+            click(c, "#apply").await;
+            let done = text_of(c, "#notice-ok").await;
+            assert!(done.contains("Restarted: network"), "{done}");
+            assert!(text_of(c, "#pending").await.contains("undone in"));
+        }
+        network_change(&c, &vm, "10.0.2.3").await;
+        click(&c, "#confirm").await;
+        let kept = text_of(&c, "#notice-ok").await;
+        assert!(kept.contains("kept"), "{kept}");
+        assert!(c.find(Locator::Css("#pending")).await.is_err());
+        network_change(&c, &vm, "10.0.2.4").await;
+        shot(&c, "config-pending").await;
+        let t = Instant::now();
+        loop {
+            let saved = ssh(&vm, "sudo cat /var/lib/rancher/conf/cloud-config.yml");
+            if !saved.contains("10.0.2.4") {
+                assert!(saved.contains("10.0.2.3"), "the confirmed change stays: {saved}");
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(120), "not undone: {saved}");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        eprintln!("network change undone {:.0} s after it was applied", t.elapsed().as_secs_f64());
+        assert!(vm.serial_text().contains("the network change was not confirmed within 60 s: undone"));
 
         // A restart from the service's page: its state and new lines arrive live.
         c.goto(&format!("{}/services/ntp", base(&vm))).await.unwrap();
@@ -296,15 +356,27 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
             assert!(t.elapsed() < Duration::from_secs(30));
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let lines_before = text_of(&c, "#live-log").await.lines().count();
         click(&c, "#action-restart").await;
         let done = text_of(&c, "#notice-ok").await;
         assert!(done.contains("restart done"), "{done}");
+        // Watching the page, a restart from the console: its lines and state arrive live.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = text_of(&c, "#live-log").await;
+        let exits_before = before.matches("service ntp exited").count();
+        assert!(vm.ssh("sudo rancherctl service restart ntp").unwrap().status.success());
         let t = Instant::now();
         loop {
             let log = text_of(&c, "#live-log").await;
             let state = text_of(&c, "#live-state").await;
-            if log.lines().count() > lines_before.min(1) && state.starts_with("running") {
+            let after_exit = log
+                .rsplit("service ntp exited")
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if log.matches("service ntp exited").count() > exits_before
+                && after_exit.contains("ntpd: servers")
+                && state.starts_with("running")
+            {
                 break;
             }
             assert!(
@@ -326,6 +398,7 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
         // A read-only session: the buttons are off, and a change is refused.
         login(&c, &read_only).await;
         c.goto(&format!("{}/services/ntp", base(&vm))).await.unwrap();
+        text_of(&c, "#live-state").await;
         let restart = c.find(Locator::Css("#action-restart")).await.unwrap();
         assert!(restart.attr("disabled").await.unwrap().is_some());
         let status: serde_json::Value = c
@@ -342,11 +415,6 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
         c.close().await.unwrap();
     });
     assert_ne!(pid_of(&vm), ntp_pid, "ntp was restarted by the UI");
-    let saved_after = vm
-        .ssh("sudo cat /var/lib/rancher/conf/cloud-config.yml 2>/dev/null")
-        .unwrap()
-        .stdout;
-    assert_eq!(saved_before, saved_after, "invalid YAML wrote nothing");
     let audit = ssh(&vm, "sudo cat /proc/1/root/var/lib/rancher/ui/audit.log");
     assert!(audit.contains("\"action\":\"service restart\""), "{audit}");
 }

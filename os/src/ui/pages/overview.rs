@@ -39,7 +39,10 @@ pub async fn show(axum::extract::State(ui): St, axum::Extension(s): Sess) -> Res
         @match &services {
             Ok(list) => {
                 p #health {
-                    (list.iter().filter(|s| s.state == "running").count()) " running of " (list.len()) "."
+                    (list.iter().filter(|s| s.state == "running").count()) " running"
+                    @let ended = list.iter().filter(|s| s.state == "exited").count();
+                    @if ended > 0 { ", " (ended) " run to their end" }
+                    " (of " (list.len()) ")."
                     @for s in list.iter().filter(|s| s.state != "running" && s.state != "exited") {
                         " " a href=(format!("/services/{}", s.name)) { (s.name) } " is " span class=(format!("state-{}", s.state)) { (s.state) } "."
                     }
