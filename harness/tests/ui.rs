@@ -391,6 +391,12 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
             text_of(&c, "h1").await;
             shot(&c, &page.replace('/', "-")).await;
         }
+        c.goto(&format!("{}/kernel-log?filter=linux+version", base(&vm)))
+            .await
+            .unwrap();
+        let kernel = text_of(&c, "#log").await;
+        assert!(kernel.starts_with('[') && kernel.contains("Linux version"), "{kernel}");
+        assert_eq!(kernel.lines().count(), 1, "{kernel}");
         // A spent token.
         click(&c, "#logout").await;
         login(&c, &url).await;

@@ -99,6 +99,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/services/{name}/{verb}", post(pages::services::act))
         .route("/logs", get(pages::logs::index))
         .route("/logs/{name}", get(pages::logs::show))
+        .route("/kernel-log", get(pages::logs::kernel))
         .route("/containers", get(pages::containers::list))
         .route("/containers/{id}/logs", get(pages::containers::logs))
         .route("/containers/{id}/events", get(pages::containers::events))

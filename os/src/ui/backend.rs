@@ -102,6 +102,8 @@ pub trait Backend: Send + Sync + 'static {
         follow: bool,
     ) -> Result<Box<dyn Read + Send>, String>;
     fn boot_log(&self) -> Result<String, String>;
+    /// The kernel's log, as `dmesg` prints it.
+    fn kernel_log(&self) -> Result<String, String>;
     fn containers(&self) -> Result<Vec<Container>, String>;
     fn images(&self) -> Result<Vec<Image>, String>;
     fn power(&self, verb: &str) -> Result<(), String>;
@@ -282,6 +284,16 @@ impl Backend for Sockets {
         let resp = self
             .system
             .request("GET", "/rancheros/boot", None)
+            .and_then(|r| r.ok())
+            .map_err(text)?;
+        let bytes = resp.bytes().map_err(text)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn kernel_log(&self) -> Result<String, String> {
+        let resp = self
+            .system
+            .request("GET", "/rancheros/kmsg", None)
             .and_then(|r| r.ok())
             .map_err(text)?;
         let bytes = resp.bytes().map_err(text)?;

@@ -97,6 +97,9 @@ impl Backend for Fake {
     fn boot_log(&self) -> Result<String, String> {
         Ok("step mounts ok 3.0ms\nstep system-services ok 900.0ms\nready 2.500\n".into())
     }
+    fn kernel_log(&self) -> Result<String, String> {
+        Ok("[    0.000000] Linux version 6.1\n[    5.140900] virtio_net eth0: up\n".into())
+    }
     fn containers(&self) -> Result<Vec<Container>, String> {
         Ok(vec![Container {
             id: "abc".into(),
@@ -230,6 +233,7 @@ fn every_page_needs_a_session_and_renders_with_one() {
         ("/services", "ros/busybox:latest"),
         ("/services/ntp", "restarts 1"),
         ("/logs", "/logs/ntp"),
+        ("/kernel-log?filter=virtio", "virtio_net eth0: up"),
         ("/logs/ntp?filter=error", "ntp ERROR two"),
         ("/containers", "nginx:latest"),
         ("/containers/web/logs", "web line one"),

@@ -168,6 +168,7 @@ fn router(api: Arc<Api>) -> Router {
         )
         .route("/rancheros/services", get(rancheros_host::services_status))
         .route("/rancheros/boot", get(rancheros_host::boot))
+        .route("/rancheros/kmsg", get(rancheros_host::kmsg))
         .route("/rancheros/power/{verb}", post(rancheros_host::power))
         .route(
             "/rancheros/services/{name}/upgrade",

@@ -12,6 +12,8 @@
 //! - `POST /rancheros/config/confirm`: keep a network change (else undone after 60 s);
 //! - `GET /rancheros/services`: `rancherctl service list`'s lines, as JSON;
 //! - `GET /rancheros/boot`: PID 1's lines of this boot (steps, ready), as text;
+//! - `GET /rancheros/kmsg`: the kernel's log (`/dev/kmsg`, as `dmesg` prints it: `[seconds]
+//!   message`), which only root reads (`kernel.dmesg_restrict`);
 //! - `POST /rancheros/power/{reboot|poweroff}`: PID 1's clean shutdown.
 
 use super::St;
@@ -152,4 +154,68 @@ pub async fn power(
     tracing::info!(verb, "power: asked through the API");
     crate::rancherctl::power::request(req).map_err(|e| ApiError::internal(format!("{e:#}")))?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn kmsg(axum::extract::State(api): St) -> Result<Response, ApiError> {
+    services(&api)?;
+    let text = tokio::task::spawn_blocking(|| read_kmsg(std::path::Path::new("/dev/kmsg")))
+        .await
+        .map_err(|e| ApiError::internal(format!("kmsg task: {e}")))?
+        .map_err(|e| ApiError::internal(format!("/dev/kmsg: {e}")))?;
+    Ok(text.into_response())
+}
+
+/// Every record `/dev/kmsg` holds now, as `[seconds] message` lines (continuation lines and
+/// the key=value dictionary lines left out).
+fn read_kmsg(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let mut out = String::new();
+    // One record per read; a record is at most about 8 KB.
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.push_str(&kmsg_line(&String::from_utf8_lossy(&buf[..n]))),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // Overwritten while read (EPIPE): the next read gives the next record.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// `6,339,5140900,-;message` → `[    5.140900] message`.
+pub fn kmsg_line(record: &str) -> String {
+    let first = record.lines().next().unwrap_or_default();
+    let Some((head, message)) = first.split_once(';') else {
+        return String::new();
+    };
+    let micros: u64 = head
+        .split(',')
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    format!(
+        "[{:5}.{:06}] {message}\n",
+        micros / 1_000_000,
+        micros % 1_000_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kmsg_records_read_as_dmesg_prints_them() {
+        assert_eq!(
+            super::kmsg_line("6,339,5140900,-;virtio_net virtio0 eth0: up\n SUBSYSTEM=net\n"),
+            "[    5.140900] virtio_net virtio0 eth0: up\n"
+        );
+        assert_eq!(super::kmsg_line("garbage"), "");
+    }
 }

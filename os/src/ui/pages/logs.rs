@@ -1,4 +1,5 @@
-//! Every system service's log: read, filtered, followed live, downloaded.
+//! Every system service's log (read, filtered, followed live, downloaded) and the kernel's
+//! (read, filtered, downloaded).
 
 use super::layout::{notice, page};
 use super::services::valid_name;
@@ -20,7 +21,10 @@ pub async fn index(axum::extract::State(ui): St, axum::Extension(s): Sess) -> Re
     let body = html! {
         @match &services {
             Ok(list) => {
-                ul #logs { @for svc in list { li { a href=(format!("/logs/{}", svc.name)) { (svc.name) } } } }
+                ul #logs {
+                    li { a href="/kernel-log" { "the kernel" } }
+                    @for svc in list { li { a href=(format!("/logs/{}", svc.name)) { (svc.name) } } }
+                }
             }
             Err(e) => { (notice("error", e)) }
         }
@@ -46,13 +50,63 @@ pub fn read_log(
         .take(MAX_BYTES)
         .read_to_end(&mut text)
         .map_err(|e| format!("reading the log: {e}"))?;
-    let text = String::from_utf8_lossy(&text);
+    Ok(filtered(&String::from_utf8_lossy(&text), filter))
+}
+
+/// Lines of `text` holding `filter` (case-insensitive; empty: all).
+fn filtered(text: &str, filter: &str) -> String {
     let f = filter.to_lowercase();
-    Ok(text
-        .lines()
+    text.lines()
         .filter(|l| f.is_empty() || l.to_lowercase().contains(&f))
         .map(|l| format!("{l}\n"))
-        .collect())
+        .collect()
+}
+
+fn download(name: &str, text: String) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.log\""),
+            ),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+/// The kernel's log (read when the page is asked for; reload to see more).
+pub async fn kernel(
+    axum::extract::State(ui): St,
+    axum::Extension(s): Sess,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let filter = q.filter.clone().unwrap_or_default();
+    let text = blocking(&ui, |b| b.kernel_log())
+        .await
+        .map(|t| filtered(&t, &filter));
+    if q.download.is_some() {
+        return match text {
+            Ok(t) => download("kernel", t),
+            Err(e) => (StatusCode::BAD_GATEWAY, e).into_response(),
+        };
+    }
+    let body = html! {
+        form method="get" action="/kernel-log" {
+            label { "Lines holding " input type="text" name="filter" id="filter" value=(filter); }
+            " " button type="submit" { "Filter" }
+            " " a href=(format!("/kernel-log?download=1&filter={}", crate::system_docker::encode(&filter))) { "Download" }
+        }
+        @match &text {
+            Ok(t) => { pre #log { (t) } }
+            Err(e) => { (notice("error", e)) }
+        }
+    };
+    page("Kernel log", "/logs", Some(&s), body)
 }
 
 pub async fn show(
