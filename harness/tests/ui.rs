@@ -1,7 +1,8 @@
 //! The web UI (`ros ui`, os/src/ui) in a VM, driven from this machine by Debian's `chromium`
 //! through `chromium-driver` (WebDriver, headless, via fantoccini), as an operator would.
 //!
-//! Per push: the UI is off by default; with `rancher.ui.enabled=true` it serves HTTPS with a
+//! Per push: the UI is off by default; once `rancher.ui.enabled` is set and `ui` is up, it
+//! serves HTTPS with a
 //! certificate its own CA (`rancherctl ui ca`) signs for the address the browser uses; a wrong
 //! token is refused; the link `rancherctl ui token` prints logs in; the hostname is changed in
 //! the config editor, reviewed as a diff, applied, and seen on the overview and over SSH.
@@ -190,19 +191,23 @@ fn rt() -> tokio::runtime::Runtime {
 fn a_browser_logs_in_changes_the_hostname_and_sees_it_applied() {
     let Some(d) = driver() else { return };
     let key = Key::generate("ui_edit").unwrap();
-    // Off by default.
-    {
-        let opts = VmOptions::new("ui_off").unwrap().ssh_key(&key);
-        let mut vm = Vm::boot(opts).unwrap();
-        vm.expect(READY, BOOT).unwrap();
-        vm.wait_ssh(BOOT).unwrap();
-        let list = ssh(&vm, "sudo rancherctl service list");
-        assert!(!list.lines().any(|l| l.starts_with("ui ")), "{list}");
-        let out = vm.ssh("sudo rancherctl ui token").unwrap();
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
-    }
-    let vm = vm_with_ui("ui_edit", &key);
+    // Off by default; on once enabled, without a reboot.
+    let opts = VmOptions::new("ui_edit")
+        .unwrap()
+        .ssh_key(&key)
+        .forward(PORT);
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.wait_ssh(BOOT).unwrap();
+    let list = ssh(&vm, "sudo rancherctl service list");
+    assert!(!list.lines().any(|l| l.starts_with("ui ")), "{list}");
+    let out = vm.ssh("sudo rancherctl ui token").unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    ssh(
+        &vm,
+        "sudo rancherctl config set rancher.ui.enabled true && sudo rancherctl service up ui",
+    );
     let url = token(&vm, "");
     assert!(
         ssh(&vm, "sudo rancherctl service list").contains("ui "),

@@ -165,14 +165,12 @@ fn touches_network(changed: &[String]) -> bool {
         .any(|k| crate::config::keypath::is_under(k, "rancher.network") || k == "rancher")
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, EditError> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, EditError>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| EditError::Failed(format!("config task: {e}")))?
-    }
+) -> Result<T, EditError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EditError::Failed(format!("config task: {e}")))?
 }
 
 impl SystemServices {
@@ -301,8 +299,10 @@ impl SystemServices {
             "config: the network change was not confirmed within {} s: undone",
             REVERT_AFTER.as_secs()
         ));
-        let mut applied = Applied::default();
-        applied.problems = self.apply_saved().await;
+        let mut applied = Applied {
+            problems: self.apply_saved().await,
+            ..Applied::default()
+        };
         self.restart_network(&mut applied).await;
         for p in applied.problems {
             crate::console::say(format!("config: {p}"));
