@@ -429,3 +429,134 @@ fn invalid_yaml_live_logs_and_what_a_session_may_not_do() {
     let audit = ssh(&vm, "sudo cat /proc/1/root/var/lib/rancher/ui/audit.log");
     assert!(audit.contains("\"action\":\"service restart\""), "{audit}");
 }
+
+/// The installed system (the A/B disk image, v1 in slot A) upgraded and rolled back from the
+/// OS page: the upgrade's progress as it comes, the reboot it offers, v2 booted on trial, the
+/// UI back with its CA and its setting, then a rollback.
+#[test]
+#[ignore = "nightly: an upgrade and a rollback from the browser"]
+fn an_upgrade_and_a_rollback_from_the_os_page() {
+    use harness::vm::Drive;
+    let Some(d) = driver() else { return };
+    let img = harness::image::ensure_built().unwrap();
+    let dir = harness::paths::repo_root().join("target").join("disks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("ui_upgrade.img");
+    harness::diskimage::build(&img.kernel, &img.initrd, "1.0.0-v1", &disk).unwrap();
+    let v2 = harness::osimage::build(
+        &img.kernel,
+        &img.initrd,
+        "2.0.0-v2",
+        &dir.join("ui-os-v2.tar"),
+    )
+    .unwrap();
+    let opts = VmOptions::new("ui_upgrade")
+        .unwrap()
+        .firmware_boot()
+        .allow_reboot()
+        .forward(PORT)
+        .drive(Drive {
+            path: disk,
+            format: "raw".into(),
+            read_only: false,
+        })
+        .drive(Drive {
+            path: v2,
+            format: "raw".into(),
+            read_only: true,
+        });
+    let mut vm = Vm::boot(opts).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    vm.sh_ok(
+        "sudo rancherctl config set rancher.ui.enabled true && sudo rancherctl service up ui",
+        BOOT,
+    )
+    .unwrap();
+    let console_token = |vm: &mut Vm| {
+        let t = Instant::now();
+        loop {
+            let (out, code) = vm.sh("sudo rancherctl ui token 2>&1", BOOT).unwrap();
+            if code == 0 {
+                let token = out
+                    .split("token=")
+                    .nth(1)
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string();
+                return format!("{}/login?token={token}", base(vm));
+            }
+            assert!(t.elapsed() < Duration::from_secs(120), "{out}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    let url = console_token(&mut vm);
+    let ca_before = vm.sh_ok("sudo rancherctl ui ca", BOOT).unwrap();
+    rt().block_on(async {
+        let c = browser(&d).await;
+        login(&c, &url).await;
+        c.goto(&format!("{}/system", base(&vm))).await.unwrap();
+        let version = text_of(&c, "#version").await;
+        assert!(
+            version.contains("version: 1.0.0-v1") && version.contains("SLOT_A"),
+            "{version}"
+        );
+        c.find(Locator::Css("#image"))
+            .await
+            .unwrap()
+            .send_keys("/dev/vdb")
+            .await
+            .unwrap();
+        click(&c, "#upgrade").await;
+        let done = text_of(&c, "#notice-ok").await;
+        assert!(done.contains("next boot"), "{done}");
+        let progress = text_of(&c, "#progress").await;
+        assert!(
+            progress.contains("SLOT_B holds 2.0.0-v2 and boots next, on trial")
+                && progress.contains("[exit 0]"),
+            "{progress}"
+        );
+        shot(&c, "upgrade").await;
+        c.find(Locator::Css("#reboot"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
+    vm.expect(r"\[ros\] shutdown complete", BOOT).unwrap();
+    vm.shell_ended();
+    vm.expect(r"booting SLOT_B \(trial 1\)", BOOT).unwrap();
+    vm.expect(READY, BOOT).unwrap();
+    let url = console_token(&mut vm);
+    assert_eq!(
+        vm.sh_ok("sudo rancherctl ui ca", BOOT).unwrap(),
+        ca_before,
+        "the CA is kept"
+    );
+    rt().block_on(async {
+        let c = browser(&d).await;
+        login(&c, &url).await;
+        c.goto(&format!("{}/system", base(&vm))).await.unwrap();
+        let version = text_of(&c, "#version").await;
+        assert!(
+            version.contains("version: 2.0.0-v2") && version.contains("SLOT_B"),
+            "{version}"
+        );
+        click(&c, "#rollback").await;
+        let progress = text_of(&c, "#progress").await;
+        assert!(progress.contains("SLOT_A boots next"), "{progress}");
+        assert!(text_of(&c, "#notice-ok").await.contains("next boot"));
+        shot(&c, "rollback").await;
+        c.close().await.unwrap();
+    });
+    let audit = vm
+        .sh_ok("sudo cat /proc/1/root/var/lib/rancher/ui/audit.log", BOOT)
+        .unwrap();
+    assert!(
+        audit.contains("\"action\":\"os upgrade\"") && audit.contains("\"action\":\"os rollback\""),
+        "{audit}"
+    );
+}

@@ -109,7 +109,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/config/apply", post(pages::config::apply))
         .route("/config/confirm", post(pages::config::confirm))
         .route("/system", get(pages::system::show))
-        .route("/system/{verb}", post(pages::system::power))
+        .route("/system/{verb}", post(pages::system::act))
         .route("/static/ui.css", get(pages::layout::css))
         .route("/static/ui.js", get(pages::layout::js))
         .fallback(not_found)

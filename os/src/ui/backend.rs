@@ -107,6 +107,11 @@ pub trait Backend: Send + Sync + 'static {
     fn containers(&self) -> Result<Vec<Container>, String>;
     fn images(&self) -> Result<Vec<Image>, String>;
     fn power(&self, verb: &str) -> Result<(), String>;
+    /// `rancherctl os version|list`'s lines, or what it said when it failed.
+    fn os_read(&self, verb: &str) -> Result<String, String>;
+    /// `rancherctl os upgrade -i IMAGE|rollback --no-reboot`, its output as it comes (the last
+    /// line `[exit N]`).
+    fn os_change(&self, verb: &str, image: &str) -> Result<Box<dyn Read + Send>, String>;
 }
 
 /// The engines' sockets.
@@ -347,6 +352,38 @@ impl Backend for Sockets {
             .and_then(|r| r.ok())
             .map(|_| ())
             .map_err(text)
+    }
+
+    fn os_read(&self, verb: &str) -> Result<String, String> {
+        let resp = self
+            .system
+            .request("GET", &Sockets::os_path(verb, ""), None)
+            .and_then(|r| r.ok())
+            .map_err(|e| match e {
+                ClientError::Daemon { message, .. } => message,
+                other => other.to_string(),
+            })?;
+        let bytes = resp.bytes().map_err(text)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn os_change(&self, verb: &str, image: &str) -> Result<Box<dyn Read + Send>, String> {
+        let resp = self
+            .system
+            .request("POST", &Sockets::os_path(verb, image), None)
+            .and_then(|r| r.ok())
+            .map_err(text)?;
+        Ok(resp.body)
+    }
+}
+
+impl Sockets {
+    fn os_path(verb: &str, image: &str) -> String {
+        if image.is_empty() {
+            format!("/rancheros/os/{}", encode(verb))
+        } else {
+            format!("/rancheros/os/{}?image={}", encode(verb), encode(image))
+        }
     }
 }
 

@@ -120,6 +120,18 @@ impl Backend for Fake {
         self.call(format!("power {verb}"));
         Ok(())
     }
+    fn os_read(&self, verb: &str) -> Result<String, String> {
+        match verb {
+            "version" => Ok("version: 1.0.0-v1\nslot: SLOT_A\n".into()),
+            _ => Err("rancher.upgrade: neither url nor image is set".into()),
+        }
+    }
+    fn os_change(&self, verb: &str, image: &str) -> Result<Box<dyn std::io::Read + Send>, String> {
+        self.call(format!("os {verb} {image}"));
+        Ok(Box::new(std::io::Cursor::new(format!(
+            "upgrading to <2.0.0> from {image}\nSLOT_B holds 2.0.0 and boots next, on trial\n[exit 0]\n"
+        ))))
+    }
 }
 
 const HOST: &str = "10.0.0.5:9443";
@@ -238,7 +250,7 @@ fn every_page_needs_a_session_and_renders_with_one() {
         ("/containers", "nginx:latest"),
         ("/containers/web/logs", "web line one"),
         ("/config", "hostname: box"),
-        ("/system", "step system-services ok"),
+        ("/system", "version: 1.0.0-v1"),
     ] {
         let a = send(&t, get(path, Some(&id)));
         assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
@@ -396,6 +408,43 @@ fn a_read_only_session_reads_and_changes_nothing() {
         send(&t, get("/config", Some(&id))).status,
         StatusCode::SEE_OTHER
     );
+}
+
+#[test]
+fn an_upgrade_streams_its_progress_escaped_and_a_bad_image_never_reaches_the_host() {
+    let t = setup();
+    let (id, csrf) = login(&t, false);
+    let a = send(
+        &t,
+        post(
+            "/system/upgrade",
+            Some(&id),
+            Some(ORIGIN),
+            &format!("csrf={csrf}&image=%2Fdev%2Fvdb"),
+        ),
+    );
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body.contains("upgrading to &lt;2.0.0&gt; from /dev/vdb"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("id=\"reboot\""),
+        "a reboot is offered: {}",
+        a.body
+    );
+    let a = send(
+        &t,
+        post(
+            "/system/upgrade",
+            Some(&id),
+            Some(ORIGIN),
+            &format!("csrf={csrf}&image=-f"),
+        ),
+    );
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert_eq!(*t.fake.calls.lock().unwrap(), ["os upgrade /dev/vdb"]);
 }
 
 #[test]

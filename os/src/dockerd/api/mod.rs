@@ -1,7 +1,7 @@
 //! The Docker Engine API of the user engine: only translation between HTTP and the manager
 //! (routes a file per area: `containers`, `attach` (attach and logs streams), `exec`,
 //! `processes` (pause, unpause, top, stats), `archive` (`docker cp`), `events`, `images`,
-//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`; `rancheros`: what Docker has no word for, on the system engine; `rancheros_host`: the host for the web UI).
+//! `image_save` (save, prune), `registry` (pull, push, login), `volumes`, `json` (records as Docker's JSON), `system` (ping, version, info), `system_df`; `rancheros`: what Docker has no word for, on the system engine; `rancheros_host`, `rancheros_os`: the host and its slots for the web UI).
 //!
 //! Every response carries `Api-Version`, `Ostype` and `Server`, as dockerd's do; any version
 //! prefix (`/v1.24/` … `/v1.51/`) is accepted and served as ours, and clients negotiate down
@@ -22,6 +22,7 @@ mod processes;
 mod pty;
 mod rancheros;
 mod rancheros_host;
+pub(crate) mod rancheros_os;
 mod registry;
 mod system;
 mod system_df;
@@ -169,6 +170,10 @@ fn router(api: Arc<Api>) -> Router {
         .route("/rancheros/services", get(rancheros_host::services_status))
         .route("/rancheros/boot", get(rancheros_host::boot))
         .route("/rancheros/kmsg", get(rancheros_host::kmsg))
+        .route(
+            "/rancheros/os/{verb}",
+            get(rancheros_os::read).post(rancheros_os::change),
+        )
         .route("/rancheros/power/{verb}", post(rancheros_host::power))
         .route(
             "/rancheros/services/{name}/upgrade",

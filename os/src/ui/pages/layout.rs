@@ -20,6 +20,11 @@ const NAV: &[(&str, &str)] = &[
 
 /// A whole page; `here` is the navigation entry it belongs to.
 pub fn page(title: &str, here: &str, session: Option<&Session>, body: Markup) -> Response {
+    Html(page_html(title, here, session, body)).into_response()
+}
+
+/// [`page`]'s HTML.
+pub fn page_html(title: &str, here: &str, session: Option<&Session>, body: Markup) -> String {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -55,7 +60,7 @@ pub fn page(title: &str, here: &str, session: Option<&Session>, body: Markup) ->
             }
         }
     };
-    Html(markup.into_string()).into_response()
+    markup.into_string()
 }
 
 /// The hidden form token every form that changes something carries.
