@@ -30,10 +30,10 @@ pub fn keep_journal() {
     journal.get_or_insert_with(Vec::new);
 }
 
-/// The lines kept since [`keep_journal`].
+/// The lines kept since [`keep_journal`]; keeping them ends.
 pub fn journal() -> Vec<String> {
-    let journal = JOURNAL.lock().unwrap_or_else(|p| p.into_inner());
-    journal.clone().unwrap_or_default()
+    let mut journal = JOURNAL.lock().unwrap_or_else(|p| p.into_inner());
+    journal.take().unwrap_or_default()
 }
 
 /// Where PID 1 leaves its boot's lines once ready (or degraded).

@@ -25,11 +25,28 @@ pub struct Replaced {
     pub changed: Vec<String>,
 }
 
-/// What the editor shows: the layers from OEM up, merged, without secrets.
+/// What the editor shows: the layers from OEM up, merged, without secrets, and without the
+/// maps that held only secrets (an empty `docker: {}` would invite deleting what it hides).
 pub fn export_view(layers: &[Layer]) -> Value {
     let mut v = super::merge_layers(layers.iter().filter(|l| l.kind >= LayerKind::Oem));
-    private::hide_private(&mut v);
+    hide(&mut v);
     v
+}
+
+/// Remove the secrets, then every map their removal left empty.
+fn hide(v: &mut Value) {
+    for key in private::hide_private(v) {
+        let parts: Vec<&str> = key.split('.').collect();
+        for n in (1..parts.len()).rev() {
+            let parent = parts[..n].join(".");
+            let empty = super::keypath::get(v, &parent)
+                .is_some_and(|p| p.as_mapping().is_some_and(Mapping::is_empty));
+            if !empty {
+                break;
+            }
+            super::keypath::remove(v, &parent);
+        }
+    }
 }
 
 /// The `rancherctl` layer that turns `layers`' export into `text` (a whole `#cloud-config`
@@ -74,6 +91,17 @@ pub fn replace(layers: &[Layer], user_raw: &Value, text: &str) -> Result<Replace
             }
         }
     });
+
+    // Secrets are not the editor's: whatever a removal above took with it goes back.
+    for key in private::PRIVATE_KEYS {
+        if let (Some(v), None) = (
+            super::keypath::get(user_raw, key),
+            super::keypath::get(&layer, key),
+        ) {
+            let path: Vec<Value> = key.split('.').map(|k| Value::String(k.into())).collect();
+            set(&mut layer, &path, v.clone());
+        }
+    }
 
     // What the new layer gives, read as it will be (bad keys it kept left out), checked against
     // what was asked.
@@ -180,20 +208,22 @@ fn set(root: &mut Value, path: &[Value], value: Value) {
     };
     let mut node = root;
     for k in parents {
-        if !node.is_mapping() {
-            *node = Value::Mapping(Mapping::new());
-        }
-        let map = node.as_mapping_mut().expect("made a map above");
-        node = map
+        node = map_of(node)
             .entry(k.clone())
             .or_insert_with(|| Value::Mapping(Mapping::new()));
     }
+    map_of(node).insert(last.clone(), value);
+}
+
+/// `node` as a map, made one if it is anything else.
+fn map_of(node: &mut Value) -> &mut Mapping {
     if !node.is_mapping() {
         *node = Value::Mapping(Mapping::new());
     }
-    node.as_mapping_mut()
-        .expect("made a map above")
-        .insert(last.clone(), value);
+    match node {
+        Value::Mapping(m) => m,
+        _ => unreachable!("made a map just above"),
+    }
 }
 
 /// Remove `path` and then every map it leaves empty on the way up.
@@ -360,6 +390,31 @@ mod tests {
         let e = replace(&layers, &user(&layers), text).unwrap_err();
         assert_eq!(e[0].path, "rancher.shutdown_timeout");
         assert_eq!(e[0].location.unwrap().line, 4);
+    }
+
+    #[test]
+    fn secrets_survive_the_removal_of_what_held_them() {
+        let layers = vec![
+            layer(LayerKind::Defaults, "os-config.yml", "hostname: rancher"),
+            layer(
+                LayerKind::User,
+                "cloud-config.yml",
+                "hostname: box\nrancher: {password: secret, debug: true, docker: {server_key: K}}",
+            ),
+        ];
+        let text = export_text(&layers);
+        assert!(
+            !text.contains("docker"),
+            "a map of secrets only is not shown: {text}"
+        );
+        // The whole `rancher` map deleted, and what it hid with it.
+        let r = replace(&layers, &user(&layers), "hostname: box\n").unwrap();
+        assert_eq!(r.changed, ["rancher"]);
+        let want: Value = serde_yaml_ng::from_str(
+            "hostname: box\nrancher: {password: secret, docker: {server_key: K}}",
+        )
+        .unwrap();
+        assert_eq!(r.layer, want);
     }
 
     #[test]

@@ -38,11 +38,15 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 
 fn admin() -> anyhow::Result<Client> {
     let socket = std::path::Path::new(crate::ui::ADMIN_SOCKET);
-    if !socket.exists() {
-        bail!(
+    match std::fs::symlink_metadata(socket) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("{}: permission denied: run it as root (sudo)", socket.display())
+        }
+        Err(_) => bail!(
             "the web UI is not running ({} missing): rancherctl config set rancher.ui.enabled true, then rancherctl service up ui",
             socket.display()
-        );
+        ),
     }
     Ok(Client {
         socket: socket.into(),

@@ -72,6 +72,21 @@ impl Client {
         Response::read(BufReader::new(stream))
     }
 
+    /// [`Client::request`] without a body, whose reads give up after `timeout` without data
+    /// (a follower that must notice, now and then, that nobody reads it any more).
+    pub fn request_timeout(
+        &self,
+        method: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Response, ClientError> {
+        let stream = self.send(method, path, None, false)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(io_err("setting a read timeout"))?;
+        Response::read(BufReader::new(stream))
+    }
+
     /// A request that asks to upgrade the connection (`Upgrade: tcp`, as `docker exec` does):
     /// on `101` the raw connection, as a buffered reader (frames may already be buffered) and
     /// a writer (for stdin); any other answer is the daemon's error.

@@ -8,7 +8,9 @@
 //! (hostname, the console's keys and password, sysctl, `write_files`), and restarts `network`
 //! when `rancher.network` changed. A network change is on trial: unless confirmed within
 //! [`REVERT_AFTER`], the layer it replaced is written back and `network` restarted again, so an
-//! edit that cuts the operator off undoes itself.
+//! edit that cuts the operator off undoes itself (the whole edit: the layer as it was before
+//! it). While one waits, other applies are refused (409), so its undoing finds the file as it
+//! left it; a file changed meanwhile by `rancherctl config` is left alone, and said so.
 
 use super::SystemServices;
 use crate::config::{atomic, replace, ConfigPaths, Problem};
@@ -58,6 +60,8 @@ pub enum EditError {
     Stale(String),
     #[error("no change waits for a confirmation")]
     NothingPending,
+    #[error("a network change waits for its confirmation ({0} s left): confirm it, or let it be undone, before another change")]
+    Pending(u64),
     #[error("{0}")]
     Failed(String),
 }
@@ -66,7 +70,7 @@ impl EditError {
     pub fn status(&self) -> u16 {
         match self {
             EditError::Invalid(_) => 400,
-            EditError::Stale(_) => 409,
+            EditError::Stale(_) | EditError::Pending(_) => 409,
             EditError::NothingPending => 404,
             EditError::Failed(_) => 500,
         }
@@ -186,11 +190,16 @@ impl SystemServices {
             }
         })
         .await?;
-        let edits = self.edits.lock().await;
+        // Not waiting for an apply that restarts the network: its countdown shows next time.
+        let revert_in = self
+            .edits
+            .try_lock()
+            .ok()
+            .and_then(|e| e.pending.as_ref().map(secs_left));
         Ok(ConfigView {
             version: version_of(&text),
             text,
-            revert_in: edits.pending.as_ref().map(secs_left),
+            revert_in,
         })
     }
 
@@ -210,6 +219,10 @@ impl SystemServices {
         version: String,
     ) -> Result<Applied, EditError> {
         let mut edits = self.edits.lock().await;
+        // One change on trial at a time: its undoing then finds the file as it left it.
+        if let Some(p) = &edits.pending {
+            return Err(EditError::Pending(secs_left(p)));
+        }
         let paths = ConfigPaths::system();
         let (view, replaced, before) = blocking({
             let paths = paths.clone();
@@ -243,11 +256,7 @@ impl SystemServices {
             edits.pending = Some(Pending {
                 id,
                 deadline: Instant::now() + REVERT_AFTER,
-                before: match edits.pending.take() {
-                    // A change on a change on trial: the revert goes back to before both.
-                    Some(p) => p.before,
-                    None => before,
-                },
+                before,
                 written,
             });
             applied.revert_in = Some(REVERT_AFTER.as_secs());

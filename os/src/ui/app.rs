@@ -22,7 +22,7 @@ use std::sync::Arc;
 pub struct Ui {
     pub backend: Arc<dyn Backend>,
     pub auth: Auth,
-    pub audit: Audit,
+    pub audit: Arc<Audit>,
     /// Live log followers now (each holds a connection to an engine).
     pub followers: AtomicUsize,
 }
@@ -57,22 +57,35 @@ impl Ui {
         Arc::new(Ui {
             backend,
             auth: Auth::default(),
-            audit: Audit::new(dir),
+            audit: Arc::new(Audit::new(dir)),
             followers: AtomicUsize::new(0),
         })
     }
 
     /// Write a change to the audit log.
     pub fn record(&self, session: &Session, peer: Peer, action: &str, target: &str, result: &str) {
-        tracing::info!(session = %session.tag, peer = %peer.0, action, target, result, "ui: change");
-        self.audit.record(&audit::Entry {
+        self.record_as(&session.tag, peer, action, target, result);
+    }
+
+    /// Write an entry for `tag` (a session's, or `-` for none) to the audit log, off the
+    /// runtime's thread (the write is synced).
+    pub fn record_as(&self, tag: &str, peer: Peer, action: &str, target: &str, result: &str) {
+        tracing::info!(session = %tag, peer = %peer.0, action, target, result, "ui: audit");
+        let entry = audit::Entry {
             time: audit::now(),
-            session: &session.tag,
+            session: tag.to_string(),
             peer: peer.0.to_string(),
-            action,
-            target,
-            result,
-        });
+            action: action.to_string(),
+            target: target.to_string(),
+            result: result.to_string(),
+        };
+        let audit = self.audit.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || audit.record(&entry));
+            }
+            Err(_) => audit.record(&entry),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The web UI's audit log: one JSON line per change asked for (login, logout, service actions,
-//! configuration applies, container actions, power), with its session's tag (never its id), the
+//! configuration applies, container actions, OS upgrades, power) and per failed login, with its session's tag (never its id), the
 //! client's address and how it ended. Appended to `audit.log` in the UI's directory on the
 //! state partition (mode 0600), kept at most [`MAX_BYTES`] plus one older file.
 
@@ -17,15 +17,16 @@ pub struct Audit {
 
 /// One entry.
 #[derive(Debug, serde::Serialize)]
-pub struct Entry<'a> {
+pub struct Entry {
     /// Unix seconds.
     pub time: u64,
-    pub session: &'a str,
+    /// The session's tag, or `-`.
+    pub session: String,
     pub peer: String,
-    pub action: &'a str,
-    pub target: &'a str,
+    pub action: String,
+    pub target: String,
     /// `ok`, or why not.
-    pub result: &'a str,
+    pub result: String,
 }
 
 impl Audit {

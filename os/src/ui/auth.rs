@@ -27,6 +27,8 @@ pub const TOKEN_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 /// Failed logins allowed per client address in [`FAILED_WINDOW`].
 pub const FAILED_MAX: usize = 5;
 pub const FAILED_WINDOW: Duration = Duration::from_secs(60);
+/// At most this many client addresses with failed logins are remembered.
+const FAILED_PEERS_MAX: usize = 4096;
 /// At most this many tokens wait to be used (older ones go first).
 const TOKENS_MAX: usize = 64;
 /// At most this many sessions (the least recently used goes first).
@@ -37,6 +39,8 @@ const SESSIONS_MAX: usize = 256;
 pub struct Session {
     /// Names the session in the audit log (the start of its id's hash, not the id).
     pub tag: String,
+    /// The id's hash (how the session is found; never the id).
+    pub key: String,
     pub read_only: bool,
     /// Every change must carry it (form field `csrf` or header `X-CSRF-Token`).
     pub csrf: String,
@@ -51,6 +55,9 @@ struct Open {
     session: Session,
     started: Instant,
     last: Instant,
+    /// What the next page says about the last change (kept here, not in its URL, so that no
+    /// link can make the UI say something).
+    flash: Option<(String, String)>,
 }
 
 /// Why a login failed.
@@ -125,13 +132,26 @@ impl Auth {
         now: Instant,
     ) -> Result<(String, Session), LoginError> {
         let mut s = self.state();
-        let failed = s.failed.entry(peer).or_default();
-        failed.retain(|t| now.duration_since(*t) < FAILED_WINDOW);
-        if failed.len() >= FAILED_MAX {
+        s.failed.retain(|_, times| {
+            times.retain(|t| now.duration_since(*t) < FAILED_WINDOW);
+            !times.is_empty()
+        });
+        if s.failed.get(&peer).is_some_and(|f| f.len() >= FAILED_MAX) {
             return Err(LoginError::TooMany);
         }
         let found = s.tokens.remove(&hash(token.trim()));
         let Some(t) = found.filter(|t| t.expires > now) else {
+            // Bounded: past this many addresses failing at once, the oldest are forgotten.
+            if s.failed.len() >= FAILED_PEERS_MAX && !s.failed.contains_key(&peer) {
+                if let Some(oldest) = s
+                    .failed
+                    .iter()
+                    .min_by_key(|(_, t)| t.last().copied())
+                    .map(|(k, _)| *k)
+                {
+                    s.failed.remove(&oldest);
+                }
+            }
             s.failed.entry(peer).or_default().push(now);
             return Err(LoginError::BadToken);
         };
@@ -139,6 +159,7 @@ impl Auth {
         let h = hash(&id);
         let session = Session {
             tag: h[..12].to_string(),
+            key: h.clone(),
             read_only: t.read_only,
             csrf: secret(),
         };
@@ -162,6 +183,7 @@ impl Auth {
                 session: session.clone(),
                 started: now,
                 last: now,
+                flash: None,
             },
         );
         Ok((id, session))
@@ -178,6 +200,18 @@ impl Auth {
         }
         open.last = now;
         Some(open.session.clone())
+    }
+
+    /// Leave a note (`ok`, `error`) for the session's next page.
+    pub fn set_flash(&self, key: &str, kind: &str, text: &str) {
+        if let Some(o) = self.state().sessions.get_mut(key) {
+            o.flash = Some((kind.to_string(), text.to_string()));
+        }
+    }
+
+    /// The note left for this page, once.
+    pub fn take_flash(&self, key: &str) -> Option<(String, String)> {
+        self.state().sessions.get_mut(key)?.flash.take()
     }
 
     pub fn logout(&self, id: &str) {

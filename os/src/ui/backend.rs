@@ -81,6 +81,9 @@ pub enum Engine {
     User,
 }
 
+/// How long a followed log's read waits for data before it fails.
+pub const FOLLOW_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub trait Backend: Send + Sync + 'static {
     fn services(&self) -> Result<Vec<Service>, String>;
     /// The service's definition, as YAML.
@@ -93,7 +96,8 @@ pub trait Backend: Send + Sync + 'static {
     fn act(&self, engine: Engine, verb: &str, name: &str) -> Result<(), String>;
     /// `enable` or `disable` a system service (`rancher.services_include`).
     fn include(&self, name: &str, on: bool) -> Result<Applied, ConfigRefused>;
-    /// The last `tail` lines of a container's log; with `follow`, then what comes.
+    /// The last `tail` lines of a container's log; with `follow`, then what comes (a read
+    /// with nothing for [`FOLLOW_IDLE`] fails, so its reader can look up now and then).
     fn logs(
         &self,
         engine: Engine,
@@ -277,12 +281,24 @@ impl Backend for Sockets {
         if follow {
             path.push_str("&follow=1");
         }
-        let resp = self
-            .client(engine)
-            .request("GET", &path, None)
-            .and_then(|r| r.ok())
-            .map_err(text)?;
-        Ok(Box::new(Frames::new(resp.body)))
+        let client = self.client(engine);
+        let resp = if follow {
+            client.request_timeout("GET", &path, FOLLOW_IDLE)
+        } else {
+            client.request("GET", &path, None)
+        }
+        .and_then(|r| r.ok())
+        .map_err(text)?;
+        // A container with a terminal has one raw stream; the others Docker's frames.
+        let raw = resp
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.contains("raw-stream"));
+        if raw {
+            Ok(resp.body)
+        } else {
+            Ok(Box::new(Frames::new(resp.body)))
+        }
     }
 
     fn boot_log(&self) -> Result<String, String> {

@@ -1,6 +1,6 @@
 //! A line diff, for the configuration editor's "what will change" before an apply: the
 //! longest common subsequence of the two texts' lines (configurations are a few hundred lines,
-//! so the quadratic table is small; past [`MAX_LINES`] a whole-text replacement is shown).
+//! so the quadratic table is small; past [`MAX_CELLS`] a whole-text replacement is shown).
 
 /// One line of the diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,13 +10,14 @@ pub enum Line<'a> {
     Added(&'a str),
 }
 
-/// Texts longer than this are shown as all removed, all added.
-pub const MAX_LINES: usize = 4000;
+/// Past this many cells in the table (lines × lines: 4 MB of it) the texts are shown as all
+/// removed, all added.
+pub const MAX_CELLS: usize = 1_000_000;
 
 pub fn lines<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
-    if a.len() > MAX_LINES || b.len() > MAX_LINES {
+    if (a.len() + 1).saturating_mul(b.len() + 1) > MAX_CELLS {
         return a
             .iter()
             .map(|l| Line::Removed(l))

@@ -3,16 +3,22 @@
 //! certificate it signs, made again at every start for the names and addresses the machine has
 //! then (an address from a new lease is covered after a restart of `ui`). ECDSA P-256, ring.
 //!
+//! The CA is name-constrained: it can sign for the DNS names the machine had when it was made
+//! (its hostname and `localhost`, kept in `ca-names`) and for IP addresses, nothing else, so
+//! an operator who trusts it in a browser does not trust whoever gets its key for every site.
+//! A hostname set later is left out of the server certificate (the browser would refuse the
+//! whole certificate for a name outside the constraints); addresses keep working.
+//!
 //! ```text
-//! /var/lib/rancher/ui/ca.pem  ca-key.pem      (0644, 0600; written atomically)
+//! /var/lib/rancher/ui/ca.pem  ca-key.pem  ca-names      (0644, 0600, 0644; atomically)
 //! ```
 
 use crate::config::atomic::write_atomic;
 use crate::dockerd::remote::certs::{machine_names, Pem};
 use crate::dockerd::remote::tls::{certificates, private_key};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, NameConstraints,
 };
 use rustls::ServerConfig;
 use std::path::Path;
@@ -39,6 +45,7 @@ pub enum TlsError {
 
 pub const CA: &str = "ca.pem";
 const CA_KEY: &str = "ca-key.pem";
+const CA_NAMES: &str = "ca-names";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |source| TlsError::Io {
@@ -47,7 +54,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     }
 }
 
-fn ca_params() -> Result<CertificateParams, TlsError> {
+fn ca_params(dns: &[String]) -> Result<CertificateParams, TlsError> {
     let mut ca = CertificateParams::new(Vec::<String>::new())
         .map_err(|source| TlsError::Generate { what: "CA", source })?;
     ca.distinguished_name
@@ -58,44 +65,76 @@ fn ca_params() -> Result<CertificateParams, TlsError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
+    ca.name_constraints = Some(NameConstraints {
+        permitted_subtrees: dns.iter().cloned().map(GeneralSubtree::DnsName).collect(),
+        excluded_subtrees: Vec::new(),
+    });
     Ok(ca)
 }
 
-/// The CA kept in `dir` (made when there is none): its certificate (PEM) and an issuer.
-fn ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), TlsError> {
-    let (cert_path, key_path) = (dir.join(CA), dir.join(CA_KEY));
+/// The DNS names among `names` (the rest are addresses).
+fn dns_names(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+        .cloned()
+        .collect()
+}
+
+/// The CA kept in `dir` (made when there is none, for the DNS names of `names`): its
+/// certificate (PEM), an issuer, and the DNS names it may sign for.
+fn ca(
+    dir: &Path,
+    names: &[String],
+) -> Result<(String, Issuer<'static, KeyPair>, Vec<String>), TlsError> {
+    let (cert_path, key_path, names_path) = (dir.join(CA), dir.join(CA_KEY), dir.join(CA_NAMES));
     if cert_path.exists() && key_path.exists() {
+        let dns: Vec<String> = std::fs::read_to_string(&names_path)
+            .map_err(io(&names_path))?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
         let cert = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
         let key = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
         let key = KeyPair::from_pem(&key).map_err(|source| TlsError::Generate {
             what: "CA key (read back)",
             source,
         })?;
-        // The CA's parameters are fixed (ca_params), and its key identifier is derived from
-        // its key: the same issuer as the one that made it.
-        return Ok((cert, Issuer::new(ca_params()?, key)));
+        // The CA's parameters are fixed (ca_params of its names), and its key identifier is
+        // derived from its key: the same issuer as the one that made it.
+        return Ok((cert, Issuer::new(ca_params(&dns)?, key), dns));
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let key = KeyPair::generate().map_err(|source| TlsError::Generate {
         what: "CA key",
         source,
     })?;
-    let params = ca_params()?;
+    let dns = dns_names(names);
+    let params = ca_params(&dns)?;
     let cert = params
         .self_signed(&key)
         .map_err(|source| TlsError::Generate { what: "CA", source })?
         .pem();
+    let listed: String = dns.iter().map(|n| format!("{n}\n")).collect();
+    write_atomic(&names_path, listed.as_bytes(), 0o644).map_err(io(&names_path))?;
     write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600).map_err(io(&key_path))?;
     write_atomic(&cert_path, cert.as_bytes(), 0o644).map_err(io(&cert_path))?;
-    tracing::info!(dir = %dir.display(), "ui: made a new CA");
-    Ok((cert, Issuer::new(params, key)))
+    tracing::info!(dir = %dir.display(), ?dns, "ui: made a new CA");
+    Ok((cert, Issuer::new(params, key), dns))
 }
 
 /// The server's TLS configuration: a certificate for `names` (and the machine's names and
 /// addresses now) signed by the CA kept in `dir`.
 pub fn server_config(dir: &Path, names: &[String]) -> Result<Arc<ServerConfig>, TlsError> {
-    let (ca_pem, issuer) = ca(dir)?;
     let names = machine_names(names);
+    let (ca_pem, issuer, allowed) = ca(dir, &names)?;
+    // Only names the CA may sign for: a hostname set after it was made is left out.
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.parse::<std::net::IpAddr>().is_ok() || allowed.contains(n))
+        .collect();
     let key = KeyPair::generate().map_err(|source| TlsError::Generate {
         what: "server key",
         source,

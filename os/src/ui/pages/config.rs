@@ -4,7 +4,7 @@
 //! saves it (the system engine refuses it if the configuration changed meanwhile). A network
 //! change is undone after 60 s unless confirmed here.
 
-use super::layout::{csrf, notice, page};
+use super::layout::{csrf, flash, notice, page};
 use crate::ui::app::{blocking, PeerOf, Sess, St};
 use crate::ui::auth::Session;
 use crate::ui::backend::{Applied, ConfigRefused, Problem};
@@ -61,22 +61,11 @@ fn pending(revert_in: Option<u64>, s: &Session) -> Markup {
     }
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct Said {
-    done: Option<String>,
-    error: Option<String>,
-}
-
-pub async fn show(
-    axum::extract::State(ui): St,
-    axum::Extension(s): Sess,
-    axum::extract::Query(said): axum::extract::Query<Said>,
-) -> Response {
+pub async fn show(axum::extract::State(ui): St, axum::Extension(s): Sess) -> Response {
     let view = blocking(&ui, |b| b.config()).await;
     let body = match view {
         Ok(v) => html! {
-            @if let Some(d) = &said.done { (notice("ok", d)) }
-            @if let Some(e) = &said.error { (notice("error", e)) }
+            (flash(&ui, &s))
             (pending(v.revert_in, &s))
             p { "Every layer from OEM up, merged (secrets are left out, and cannot be set here: "
                 code { "rancherctl config set" } "). Changes are saved in "
@@ -195,9 +184,11 @@ pub async fn confirm(
         "",
         result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
     );
-    let q = match result {
-        Ok(()) => "done=The%20network%20settings%20are%20kept.".to_string(),
-        Err(e) => format!("error={}", crate::system_docker::encode(&e)),
-    };
-    Redirect::to(&format!("/config?{q}")).into_response()
+    match result {
+        Ok(()) => ui
+            .auth
+            .set_flash(&s.key, "ok", "The network settings are kept."),
+        Err(e) => ui.auth.set_flash(&s.key, "error", &e),
+    }
+    Redirect::to("/config").into_response()
 }

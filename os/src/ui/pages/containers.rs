@@ -1,32 +1,21 @@
 //! The user engine's containers and images: list, start, stop, remove, logs.
 
 use super::follow;
-use super::layout::{button, notice, page};
+use super::layout::{button, flash, notice, page};
 use super::logs::read_log;
 use super::services::valid_name;
 use crate::ui::app::{blocking, PeerOf, Sess, St};
 use crate::ui::backend::Engine;
 use crate::ui::host;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct Said {
-    done: Option<String>,
-    error: Option<String>,
-}
-
-pub async fn list(
-    axum::extract::State(ui): St,
-    axum::Extension(s): Sess,
-    Query(said): Query<Said>,
-) -> Response {
+pub async fn list(axum::extract::State(ui): St, axum::Extension(s): Sess) -> Response {
     let (containers, images) = blocking(&ui, |b| (b.containers(), b.images())).await;
     let body = html! {
-        @if let Some(d) = &said.done { (notice("ok", d)) }
-        @if let Some(e) = &said.error { (notice("error", e)) }
+        (flash(&ui, &s))
         @match &containers {
             Ok(list) if list.is_empty() => { p { "No containers." } }
             Ok(list) => {

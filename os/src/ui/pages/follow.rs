@@ -12,7 +12,7 @@ use crate::ui::backend::Engine;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,12 @@ pub const MAX_FOLLOWERS: usize = 16;
 pub const FIRST_LINES: usize = 100;
 /// Lines remembered to skip what a reopened stream repeats.
 const REMEMBERED: usize = 200;
+/// A longer line is cut (and its rest is a line of its own).
+const MAX_LINE: u64 = 64 * 1024;
+/// Pauses before a reopening, growing while the stream ends at once with nothing new (a
+/// container that does not run).
+const FIRST_PAUSE: Duration = Duration::from_millis(300);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 enum Msg {
     Log(String),
@@ -103,7 +109,11 @@ pub fn events(ui: Arc<Ui>, engine: Engine, name: String, filter: String) -> Resp
 fn follow_lines(ui: &Ui, engine: Engine, name: &str, filter: &str, tx: &mpsc::Sender<Msg>) {
     let mut sent: VecDeque<String> = VecDeque::new();
     let mut first = true;
+    let mut pause = FIRST_PAUSE;
     while !tx.is_closed() {
+        let opened = std::time::Instant::now();
+        let sent_before = sent.len();
+        let last_before = sent.back().cloned();
         let tail = if first { FIRST_LINES } else { REMEMBERED };
         // How many lines the reopened stream repeats first: those there now (a line written
         // meanwhile comes after them, and is new).
@@ -131,7 +141,9 @@ fn follow_lines(ui: &Ui, engine: Engine, name: &str, filter: &str, tx: &mpsc::Se
         let mut line = Vec::new();
         loop {
             line.clear();
-            match reader.read_until(b'\n', &mut line) {
+            // A read that times out (FOLLOW_IDLE) or fails ends this stream: the loop above
+            // looks whether anyone still reads, and opens it again.
+            match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
@@ -156,7 +168,13 @@ fn follow_lines(ui: &Ui, engine: Engine, name: &str, filter: &str, tx: &mpsc::Se
             return;
         }
         first = false;
-        std::thread::sleep(Duration::from_millis(300));
+        let quiet = sent.len() == sent_before && sent.back() == last_before.as_ref();
+        pause = if quiet && opened.elapsed() < Duration::from_secs(1) {
+            (pause * 2).min(MAX_PAUSE)
+        } else {
+            FIRST_PAUSE
+        };
+        std::thread::sleep(pause);
     }
 }
 
@@ -173,6 +191,9 @@ fn flush(
 }
 
 fn send(tx: &mpsc::Sender<Msg>, sent: &mut VecDeque<String>, line: String, filter: &str) -> bool {
+    if tx.is_closed() {
+        return false;
+    }
     sent.push_back(line.clone());
     if sent.len() > REMEMBERED {
         sent.pop_front();

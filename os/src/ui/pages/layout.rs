@@ -78,6 +78,14 @@ pub fn button(s: &Session, action: &str, label: &str, id: &str) -> Markup {
     }
 }
 
+/// The note the session's last change left (see `Auth::set_flash`), shown once.
+pub fn flash(ui: &crate::ui::app::Ui, s: &Session) -> Markup {
+    match ui.auth.take_flash(&s.key) {
+        Some((kind, text)) => notice(&kind, &text),
+        None => html! {},
+    }
+}
+
 /// A note in the page: `ok`, `note` or `error`.
 pub fn notice(kind: &str, text: &str) -> Markup {
     html! { div class=(kind) id=(format!("notice-{kind}")) { (text) } }

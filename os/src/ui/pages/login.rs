@@ -70,7 +70,8 @@ pub async fn login(
                 .into_response()
         }
         Err(e) => {
-            tracing::info!(peer = %peer.0, error = %e, "ui: login refused");
+            // Failed logins are rate limited (auth), so these entries are too.
+            ui.record_as("-", peer, "login", "", &format!("refused: {e}"));
             let status = match e {
                 LoginError::BadToken => StatusCode::UNAUTHORIZED,
                 LoginError::TooMany => StatusCode::TOO_MANY_REQUESTS,

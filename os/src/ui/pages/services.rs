@@ -1,7 +1,7 @@
 //! The system services: their state, and one's definition, actions and live log.
 
 use super::follow;
-use super::layout::{button, notice, page};
+use super::layout::{button, flash, notice, page};
 use crate::ui::app::{blocking, PeerOf, Sess, St};
 use crate::ui::backend::{ConfigRefused, Engine};
 use axum::extract::{Path, Query};
@@ -49,17 +49,10 @@ pub async fn list(axum::extract::State(ui): St, axum::Extension(s): Sess) -> Res
     page("System services", "/services", Some(&s), body)
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct Said {
-    done: Option<String>,
-    error: Option<String>,
-}
-
 pub async fn show(
     axum::extract::State(ui): St,
     axum::Extension(s): Sess,
     Path(name): Path<String>,
-    Query(said): Query<Said>,
 ) -> Response {
     if !valid_name(&name) {
         return bad_name();
@@ -79,8 +72,7 @@ pub async fn show(
         Err(e) => return page(&name, "/services", Some(&s), notice("error", &e)),
     };
     let body = html! {
-        @if let Some(d) = &said.done { (notice("ok", d)) }
-        @if let Some(e) = &said.error { (notice("error", e)) }
+        (flash(&ui, &s))
         p {
             "State: "
             @match &svc {
@@ -139,11 +131,11 @@ pub async fn act(
         &name,
         result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
     );
-    let q = match result {
-        Ok(m) => format!("done={}", crate::system_docker::encode(&m)),
-        Err(e) => format!("error={}", crate::system_docker::encode(&e)),
-    };
-    Redirect::to(&format!("/services/{name}?{q}")).into_response()
+    match result {
+        Ok(m) => ui.auth.set_flash(&s.key, "ok", &m),
+        Err(e) => ui.auth.set_flash(&s.key, "error", &e),
+    }
+    Redirect::to(&format!("/services/{name}")).into_response()
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
