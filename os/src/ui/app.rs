@@ -113,6 +113,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/logs", get(pages::logs::index))
         .route("/logs/{name}", get(pages::logs::show))
         .route("/kernel-log", get(pages::logs::kernel))
+        .route("/kernel-log/events", get(pages::logs::kernel_events))
         .route("/containers", get(pages::containers::list))
         .route("/containers/{id}/logs", get(pages::containers::logs))
         .route("/containers/{id}/events", get(pages::containers::events))

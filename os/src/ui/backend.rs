@@ -74,11 +74,12 @@ pub struct Image {
     pub size: u64,
 }
 
-/// Which engine a log or an action is for.
+/// Which engine a log or an action is for (the kernel: its log, through the system engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     System,
     User,
+    Kernel,
 }
 
 /// How long a followed log's read waits for data before it fails.
@@ -138,7 +139,7 @@ impl Sockets {
 
     fn client(&self, engine: Engine) -> &Client {
         match engine {
-            Engine::System => &self.system,
+            Engine::System | Engine::Kernel => &self.system,
             Engine::User => &self.user,
         }
     }
@@ -274,11 +275,16 @@ impl Backend for Sockets {
         tail: usize,
         follow: bool,
     ) -> Result<Box<dyn Read + Send>, String> {
-        let mut path = format!(
-            "/containers/{}/logs?stdout=1&stderr=1&tail={tail}",
-            encode(name)
-        );
-        if follow {
+        let mut path = if engine == Engine::Kernel {
+            // Its followed records start from now (the page shows what was before).
+            format!("/rancheros/kmsg?follow={}", u8::from(follow))
+        } else {
+            format!(
+                "/containers/{}/logs?stdout=1&stderr=1&tail={tail}",
+                encode(name)
+            )
+        };
+        if follow && engine != Engine::Kernel {
             path.push_str("&follow=1");
         }
         let client = self.client(engine);

@@ -117,7 +117,7 @@ fn follow_lines(ui: &Ui, engine: Engine, name: &str, filter: &str, tx: &mpsc::Se
         let tail = if first { FIRST_LINES } else { REMEMBERED };
         // How many lines the reopened stream repeats first: those there now (a line written
         // meanwhile comes after them, and is new).
-        let repeated = if first {
+        let repeated = if first || engine == Engine::Kernel {
             0
         } else {
             match ui.backend.logs(engine, name, REMEMBERED, false) {

@@ -1,5 +1,5 @@
 //! Every system service's log (read, filtered, followed live, downloaded) and the kernel's
-//! (read, filtered, downloaded).
+//! (read, filtered, followed live, downloaded).
 
 use super::layout::{notice, page};
 use super::services::valid_name;
@@ -105,8 +105,20 @@ pub async fn kernel(
             Ok(t) => { pre #log { (t) } }
             Err(e) => { (notice("error", e)) }
         }
+        h2 { "Live" }
+        pre #live-log data-events=(format!("/kernel-log/events?filter={}", crate::system_docker::encode(&filter))) {}
     };
     page("Kernel log", "/logs", Some(&s), body)
+}
+
+/// The kernel's records from now on, as server-sent events.
+pub async fn kernel_events(axum::extract::State(ui): St, Query(q): Query<LogQuery>) -> Response {
+    super::follow::events(
+        ui,
+        Engine::Kernel,
+        "kernel".into(),
+        q.filter.unwrap_or_default(),
+    )
 }
 
 pub async fn show(
