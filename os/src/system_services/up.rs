@@ -15,7 +15,7 @@ pub enum UpError {
     #[error("No such service: {0}")]
     NotFound(String),
     #[error(
-        "service {0} is not enabled (rancher.services_include.{0}; for ui: rancher.ui.enabled)"
+        "service {0} is disabled (rancher.services_include.{0}; for ui: rancher.ui.enabled)"
     )]
     Disabled(String),
     #[error("service {name}: {message}")]
