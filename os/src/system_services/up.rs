@@ -14,9 +14,7 @@ use std::sync::Arc;
 pub enum UpError {
     #[error("No such service: {0}")]
     NotFound(String),
-    #[error(
-        "service {0} is disabled (rancher.services_include.{0}; for ui: rancher.ui.enabled)"
-    )]
+    #[error("service {0} is disabled (rancher.services_include.{0}; for ui: rancher.ui.enabled)")]
     Disabled(String),
     #[error("service {name}: {message}")]
     Invalid { name: String, message: String },

@@ -275,16 +275,17 @@ impl Backend for Sockets {
         tail: usize,
         follow: bool,
     ) -> Result<Box<dyn Read + Send>, String> {
-        let mut path = if engine == Engine::Kernel {
-            // Its followed records start from now (the page shows what was before).
-            format!("/rancheros/kmsg?follow={}", u8::from(follow))
-        } else {
-            format!(
-                "/containers/{}/logs?stdout=1&stderr=1&tail={tail}",
-                encode(name)
-            )
-        };
-        if follow && engine != Engine::Kernel {
+        if engine == Engine::Kernel {
+            // Read whole (the follower polls it: see pages::follow).
+            return self
+                .kernel_log()
+                .map(|t| Box::new(std::io::Cursor::new(t)) as _);
+        }
+        let mut path = format!(
+            "/containers/{}/logs?stdout=1&stderr=1&tail={tail}",
+            encode(name)
+        );
+        if follow {
             path.push_str("&follow=1");
         }
         let client = self.client(engine);

@@ -14,6 +14,8 @@ use tower::ServiceExt;
 #[derive(Default)]
 struct Fake {
     calls: Mutex<Vec<String>>,
+    /// The kernel's log as it is now.
+    kernel: Mutex<String>,
 }
 
 impl Fake {
@@ -85,11 +87,12 @@ impl Backend for Fake {
     }
     fn logs(
         &self,
-        _: Engine,
+        engine: Engine,
         name: &str,
         _: usize,
-        _: bool,
+        follow: bool,
     ) -> Result<Box<dyn std::io::Read + Send>, String> {
+        let _ = (engine, follow);
         Ok(Box::new(std::io::Cursor::new(format!(
             "{name} line one\n{name} ERROR two\n"
         ))))
@@ -98,7 +101,12 @@ impl Backend for Fake {
         Ok("step mounts ok 3.0ms\nstep system-services ok 900.0ms\nready 2.500\n".into())
     }
     fn kernel_log(&self) -> Result<String, String> {
-        Ok("[    0.000000] Linux version 6.1\n[    5.140900] virtio_net eth0: up\n".into())
+        let now = self.kernel.lock().unwrap().clone();
+        Ok(if now.is_empty() {
+            "[    0.000000] Linux version 6.1\n[    5.140900] virtio_net eth0: up\n".into()
+        } else {
+            now
+        })
     }
     fn containers(&self) -> Result<Vec<Container>, String> {
         Ok(vec![Container {
@@ -496,4 +504,52 @@ fn the_editor_reviews_then_applies_and_shows_problems_at_their_line() {
     assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
     let calls = t.fake.calls.lock().unwrap().clone();
     assert_eq!(calls.last().unwrap(), "apply v1 true", "{calls:?}");
+}
+
+#[test]
+fn a_followed_log_arrives_as_server_sent_events() {
+    let t = setup();
+    let (id, _) = login(&t, false);
+    *t.fake.kernel.lock().unwrap() = "[    5.140900] virtio_net eth0: up\n".into();
+    let fake = t.fake.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = get("/kernel-log/events", Some(&id));
+        req.extensions_mut().insert(ConnectInfo(super::app::Remote(
+            "10.0.2.2:5555".parse::<SocketAddr>().unwrap(),
+        )));
+        let r = router(t.ui.clone()).oneshot(req).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            fake.kernel
+                .lock()
+                .unwrap()
+                .push_str("[    9.000000] a record\n");
+        });
+        let mut body = r.into_body().into_data_stream();
+        use futures_util::StreamExt;
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("an event within 5 s")
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&chunk).into_owned();
+        assert!(
+            text.contains("event: log") && text.contains("a record"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("virtio_net"),
+            "what was there is the page's: {text}"
+        );
+    });
+    assert_eq!(t.ui.followers.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -12,9 +12,8 @@
 //! - `POST /rancheros/config/confirm`: keep a network change (else undone after 60 s);
 //! - `GET /rancheros/services`: `rancherctl service list`'s lines, as JSON;
 //! - `GET /rancheros/boot`: PID 1's lines of this boot (steps, ready), as text;
-//! - `GET /rancheros/kmsg[?follow=1]`: the kernel's log (`/dev/kmsg`, as `dmesg` prints it:
-//!   `[seconds] message`), which only root reads (`kernel.dmesg_restrict`); followed: the
-//!   records from then on, as they come;
+//! - `GET /rancheros/kmsg`: the kernel's log (`/dev/kmsg`, as `dmesg` prints it: `[seconds]
+//!   message`), which only root reads (`kernel.dmesg_restrict`);
 //! - `POST /rancheros/power/{reboot|poweroff}`: PID 1's clean shutdown.
 
 use super::St;
@@ -157,70 +156,13 @@ pub async fn power(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, serde::Deserialize)]
-pub struct KmsgQuery {
-    follow: Option<String>,
-}
-
-pub async fn kmsg(
-    axum::extract::State(api): St,
-    Query(q): Query<KmsgQuery>,
-) -> Result<Response, ApiError> {
+pub async fn kmsg(axum::extract::State(api): St) -> Result<Response, ApiError> {
     services(&api)?;
-    if super::truthy(&q.follow) {
-        return follow_kmsg();
-    }
     let text = tokio::task::spawn_blocking(|| read_kmsg(std::path::Path::new("/dev/kmsg")))
         .await
         .map_err(|e| ApiError::internal(format!("kmsg task: {e}")))?
         .map_err(|e| ApiError::internal(format!("/dev/kmsg: {e}")))?;
     Ok(text.into_response())
-}
-
-/// The kernel's records from now on, as they come, until the client goes (looked at twice a
-/// second while the kernel is quiet).
-fn follow_kmsg() -> Result<Response, ApiError> {
-    use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-        .map_err(|e| ApiError::internal(format!("/dev/kmsg: {e}")))?;
-    // /dev/kmsg: SEEK_END is the next record to come.
-    f.seek(SeekFrom::End(0))
-        .map_err(|e| ApiError::internal(format!("/dev/kmsg: {e}")))?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-    std::thread::Builder::new()
-        .name("kmsg-follow".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 16 * 1024];
-            while !tx.is_closed() {
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let line = kmsg_line(&String::from_utf8_lossy(&buf[..n]));
-                        if tx.blocking_send(bytes::Bytes::from(line)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(500))
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
-                    Err(_) => break,
-                }
-            }
-        })
-        .map_err(|e| ApiError::internal(format!("kmsg follower: {e}")))?;
-    let mut r = Response::new(axum::body::Body::from_stream(
-        crate::engine::api::ChannelBody::new(rx),
-    ));
-    r.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(r)
 }
 
 /// Every record `/dev/kmsg` holds now, as `[seconds] message` lines (continuation lines and

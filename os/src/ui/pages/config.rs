@@ -150,11 +150,8 @@ pub async fn apply(
             for p in &a.problems {
                 said.push_str(&format!(" Not applied now: {p}."));
             }
-            Redirect::to(&format!(
-                "/config?done={}",
-                crate::system_docker::encode(&said)
-            ))
-            .into_response()
+            ui.auth.set_flash(&s.key, "ok", &said);
+            Redirect::to("/config").into_response()
         }
         Err(ConfigRefused::Problems(p)) => page(
             "Configuration",

@@ -75,14 +75,13 @@ pub async fn act(
         &id,
         result.as_ref().map_or_else(|e| e.as_str(), |_| "ok"),
     );
-    let q = match result {
-        Ok(()) => format!(
-            "done={}",
-            crate::system_docker::encode(&format!("{id}: {verb} done"))
-        ),
-        Err(e) => format!("error={}", crate::system_docker::encode(&e)),
-    };
-    Redirect::to(&format!("/containers?{q}")).into_response()
+    match result {
+        Ok(()) => ui
+            .auth
+            .set_flash(&s.key, "ok", &format!("{id}: {verb} done")),
+        Err(e) => ui.auth.set_flash(&s.key, "error", &e),
+    }
+    Redirect::to("/containers").into_response()
 }
 
 pub async fn logs(

@@ -1,5 +1,7 @@
 //! A container's log followed live, as server-sent events (`event: log`, one line each), and
 //! for a system service its state too (`event: state`, when it changes, polled every second).
+//! The kernel's log is read again every two seconds, and the records stamped after the last
+//! one seen are sent.
 //!
 //! An engine's follow ends when the container stops (a restart is a stop and a start), so the
 //! follower opens it again; the lines the new stream repeats from the log's end are skipped by
@@ -105,8 +107,52 @@ pub fn events(ui: Arc<Ui>, engine: Engine, name: String, filter: String) -> Resp
         .into_response()
 }
 
+/// How often the kernel's log is read again while followed.
+const KERNEL_POLL: Duration = Duration::from_secs(2);
+
+/// The kernel's log followed: read again every [`KERNEL_POLL`], the records stamped after the
+/// last one seen sent (its records' times only grow). The first read only sets that mark: the
+/// page shows what was there.
+fn follow_kernel(ui: &Ui, filter: &str, tx: &mpsc::Sender<Msg>) {
+    let mut sent: VecDeque<String> = VecDeque::new();
+    // None until the first read.
+    let mut mark: Option<f64> = None;
+    while !tx.is_closed() {
+        if let Ok(text) = ui.backend.kernel_log() {
+            let newest = text
+                .lines()
+                .filter_map(kernel_time)
+                .fold(mark.unwrap_or(0.0), f64::max);
+            if let Some(m) = mark {
+                for line in text.lines() {
+                    if kernel_time(line).is_some_and(|t| t > m)
+                        && !send(tx, &mut sent, line.to_string(), filter)
+                    {
+                        return;
+                    }
+                }
+            }
+            mark = Some(newest);
+        }
+        std::thread::sleep(KERNEL_POLL);
+    }
+}
+
+/// `[   12.345678] …` → 12.345678.
+pub fn kernel_time(line: &str) -> Option<f64> {
+    line.strip_prefix('[')?
+        .split_once(']')?
+        .0
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Read the log and its reopenings until the client goes.
 fn follow_lines(ui: &Ui, engine: Engine, name: &str, filter: &str, tx: &mpsc::Sender<Msg>) {
+    if engine == Engine::Kernel {
+        return follow_kernel(ui, filter, tx);
+    }
     let mut sent: VecDeque<String> = VecDeque::new();
     let mut first = true;
     let mut pause = FIRST_PAUSE;
@@ -117,7 +163,7 @@ fn follow_lines(ui: &Ui, engine: Engine, name: &str, filter: &str, tx: &mpsc::Se
         let tail = if first { FIRST_LINES } else { REMEMBERED };
         // How many lines the reopened stream repeats first: those there now (a line written
         // meanwhile comes after them, and is new).
-        let repeated = if first || engine == Engine::Kernel {
+        let repeated = if first {
             0
         } else {
             match ui.backend.logs(engine, name, REMEMBERED, false) {
