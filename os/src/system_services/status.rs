@@ -26,7 +26,7 @@ pub(super) struct Known {
 }
 
 /// One service's line.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct ServiceStatus {
     pub name: String,
     pub image: String,

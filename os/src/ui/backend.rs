@@ -8,17 +8,8 @@ use crate::system_docker::encode;
 use serde::Deserialize;
 use std::io::Read;
 
-/// A system service's line (`rancherctl service list`).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
-pub struct Service {
-    pub name: String,
-    pub image: String,
-    pub state: String,
-    pub pid: Option<i32>,
-    pub restarts: u32,
-    pub last_exit: Option<String>,
-    pub error: Option<String>,
-}
+/// A system service's line (`rancherctl service list`), as the system engine sends it.
+pub use crate::system_services::status::ServiceStatus as Service;
 
 /// The editor's view of the configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -309,23 +300,11 @@ impl Backend for Sockets {
     }
 
     fn boot_log(&self) -> Result<String, String> {
-        let resp = self
-            .system
-            .request("GET", "/rancheros/boot", None)
-            .and_then(|r| r.ok())
-            .map_err(text)?;
-        let bytes = resp.bytes().map_err(text)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        self.system_text("/rancheros/boot")
     }
 
     fn kernel_log(&self) -> Result<String, String> {
-        let resp = self
-            .system
-            .request("GET", "/rancheros/kmsg", None)
-            .and_then(|r| r.ok())
-            .map_err(text)?;
-        let bytes = resp.bytes().map_err(text)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        self.system_text("/rancheros/kmsg")
     }
 
     fn containers(&self) -> Result<Vec<Container>, String> {
@@ -401,6 +380,17 @@ impl Backend for Sockets {
 }
 
 impl Sockets {
+    /// A text the system engine answers `GET path` with.
+    fn system_text(&self, path: &str) -> Result<String, String> {
+        let resp = self
+            .system
+            .request("GET", path, None)
+            .and_then(|r| r.ok())
+            .map_err(text)?;
+        let bytes = resp.bytes().map_err(text)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     fn os_path(verb: &str, image: &str) -> String {
         if image.is_empty() {
             format!("/rancheros/os/{}", encode(verb))
