@@ -6,6 +6,7 @@
 //! wired to it before the container is created (see `network`); `none`, and `bridge` on an
 //! engine without one, a namespace of its own with loopback only; `host` the host's.
 
+use super::prepare::Prepared;
 use super::record::{self, Lifecycle, Record};
 use super::{shim_client, Manager, ManagerError, Result};
 use crate::engine::runtime::{BindMount, ContainerSpec, Namespace};
@@ -33,6 +34,18 @@ impl Manager {
     }
 
     pub(super) async fn start_claimed(self: &Arc<Self>, rec: Record) -> Result<()> {
+        let created = self.create_claimed(rec, 0).await?;
+        self.run_created(created).await
+    }
+
+    /// The first half of a start, on a claimed container: everything up to a shim holding the
+    /// created container (ports published, root filesystem mounted, bundle written); the shim
+    /// creates it at `nice`.
+    pub(super) async fn create_claimed(
+        self: &Arc<Self>,
+        rec: Record,
+        nice: i32,
+    ) -> Result<Prepared> {
         if rec.state.status.is_running() {
             return Err(ManagerError::NotModified(format!(
                 "container {} is already running",
@@ -51,17 +64,28 @@ impl Manager {
             return Err(e);
         }
         let me = self.clone();
-        let spawned = tokio::task::spawn_blocking(move || me.spawn_shim(&rec))
+        let spawned = tokio::task::spawn_blocking(move || me.spawn_shim(&rec, nice))
             .await
             .map_err(|e| ManagerError::Shim(format!("start task: {e}")))?;
-        let pid = match spawned {
-            Ok(pid) => pid,
+        match spawned {
+            Ok(pid) => Ok(Prepared {
+                id,
+                pid,
+                leaf,
+                at: std::time::Instant::now(),
+            }),
             Err(e) => {
                 self.start_failed(&id, &e);
                 self.network_down_id(&id).await;
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// The second half: connect the attach requests that were waiting, let the process run,
+    /// and follow it.
+    pub(super) async fn run_created(self: &Arc<Self>, created: Prepared) -> Result<()> {
+        let Prepared { id, pid, leaf, .. } = created;
         let shim = self.shim_dir(&id);
         let pending = self
             .lock()
@@ -144,7 +168,7 @@ impl Manager {
     }
 
     /// Blocking: everything up to a shim holding a created container; its pid.
-    fn spawn_shim(&self, rec: &Record) -> Result<i32> {
+    fn spawn_shim(&self, rec: &Record, nice: i32) -> Result<i32> {
         let image = self.store.resolve(&rec.image_id)?;
         let lowers = self.store.lower_dirs(&image)?;
         let dir = self.dir(&rec.id);
@@ -177,6 +201,7 @@ impl Manager {
                 "{}-shims",
                 self.cfg.cgroup_parent.trim_end_matches('/')
             )),
+            nice,
         };
         shim_client::spawn(&self.cfg.exe, &args, &self.cfg.run.join("shim.log"))
     }

@@ -53,6 +53,8 @@ struct State {
     stdin_buf: Vec<u8>,
     close_stdin: bool,
     started: bool,
+    /// Created at a nice value other than 0 (`Args::nice`).
+    niced: bool,
     exit: Option<i32>,
     drain_until: Option<Instant>,
     finished: bool,
@@ -75,6 +77,7 @@ pub(super) fn run(shim: Shim, args: &Args) {
         stdin_buf: Vec::new(),
         close_stdin: false,
         started: false,
+        niced: args.nice != 0,
         exit: None,
         drain_until: None,
         finished: false,
@@ -472,6 +475,12 @@ fn handle(st: &mut State, i: usize, req: Request, rest: Vec<u8>) {
                 error("already started")
             } else {
                 st.started = true;
+                if st.niced {
+                    // Created beside the boot's critical path; runs as any other from here
+                    // (the container's process is still one thread, waiting for this start).
+                    super::set_nice(0, 0);
+                    super::set_nice(st.shim.pid, 0);
+                }
                 match st.shim.container.start() {
                     Ok(()) => Reply::Ok { ok: true },
                     Err(e) => error(&super::error_chain(&e)),

@@ -73,6 +73,9 @@ pub struct Args {
     /// The cgroup the shim moves itself into (not its engine's: a system engine that stops
     /// the engine's service kills every process in that service's cgroup).
     pub cgroup: Option<String>,
+    /// Create the container at this nice value (a preparation beside the boot's critical
+    /// path, `Manager::prepare`); the shim and the container's process go back to 0 at start.
+    pub nice: i32,
 }
 
 impl Args {
@@ -92,6 +95,9 @@ impl Args {
         ];
         if let Some(c) = &self.cgroup {
             w.extend(["--cgroup".to_string(), c.clone()]);
+        }
+        if self.nice != 0 {
+            w.extend(["--nice".to_string(), self.nice.to_string()]);
         }
         for (on, flag) in [
             (self.tty, "--tty"),
@@ -122,6 +128,14 @@ impl Args {
                 "--dir" => a.dir = value()?.into(),
                 "--log" => a.log = value()?.into(),
                 "--cgroup" => a.cgroup = Some(value()?),
+                "--nice" => {
+                    let v = value()?;
+                    a.nice = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (0..=19).contains(n))
+                        .ok_or_else(|| format!("--nice {v:?}: not 0 to 19"))?;
+                }
                 "--tty" => a.tty = true,
                 "--stdin" => a.stdin = true,
                 "--stdin-once" => a.stdin_once = true,
@@ -167,6 +181,9 @@ pub fn main(words: &[String]) -> ExitCode {
             tracing::warn!(cgroup = cg, error = %e, "shim: staying in the engine's cgroup");
         }
     }
+    if args.nice != 0 {
+        set_nice(0, args.nice);
+    }
     match setup(&args) {
         Ok(shim) => {
             report(&Created::Pid { pid: shim.pid });
@@ -177,6 +194,16 @@ pub fn main(words: &[String]) -> ExitCode {
             tracing::error!(id = args.id, error = %e, "shim: create failed");
             report_failure(&e)
         }
+    }
+}
+
+/// Set the nice value of thread `tid` (0: this one); a failure is only logged (priority is
+/// never worth failing a container for).
+pub(super) fn set_nice(tid: i32, nice: i32) {
+    // SAFETY: setpriority(2) with plain integers; no memory is involved.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc != 0 {
+        tracing::warn!(tid, nice, error = %std::io::Error::last_os_error(), "shim: setpriority");
     }
 }
 
@@ -386,8 +413,12 @@ mod tests {
             stdin_once: false,
             log_plain: true,
             cgroup: Some("/docker-shims".into()),
+            nice: 10,
         };
         assert_eq!(Args::parse(&a.to_words()).unwrap(), a);
+        let at = |n: &str| Args::parse(&[a.to_words(), vec!["--nice".into(), n.into()]].concat());
+        assert!(at("20").unwrap_err().contains("not 0 to 19"));
+        assert!(at("-5").is_err(), "a shim never raises its priority");
         assert!(Args::parse(&["--id".into(), "x".into()])
             .unwrap_err()
             .contains("--root is required"));
