@@ -60,6 +60,10 @@ write_files:
 rancher:
   sysctl:
     kernel.domainname: seeded.example
+  services:
+    acpid:
+      labels:
+        seeded-by: nocloud
 runcmd:
   - echo ran > /home/runcmd-mark
   - [sh, -c, "echo argv >> /home/runcmd-mark"]
@@ -112,6 +116,13 @@ runcmd:
     assert!(
         sh(&mut vm, "ls /etc/in-syslog 2>&1 || true").contains("No such file"),
         "and not on the host"
+    );
+    // A service the datasource changed runs as changed (a container prepared from the
+    // configuration before the datasource's was read is not the one started), and runs.
+    let acpid = sh(&mut vm, "system-docker inspect acpid");
+    assert!(
+        acpid.contains(r#""seeded-by": "nocloud""#) && acpid.contains(r#""Status": "running""#),
+        "{acpid}"
     );
     let mark = poll(
         &mut vm,

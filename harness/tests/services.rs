@@ -286,6 +286,32 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         "{log}"
     );
     assert!(sh(&mut vm, "system-docker logs network").contains("lease: eth0"));
+    // The services after the reload were prepared while network and cloud-init-save ran, and
+    // (the reload changed none of them) their prepared containers were the ones started: the
+    // order above holds for them too.
+    let count = |vm: &mut Vm, what: &str| -> usize {
+        sh(
+            vm,
+            &format!("grep -c '{what}' /var/log/system-docker.log || true"),
+        )
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    assert!(
+        count(&mut vm, "service started (prepared)") >= 1,
+        "{}",
+        sh(
+            &mut vm,
+            "grep -e prepared -e 'service started' /var/log/system-docker.log"
+        )
+    );
+    assert_eq!(
+        count(&mut vm, "prepared container not used"),
+        0,
+        "{}",
+        sh(&mut vm, "grep prepared /var/log/system-docker.log")
+    );
     let status = sh(&mut vm, "cat /run/system-docker/services.json");
     assert!(
         status.contains("\"last_exit\": \"exit 0\""),

@@ -81,6 +81,11 @@ impl SystemServices {
             tracing::info!("configuration reloaded");
             config = new;
         }
+        let unused = std::mem::take(&mut inner.prepared);
+        self.drop_preparations(unused).await;
+        let unused = std::mem::take(&mut inner.warm);
+        self.drop_preparations(super::warm::Preparations::of(unused))
+            .await;
         self.console_fallback(&mut inner, &config, &mut problems)
             .await;
         self.write_status();
@@ -205,6 +210,47 @@ impl SystemServices {
             None => todo.iter().cloned().collect(),
         };
         let reloader = reloader.cloned();
+        // What was prepared during the last pass is used now; nothing more is begun.
+        inner.prepared.stop();
+        let mut earlier = std::mem::take(&mut inner.prepared);
+        {
+            // Prepared while this pass runs (see `warm`): first the services of this pass that
+            // wait on another of it, then those after the reload, as the configuration read so
+            // far gives them.
+            let waits = |n: &String| {
+                p.waits_on
+                    .get(n)
+                    .is_some_and(|d| d.iter().any(|d| batch.contains(d)))
+            };
+            let mut names: Vec<&String> = p
+                .order
+                .iter()
+                .filter(|n| batch.contains(*n) && waits(n) && !earlier.results.contains_key(*n))
+                .collect();
+            if reloader.is_some() {
+                names.extend(todo.iter().filter(|n| !batch.contains(*n)));
+            }
+            let specs = names
+                .into_iter()
+                .filter_map(|n| inner.specs.get(n).cloned())
+                .collect();
+            let files = lock(&self.write_files).clone();
+            inner.prepared = super::warm::prepare_all(
+                self.mgr.clone(),
+                specs,
+                inner.environment.clone(),
+                files,
+                self.starts.subscribe(),
+            );
+        }
+        for name in &batch {
+            for from in [&mut earlier.results, &mut inner.prepared.results] {
+                if let Some(rx) = from.remove(name) {
+                    inner.warm.insert(name.clone(), rx);
+                }
+            }
+        }
+        inner.prepared.results.extend(earlier.results);
         let reloaded = self.start_concurrently(inner, &p, batch, problems).await;
         match reloader {
             Some(r) if reloaded.contains(&r) => Pass::Reload,
@@ -256,9 +302,10 @@ impl SystemServices {
                     .images
                     .insert(name.clone(), spec.image.clone());
                 let environment = inner.environment.clone();
+                let warm = inner.warm.remove(&name);
                 running.push(async move {
                     let wait = !spec.detach && !spec.create_only;
-                    let result = self.run(&spec, &environment, wait).await;
+                    let result = self.run_warm(&spec, &environment, wait, warm).await;
                     (spec, result)
                 });
             }
@@ -329,13 +376,27 @@ impl SystemServices {
         let since = std::time::SystemTime::now() - std::time::Duration::from_millis(20);
         self.mgr.start(&rec.id).await.map_err(|e| e.to_string())?;
         tracing::info!(service = %name, id = %rec.id, "service started");
+        self.started(spec, &rec.id, ended, since).await;
+        Ok(())
+    }
+
+    /// After a service's start: said to those waiting for a first start; then wait for a
+    /// run-to-completion one to end, or for a ready file written `since` the start.
+    pub(super) async fn started(
+        &self,
+        spec: &crate::services::ServiceSpec,
+        id: &str,
+        ended: Option<impl std::future::Future<Output = (i32, String)>>,
+        since: std::time::SystemTime,
+    ) {
+        self.starts.send_modify(|n| *n += 1);
+        let name = &spec.name;
         if let Some(ended) = ended {
             let (code, _) = ended.await;
             tracing::info!(service = %name, code, "run-to-completion service finished");
         } else if let Some(f) = &spec.ready_file {
-            self.until_ready(name, &rec.id, f, since).await;
+            self.until_ready(name, id, f, since).await;
         }
-        Ok(())
     }
 
     /// Wait until the service's ready file has been written since `since`, its container has

@@ -33,6 +33,7 @@ mod shutdown;
 pub mod status;
 mod up;
 mod upgrade;
+mod warm;
 
 pub use boot::Booted;
 pub use config_edit::{Applied, ConfigView, EditError, REVERT_AFTER};
@@ -59,6 +60,8 @@ pub struct SystemServices {
     write_files: Arc<Mutex<Vec<WriteFile>>>,
     /// The configuration editor's saves, one at a time, and a network change on trial.
     edits: tokio::sync::Mutex<config_edit::Edits>,
+    /// Services started so far (the boot's preparations begin after the first).
+    starts: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -68,6 +71,10 @@ struct Inner {
     order: Vec<String>,
     /// `rancher.environment`: values for `environment` keys given without one.
     environment: BTreeMap<String, String>,
+    /// The boot's preparations under way (see `warm`).
+    prepared: warm::Preparations,
+    /// Prepared containers of the services this pass starts.
+    warm: BTreeMap<String, tokio::sync::oneshot::Receiver<Option<warm::Warm>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,6 +98,7 @@ impl SystemServices {
             known: Arc::default(),
             write_files,
             edits: Default::default(),
+            starts: tokio::sync::watch::Sender::new(0),
         });
         me.watch_status();
         me

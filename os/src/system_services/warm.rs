@@ -1,0 +1,385 @@
+//! The boot's later services prepared while the earlier ones run. Before the configuration is
+//! reloaded (after `cloud-init-save`), the services that start only after that reload are
+//! known as the configuration saved by the last boot gives them, and in almost every boot the
+//! reload changes none of them. Their containers are then made up to the runtime's created
+//! state ([`Manager::prepare`]: root filesystem, bundle, namespaces, mounts, cgroup; most of a
+//! start under TCG) while `network` waits for its lease and `cloud-init-save` runs, one or two
+//! at a time, beginning once the first of the earlier services has started, so that they do
+//! not slow it down.
+//!
+//! A prepared container is started only if nothing it was made from changed: the service as
+//! the reloaded configuration defines it, the environment values it resolves, the
+//! `write_files` entries for it, and every bind source that is not a directory (a file
+//! replaced by another is not what the bind holds). Otherwise it is abandoned and the service
+//! is created again, as without this; the dependency order of the starts is unchanged (a
+//! prepared container's process runs only when everything it waits on has started).
+
+use super::{container, SystemServices};
+use crate::config::write_files::WriteFile;
+use crate::engine::manager::{Manager, Prepared};
+use crate::services::{ServiceSpec, Volume};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+
+/// Preparations at once: one beside the boot's critical path on two vCPUs.
+const LANES: usize = 2;
+
+/// A prepared container older than this is made again: its shim kills a container not
+/// started within [`crate::engine::shim::START_WITHIN`] (a long datasource wait).
+const MAX_AGE: Duration = Duration::from_secs(40);
+
+/// What a service's container is made from, as far as a preparation can go stale.
+#[derive(Debug, Clone, PartialEq)]
+struct Made {
+    spec: ServiceSpec,
+    /// The environment as resolved with `rancher.environment`.
+    env: Vec<String>,
+    /// The `write_files` entries for its container.
+    files: Vec<WriteFile>,
+    /// Bind sources that are not directories: path, device, inode.
+    binds: Vec<(PathBuf, u64, u64)>,
+}
+
+impl Made {
+    fn now(
+        spec: &ServiceSpec,
+        environment: &BTreeMap<String, String>,
+        files: &[WriteFile],
+    ) -> Made {
+        Made {
+            env: container::request(spec, environment).config.env,
+            files: files_for(files, &spec.name),
+            binds: file_binds(spec),
+            spec: spec.clone(),
+        }
+    }
+
+    /// Why a container made from `self` is not one made from `now` (`None`: it is).
+    fn differs(&self, now: &Made) -> Option<&'static str> {
+        if self.spec != now.spec {
+            Some("the service's definition changed")
+        } else if self.env != now.env {
+            Some("its environment changed")
+        } else if self.files != now.files {
+            Some("its write_files changed")
+        } else if self.binds != now.binds {
+            Some("a file it binds was replaced")
+        } else {
+            None
+        }
+    }
+}
+
+/// A service's container prepared, and what it was made from.
+pub(super) struct Warm {
+    made: Made,
+    prepared: Prepared,
+}
+
+/// The preparations of one pass: each service's result as it comes.
+#[derive(Default)]
+pub(super) struct Preparations {
+    pub results: BTreeMap<String, oneshot::Receiver<Option<Warm>>>,
+    stop: Option<Arc<(AtomicBool, Notify)>>,
+}
+
+impl Preparations {
+    /// Results taken out of another's, to be thrown away.
+    pub fn of(results: BTreeMap<String, oneshot::Receiver<Option<Warm>>>) -> Preparations {
+        Preparations {
+            results,
+            stop: None,
+        }
+    }
+
+    /// Begin no further preparation (those under way end and are kept).
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s.0.store(true, Ordering::SeqCst);
+            s.1.notify_one();
+        }
+    }
+}
+
+/// The `write_files` entries meant for `name`'s container.
+fn files_for(files: &[WriteFile], name: &str) -> Vec<WriteFile> {
+    files
+        .iter()
+        .filter(|f| f.container.as_deref() == Some(name))
+        .cloned()
+        .collect()
+}
+
+/// Device and inode of every bind source of `spec` that exists and is not a directory.
+fn file_binds(spec: &ServiceSpec) -> Vec<(PathBuf, u64, u64)> {
+    spec.volumes
+        .iter()
+        .filter_map(|v| match v {
+            Volume::Bind { host, .. } => {
+                let m = std::fs::metadata(host).ok()?;
+                (!m.is_dir()).then(|| (PathBuf::from(host), m.dev(), m.ino()))
+            }
+            Volume::Anonymous { .. } => None,
+        })
+        .collect()
+}
+
+/// Prepare each of `specs` (in that order, [`LANES`] at a time) once `first_start` has
+/// changed, or not at all when stopped before; nothing for a create-only service or one whose
+/// container exists already.
+pub(super) fn prepare_all(
+    mgr: Arc<Manager>,
+    specs: Vec<ServiceSpec>,
+    environment: BTreeMap<String, String>,
+    files: Vec<WriteFile>,
+    mut first_start: tokio::sync::watch::Receiver<u64>,
+) -> Preparations {
+    let stop: Arc<(AtomicBool, Notify)> = Arc::new((AtomicBool::new(false), Notify::new()));
+    let mut out = Preparations {
+        results: BTreeMap::new(),
+        stop: Some(stop.clone()),
+    };
+    let mut jobs = Vec::new();
+    for spec in specs {
+        if spec.create_only || mgr.find(&spec.name).is_ok() {
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        out.results.insert(spec.name.clone(), rx);
+        jobs.push((spec, tx));
+    }
+    if jobs.is_empty() {
+        return out;
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = first_start.changed() => {}
+            _ = stop.1.notified() => {}
+        }
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let mut running = FuturesUnordered::new();
+        let mut jobs = jobs.into_iter();
+        loop {
+            while running.len() < LANES && !stop.0.load(Ordering::SeqCst) {
+                let Some((spec, tx)) = jobs.next() else {
+                    break;
+                };
+                let (mgr, env, files) = (mgr.clone(), environment.clone(), files.clone());
+                running.push(async move {
+                    let warm = prepare_one(&mgr, spec, &env, &files).await;
+                    // (A receiver gone: the boot ended; nothing waits for it.)
+                    if let Err(Some(w)) = tx.send(warm) {
+                        let id = w.prepared.id().to_string();
+                        mgr.abandon(w.prepared).await;
+                        let _ = mgr.remove(&id, true, true).await;
+                    }
+                });
+            }
+            if running.next().await.is_none() {
+                break;
+            }
+        }
+        // The rest are not prepared (their senders dropped: the receivers read none).
+    });
+    out
+}
+
+async fn prepare_one(
+    mgr: &Arc<Manager>,
+    spec: ServiceSpec,
+    environment: &BTreeMap<String, String>,
+    files: &[WriteFile],
+) -> Option<Warm> {
+    let name = spec.name.clone();
+    let t = std::time::Instant::now();
+    if let Err(e) = container::make_bind_sources(&spec) {
+        tracing::debug!(service = %name, error = %e, "not prepared");
+        return None;
+    }
+    let made = Made::now(&spec, environment, files);
+    let rec = match mgr.create(container::request(&spec, environment)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(service = %name, error = %e, "not prepared");
+            return None;
+        }
+    };
+    match mgr.prepare(&rec.id).await {
+        Ok(prepared) => {
+            tracing::info!(service = %name, id = %rec.id, ms = t.elapsed().as_millis() as u64, "service prepared");
+            Some(Warm { made, prepared })
+        }
+        Err(e) => {
+            // Its start will say it again, as a start.
+            tracing::debug!(service = %name, error = %e, "not prepared");
+            let _ = mgr.remove(&rec.id, true, true).await;
+            None
+        }
+    }
+}
+
+impl SystemServices {
+    /// Start `spec`'s prepared container when it is still what the service would be now;
+    /// otherwise (or without one) create and start it as [`SystemServices::run`] does.
+    pub(super) async fn run_warm(
+        &self,
+        spec: &ServiceSpec,
+        environment: &BTreeMap<String, String>,
+        wait: bool,
+        warm: Option<oneshot::Receiver<Option<Warm>>>,
+    ) -> Result<(), String> {
+        let warm = match warm {
+            Some(rx) => rx.await.ok().flatten(),
+            None => None,
+        };
+        if let Some(w) = warm {
+            let files = super::lock(&self.write_files).clone();
+            let now = Made::now(spec, environment, &files);
+            let why = match w.made.differs(&now) {
+                None if w.prepared.age() > MAX_AGE => Some("prepared too long ago"),
+                why => why,
+            };
+            match why {
+                None => return self.start_warm(spec, w.prepared, wait).await,
+                Some(why) => {
+                    tracing::info!(service = %spec.name, why, "prepared container not used; made again");
+                    self.mgr.abandon(w.prepared).await;
+                }
+            }
+        }
+        self.run(spec, environment, wait).await
+    }
+
+    async fn start_warm(
+        &self,
+        spec: &ServiceSpec,
+        prepared: Prepared,
+        wait: bool,
+    ) -> Result<(), String> {
+        super::lock(&self.known).failed.remove(&spec.name);
+        let id = prepared.id().to_string();
+        let ended = if wait {
+            match self
+                .mgr
+                .wait(&id, crate::engine::manager::WaitCondition::NextExit)
+            {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    self.mgr.abandon(prepared).await;
+                    return Err(e.to_string());
+                }
+            }
+        } else {
+            None
+        };
+        let since = std::time::SystemTime::now() - std::time::Duration::from_millis(20);
+        self.mgr
+            .start_prepared(prepared)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(service = %spec.name, id = %id, "service started (prepared)");
+        self.started(spec, &id, ended, since).await;
+        Ok(())
+    }
+
+    /// Throw away every preparation not used (the services the reload dropped).
+    pub(super) async fn drop_preparations(&self, mut p: Preparations) {
+        p.stop();
+        for (name, rx) in p.results {
+            if let Ok(Some(w)) = rx.await {
+                tracing::info!(service = %name, "prepared container not used; removed");
+                let id = w.prepared.id().to_string();
+                self.mgr.abandon(w.prepared).await;
+                if let Err(e) = self.mgr.remove(&id, true, true).await {
+                    tracing::warn!(service = %name, error = %e, "removing a prepared container");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> ServiceSpec {
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        ServiceSpec::parse("svc", &v).unwrap()
+    }
+
+    fn file(path: &str, container: Option<&str>) -> WriteFile {
+        serde_yaml_ng::from_str::<WriteFile>(&format!("path: {path}\ncontent: x\n"))
+            .map(|mut f| {
+                f.container = container.map(String::from);
+                f
+            })
+            .unwrap()
+    }
+
+    const BASE: &str =
+        "image: ros/busybox:latest\nenvironment: [FROM_ENV]\nlabels: {io.rancher.os.scope: system}";
+
+    #[test]
+    fn a_preparation_is_stale_when_anything_it_was_made_from_changed() {
+        let env: BTreeMap<String, String> = [("FROM_ENV".into(), "1".into())].into();
+        let files = vec![file("/etc/a", Some("svc")), file("/etc/b", Some("other"))];
+        let made = Made::now(&spec(BASE), &env, &files);
+        assert_eq!(made.files.len(), 1, "only the entries for its container");
+        assert_eq!(made.differs(&Made::now(&spec(BASE), &env, &files)), None);
+        // Another service's files, or an environment value it does not use, change nothing.
+        let more = [files.clone(), vec![file("/etc/c", None)]].concat();
+        let mut env2 = env.clone();
+        env2.insert("UNUSED".into(), "x".into());
+        assert_eq!(made.differs(&Made::now(&spec(BASE), &env2, &more)), None);
+        let changed = spec(&format!("{BASE}\ncommand: sleep 1"));
+        assert_eq!(
+            made.differs(&Made::now(&changed, &env, &files)),
+            Some("the service's definition changed")
+        );
+        env2.insert("FROM_ENV".into(), "2".into());
+        assert_eq!(
+            made.differs(&Made::now(&spec(BASE), &env2, &files)),
+            Some("its environment changed")
+        );
+        let mine = [files.clone(), vec![file("/etc/c", Some("svc"))]].concat();
+        assert_eq!(
+            made.differs(&Made::now(&spec(BASE), &env, &mine)),
+            Some("its write_files changed")
+        );
+    }
+
+    #[test]
+    fn a_bind_source_replaced_by_another_file_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hosts");
+        std::fs::write(&f, "a").unwrap();
+        let s = spec(&format!(
+            "{BASE}\nvolumes: [\"{}:/etc/hosts:ro\", \"{}:/d\"]",
+            f.display(),
+            dir.path().display()
+        ));
+        let env = BTreeMap::new();
+        let made = Made::now(&s, &env, &[]);
+        assert_eq!(
+            made.binds.len(),
+            1,
+            "the directory is not compared: {made:?}"
+        );
+        // Written in place: the same file, which the bind shows.
+        std::fs::write(&f, "b").unwrap();
+        assert_eq!(made.differs(&Made::now(&s, &env, &[])), None);
+        // Replaced (a rename over it): the bind would still show the old one.
+        let tmp = dir.path().join("hosts.new");
+        std::fs::write(&tmp, "c").unwrap();
+        std::fs::rename(&tmp, &f).unwrap();
+        assert_eq!(
+            made.differs(&Made::now(&s, &env, &[])),
+            Some("a file it binds was replaced")
+        );
+    }
+}
