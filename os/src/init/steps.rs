@@ -104,6 +104,7 @@ fn load_images(boot: &mut Boot) -> anyhow::Result<()> {
     let store =
         crate::engine::store::Store::open(root).with_context(|| format!("opening {root}"))?;
     let bound = super::system_layers::mount_into(store.root())?;
+    super::system_layers::read_ahead(store.root());
     let images = store.list().with_context(|| format!("reading {root}"))?;
     let mut missing = Vec::new();
     for image in &images {
