@@ -1,4 +1,5 @@
 pub mod api;
+pub mod copy_tree;
 pub mod manager;
 pub mod network;
 pub mod registry;

@@ -89,12 +89,6 @@ pub fn copy_up(rootfs: &Path, path: &str, volume: &Path) -> Result<(), String> {
     let dev = std::fs::metadata(&from)
         .map(|m| m.dev())
         .map_err(|e| format!("{path}: {e}"))?;
-    crate::init::switch_root::copy_tree(
-        &from,
-        volume,
-        dev,
-        &mut Default::default(),
-        crate::init::switch_root::Transfer::Copy,
-    )
-    .map_err(|e| format!("{e:#}"))
+    crate::engine::copy_tree::copy_tree(&from, volume, dev, &mut Default::default())
+        .map_err(|e| format!("{e:#}"))
 }

@@ -158,33 +158,42 @@ fn attach_device_filter(bundle: &Path) -> Result<(), RuntimeError> {
     super::devices::attach(&dir, &rules)
 }
 
-/// Whether `/` is the initramfs (`rootfs` in mountinfo). `pivot_root(2)` refuses to move it
-/// (EINVAL), so libcontainer must then use `MS_MOVE` + `chroot` instead (runc's
-/// `DOCKER_RAMDISK`), as RancherOS's system-docker did.
+/// Whether `/` is the initramfs itself (a root mount without a parent). `pivot_root(2)`
+/// refuses to move it (EINVAL), so libcontainer must then use `MS_MOVE` + `chroot` instead
+/// (runc's `DOCKER_RAMDISK`), as RancherOS's system-docker did. PID 1 puts a bind of it over
+/// `/` first (`init::switch_root`), which has a parent.
 pub(super) fn root_is_initramfs() -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    root_fstype(&info).is_some_and(|t| t == "rootfs")
+    !root_has_parent(&info)
 }
 
-/// The filesystem type of the topmost mount on `/`.
-pub fn root_fstype(mountinfo: &str) -> Option<&str> {
+/// Whether the topmost mount on `/` has a parent mount (what `pivot_root(2)` needs): in
+/// mountinfo, a mount without one is its own parent (`1 1 … / / … - rootfs rootfs`).
+pub fn root_has_parent(mountinfo: &str) -> bool {
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some("/"))
-        .filter_map(|l| l.split_once(" - ").and_then(|(_, r)| r.split(' ').next()))
-        .next_back()
+        .rfind(|l| l.split(' ').nth(4) == Some("/"))
+        .is_some_and(|l| {
+            let mut ids = l.split(' ');
+            ids.next() != ids.next()
+        })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn finds_the_root_filesystem_type() {
+    fn the_initramfs_root_has_no_parent_and_a_mount_over_it_has_one() {
         let info = "1 1 0:2 / / rw - rootfs rootfs rw,size=246852k\n\
                     15 1 0:14 / /proc rw,nosuid - proc proc rw\n";
-        assert_eq!(super::root_fstype(info), Some("rootfs"));
+        assert!(!super::root_has_parent(info));
+        // PID 1's bind of the same filesystem over it.
+        let info = "1 1 0:2 / / rw - rootfs rootfs rw\n\
+                    25 1 0:2 / / rw - rootfs rootfs rw\n";
+        assert!(super::root_has_parent(info));
         let info = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n";
-        assert_eq!(super::root_fstype(info), Some("ext4"));
+        assert!(super::root_has_parent(info));
+        assert!(!super::root_has_parent(""));
     }
 }

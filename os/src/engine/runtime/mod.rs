@@ -38,7 +38,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod state;
 
-pub use container_create::root_fstype;
+pub use container_create::root_has_parent;
 pub(crate) use container_create::{create_with, Stdio as ContainerStdio};
 pub use error::RuntimeError;
 pub use spec::{BindMount, ContainerSpec, DeviceMapping, Limits, Namespace, TmpfsMount};
