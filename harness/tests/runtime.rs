@@ -58,7 +58,8 @@ fn container_runs_in_its_own_namespaces_and_cgroup() {
     let mut vm = boot_with_rootfs("runtime_namespaces_cgroup");
     let host_pidns = sh_ok(&mut vm, "readlink /proc/1/ns/pid").trim().to_string();
     let host_netns = sh_ok(&mut vm, "readlink /proc/1/ns/net").trim().to_string();
-    // For the record: / is the initramfs, so libcontainer moves the rootfs instead of pivoting.
+    // For the record: the host's / (PID 1's bind of the initramfs over itself; libcontainer
+    // pivots when it has a parent mount, and moves the rootfs when it has none).
     eprintln!("{}", sh_ok(&mut vm, "grep ' / / ' /proc/1/mountinfo"));
     let out = sh_ok(
         &mut vm,

@@ -15,6 +15,7 @@ pub mod init;
 pub mod install;
 pub mod netconf;
 pub mod ntp;
+pub mod priority;
 pub mod rancherctl;
 pub mod random;
 pub mod services;

@@ -94,7 +94,7 @@ fn root_is_rootfs() -> anyhow::Result<bool> {
 }
 
 /// Make a bind mount of the initramfs `/` (cwd and root included): the same files, now on
-/// a mount that has a parent.
+/// a mount that has a parent. On failure nothing is left mounted and the cwd is `/`.
 fn switch() -> anyhow::Result<()> {
     fs::create_dir_all(NEW_ROOT).with_context(|| format!("mkdir {NEW_ROOT}"))?;
     // Not recursive: /proc (mounted for the look) stays behind, and goes.
@@ -106,10 +106,20 @@ fn switch() -> anyhow::Result<()> {
         None::<&str>,
     )
     .with_context(|| format!("bind / on {NEW_ROOT}"))?;
+    // (The `mount-proc` step mounts it again if the switch fails from here.)
     let _ = umount2("/proc", MntFlags::MNT_DETACH);
-    std::env::set_current_dir(NEW_ROOT).with_context(|| format!("chdir {NEW_ROOT}"))?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .context("move the bind over /")?;
+    let moved = std::env::set_current_dir(NEW_ROOT)
+        .with_context(|| format!("chdir {NEW_ROOT}"))
+        .and_then(|()| {
+            mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+                .context("move the bind over /")
+        });
+    if let Err(e) = moved {
+        let _ = std::env::set_current_dir("/");
+        let _ = umount2(NEW_ROOT, MntFlags::MNT_DETACH);
+        let _ = fs::remove_dir(NEW_ROOT);
+        return Err(e);
+    }
     nix::unistd::chroot(".").context("chroot into the new root")?;
     std::env::set_current_dir("/").context("chdir /")?;
     // The directory the bind was made on, seen through it: empty, no mount on it any more.

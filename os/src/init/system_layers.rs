@@ -96,18 +96,27 @@ pub fn mount_into(store: &Path) -> anyhow::Result<usize> {
 }
 
 /// Files the boot's containers run, read ahead in this order (see [`read_ahead`]), each in
-/// whichever layer has it; a name ending in `/` is every file of that directory. First
-/// busybox (the network service's `ip` and `udhcpc`: the boot waits for its lease), then the
-/// console's SSH server and the libraries it loads.
+/// whichever layer has it: busybox first (the network service's `ip` and `udhcpc`: the boot
+/// waits for its lease), then the console's SSH server and what it loads.
 const READ_AHEAD: &[&str] = &[
     "bin/busybox",
-    "lib/x86_64-linux-gnu/",
-    "usr/lib/x86_64-linux-gnu/",
+    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "lib/x86_64-linux-gnu/libc.so.6",
     "usr/sbin/dropbear",
 ];
 
+/// In the library directories (`lib/x86_64-linux-gnu`, `usr/lib/x86_64-linux-gnu`), the files
+/// whose names begin so are read after [`READ_AHEAD`]: dropbear's libraries (`ldd`).
+const READ_AHEAD_LIBS: &[&str] = &[
+    "libcrypt.so",
+    "libz.so",
+    "libtomcrypt.so",
+    "libtommath.so",
+    "libgmp.so",
+];
+
 /// The read-ahead thread's nice value.
-const READ_AHEAD_NICE: libc::c_int = 10;
+const READ_AHEAD_NICE: i32 = 10;
 
 /// Read the files of [`READ_AHEAD`] of every layer in the mounted image, on a thread of its
 /// own, so that their decompression (xz, slow under TCG) happens on the other CPU while PID 1
@@ -118,9 +127,9 @@ pub fn read_ahead(store: &Path) {
         .name("read-ahead".into())
         .spawn(move || {
             // Beside the boot, not before it: at a lower priority than PID 1 and the services.
-            let tid = nix::unistd::gettid().as_raw();
-            // SAFETY: setpriority(2) with plain integers; no memory is involved.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, READ_AHEAD_NICE) };
+            if let Err(e) = crate::priority::set_nice(0, READ_AHEAD_NICE) {
+                tracing::debug!(error = %e, "read-ahead at the usual priority");
+            }
             let t = std::time::Instant::now();
             let mut bytes = 0u64;
             let layers: Vec<_> = std::fs::read_dir(&mnt)
@@ -136,13 +145,21 @@ pub fn read_ahead(store: &Path) {
             };
             for rel in READ_AHEAD {
                 for layer in &layers {
-                    let path = layer.join(rel);
-                    if !rel.ends_with('/') {
-                        read(&path);
-                        continue;
-                    }
-                    for e in std::fs::read_dir(&path).into_iter().flatten().flatten() {
-                        if e.file_type().is_ok_and(|t| t.is_file()) {
+                    read(&layer.join(rel));
+                }
+            }
+            for layer in &layers {
+                for dir in ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"] {
+                    for e in std::fs::read_dir(layer.join(dir))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                    {
+                        let name = e.file_name();
+                        let wanted = READ_AHEAD_LIBS
+                            .iter()
+                            .any(|p| name.to_string_lossy().starts_with(p));
+                        if wanted && e.file_type().is_ok_and(|t| t.is_file()) {
                             read(&e.path());
                         }
                     }

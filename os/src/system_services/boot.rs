@@ -228,7 +228,10 @@ impl SystemServices {
                 .filter(|n| batch.contains(*n) && waits(n) && !earlier.results.contains_key(*n))
                 .collect();
             if reloader.is_some() {
-                names.extend(todo.iter().filter(|n| !batch.contains(*n)));
+                names.extend(
+                    todo.iter()
+                        .filter(|n| !batch.contains(*n) && !earlier.results.contains_key(*n)),
+                );
             }
             let specs = names
                 .into_iter()
@@ -240,7 +243,7 @@ impl SystemServices {
                 specs,
                 inner.environment.clone(),
                 files,
-                self.starts.subscribe(),
+                self.kick.subscribe(),
             );
         }
         for name in &batch {
@@ -250,7 +253,9 @@ impl SystemServices {
                 }
             }
         }
-        inner.prepared.results.extend(earlier.results);
+        for (name, rx) in earlier.results {
+            inner.prepared.results.entry(name).or_insert(rx);
+        }
         let reloaded = self.start_concurrently(inner, &p, batch, problems).await;
         match reloader {
             Some(r) if reloaded.contains(&r) => Pass::Reload,
@@ -380,7 +385,7 @@ impl SystemServices {
         Ok(())
     }
 
-    /// After a service's start: said to those waiting for a first start; then wait for a
+    /// After a service's start: the boot's preparations may begin; then wait for a
     /// run-to-completion one to end, or for a ready file written `since` the start.
     pub(super) async fn started(
         &self,
@@ -389,7 +394,7 @@ impl SystemServices {
         ended: Option<impl std::future::Future<Output = (i32, String)>>,
         since: std::time::SystemTime,
     ) {
-        self.starts.send_modify(|n| *n += 1);
+        self.kick.send_modify(|n| *n += 1);
         let name = &spec.name;
         if let Some(ended) = ended {
             let (code, _) = ended.await;

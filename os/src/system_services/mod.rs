@@ -60,8 +60,9 @@ pub struct SystemServices {
     write_files: Arc<Mutex<Vec<WriteFile>>>,
     /// The configuration editor's saves, one at a time, and a network change on trial.
     edits: tokio::sync::Mutex<config_edit::Edits>,
-    /// Services started so far (the boot's preparations begin after the first).
-    starts: tokio::sync::watch::Sender<u64>,
+    /// The boot's preparations begin when this changes: at the first service started (not
+    /// before, to leave the CPU to it), or when a start waits for one (see `warm`).
+    kick: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -98,7 +99,7 @@ impl SystemServices {
             known: Arc::default(),
             write_files,
             edits: Default::default(),
-            starts: tokio::sync::watch::Sender::new(0),
+            kick: tokio::sync::watch::Sender::new(0),
         });
         me.watch_status();
         me

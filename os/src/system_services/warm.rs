@@ -2,21 +2,26 @@
 //! reloaded (after `cloud-init-save`), the services that start only after that reload are
 //! known as the configuration saved by the last boot gives them, and in almost every boot the
 //! reload changes none of them. Their containers are then made up to the runtime's created
-//! state ([`Manager::prepare`]: root filesystem, bundle, namespaces, mounts, cgroup; most of a
+//! state ([`Manager::hold`]: root filesystem, bundle, namespaces, mounts, cgroup; most of a
 //! start under TCG) while `network` waits for its lease and `cloud-init-save` runs, one or two
 //! at a time, beginning once the first of the earlier services has started, so that they do
 //! not slow it down.
 //!
 //! A prepared container is started only if nothing it was made from changed: the service as
-//! the reloaded configuration defines it, the environment values it resolves, the
-//! `write_files` entries for it, and every bind source that is not a directory (a file
-//! replaced by another is not what the bind holds). Otherwise it is abandoned and the service
-//! is created again, as without this; the dependency order of the starts is unchanged (a
-//! prepared container's process runs only when everything it waits on has started).
+//! the reloaded configuration defines it, the image its name resolves to, the environment
+//! values it resolves, the `write_files` entries for it, and every bind source that is not a
+//! directory (a file replaced by another is not what the bind holds). Otherwise it is
+//! abandoned and the service is created again, as without this; the dependency order of the
+//! starts is unchanged (a prepared container's process runs only when everything it waits on
+//! has started). Not prepared, so as to change nothing a dependency may still make: a service
+//! with a bind source that does not exist yet (its start makes a directory there) or with
+//! `volumes_from` (another container's volumes, resolved at creation). A mount made on the host
+//! under a bound directory after the preparation is not seen in the container (as for one made
+//! after a start).
 
 use super::{container, SystemServices};
 use crate::config::write_files::WriteFile;
-use crate::engine::manager::{Manager, Prepared};
+use crate::engine::manager::{Held, Manager};
 use crate::services::{ServiceSpec, Volume};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -26,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 
-/// Preparations at once: one beside the boot's critical path on two vCPUs.
+/// Preparations at once. Each runs at a lower priority than the boot's critical path (the
+/// shim's nice value), so two fill both vCPUs when that path waits (a DHCP exchange) without
+/// taking them from it.
 const LANES: usize = 2;
 
 /// A prepared container older than this is made again: its shim kills a container not
@@ -37,6 +44,8 @@ const MAX_AGE: Duration = Duration::from_secs(40);
 #[derive(Debug, Clone, PartialEq)]
 struct Made {
     spec: ServiceSpec,
+    /// The image ID its image's name resolves to.
+    image: Option<String>,
     /// The environment as resolved with `rancher.environment`.
     env: Vec<String>,
     /// The `write_files` entries for its container.
@@ -48,10 +57,12 @@ struct Made {
 impl Made {
     fn now(
         spec: &ServiceSpec,
+        image: Option<String>,
         environment: &BTreeMap<String, String>,
         files: &[WriteFile],
     ) -> Made {
         Made {
+            image,
             env: container::request(spec, environment).config.env,
             files: files_for(files, &spec.name),
             binds: file_binds(spec),
@@ -63,6 +74,8 @@ impl Made {
     fn differs(&self, now: &Made) -> Option<&'static str> {
         if self.spec != now.spec {
             Some("the service's definition changed")
+        } else if self.image != now.image {
+            Some("its image name resolves to another image")
         } else if self.env != now.env {
             Some("its environment changed")
         } else if self.files != now.files {
@@ -78,7 +91,7 @@ impl Made {
 /// A service's container prepared, and what it was made from.
 pub(super) struct Warm {
     made: Made,
-    prepared: Prepared,
+    prepared: Held,
 }
 
 /// The preparations of one pass: each service's result as it comes.
@@ -146,7 +159,7 @@ pub(super) fn prepare_all(
     };
     let mut jobs = Vec::new();
     for spec in specs {
-        if spec.create_only || mgr.find(&spec.name).is_ok() {
+        if spec.create_only || mgr.find(&spec.name).is_ok() || !spec.volumes_from.is_empty() {
             continue;
         }
         let (tx, rx) = oneshot::channel();
@@ -189,6 +202,14 @@ pub(super) fn prepare_all(
     out
 }
 
+/// The image ID `spec`'s image name resolves to now.
+fn image_id(mgr: &Manager, spec: &ServiceSpec) -> Option<String> {
+    mgr.store
+        .resolve(&spec.image)
+        .ok()
+        .map(|i| i.id.to_string())
+}
+
 async fn prepare_one(
     mgr: &Arc<Manager>,
     spec: ServiceSpec,
@@ -197,11 +218,16 @@ async fn prepare_one(
 ) -> Option<Warm> {
     let name = spec.name.clone();
     let t = std::time::Instant::now();
-    if let Err(e) = container::make_bind_sources(&spec) {
-        tracing::debug!(service = %name, error = %e, "not prepared");
+    // (Looked at now, when the services started so far have made theirs.)
+    let missing = spec.volumes.iter().find_map(|v| match v {
+        Volume::Bind { host, .. } => (!std::path::Path::new(host).exists()).then_some(host),
+        Volume::Anonymous { .. } => None,
+    });
+    if let Some(host) = missing {
+        tracing::info!(service = %name, source = %host, "not prepared: a bind source is not there yet");
         return None;
     }
-    let made = Made::now(&spec, environment, files);
+    let made = Made::now(&spec, image_id(mgr, &spec), environment, files);
     let rec = match mgr.create(container::request(&spec, environment)) {
         Ok(r) => r,
         Err(e) => {
@@ -209,7 +235,7 @@ async fn prepare_one(
             return None;
         }
     };
-    match mgr.prepare(&rec.id).await {
+    match mgr.hold(&rec.id).await {
         Ok(prepared) => {
             tracing::info!(service = %name, id = %rec.id, ms = t.elapsed().as_millis() as u64, "service prepared");
             Some(Warm { made, prepared })
@@ -234,18 +260,29 @@ impl SystemServices {
         warm: Option<oneshot::Receiver<Option<Warm>>>,
     ) -> Result<(), String> {
         let warm = match warm {
-            Some(rx) => rx.await.ok().flatten(),
+            Some(rx) => {
+                // The preparations may still wait for a first start (every service before
+                // this one failed): they begin now.
+                self.kick.send_modify(|n| *n += 1);
+                rx.await.ok().flatten()
+            }
             None => None,
         };
         if let Some(w) = warm {
             let files = super::lock(&self.write_files).clone();
-            let now = Made::now(spec, environment, &files);
+            let now = Made::now(spec, image_id(&self.mgr, spec), environment, &files);
             let why = match w.made.differs(&now) {
                 None if w.prepared.age() > MAX_AGE => Some("prepared too long ago"),
                 why => why,
             };
             match why {
-                None => return self.start_warm(spec, w.prepared, wait).await,
+                None => match self.start_warm(spec, w.prepared, wait).await {
+                    // (Its shim may have given up on it: made again below, as without it.)
+                    Err(e) => {
+                        tracing::warn!(service = %spec.name, error = %e, "prepared container did not start; made again")
+                    }
+                    ok => return ok,
+                },
                 Some(why) => {
                     tracing::info!(service = %spec.name, why, "prepared container not used; made again");
                     self.mgr.abandon(w.prepared).await;
@@ -258,7 +295,7 @@ impl SystemServices {
     async fn start_warm(
         &self,
         spec: &ServiceSpec,
-        prepared: Prepared,
+        prepared: Held,
         wait: bool,
     ) -> Result<(), String> {
         super::lock(&self.known).failed.remove(&spec.name);
@@ -279,7 +316,7 @@ impl SystemServices {
         };
         let since = std::time::SystemTime::now() - std::time::Duration::from_millis(20);
         self.mgr
-            .start_prepared(prepared)
+            .start_held(prepared)
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(service = %spec.name, id = %id, "service started (prepared)");
@@ -328,27 +365,42 @@ mod tests {
     fn a_preparation_is_stale_when_anything_it_was_made_from_changed() {
         let env: BTreeMap<String, String> = [("FROM_ENV".into(), "1".into())].into();
         let files = vec![file("/etc/a", Some("svc")), file("/etc/b", Some("other"))];
-        let made = Made::now(&spec(BASE), &env, &files);
+        let made = Made::now(&spec(BASE), None, &env, &files);
         assert_eq!(made.files.len(), 1, "only the entries for its container");
-        assert_eq!(made.differs(&Made::now(&spec(BASE), &env, &files)), None);
+        assert_eq!(
+            made.differs(&Made::now(&spec(BASE), None, &env, &files)),
+            None
+        );
         // Another service's files, or an environment value it does not use, change nothing.
         let more = [files.clone(), vec![file("/etc/c", None)]].concat();
         let mut env2 = env.clone();
         env2.insert("UNUSED".into(), "x".into());
-        assert_eq!(made.differs(&Made::now(&spec(BASE), &env2, &more)), None);
+        assert_eq!(
+            made.differs(&Made::now(&spec(BASE), None, &env2, &more)),
+            None
+        );
         let changed = spec(&format!("{BASE}\ncommand: sleep 1"));
         assert_eq!(
-            made.differs(&Made::now(&changed, &env, &files)),
+            made.differs(&Made::now(&changed, None, &env, &files)),
             Some("the service's definition changed")
         );
         env2.insert("FROM_ENV".into(), "2".into());
         assert_eq!(
-            made.differs(&Made::now(&spec(BASE), &env2, &files)),
+            made.differs(&Made::now(&spec(BASE), None, &env2, &files)),
             Some("its environment changed")
+        );
+        assert_eq!(
+            made.differs(&Made::now(
+                &spec(BASE),
+                Some("sha256:1".into()),
+                &env,
+                &files
+            )),
+            Some("its image name resolves to another image")
         );
         let mine = [files.clone(), vec![file("/etc/c", Some("svc"))]].concat();
         assert_eq!(
-            made.differs(&Made::now(&spec(BASE), &env, &mine)),
+            made.differs(&Made::now(&spec(BASE), None, &env, &mine)),
             Some("its write_files changed")
         );
     }
@@ -364,7 +416,7 @@ mod tests {
             dir.path().display()
         ));
         let env = BTreeMap::new();
-        let made = Made::now(&s, &env, &[]);
+        let made = Made::now(&s, None, &env, &[]);
         assert_eq!(
             made.binds.len(),
             1,
@@ -372,13 +424,13 @@ mod tests {
         );
         // Written in place: the same file, which the bind shows.
         std::fs::write(&f, "b").unwrap();
-        assert_eq!(made.differs(&Made::now(&s, &env, &[])), None);
+        assert_eq!(made.differs(&Made::now(&s, None, &env, &[])), None);
         // Replaced (a rename over it): the bind would still show the old one.
         let tmp = dir.path().join("hosts.new");
         std::fs::write(&tmp, "c").unwrap();
         std::fs::rename(&tmp, &f).unwrap();
         assert_eq!(
-            made.differs(&Made::now(&s, &env, &[])),
+            made.differs(&Made::now(&s, None, &env, &[])),
             Some("a file it binds was replaced")
         );
     }

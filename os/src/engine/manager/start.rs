@@ -6,7 +6,7 @@
 //! wired to it before the container is created (see `network`); `none`, and `bridge` on an
 //! engine without one, a namespace of its own with loopback only; `host` the host's.
 
-use super::prepare::Prepared;
+use super::hold::Held;
 use super::record::{self, Lifecycle, Record};
 use super::{shim_client, Manager, ManagerError, Result};
 use crate::engine::runtime::{BindMount, ContainerSpec, Namespace};
@@ -41,11 +41,7 @@ impl Manager {
     /// The first half of a start, on a claimed container: everything up to a shim holding the
     /// created container (ports published, root filesystem mounted, bundle written); the shim
     /// creates it at `nice`.
-    pub(super) async fn create_claimed(
-        self: &Arc<Self>,
-        rec: Record,
-        nice: i32,
-    ) -> Result<Prepared> {
+    pub(super) async fn create_claimed(self: &Arc<Self>, rec: Record, nice: i32) -> Result<Held> {
         if rec.state.status.is_running() {
             return Err(ManagerError::NotModified(format!(
                 "container {} is already running",
@@ -68,7 +64,7 @@ impl Manager {
             .await
             .map_err(|e| ManagerError::Shim(format!("start task: {e}")))?;
         match spawned {
-            Ok(pid) => Ok(Prepared {
+            Ok(pid) => Ok(Held {
                 id,
                 pid,
                 leaf,
@@ -84,8 +80,8 @@ impl Manager {
 
     /// The second half: connect the attach requests that were waiting, let the process run,
     /// and follow it.
-    pub(super) async fn run_created(self: &Arc<Self>, created: Prepared) -> Result<()> {
-        let Prepared { id, pid, leaf, .. } = created;
+    pub(super) async fn run_created(self: &Arc<Self>, created: Held) -> Result<()> {
+        let Held { id, pid, leaf, .. } = created;
         let shim = self.shim_dir(&id);
         let pending = self
             .lock()

@@ -7,10 +7,10 @@
 //!    `net: host` shares ours) and `/proc/<pid>/root`, all before moving anywhere;
 //! 2. join its cgroup (our pid into `cgroup.procs`), so limits and `kill --all` cover the exec;
 //! 3. `setns` into each namespace, mount last;
-//! 4. `fchdir` to its root and `chroot(".")`: containers run with libcontainer's `no_pivot`
-//!    (the host root is an initramfs, which `pivot_root` refuses), so the container's `/` is a
-//!    chroot inside its mount namespace, not the namespace's root: joining the namespace alone
-//!    would leave us at the initramfs;
+//! 4. `fchdir` to its root and `chroot(".")`: joining a mount namespace leaves the caller at
+//!    that namespace's root, which is the container's `/` after libcontainer's `pivot_root`
+//!    but not when it ran with `no_pivot` (a host root without a parent mount, see
+//!    `container_create`): the chroot covers both;
 //! 5. spawn the command with the container's environment (its init's `environ`, then the
 //!    caller's `--env`) and its privileges: the capability bounding set of its init (so a root
 //!    exec gets the container's capabilities, not the host's full set) and `no_new_privs` if

@@ -200,10 +200,8 @@ pub fn main(words: &[String]) -> ExitCode {
 /// Set the nice value of thread `tid` (0: this one); a failure is only logged (priority is
 /// never worth failing a container for).
 pub(super) fn set_nice(tid: i32, nice: i32) {
-    // SAFETY: setpriority(2) with plain integers; no memory is involved.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    if rc != 0 {
-        tracing::warn!(tid, nice, error = %std::io::Error::last_os_error(), "shim: setpriority");
+    if let Err(e) = crate::priority::set_nice(tid, nice) {
+        tracing::warn!(tid, nice, error = %e, "shim: setpriority");
     }
 }
 

@@ -1,11 +1,11 @@
-//! A start in two halves: `prepare` does everything up to a shim holding the created container
+//! A start in two halves: `hold` does everything up to a shim holding the created container
 //! (root filesystem, bundle, the runtime's namespaces, mounts and cgroup: most of a start's
-//! time under TCG), `start_prepared` lets its process run. Between the two the container is
-//! claimed (no other start, stop or removal), shown as `created`. The system services prepare
-//! the boot's later services while the earlier ones run, so that their starts are the last
-//! step only; `abandon` undoes a preparation that is not wanted any more (the configuration
-//! changed the service meanwhile). A preparation's shim creates the container at a lower
-//! priority ([`PREPARE_NICE`]; both go back to 0 at the start), so that it fills the CPU the
+//! time under TCG), `start_held` lets its process run. Between the two the container is
+//! claimed (no other start, stop or removal), shown as `created`. The system services hold
+//! the boot's later services created while the earlier ones run, so that their starts are the
+//! last step only; `abandon` undoes a hold that is not wanted any more (the configuration
+//! changed the service meanwhile). A held container's shim creates the container at a lower
+//! priority ([`HOLD_NICE`]; both go back to 0 at the start), so that it fills the CPU the
 //! boot's critical path leaves idle instead of slowing it. Not reachable from the Docker API: a
 //! container the API created is started whole.
 
@@ -15,19 +15,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A container whose shim holds it created, not running yet. Hand it to
-/// [`Manager::start_prepared`] or [`Manager::abandon`]: until then the container stays
+/// [`Manager::start_held`] or [`Manager::abandon`]: until then the container stays
 /// claimed, and a shim kills a container not started within
 /// [`crate::engine::shim::START_WITHIN`].
-#[must_use = "a prepared container stays claimed until started or abandoned"]
+#[must_use = "a held container stays claimed until started or abandoned"]
 #[derive(Debug)]
-pub struct Prepared {
+pub struct Held {
     pub(super) id: String,
     pub(super) pid: i32,
     pub(super) leaf: String,
     pub(super) at: Instant,
 }
 
-impl Prepared {
+impl Held {
     /// The container's ID.
     pub fn id(&self) -> &str {
         &self.id
@@ -39,19 +39,19 @@ impl Prepared {
     }
 }
 
-/// The nice value a preparation's shim creates its container at: it runs beside the boot's
+/// The nice value a held container's shim creates it at: it runs beside the boot's
 /// critical path (a DHCP exchange, a run-to-completion service) and must not slow it down.
-const PREPARE_NICE: i32 = 10;
+const HOLD_NICE: i32 = 10;
 
 /// How long an abandoned container's shim gets to report its end.
 const ABANDON_WAIT: Duration = Duration::from_secs(10);
 
 impl Manager {
     /// The first half of a start (see the module's docs).
-    pub async fn prepare(self: &Arc<Self>, name_or_id: &str) -> Result<Prepared> {
+    pub async fn hold(self: &Arc<Self>, name_or_id: &str) -> Result<Held> {
         let id = self.find(name_or_id)?;
         let rec = self.claim(&id)?;
-        let r = self.create_claimed(rec, PREPARE_NICE).await;
+        let r = self.create_claimed(rec, HOLD_NICE).await;
         if r.is_err() {
             self.release(&id);
         }
@@ -59,17 +59,17 @@ impl Manager {
     }
 
     /// The second half: the process runs from here on, as after [`Manager::start`].
-    pub async fn start_prepared(self: &Arc<Self>, prepared: Prepared) -> Result<()> {
-        let id = prepared.id.clone();
-        let r = self.run_created(prepared).await;
+    pub async fn start_held(self: &Arc<Self>, held: Held) -> Result<()> {
+        let id = held.id.clone();
+        let r = self.run_created(held).await;
         self.release(&id);
         r
     }
 
-    /// Kill a prepared container's process before it ran, and leave the container as it was
+    /// Kill a held container's process before it ran, and leave the container as it was
     /// created (not running, nothing mounted), free for a removal.
-    pub async fn abandon(self: &Arc<Self>, prepared: Prepared) {
-        let id = prepared.id;
+    pub async fn abandon(self: &Arc<Self>, held: Held) {
+        let id = held.id;
         let shim = self.shim_dir(&id);
         if shim_client::call(&shim, &Request::Kill { signal: 9 })
             .await
@@ -84,7 +84,7 @@ impl Manager {
         if let Err(e) = crate::engine::rootfs::unmount(&dir) {
             tracing::warn!(id = %id, error = %e, "unmounting an abandoned container's root");
         }
-        tracing::info!(id = %id, "prepared container abandoned");
+        tracing::info!(id = %id, "held container abandoned");
         self.release(&id);
     }
 }

@@ -1,0 +1,14 @@
+//! A thread's nice value: work done beside the boot's critical path (a container prepared
+//! ahead, files read ahead) runs at a lower priority than that path, and goes back to 0 when it
+//! becomes the path.
+
+/// Set the nice value of thread `tid` (0: the calling one; Linux's nice is per thread).
+pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority(2) with plain integers; no memory is involved.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
