@@ -210,52 +210,7 @@ impl SystemServices {
             None => todo.iter().cloned().collect(),
         };
         let reloader = reloader.cloned();
-        // What was prepared during the last pass is used now; nothing more is begun.
-        inner.prepared.stop();
-        let mut earlier = std::mem::take(&mut inner.prepared);
-        {
-            // Prepared while this pass runs (see `warm`): first the services of this pass that
-            // wait on another of it, then those after the reload, as the configuration read so
-            // far gives them.
-            let waits = |n: &String| {
-                p.waits_on
-                    .get(n)
-                    .is_some_and(|d| d.iter().any(|d| batch.contains(d)))
-            };
-            let mut names: Vec<&String> = p
-                .order
-                .iter()
-                .filter(|n| batch.contains(*n) && waits(n) && !earlier.results.contains_key(*n))
-                .collect();
-            if reloader.is_some() {
-                names.extend(
-                    todo.iter()
-                        .filter(|n| !batch.contains(*n) && !earlier.results.contains_key(*n)),
-                );
-            }
-            let specs = names
-                .into_iter()
-                .filter_map(|n| inner.specs.get(n).cloned())
-                .collect();
-            let files = lock(&self.write_files).clone();
-            inner.prepared = super::warm::prepare_all(
-                self.mgr.clone(),
-                specs,
-                inner.environment.clone(),
-                files,
-                self.kick.subscribe(),
-            );
-        }
-        for name in &batch {
-            for from in [&mut earlier.results, &mut inner.prepared.results] {
-                if let Some(rx) = from.remove(name) {
-                    inner.warm.insert(name.clone(), rx);
-                }
-            }
-        }
-        for (name, rx) in earlier.results {
-            inner.prepared.results.entry(name).or_insert(rx);
-        }
+        self.begin_preparations(inner, &p, &batch, &todo, reloader.is_some());
         let reloaded = self.start_concurrently(inner, &p, batch, problems).await;
         match reloader {
             Some(r) if reloaded.contains(&r) => Pass::Reload,

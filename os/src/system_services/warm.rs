@@ -142,15 +142,15 @@ fn file_binds(spec: &ServiceSpec) -> Vec<(PathBuf, u64, u64)> {
         .collect()
 }
 
-/// Prepare each of `specs` (in that order, [`LANES`] at a time) once `first_start` has
-/// changed, or not at all when stopped before; nothing for a create-only service or one whose
-/// container exists already.
-pub(super) fn prepare_all(
+/// Prepare each of `specs` (in that order, [`LANES`] at a time) once `kick` changes (see
+/// `SystemServices::kick`), or not at all when stopped before; nothing for a create-only
+/// service, one with `volumes_from`, or one whose container exists already.
+fn prepare_all(
     mgr: Arc<Manager>,
     specs: Vec<ServiceSpec>,
     environment: BTreeMap<String, String>,
     files: Vec<WriteFile>,
-    mut first_start: tokio::sync::watch::Receiver<u64>,
+    mut kick: tokio::sync::watch::Receiver<u64>,
 ) -> Preparations {
     let stop: Arc<(AtomicBool, Notify)> = Arc::new((AtomicBool::new(false), Notify::new()));
     let mut out = Preparations {
@@ -171,7 +171,7 @@ pub(super) fn prepare_all(
     }
     tokio::spawn(async move {
         tokio::select! {
-            _ = first_start.changed() => {}
+            _ = kick.changed() => {}
             _ = stop.1.notified() => {}
         }
         use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -250,6 +250,61 @@ async fn prepare_one(
 }
 
 impl SystemServices {
+    /// At the start of a pass that starts `batch` (of `todo`, what is not handled yet): take
+    /// the last pass's preparations of `batch` for its starts (nothing more of them begins),
+    /// and begin this pass's: first the services of `batch` that wait on another of it, then,
+    /// when the pass ends in a reload, those after it, as the configuration read so far gives
+    /// them.
+    pub(super) fn begin_preparations(
+        &self,
+        inner: &mut super::Inner,
+        p: &crate::services::Plan,
+        batch: &std::collections::BTreeSet<String>,
+        todo: &[String],
+        reloading: bool,
+    ) {
+        inner.prepared.stop();
+        let mut earlier = std::mem::take(&mut inner.prepared);
+        let waits = |n: &String| {
+            p.waits_on
+                .get(n)
+                .is_some_and(|d| d.iter().any(|d| batch.contains(d)))
+        };
+        let mut names: Vec<&String> = p
+            .order
+            .iter()
+            .filter(|n| batch.contains(*n) && waits(n) && !earlier.results.contains_key(*n))
+            .collect();
+        if reloading {
+            names.extend(
+                todo.iter()
+                    .filter(|n| !batch.contains(*n) && !earlier.results.contains_key(*n)),
+            );
+        }
+        let specs = names
+            .into_iter()
+            .filter_map(|n| inner.specs.get(n).cloned())
+            .collect();
+        let files = super::lock(&self.write_files).clone();
+        inner.prepared = prepare_all(
+            self.mgr.clone(),
+            specs,
+            inner.environment.clone(),
+            files,
+            self.kick.subscribe(),
+        );
+        for name in batch {
+            for from in [&mut earlier.results, &mut inner.prepared.results] {
+                if let Some(rx) = from.remove(name) {
+                    inner.warm.insert(name.clone(), rx);
+                }
+            }
+        }
+        for (name, rx) in earlier.results {
+            inner.prepared.results.entry(name).or_insert(rx);
+        }
+    }
+
     /// Start `spec`'s prepared container when it is still what the service would be now;
     /// otherwise (or without one) create and start it as [`SystemServices::run`] does.
     pub(super) async fn run_warm(
