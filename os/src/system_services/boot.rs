@@ -81,11 +81,10 @@ impl SystemServices {
             tracing::info!("configuration reloaded");
             config = new;
         }
-        let unused = std::mem::take(&mut inner.prepared);
+        // (Those of services that did not start are among the preparations' too.)
+        let mut unused = std::mem::take(&mut inner.prepared);
+        unused.results.append(&mut inner.warm);
         self.drop_preparations(unused).await;
-        let unused = std::mem::take(&mut inner.warm);
-        self.drop_preparations(super::warm::Preparations::of(unused))
-            .await;
         self.console_fallback(&mut inner, &config, &mut problems)
             .await;
         self.write_status();

@@ -102,14 +102,6 @@ pub(super) struct Preparations {
 }
 
 impl Preparations {
-    /// Results taken out of another's, to be thrown away.
-    pub fn of(results: BTreeMap<String, oneshot::Receiver<Option<Warm>>>) -> Preparations {
-        Preparations {
-            results,
-            stop: None,
-        }
-    }
-
     /// Begin no further preparation (those under way end and are kept).
     pub fn stop(&mut self) {
         if let Some(s) = self.stop.take() {

@@ -74,7 +74,7 @@ pub struct Args {
     /// the engine's service kills every process in that service's cgroup).
     pub cgroup: Option<String>,
     /// Create the container at this nice value (a preparation beside the boot's critical
-    /// path, `Manager::prepare`); the shim and the container's process go back to 0 at start.
+    /// path, `Manager::hold`); the shim and the container's process go back to 0 at start.
     pub nice: i32,
 }
 
