@@ -1,15 +1,17 @@
 //! Links, addresses and routes over route netlink, synchronously: the few requests the bridge
 //! network needs (a bridge, a veth pair with one end in another namespace, an address, a
-//! default route, a link up or gone). Blocking on purpose: these run in the engine's
-//! short-lived network helper (`ros container-helper netns`, one thread, which moves between
-//! namespaces with `setns`) and at engine start, never on a tokio worker.
+//! default route, a link up or gone) and those of the network service's DHCP client (an
+//! address and routes replaced or taken away, an MTU). Blocking on purpose: these run in the
+//! engine's short-lived network helper (`ros container-helper netns`, one thread, which moves
+//! between namespaces with `setns`), at engine start, and in the DHCP client's own thread;
+//! never on a tokio worker.
 //!
 //! Every request asks for an acknowledgement and waits for it (5 s at most), so an error is
 //! the kernel's own (`EEXIST`, `ENODEV`…) with what was asked.
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
+    NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -274,20 +276,9 @@ impl Rtnl {
     /// Add `ip/prefix` to a link (`EEXIST` when it has it).
     pub fn add_address(&mut self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
         let index = self.must_index(name)?;
-        let mut m = AddressMessage::default();
-        m.header.family = AddressFamily::Inet;
-        m.header.prefix_len = prefix;
-        m.header.index = index;
-        m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
-        m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
-        let bits = if prefix >= 32 { 0 } else { u32::MAX >> prefix };
-        m.attributes
-            .push(AddressAttribute::Broadcast(Ipv4Addr::from(
-                u32::from(ip) | bits,
-            )));
         self.call(
             &format!("adding {ip}/{prefix} to {name}"),
-            RouteNetlinkMessage::NewAddress(m),
+            RouteNetlinkMessage::NewAddress(Self::address_message(index, ip, prefix)),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )?;
         Ok(())
@@ -310,6 +301,104 @@ impl Rtnl {
             &format!("adding the default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )?;
+        Ok(())
+    }
+
+    fn address_message(index: u32, ip: Ipv4Addr, prefix: u8) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
+        m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
+        let bits = if prefix >= 32 { 0 } else { u32::MAX >> prefix };
+        m.attributes
+            .push(AddressAttribute::Broadcast(Ipv4Addr::from(
+                u32::from(ip) | bits,
+            )));
+        m
+    }
+
+    /// Give the link `index` the address `ip/prefix`, whether or not it has it already.
+    pub fn replace_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.call(
+            &format!("setting {ip}/{prefix} on link {index}"),
+            RouteNetlinkMessage::NewAddress(Self::address_message(index, ip, prefix)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    /// Take `ip/prefix` from the link `index` (and with it the routes through it); gone
+    /// already is fine.
+    pub fn delete_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        match self.call(
+            &format!("removing {ip}/{prefix} from link {index}"),
+            RouteNetlinkMessage::DelAddress(Self::address_message(index, ip, prefix)),
+            NLM_F_ACK,
+        ) {
+            Err(RtnlError::Kernel {
+                errno: nix::errno::Errno::EADDRNOTAVAIL,
+                ..
+            }) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// A route out of link `index`, made or replaced: to `dest/prefix` (`None`: the default
+    /// route) through `gateway`, or on the link itself when there is none.
+    pub fn replace_route(
+        &mut self,
+        index: u32,
+        dest: Option<(Ipv4Addr, u8)>,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let mut m = RouteMessage::default();
+        m.header = RouteHeader {
+            address_family: AddressFamily::Inet,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol: RouteProtocol::Dhcp,
+            scope: if gateway.is_some() {
+                RouteScope::Universe
+            } else {
+                RouteScope::Link
+            },
+            kind: RouteType::Unicast,
+            destination_prefix_length: dest.map_or(0, |(_, p)| p),
+            ..Default::default()
+        };
+        if let Some((ip, _)) = dest {
+            m.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(ip)));
+        }
+        if let Some(gw) = gateway {
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        }
+        m.attributes.push(RouteAttribute::Oif(index));
+        let what = match (dest, gateway) {
+            (None, Some(gw)) => format!("the default route via {gw}"),
+            (Some((ip, p)), None) => format!("the route to {ip}/{p} on link {index}"),
+            (d, g) => format!("a route to {d:?} via {g:?}"),
+        };
+        self.call(
+            &what,
+            RouteNetlinkMessage::NewRoute(m),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )?;
+        Ok(())
+    }
+
+    /// Set the MTU of link `index`.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+        self.call(
+            &format!("setting the MTU of link {index} to {mtu}"),
+            RouteNetlinkMessage::SetLink(m),
+            NLM_F_ACK,
         )?;
         Ok(())
     }
