@@ -314,7 +314,7 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         line_of("service ready", "network") < line_of("service started", "cloud-init-save"),
         "{log}"
     );
-    assert!(sh(&mut vm, "system-docker logs network").contains("lease: eth0"));
+    assert!(sh(&mut vm, "system-docker logs network").contains("network: eth0: lease 10.0.2.15/24"));
     // The services after the reload were prepared while network and cloud-init-save ran, and
     // (the reload changed none of them) their prepared containers were the ones started: the
     // order above holds for them too.
@@ -399,10 +399,24 @@ fn network_service_gets_an_address_by_dhcp_and_writes_resolv_conf() {
     // lease's header alone; it must be written through the /etc/resolv.conf link all the same.
     let resolv = sh(&mut vm, "cat /etc/resolv.conf");
     assert!(
-        resolv.contains("written by the network service (udhcpc) from the lease on eth0"),
+        resolv.contains("written by the network service from the DHCP lease on eth0"),
         "{resolv}"
     );
-    let pid = sh(&mut vm, "pidof udhcpc");
+    // The built-in client: no udhcpc; the lease as the service's log says it, with its length
+    // (QEMU's: a day) and server.
+    assert_eq!(sh(&mut vm, "pidof udhcpc || echo none").trim(), "none");
+    let log = sh(&mut vm, "cat /var/log/network.log");
+    assert!(
+        log.contains(
+            "network: eth0: lease 10.0.2.15/24 router none dns none (lease 86400 s from 10.0.2.2)"
+        ),
+        "{log}"
+    );
+    // (The pattern does not match the shell that runs grep.)
+    let pid = sh(
+        &mut vm,
+        "ps -o pid,args | grep '[/]usr/bin/ros netconf' | awk '{print $1}'",
+    );
     assert_eq!(
         sh(&mut vm, &format!("readlink /proc/{pid}/ns/net")),
         sh(&mut vm, "readlink /proc/1/ns/net"),
@@ -416,7 +430,14 @@ fn network_service_gets_an_address_by_dhcp_and_writes_resolv_conf() {
 
 #[test]
 fn dhcp_on_every_eth_interface() {
-    let mut vm = boot(VmOptions::new("services_two_nics").unwrap().extra_nic());
+    // eth0 by the default entry (the built-in client); eth1 by an entry of its own whose
+    // dhcp_args ask for busybox udhcpc (those are its arguments: -R releases the lease on exit).
+    let opts = VmOptions::new("services_two_nics")
+        .unwrap()
+        .extra_nic()
+        .cmdline("rancher.network.interfaces.eth1.dhcp=true")
+        .cmdline("rancher.network.interfaces.eth1.dhcp_args=-R");
+    let mut vm = boot(opts);
     for nic in ["eth0", "eth1"] {
         let addr = poll(
             &mut vm,
@@ -429,9 +450,18 @@ fn dhcp_on_every_eth_interface() {
     }
     let log = sh(&mut vm, "cat /var/log/network.log");
     assert!(
-        log.contains("network: DHCP on eth0") && log.contains("network: DHCP on eth1"),
+        log.contains("network: DHCP on eth0\n")
+            && log.contains("network: eth0: lease 10.0.2.15/24")
+            && log.contains("network: DHCP on eth1 (udhcpc -R)")
+            && log.contains("lease: eth1 10.0.2.15/24"),
         "{log}"
     );
+    let udhcpc = sh(&mut vm, "ps -o args | grep '^[u]dhcpc'");
+    assert!(
+        udhcpc.contains("-i eth1") && udhcpc.contains("-R"),
+        "{udhcpc}"
+    );
+    assert!(!udhcpc.contains("eth0"), "{udhcpc}");
 }
 
 #[test]

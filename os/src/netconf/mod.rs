@@ -4,20 +4,25 @@
 //! - an `interfaces` entry picks links by name, glob (`eth*`) or `mac=…`; for a link several
 //!   entries match, an exact one (name, MAC) beats a glob. The defaults say `eth*: {dhcp: true}`;
 //! - static `address`/`addresses`, `gateway`, `mtu` are set with busybox `ip`;
-//! - `dhcp: true` runs one busybox `udhcpc` per link in the foreground, with the event script
-//!   that configures the lease and writes `/run/resolvconf/resolv.conf`;
+//! - `dhcp: true` runs the built-in DHCP client ([`dhcp`]) on the link, in a thread: it sets
+//!   the lease's address, routes and MTU and writes `/run/resolvconf/resolv.conf`. With
+//!   `dhcp_args` (busybox `udhcpc` arguments) it runs `udhcpc` in the foreground instead, with
+//!   the event script that does the same;
 //! - `dns.nameservers`/`dns.search`, when given, are written to that file and beat the leases'
 //!   (the event script leaves the file alone while `/run/resolvconf/static` exists).
 //!
 //! It says it is of use with [`READY`] (the service's `io.rancher.os.readyfile`, which the
-//! services after it wait for at boot): written by the event script at the first lease, or by
+//! services after it wait for at boot): written at the first lease, or by
 //! itself once the static configuration is done when no link asks for DHCP. So `[ros] ready`
 //! comes after the machine has an address, not before its first DHCP request.
 //!
-//! It then waits: when a DHCP client ends, it stops the others and exits with that client's
-//! status, so the supervisor's restart policy starts the whole configuration again; on SIGTERM
+//! It then waits: when a DHCP client ends (a `udhcpc`, or a client thread whose socket or
+//! netlink request failed), it stops the others and exits with that client's status (1 for a
+//! thread), so the supervisor's restart policy starts the whole configuration again; on SIGTERM
 //! (it is PID 1 of its container, where signals without a handler are dropped) it stops the
 //! clients and exits 0. `rancherctl config set rancher.network…` restarts the service.
+
+pub mod dhcp;
 
 use crate::config::network::{Interface, Network};
 use std::collections::BTreeMap;
@@ -29,6 +34,32 @@ const STATIC_MARK: &str = "/run/resolvconf/static";
 const DHCP_SCRIPT: &str = "/usr/share/udhcpc/default.script";
 /// The ready file (the event script writes the same path at a lease).
 const READY: &str = "/run/netconf/ready";
+
+/// Say the service is of use: [`READY`], written.
+fn write_ready() {
+    let _ = std::fs::create_dir_all("/run/netconf");
+    if let Err(e) = std::fs::write(READY, "") {
+        println!("network: writing {READY}: {e}");
+    }
+}
+
+/// `resolv.conf` from a DHCP lease of `link`, unless `rancher.network.dns` wrote it (then
+/// `Ok(false)`: kept).
+fn lease_resolv_conf(link: &str, lease: &dhcp::client::Lease) -> std::io::Result<bool> {
+    if Path::new(STATIC_MARK).exists() {
+        return Ok(false);
+    }
+    let mut s = format!("# written by the network service from the DHCP lease on {link}\n");
+    if let Some(d) = &lease.domain {
+        s.push_str(&format!("search {d}\n"));
+    }
+    for ns in &lease.dns {
+        s.push_str(&format!("nameserver {ns}\n"));
+    }
+    std::fs::create_dir_all("/run/resolvconf")?;
+    crate::config::atomic::write_atomic(Path::new(RESOLV), s.as_bytes(), 0o644)?;
+    Ok(true)
+}
 
 /// A link of the host: name and MAC address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +173,14 @@ fn load_network() -> Network {
 pub fn main(_args: &[String]) -> ExitCode {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+    // Blocked here, before any thread starts, so that every thread has them blocked and
+    // `supervise` takes them all (SIGUSR1: a client thread ended).
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGCHLD,
+        Signal::SIGUSR1,
+    ] {
         set.add(s);
     }
     if let Err(e) = set.thread_block() {
@@ -168,6 +206,8 @@ pub fn main(_args: &[String]) -> ExitCode {
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     println!("network: links {}", names.join(" "));
     let mut clients: BTreeMap<i32, (String, Child)> = BTreeMap::new();
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel::<(String, std::io::Error)>();
+    let mut threads = 0usize;
     for action in plan(&net, &links) {
         match action {
             Action::Ip(args) => {
@@ -176,6 +216,41 @@ pub fn main(_args: &[String]) -> ExitCode {
                     Ok(s) if s.success() => println!("network: ip {}", args.join(" ")),
                     Ok(s) => println!("network: ip {}: {s}", args.join(" ")),
                     Err(e) => println!("network: ip {}: {e}", args.join(" ")),
+                }
+            }
+            Action::Dhcp { link, args } if args.is_empty() => {
+                let Some(mac) = links
+                    .iter()
+                    .find(|l| l.name == link)
+                    .and_then(|l| dhcp::parse_mac(&l.mac))
+                else {
+                    println!("network: {link}: no MAC address: no DHCP");
+                    continue;
+                };
+                let keep_mtu = links
+                    .iter()
+                    .find(|l| l.name == link)
+                    .and_then(|l| entry_for(&net, l))
+                    .is_some_and(|(_, i)| i.mtu.is_some());
+                let ended = ended_tx.clone();
+                let name = link.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("dhcp-{link}"))
+                    .spawn(move || {
+                        let e = dhcp::run(&name, mac, keep_mtu);
+                        let _ = ended.send((name, e));
+                        // Wake `supervise` (the signal is blocked in every thread: it waits).
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::this(),
+                            nix::sys::signal::Signal::SIGUSR1,
+                        );
+                    });
+                match spawned {
+                    Ok(_) => {
+                        println!("network: DHCP on {link}");
+                        threads += 1;
+                    }
+                    Err(e) => println!("network: DHCP client of {link}: {e}"),
                 }
             }
             Action::Dhcp { link, args } => {
@@ -187,7 +262,7 @@ pub fn main(_args: &[String]) -> ExitCode {
                 .spawn();
                 match child {
                     Ok(c) => {
-                        println!("network: DHCP on {link}");
+                        println!("network: DHCP on {link} (udhcpc {})", args.join(" "));
                         clients.insert(c.id() as i32, (link, c));
                     }
                     Err(e) => println!("network: udhcpc on {link}: {e}"),
@@ -195,20 +270,19 @@ pub fn main(_args: &[String]) -> ExitCode {
             }
         }
     }
-    if clients.is_empty() {
-        let _ = std::fs::create_dir_all("/run/netconf");
-        if let Err(e) = std::fs::write(READY, "") {
-            println!("network: writing {READY}: {e}");
-        }
+    if clients.is_empty() && threads == 0 {
+        write_ready();
     }
-    supervise(&set, clients)
+    supervise(&set, clients, ended_rx)
 }
 
 /// Wait for a signal: SIGTERM/SIGINT stop everything (exit 0); a client's end stops the rest
-/// and exits with its status. Without clients it only waits for SIGTERM.
+/// and exits with its status (a thread's: 1). Without clients it only waits for SIGTERM.
+/// Client threads end with the process (the address of a lease stays, as udhcpc leaves it).
 fn supervise(
     set: &nix::sys::signal::SigSet,
     mut clients: BTreeMap<i32, (String, Child)>,
+    ended: std::sync::mpsc::Receiver<(String, std::io::Error)>,
 ) -> ExitCode {
     use nix::sys::signal::Signal;
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -230,6 +304,14 @@ fn supervise(
                     stop(&mut clients);
                     return ExitCode::from(code.clamp(1, 255) as u8);
                 }
+            }
+            continue;
+        }
+        if sig == Signal::SIGUSR1 {
+            if let Ok((link, e)) = ended.try_recv() {
+                println!("network: the DHCP client of {link} ended: {e}; stopping");
+                stop(&mut clients);
+                return ExitCode::from(1);
             }
             continue;
         }
