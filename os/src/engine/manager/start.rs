@@ -165,6 +165,7 @@ impl Manager {
 
     /// Blocking: everything up to a shim holding a created container; its pid.
     fn spawn_shim(&self, rec: &Record, nice: i32) -> Result<i32> {
+        let t0 = std::time::Instant::now();
         let image = self.store.resolve(&rec.image_id)?;
         let lowers = self.store.lower_dirs(&image)?;
         let dir = self.dir(&rec.id);
@@ -172,6 +173,7 @@ impl Manager {
             crate::engine::rootfs::mount(&dir, rec.upper.as_deref(), &lowers, !rec.host.privileged)
                 .map_err(|e| ManagerError::io(&dir, e))?;
         self.prepare_rootfs(rec, &rootfs);
+        let t1 = t0.elapsed();
         let netns = self.wire(rec)?;
         // With its lease, if it just got one.
         let rec = &self.get(&rec.id)?;
@@ -199,7 +201,10 @@ impl Manager {
             )),
             nice,
         };
-        shim_client::spawn(&self.cfg.exe, &args, &self.cfg.run.join("shim.log"))
+        let t2 = t0.elapsed();
+        let r = shim_client::spawn(&self.cfg.exe, &args, &self.cfg.run.join("shim.log"));
+        tracing::debug!(id = %rec.id, rootfs_ms = t1.as_millis() as u64, bundle_ms = (t2 - t1).as_millis() as u64, shim_ms = (t0.elapsed() - t2).as_millis() as u64, "container made");
+        r
     }
 
     /// The runtime spec of a record.

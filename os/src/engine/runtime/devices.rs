@@ -309,6 +309,12 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
 /// Load the filter for `rules` and attach it to the cgroup directory `cgroup` (alongside any
 /// program already there: `BPF_F_ALLOW_MULTI`, every attached program must allow).
 pub fn attach(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), RuntimeError> {
+    if rules.iter().any(allows_all) {
+        // (`privileged`.) A program that allows everything filters nothing: the kernel runs
+        // the ancestors' programs as well and denies when any of them does, so leaving it out
+        // changes no answer, and spares each start a load through the verifier.
+        return Ok(());
+    }
     let prog = load(&program(rules)?)?;
     let dir = std::fs::File::open(cgroup).map_err(|e| RuntimeError::io(cgroup, e))?;
     let mut at = ProgAttachAttr {
@@ -326,6 +332,16 @@ pub fn attach(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), RuntimeE
     })?;
     // The attachment holds the program; our fd may close.
     Ok(())
+}
+
+/// Whether a rule allows every access to every device.
+fn allows_all(r: &LinuxDeviceCgroup) -> bool {
+    r.allow()
+        && matches!(r.typ(), None | Some(LinuxDeviceType::A))
+        && r.major().is_none_or(|n| n < 0)
+        && r.minor().is_none_or(|n| n < 0)
+        && access_bits(r.access().as_deref().unwrap_or("rwm"))
+            .is_ok_and(|a| a == BPF_DEVCG_ACC_READ | BPF_DEVCG_ACC_WRITE | BPF_DEVCG_ACC_MKNOD)
 }
 
 /// Load a device filter program into the kernel (its verifier checks it).
@@ -422,6 +438,16 @@ mod tests {
         // Nothing unreachable after the unconditional allow (the verifier refuses it).
         assert_eq!(all.last(), Some(&Insn::exit()));
         assert_eq!(all.len(), 8);
+    }
+
+    #[test]
+    fn only_an_allow_all_rule_skips_the_filter() {
+        assert!(allow_all().iter().any(allows_all));
+        assert!(allows_all(&parse_rule("a *:* rwm").unwrap()));
+        for narrower in ["a *:* rw", "c *:* rwm", "b 8:* rwm", "a 1:3 rwm"] {
+            assert!(!allows_all(&parse_rule(narrower).unwrap()), "{narrower}");
+        }
+        assert!(!default_rules().iter().any(allows_all));
     }
 
     #[test]
