@@ -219,17 +219,13 @@ pub fn main(_args: &[String]) -> ExitCode {
                 }
             }
             Action::Dhcp { link, args } if args.is_empty() => {
-                let Some(mac) = links
-                    .iter()
-                    .find(|l| l.name == link)
-                    .and_then(|l| dhcp::parse_mac(&l.mac))
-                else {
+                let host_link = links.iter().find(|l| l.name == link);
+                let Some(mac) = host_link.and_then(|l| dhcp::parse_mac(&l.mac)) else {
                     println!("network: {link}: no MAC address: no DHCP");
                     continue;
                 };
-                let keep_mtu = links
-                    .iter()
-                    .find(|l| l.name == link)
+                // The link's own `mtu:` beats the lease's.
+                let keep_mtu = host_link
                     .and_then(|l| entry_for(&net, l))
                     .is_some_and(|(_, i)| i.mtu.is_some());
                 let ended = ended_tx.clone();
