@@ -233,7 +233,9 @@ pub fn main(_args: &[String]) -> ExitCode {
                 let spawned = std::thread::Builder::new()
                     .name(format!("dhcp-{link}"))
                     .spawn(move || {
-                        let e = dhcp::run(&name, mac, keep_mtu);
+                        // (A panic is an end too: said, and the service started again.)
+                        let run = std::panic::catch_unwind(|| dhcp::run(&name, mac, keep_mtu));
+                        let e = run.unwrap_or_else(|_| std::io::Error::other("it panicked"));
                         let _ = ended.send((name, e));
                         // Wake `supervise` (the signal is blocked in every thread: it waits).
                         let _ = nix::sys::signal::kill(

@@ -346,11 +346,14 @@ impl Rtnl {
         }
     }
 
-    /// A route out of link `index`, made or replaced: to `dest/prefix` (`None`: the default
-    /// route) through `gateway`, or on the link itself when there is none.
+    /// A route out of link `index` with metric `metric`, made or replaced: to `dest/prefix`
+    /// (`None`: the default route) through `gateway`, or on the link itself when there is
+    /// none. (The kernel finds the route to replace by destination and metric, not by link:
+    /// a metric per link keeps two links' default routes apart.)
     pub fn replace_route(
         &mut self,
         index: u32,
+        metric: u32,
         dest: Option<(Ipv4Addr, u8)>,
         gateway: Option<Ipv4Addr>,
     ) -> Result<()> {
@@ -377,6 +380,7 @@ impl Rtnl {
                 .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
         }
         m.attributes.push(RouteAttribute::Oif(index));
+        m.attributes.push(RouteAttribute::Priority(metric));
         let what = match (dest, gateway) {
             (None, Some(gw)) => format!("the default route via {gw}"),
             (Some((ip, p)), None) => format!("the route to {ip}/{p} on link {index}"),

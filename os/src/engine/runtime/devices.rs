@@ -309,13 +309,16 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
 /// Load the filter for `rules` and attach it to the cgroup directory `cgroup` (alongside any
 /// program already there: `BPF_F_ALLOW_MULTI`, every attached program must allow).
 pub fn attach(cgroup: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), RuntimeError> {
+    // Made first: the rules are checked as they were when every set had its program.
+    let insns = program(rules)?;
     if rules.iter().any(allows_all) {
-        // (`privileged`.) A program that allows everything filters nothing: the kernel runs
-        // the ancestors' programs as well and denies when any of them does, so leaving it out
-        // changes no answer, and spares each start a load through the verifier.
+        // (`privileged`.) A program that allows everything filters nothing: every program is
+        // attached with BPF_F_ALLOW_MULTI (here and on every cgroup the engines make), so the
+        // kernel runs the ancestors' programs as well and denies when any of them does;
+        // leaving this one out changes no answer, and spares each start a verifier load.
         return Ok(());
     }
-    let prog = load(&program(rules)?)?;
+    let prog = load(&insns)?;
     let dir = std::fs::File::open(cgroup).map_err(|e| RuntimeError::io(cgroup, e))?;
     let mut at = ProgAttachAttr {
         target_fd: dir.as_raw_fd() as u32,
@@ -448,6 +451,11 @@ mod tests {
             assert!(!allows_all(&parse_rule(narrower).unwrap()), "{narrower}");
         }
         assert!(!default_rules().iter().any(allows_all));
+        // A rule the filter cannot express, before the allow-all, is refused as before.
+        let mut deny = parse_rule("c 5:1 rwm").unwrap();
+        deny.set_allow(false);
+        let rules = [vec![deny], allow_all()].concat();
+        assert!(attach(Path::new("/nonexistent"), &rules).is_err());
     }
 
     #[test]

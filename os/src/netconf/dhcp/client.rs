@@ -65,6 +65,8 @@ pub struct Lease {
 const DEFAULT_LEASE: u32 = 3600;
 /// A floor, so a server's lease of 0 or 1 s cannot make a busy loop.
 const MIN_LEASE: u32 = 10;
+/// The earliest a server's T1 may ask for a renewal: a T1 of 0 would renew at network speed.
+const MIN_RENEW: Duration = Duration::from_secs(5);
 /// The shortest wait between two renewal requests (RFC 2131 §4.4.5).
 const MIN_RETRY: Duration = Duration::from_secs(60);
 /// DISCOVER retries: 2, 4, … 64 s.
@@ -92,19 +94,21 @@ impl Lease {
             Some(l) => {
                 let t1 = ack.renew.map(|s| Duration::from_secs(s as u64));
                 let t2 = ack.rebind.map(|s| Duration::from_secs(s as u64));
-                // The server's T1 ≤ T2 < lease, or the RFC's 1/2 and 7/8.
+                // The server's MIN_RENEW ≤ T1 < T2 < lease, or the RFC's 1/2 and 7/8.
                 match (t1, t2) {
-                    (Some(a), Some(b)) if a <= b && b < l => (a, b),
+                    (Some(a), Some(b)) if MIN_RENEW <= a && a < b && b < l => (a, b),
                     _ => (l / 2, l * 7 / 8),
                 }
             }
         };
         let useful = |a: &Ipv4Addr| !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast();
+        // A router the kernel would refuse (loopback, the address itself) is left out.
+        let router = |a: &Ipv4Addr| useful(a) && !a.is_loopback() && *a != ip;
         Ok(Lease {
             ip,
             prefix,
             server,
-            routers: ack.routers.iter().copied().filter(useful).collect(),
+            routers: ack.routers.iter().copied().filter(router).collect(),
             dns: ack.dns.iter().copied().filter(useful).collect(),
             domain: ack.domain.clone(),
             mtu: ack.mtu.filter(|m| *m >= 576),
@@ -190,6 +194,14 @@ fn request(s: &Settings, kind: Kind, xid: u32, secs: Duration) -> Request {
     }
 }
 
+/// Send, or say why not: a failed send (the link down, no buffer, no route to the server) is
+/// a lost packet, which the retries are there for.
+fn send<W: Wire>(w: &mut W, req: &Request, to: Dest) {
+    if let Err(e) = w.send(req, to) {
+        w.say(&format!("sending a {:?} ({to:?}): {e}", req.kind));
+    }
+}
+
 /// The first answer to exchange `xid` for this client that `want` accepts, or `None` at
 /// `until`. Answers for others (another xid or hardware address) are skipped.
 fn answer<W: Wire>(
@@ -217,7 +229,7 @@ fn acquire<W: Wire>(w: &mut W, s: &Settings) -> std::io::Result<Lease> {
         // DISCOVER until an offer comes.
         let offer = loop {
             let secs = w.now() - began;
-            w.send(&request(s, Kind::Discover, xid, secs), Dest::Broadcast)?;
+            send(w, &request(s, Kind::Discover, xid, secs), Dest::Broadcast);
             let until = w.now() + backoff(round) + w.jitter();
             round = round.saturating_add(1);
             let offer = answer(w, s, xid, until, |r| {
@@ -235,7 +247,7 @@ fn acquire<W: Wire>(w: &mut W, s: &Settings) -> std::io::Result<Lease> {
             let mut req = request(s, Kind::Request, xid, sent - began);
             req.requested = Some(offer.yiaddr);
             req.server = Some(server);
-            w.send(&req, Dest::Broadcast)?;
+            send(w, &req, Dest::Broadcast);
             let until = w.now() + backoff(n) + w.jitter();
             let got = answer(w, s, xid, until, |r| {
                 matches!(r.kind, Kind::Ack | Kind::Nak) && r.server.is_none_or(|a| a == server)
@@ -296,7 +308,7 @@ fn keep<W: Wire>(w: &mut W, s: &Settings, mut lease: Lease) -> std::io::Result<(
             };
             let mut req = request(s, Kind::Request, xid, now - began);
             req.ciaddr = lease.ip;
-            w.send(&req, to)?;
+            send(w, &req, to);
             let wait = ((phase_end - now) / 2).max(MIN_RETRY).min(phase_end - now);
             let got = answer(w, s, xid, now + wait, |r| {
                 matches!(r.kind, Kind::Ack | Kind::Nak)
@@ -306,7 +318,11 @@ fn keep<W: Wire>(w: &mut W, s: &Settings, mut lease: Lease) -> std::io::Result<(
                     let server = r.server.unwrap_or(lease.server);
                     match Lease::from_ack(&r, server, now) {
                         Ok(l) => break Some(l),
-                        Err(why) => w.say(&format!("the ACK from {server} is refused: {why}")),
+                        Err(why) => {
+                            // As if unanswered: the next request waits its turn.
+                            w.say(&format!("the ACK from {server} is refused: {why}"));
+                            idle(w, now + wait)?;
+                        }
                     }
                 }
                 Some(nak) => {
@@ -540,6 +556,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_ack_while_renewing_is_no_answer_not_a_flood() {
+        // Renewals are answered with an ACK of no address: refused, each in its turn.
+        let mut w = Fake::new(|req, _, n| match (req.kind, n) {
+            (Kind::Discover, 0) => vec![offer(req.xid)],
+            (Kind::Request, 1) => vec![ack(req.xid, 1000)],
+            (Kind::Request, _) => vec![reply(5, req.xid, [0; 4], &[(54, &SERVER)])],
+            _ => vec![],
+        });
+        w.stop = w.now + Duration::from_secs(1400);
+        let _ = run(&mut w, &settings());
+        let times: Vec<u64> = w.sent.iter().map(|(t, _, _)| w.at(*t)).collect();
+        // Renewing at T1 (500), then each request after half the time left to T2, at least
+        // 60 s apart; rebinding from T2 (875); the lease ends at 1000 and it starts again.
+        assert_eq!(
+            &times[..10],
+            [0, 0, 500, 687, 781, 841, 875, 937, 997, 1000],
+            "{:?}",
+            w.log
+        );
+        assert_eq!(w.sent[9].1.kind, Kind::Discover);
+        assert_eq!(w.lost.len(), 1);
+    }
+
+    #[test]
     fn a_nak_or_a_bad_ack_starts_again_after_a_pause() {
         let mut w = Fake::new(|req, _, n| match (req.kind, n) {
             (Kind::Discover, _) => vec![offer(req.xid)],
@@ -585,6 +625,18 @@ mod tests {
         r.rebind = Some(200);
         let l = Lease::from_ack(&r, Ipv4Addr::from(SERVER), t).unwrap();
         assert_eq!((l.renew.as_secs(), l.rebind.as_secs()), (100, 200));
+        // T1 = T2 = 0, or a T1 of a second: renewals at network speed; the RFC's instead.
+        for (t1, t2) in [(0, 0), (1, 200), (200, 200)] {
+            r.renew = Some(t1);
+            r.rebind = Some(t2);
+            let l = Lease::from_ack(&r, Ipv4Addr::from(SERVER), t).unwrap();
+            assert_eq!(
+                (l.renew.as_secs(), l.rebind.as_secs()),
+                (500, 875),
+                "{t1} {t2}"
+            );
+        }
+        r.renew = Some(100);
         // T2 past the lease: the RFC's.
         r.rebind = Some(5000);
         let l = Lease::from_ack(&r, Ipv4Addr::from(SERVER), t).unwrap();
@@ -598,6 +650,17 @@ mod tests {
         let l = Lease::from_ack(&r, Ipv4Addr::from(SERVER), t).unwrap();
         assert_eq!(l.length, Some(Duration::from_secs(3600)));
         assert_eq!(l.prefix, 8, "10/8 when no mask is given");
+        r.routers = vec![
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::from(ME),
+            Ipv4Addr::from(SERVER),
+        ];
+        let l = Lease::from_ack(&r, Ipv4Addr::from(SERVER), t).unwrap();
+        assert_eq!(
+            l.routers,
+            [Ipv4Addr::from(SERVER)],
+            "loopback and itself left out"
+        );
         assert_eq!(l.mtu, None, "an MTU below 576 is not taken");
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Answers come off the network, from whoever sends to port 68: every length is checked, a
 //! message that does not parse is an error the client logs and drops (never a panic), and only
-//! the options the client uses are kept. Option overload (52: options in `sname`/`file`) is not
+//! the options the client uses are kept. A bad optional option (a mask that is not contiguous,
+//! a domain that is not a name, a wrong length) is left out, said in [`Reply::dropped`], and
+//! the rest of the answer stands: servers in the field send such things. Option overload (52: options in `sname`/`file`) is not
 //! read; no server this client meets needs it for the options it asks for.
 
 use std::net::Ipv4Addr;
@@ -29,7 +31,7 @@ pub enum Kind {
     Nak = 6,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum MessageError {
     #[error("{0} bytes: shorter than a DHCP message")]
     Short(usize),
@@ -137,7 +139,7 @@ pub struct Reply {
     pub routers: Vec<Ipv4Addr>,
     /// Option 6.
     pub dns: Vec<Ipv4Addr>,
-    /// Option 15.
+    /// Option 15: DNS names, space-separated (some servers put a search list there).
     pub domain: Option<String>,
     /// Option 26.
     pub mtu: Option<u16>,
@@ -147,6 +149,8 @@ pub struct Reply {
     pub rebind: Option<u32>,
     /// Option 56: why, in a NAK.
     pub message: Option<String>,
+    /// Options left out, and why.
+    pub dropped: Vec<MessageError>,
 }
 
 fn ip4(code: u8, v: &[u8]) -> Result<Ipv4Addr, MessageError> {
@@ -189,20 +193,22 @@ pub fn prefix_of(mask: Ipv4Addr) -> Option<u8> {
     (m.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
 }
 
-/// A domain name fit for `resolv.conf`: letters, digits, `-`, `_` and dots, nothing that
-/// could start a line of its own.
+/// Domain names fit for `resolv.conf`'s `search` line: each of letters, digits, `-`, `_` and
+/// dots, nothing that could start a line of its own; space-separated.
 fn domain_of(v: &[u8]) -> Result<String, MessageError> {
     // Some servers end strings with a NUL.
     let v = v.strip_suffix(&[0]).unwrap_or(v);
     let s = String::from_utf8_lossy(v).into_owned();
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(s)
+    let name = |n: &str| {
+        n.len() <= 253
+            && n.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    };
+    let names: Vec<&str> = s.split(' ').filter(|n| !n.is_empty()).collect();
+    if !names.is_empty() && names.iter().all(|n| name(n)) {
+        Ok(names.join(" "))
     } else {
-        Err(MessageError::BadDomain(s))
+        Err(MessageError::BadDomain(s.escape_debug().to_string()))
     }
 }
 
@@ -239,6 +245,7 @@ impl Reply {
             renew: None,
             rebind: None,
             message: None,
+            dropped: Vec::new(),
         };
         let mut i = FIXED + 4;
         while i < b.len() {
@@ -273,25 +280,34 @@ impl Reply {
                     })
                 }
                 54 => r.server = Some(ip4(code, v)?),
+                // Optional: a bad one is left out, the answer stands.
                 1 => {
-                    let mask = ip4(code, v)?;
-                    r.prefix = Some(prefix_of(mask).ok_or(MessageError::BadMask(mask))?);
+                    match ip4(code, v).and_then(|m| prefix_of(m).ok_or(MessageError::BadMask(m))) {
+                        Ok(p) => r.prefix = Some(p),
+                        Err(e) => r.dropped.push(e),
+                    }
                 }
                 // Lists: a long one may come split in several (RFC 3396).
-                3 => r.routers.extend(ip4_list(code, v)?),
-                6 => r.dns.extend(ip4_list(code, v)?),
-                15 => r.domain = Some(domain_of(v)?),
-                26 => {
-                    r.mtu = Some(
-                        <[u8; 2]>::try_from(v)
-                            .map(u16::from_be_bytes)
-                            .map_err(|_| MessageError::BadLength {
-                                code,
-                                len,
-                                expected: "2",
-                            })?,
-                    )
-                }
+                3 => match ip4_list(code, v) {
+                    Ok(l) => r.routers.extend(l),
+                    Err(e) => r.dropped.push(e),
+                },
+                6 => match ip4_list(code, v) {
+                    Ok(l) => r.dns.extend(l),
+                    Err(e) => r.dropped.push(e),
+                },
+                15 => match domain_of(v) {
+                    Ok(d) => r.domain = Some(d),
+                    Err(e) => r.dropped.push(e),
+                },
+                26 => match <[u8; 2]>::try_from(v) {
+                    Ok(m) => r.mtu = Some(u16::from_be_bytes(m)),
+                    Err(_) => r.dropped.push(MessageError::BadLength {
+                        code,
+                        len,
+                        expected: "2",
+                    }),
+                },
                 51 => r.lease = Some(u32_of(code, v)?),
                 58 => r.renew = Some(u32_of(code, v)?),
                 59 => r.rebind = Some(u32_of(code, v)?),
@@ -426,17 +442,47 @@ pub(crate) mod tests {
             Reply::parse(&truncated),
             Err(MessageError::Truncated { code: 6 })
         );
-        let inject = reply(5, 1, [10, 0, 2, 15], &[(15, b"lan\nnameserver 6.6.6.6")]);
+        // Bad optional options are left out, said, and the rest stands.
+        let inject = reply(
+            5,
+            1,
+            [10, 0, 2, 15],
+            &[
+                (15, b"lan\nnameserver 6.6.6.6"),
+                (1, &[255, 0, 255, 0]),
+                (6, &[1, 2, 3]),
+                (26, &[1]),
+            ],
+        );
+        let r = Reply::parse(&inject).unwrap();
+        assert_eq!(
+            (r.domain, r.prefix, r.dns.len(), r.mtu),
+            (None, None, 0, None)
+        );
+        assert!(
+            matches!(r.dropped[0], MessageError::BadDomain(ref d) if d == "lan\\nnameserver 6.6.6.6")
+        );
+        assert!(matches!(r.dropped[1], MessageError::BadMask(_)));
         assert!(matches!(
-            Reply::parse(&inject),
-            Err(MessageError::BadDomain(_))
+            r.dropped[2],
+            MessageError::BadLength { code: 6, .. }
         ));
-        let mask = reply(5, 1, [10, 0, 2, 15], &[(1, &[255, 0, 255, 0])]);
-        assert!(matches!(Reply::parse(&mask), Err(MessageError::BadMask(_))));
-        let dns = reply(5, 1, [10, 0, 2, 15], &[(6, &[1, 2, 3])]);
         assert!(matches!(
-            Reply::parse(&dns),
-            Err(MessageError::BadLength { code: 6, .. })
+            r.dropped[3],
+            MessageError::BadLength { code: 26, .. }
+        ));
+        assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 2, 15));
+        // A search list in option 15 (ISC dhcpd's habit) is kept as one.
+        let list = reply(5, 1, [10, 0, 2, 15], &[(15, b"a.com  b.lan")]);
+        assert_eq!(
+            Reply::parse(&list).unwrap().domain.as_deref(),
+            Some("a.com b.lan")
+        );
+        // The server identifier is not optional.
+        let server = reply(5, 1, [10, 0, 2, 15], &[(54, &[10, 0, 2])]);
+        assert!(matches!(
+            Reply::parse(&server),
+            Err(MessageError::BadLength { code: 54, .. })
         ));
         let mut request = ok.clone();
         request[0] = 1;

@@ -9,8 +9,18 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// Unreadable answers logged, at most, per link (a flood must not fill the log).
+/// Unreadable answers and bad options logged, at most, per link (a flood must not fill the
+/// log).
 const BAD_LOGGED: u32 = 10;
+/// The metric of a lease's routes: dhcpcd's, 200 + the link's index, so each link has its
+/// own default route (the first link's wins) and a static `gateway:` (metric 0) beats them.
+const METRIC_BASE: u32 = 200;
+
+/// Where the address of a link's lease is kept while it holds it (`/run/netconf` outlives the
+/// service): a client started again takes a different address's place, not beside it.
+fn lease_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/run/netconf").join(format!("{name}.lease"))
+}
 
 pub struct LinkWire {
     name: String,
@@ -21,6 +31,8 @@ pub struct LinkWire {
     /// While it has one.
     udp: Option<UdpSocket>,
     current: Option<Lease>,
+    /// The address of the lease an earlier run of the client held (its lease file).
+    earlier: Option<(Ipv4Addr, u8)>,
     /// `rancher.network` sets this link's MTU: the lease's does not change it.
     keep_mtu: bool,
     bad: u32,
@@ -37,6 +49,12 @@ impl LinkWire {
             .index(name)
             .map_err(io_err)?
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link {name}")))?;
+        let earlier = std::fs::read_to_string(lease_file(name))
+            .ok()
+            .and_then(|s| {
+                let (ip, prefix) = s.trim().split_once('/')?;
+                Some((ip.parse().ok()?, prefix.parse().ok().filter(|p| *p <= 32)?))
+            });
         Ok(LinkWire {
             name: name.to_string(),
             index,
@@ -44,6 +62,7 @@ impl LinkWire {
             raw: None,
             udp: None,
             current: None,
+            earlier,
             keep_mtu,
             bad: 0,
         })
@@ -58,44 +77,65 @@ impl LinkWire {
 
     fn parse(&mut self, bytes: &[u8]) -> Option<Reply> {
         match Reply::parse(bytes) {
-            Ok(r) => Some(r),
+            Ok(r) => {
+                for e in &r.dropped {
+                    self.bad = self.bad.saturating_add(1);
+                    if self.bad <= BAD_LOGGED {
+                        println!(
+                            "network: {}: an option of an answer is left out: {e}",
+                            self.name
+                        );
+                    }
+                }
+                Some(r)
+            }
             Err(e) => {
-                self.bad += 1;
+                self.bad = self.bad.saturating_add(1);
                 if self.bad <= BAD_LOGGED {
-                    let name = self.name.clone();
-                    self.say(&format!("an unreadable answer on {name} is dropped: {e}"));
+                    self.say(&format!("an unreadable answer is dropped: {e}"));
                 }
                 None
             }
         }
     }
 
-    /// Apply `lease`; whether `resolv.conf` was kept (static DNS).
+    /// Apply `lease`; whether `resolv.conf` was kept (static DNS). Only the address is a
+    /// must; a route or an MTU the kernel refuses is said, and the lease kept.
     fn configure(&mut self, lease: &Lease) -> io::Result<bool> {
         let i = self.index;
-        if let Some(old) = &self.current {
-            if (old.ip, old.prefix) != (lease.ip, lease.prefix) {
-                self.rtnl
-                    .delete_address(i, old.ip, old.prefix)
-                    .map_err(io_err)?;
-            }
+        let old = self
+            .current
+            .as_ref()
+            .map(|l| (l.ip, l.prefix))
+            .or(self.earlier.take());
+        if let Some((ip, prefix)) = old.filter(|o| *o != (lease.ip, lease.prefix)) {
+            self.rtnl.delete_address(i, ip, prefix).map_err(io_err)?;
         }
         self.rtnl
             .replace_address(i, lease.ip, lease.prefix)
             .map_err(io_err)?;
+        let file = lease_file(&self.name);
+        let text = format!("{}/{}\n", lease.ip, lease.prefix);
+        if let Err(e) = crate::config::atomic::write_atomic(&file, text.as_bytes(), 0o644) {
+            self.say(&format!("{}: {e}", file.display()));
+        }
         if let (Some(mtu), false) = (lease.mtu, self.keep_mtu) {
-            self.rtnl.set_mtu(i, mtu as u32).map_err(io_err)?;
+            if let Err(e) = self.rtnl.set_mtu(i, mtu as u32) {
+                self.say(&format!("the lease's MTU is not taken: {e}"));
+            }
         }
         if let Some(&router) = lease.routers.first() {
+            let metric = METRIC_BASE + i;
             // A router outside the subnet (a /32 lease) is reached on the link itself.
-            if !same_subnet(lease.ip, router, lease.prefix) {
-                self.rtnl
-                    .replace_route(i, Some((router, 32)), None)
-                    .map_err(io_err)?;
+            let on_link = if same_subnet(lease.ip, router, lease.prefix) {
+                Ok(())
+            } else {
+                self.rtnl.replace_route(i, metric, Some((router, 32)), None)
+            };
+            let r = on_link.and_then(|_| self.rtnl.replace_route(i, metric, None, Some(router)));
+            if let Err(e) = r {
+                self.say(&format!("the lease's route is not taken: {e}"));
             }
-            self.rtnl
-                .replace_route(i, None, Some(router))
-                .map_err(io_err)?;
         }
         let name = self.name.clone();
         let kept = match super::super::lease_resolv_conf(&name, lease) {
@@ -192,6 +232,7 @@ impl Wire for LinkWire {
         if let Err(e) = self.rtnl.delete_address(self.index, lease.ip, lease.prefix) {
             self.say(&format!("{e}"));
         }
+        let _ = std::fs::remove_file(lease_file(&self.name));
         self.current = None;
         self.udp = None;
     }
