@@ -334,9 +334,20 @@ fn changes_are_refused_without_cookie_origin_or_form_token() {
         *t.fake.calls.lock().unwrap(),
         ["act System restart ntp", "act User rm web"]
     );
-    let audit = std::fs::read_to_string(t.ui.audit.path()).unwrap();
+    // The audit line is written off the request's task (spawn_blocking): it may land just
+    // after the answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let audit = loop {
+        let audit = std::fs::read_to_string(t.ui.audit.path()).unwrap_or_default();
+        let both = audit.contains("\"target\":\"ntp\"") && audit.contains("\"action\":\"login\"");
+        if both || std::time::Instant::now() >= deadline {
+            break audit;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert!(
-        audit.contains("\"action\":\"service restart\"") && audit.contains("\"target\":\"ntp\"")
+        audit.contains("\"action\":\"service restart\"") && audit.contains("\"target\":\"ntp\""),
+        "{audit}"
     );
     assert!(audit.contains("\"action\":\"login\""));
     assert!(
