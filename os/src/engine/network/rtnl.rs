@@ -286,23 +286,45 @@ impl Rtnl {
 
     /// The default route through `gateway`.
     pub fn add_default_route(&mut self, gateway: Ipv4Addr) -> Result<()> {
-        let mut m = RouteMessage::default();
-        m.header = RouteHeader {
-            address_family: AddressFamily::Inet,
-            table: RouteHeader::RT_TABLE_MAIN,
-            protocol: RouteProtocol::Boot,
-            scope: RouteScope::Universe,
-            kind: RouteType::Unicast,
-            ..Default::default()
-        };
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        let m = Self::route_message(RouteProtocol::Boot, None, Some(gateway));
         self.call(
             &format!("adding the default route via {gateway}"),
             RouteNetlinkMessage::NewRoute(m),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )?;
         Ok(())
+    }
+
+    /// A main-table route to `dest` (`None`: default) through `gateway`, or on the link when
+    /// there is none.
+    fn route_message(
+        protocol: RouteProtocol,
+        dest: Option<(Ipv4Addr, u8)>,
+        gateway: Option<Ipv4Addr>,
+    ) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header = RouteHeader {
+            address_family: AddressFamily::Inet,
+            table: RouteHeader::RT_TABLE_MAIN,
+            protocol,
+            scope: if gateway.is_some() {
+                RouteScope::Universe
+            } else {
+                RouteScope::Link
+            },
+            kind: RouteType::Unicast,
+            destination_prefix_length: dest.map_or(0, |(_, p)| p),
+            ..Default::default()
+        };
+        if let Some((ip, _)) = dest {
+            m.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(ip)));
+        }
+        if let Some(gw) = gateway {
+            m.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        }
+        m
     }
 
     fn address_message(index: u32, ip: Ipv4Addr, prefix: u8) -> AddressMessage {
@@ -357,28 +379,7 @@ impl Rtnl {
         dest: Option<(Ipv4Addr, u8)>,
         gateway: Option<Ipv4Addr>,
     ) -> Result<()> {
-        let mut m = RouteMessage::default();
-        m.header = RouteHeader {
-            address_family: AddressFamily::Inet,
-            table: RouteHeader::RT_TABLE_MAIN,
-            protocol: RouteProtocol::Dhcp,
-            scope: if gateway.is_some() {
-                RouteScope::Universe
-            } else {
-                RouteScope::Link
-            },
-            kind: RouteType::Unicast,
-            destination_prefix_length: dest.map_or(0, |(_, p)| p),
-            ..Default::default()
-        };
-        if let Some((ip, _)) = dest {
-            m.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(ip)));
-        }
-        if let Some(gw) = gateway {
-            m.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
-        }
+        let mut m = Self::route_message(RouteProtocol::Dhcp, dest, gateway);
         m.attributes.push(RouteAttribute::Oif(index));
         m.attributes.push(RouteAttribute::Priority(metric));
         let what = match (dest, gateway) {

@@ -81,10 +81,7 @@ impl LinkWire {
                 for e in &r.dropped {
                     self.bad = self.bad.saturating_add(1);
                     if self.bad <= BAD_LOGGED {
-                        println!(
-                            "network: {}: an option of an answer is left out: {e}",
-                            self.name
-                        );
+                        self.say(&format!("an option of an answer is left out: {e}"));
                     }
                 }
                 Some(r)
@@ -127,7 +124,7 @@ impl LinkWire {
         if let Some(&router) = lease.routers.first() {
             let metric = METRIC_BASE + i;
             // A router outside the subnet (a /32 lease) is reached on the link itself.
-            let on_link = if same_subnet(lease.ip, router, lease.prefix) {
+            let on_link = if on_subnet(lease, router) {
                 Ok(())
             } else {
                 self.rtnl.replace_route(i, metric, Some((router, 32)), None)
@@ -150,9 +147,13 @@ impl LinkWire {
     }
 }
 
-fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
-    let mask = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
-    u32::from(a) & mask == u32::from(b) & mask
+/// Whether `ip` is on the lease's subnet.
+fn on_subnet(lease: &Lease, ip: Ipv4Addr) -> bool {
+    let subnet = crate::engine::network::ipam::Bip {
+        gateway: lease.ip,
+        prefix: lease.prefix,
+    };
+    subnet.contains(ip)
 }
 
 impl Wire for LinkWire {
@@ -247,10 +248,13 @@ mod tests {
     #[test]
     fn subnets() {
         use std::net::Ipv4Addr;
+        let same_subnet = |a: Ipv4Addr, b: Ipv4Addr, prefix: u8| {
+            crate::engine::network::ipam::Bip { gateway: a, prefix }.contains(b)
+        };
         let a = Ipv4Addr::new(10, 0, 2, 15);
-        assert!(super::same_subnet(a, Ipv4Addr::new(10, 0, 2, 2), 24));
-        assert!(!super::same_subnet(a, Ipv4Addr::new(10, 0, 3, 2), 24));
-        assert!(!super::same_subnet(a, Ipv4Addr::new(10, 0, 2, 2), 32));
-        assert!(super::same_subnet(a, Ipv4Addr::new(99, 0, 0, 1), 0));
+        assert!(same_subnet(a, Ipv4Addr::new(10, 0, 2, 2), 24));
+        assert!(!same_subnet(a, Ipv4Addr::new(10, 0, 3, 2), 24));
+        assert!(!same_subnet(a, Ipv4Addr::new(10, 0, 2, 2), 32));
+        assert!(same_subnet(a, Ipv4Addr::new(99, 0, 0, 1), 0));
     }
 }
