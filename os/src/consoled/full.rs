@@ -161,9 +161,9 @@ fn join_group(path: &Path, gid: u32, name: &str, user: &str) -> Result<(), Strin
     write(path, out.as_bytes(), 0o644)
 }
 
-/// The host key kept in dropbear's format at `kept` (made with `ssh-keygen` when there is none
-/// yet), written for OpenSSH under `root`, and the server configuration; `password`: whether
-/// password logins are on.
+/// The host key kept in dropbear's format at `kept` (made when there is none yet), written for
+/// OpenSSH under `root`, and the server configuration; `password`: whether password logins are
+/// on.
 pub fn prepare_server(root: &Path, kept: &Path, password: bool) -> Result<(), String> {
     let at = |p: &str| root.join(p.trim_start_matches('/'));
     let read = match std::fs::metadata(kept) {
@@ -180,8 +180,12 @@ pub fn prepare_server(root: &Path, kept: &Path, password: bool) -> Result<(), St
             return Err(format!("{}: {e}", kept.display()))
         }
         _ => {
-            let k = keygen()?;
-            println!("ros-console: made the SSH host key {}", kept.display());
+            let k = Ed25519::generate()?;
+            println!(
+                "ros-console: made the SSH host key {} ({})",
+                kept.display(),
+                k.fingerprint()
+            );
             write(kept, &k.to_dropbear(), 0o600)?;
             k
         }
@@ -268,27 +272,6 @@ pub fn sshd_config(password: bool, sftp: Option<&str>, include: bool) -> String 
         c.push_str(&format!("Subsystem sftp {s}\n"));
     }
     c
-}
-
-/// A new ed25519 key from the image's `ssh-keygen` (a file in a private directory of /run,
-/// read and removed).
-fn keygen() -> Result<Ed25519, String> {
-    let dir = Path::new("/run/ros/console-keygen");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    let f = dir.join("key");
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "", "-f"])
-        .arg(&f)
-        .status()
-        .map_err(|e| format!("ssh-keygen: {e}"))?;
-    let text = std::fs::read_to_string(&f);
-    let _ = std::fs::remove_dir_all(dir);
-    if !st.success() {
-        return Err(format!("ssh-keygen -t ed25519: {st}"));
-    }
-    let text = text.map_err(|e| format!("{}: {e}", f.display()))?;
-    Ed25519::from_openssh(&text).map_err(|e| format!("ssh-keygen's key: {e}"))
 }
 
 /// Rewrite `path` atomically with `mode`, keeping its owner and group when it exists

@@ -5,8 +5,13 @@
 //! boots first (no key yet) makes one with `ssh-keygen` and keeps it in dropbear's format.
 //!
 //! Both formats are plain framing around the same 32-byte seed and 32-byte public key (RFC 4251
-//! strings): no cryptography is done here, only parsing and writing, and every length read is
+//! strings): parsing and writing them is all this does with a key, and every length read is
 //! checked (the file is on a disk anyone with the machine can edit).
+//!
+//! A new key ([`Ed25519::generate`]) is made here too, for both servers: a seed from the kernel's
+//! generator and its public key from ring's ed25519 (the TLS stack's, already in the binary).
+//! It was `dropbearkey` (0.6 s of the path from the console's start to SSH at every boot
+//! without a state partition, under TCG) and, for a full console, `ssh-keygen`.
 
 use base64::Engine;
 
@@ -61,6 +66,24 @@ fn split64(b: &[u8]) -> Result<([u8; 32], [u8; 32]), String> {
 }
 
 impl Ed25519 {
+    /// A new key: 32 random bytes from the kernel (getrandom(2), which waits for its generator
+    /// at early boot) as the seed (RFC 8032's private key), the public key derived from it.
+    pub fn generate() -> Result<Ed25519, String> {
+        let mut seed = [0u8; 32];
+        crate::random::fill(&mut seed);
+        Ed25519::from_seed(seed)
+    }
+
+    /// The key whose seed is `seed`.
+    pub fn from_seed(seed: [u8; 32]) -> Result<Ed25519, String> {
+        use ring::signature::KeyPair;
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+            .map_err(|e| format!("ed25519 from a seed: {e}"))?;
+        let mut public = [0u8; 32];
+        public.copy_from_slice(pair.public_key().as_ref());
+        Ok(Ed25519 { seed, public })
+    }
+
     /// From dropbear's key file (`string "ssh-ed25519"`, `string seed‖public`).
     pub fn from_dropbear(data: &[u8]) -> Result<Ed25519, String> {
         let mut r = Reader(data);
@@ -83,7 +106,9 @@ impl Ed25519 {
         out
     }
 
-    /// From an unencrypted OpenSSH private key file (`ssh-keygen -N ''`).
+    /// From an unencrypted OpenSSH private key file (`ssh-keygen -N ''`): the tests' reader of
+    /// our files and of `ssh-keygen`'s (the OS reads only dropbear's format, the kept one).
+    #[cfg(test)]
     pub fn from_openssh(pem: &str) -> Result<Ed25519, String> {
         let body: String = pem
             .lines()
@@ -163,6 +188,16 @@ impl Ed25519 {
         b
     }
 
+    /// OpenSSH's fingerprint (`SHA256:` and the unpadded base64 of the public blob's SHA-256),
+    /// as `ssh-keygen -l` and a client's first connection show it.
+    pub fn fingerprint(&self) -> String {
+        let d = ring::digest::digest(&ring::digest::SHA256, &self.public_blob());
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(d.as_ref())
+        )
+    }
+
     /// The `.pub` line (`ssh-ed25519 AAAA… comment`).
     pub fn public_line(&self) -> String {
         format!(
@@ -181,6 +216,39 @@ mod tests {
             seed: [7; 32],
             public: [9; 32],
         }
+    }
+
+    /// RFC 8032 §7.1, test 1: the public key of a known secret key.
+    #[test]
+    fn the_public_key_is_rfc_8032s() {
+        let hex = |h: &str| -> [u8; 32] {
+            let v: Vec<u8> = (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect();
+            v.try_into().unwrap()
+        };
+        let k = Ed25519::from_seed(hex(
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        ))
+        .unwrap();
+        assert_eq!(
+            k.public,
+            hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        );
+    }
+
+    #[test]
+    fn generated_keys_are_new_and_whole() {
+        let (a, b) = (Ed25519::generate().unwrap(), Ed25519::generate().unwrap());
+        assert_ne!(a.seed, b.seed);
+        assert_eq!(Ed25519::from_seed(a.seed).unwrap(), a);
+        assert_eq!(Ed25519::from_dropbear(&a.to_dropbear()).unwrap(), a);
+        let f = a.fingerprint();
+        assert!(
+            f.starts_with("SHA256:") && f.len() == 7 + 43 && !f.ends_with('='),
+            "{f}"
+        );
     }
 
     #[test]
@@ -212,9 +280,10 @@ mod tests {
         assert!(Ed25519::from_openssh(&pem.replace('A', "B")).is_err());
     }
 
-    /// Against the real tools when they are here (CI installs openssh-client and dropbear-bin
-    /// through `cargo harness setup`): a key `ssh-keygen` made reads back, and `ssh-keygen -y`
-    /// derives from our OpenSSH file the public key we wrote.
+    /// Against the real tool when it is here (CI installs openssh-client through `cargo
+    /// harness setup`): a key `ssh-keygen` made reads back, and `ssh-keygen -y` derives from our
+    /// OpenSSH file the public key we wrote. (Dropbear reading our file is proved in a VM by
+    /// every SSH login to the default console.)
     #[test]
     fn ssh_keygen_agrees() {
         let have = std::process::Command::new("ssh-keygen")
@@ -256,6 +325,33 @@ mod tests {
         assert_eq!(
             derived.split_whitespace().nth(1),
             k.public_line().split_whitespace().nth(1)
+        );
+        // A key of ours: ssh-keygen derives the same public key and shows the same fingerprint.
+        let k = Ed25519::generate().unwrap();
+        std::fs::write(&ours, k.to_openssh()).unwrap();
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-y", "-f"])
+            .arg(&ours)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .split_whitespace()
+                .nth(1),
+            k.public_line().split_whitespace().nth(1)
+        );
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(&ours)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let shown = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            shown.split_whitespace().nth(1),
+            Some(k.fingerprint().as_str())
         );
     }
 }

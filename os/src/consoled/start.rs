@@ -13,6 +13,7 @@
 //! 0.9–1.0 s after `[ros] ready` either way, `cargo harness bench ssh -n 3`.)
 
 use super::full::{self, Server};
+use super::hostkey::Ed25519;
 use std::io::Write;
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -153,15 +154,15 @@ pub fn prepare(root: &Path, input: &Path, server: Server) -> Result<bool, String
     }
     let made = std::fs::metadata(&key).is_ok_and(|m| m.len() > 0);
     if !made {
-        println!("ros-console: generating the SSH host key {HOSTKEY}");
-        let st = Command::new("dropbearkey")
-            .args(["-t", "ed25519", "-f"])
-            .arg(&key)
-            .status()
-            .map_err(|e| format!("dropbearkey: {e}"))?;
-        if !st.success() {
-            return Err(format!("dropbearkey -t ed25519 -f {}: {st}", key.display()));
-        }
+        let k = Ed25519::generate()?;
+        // Atomic and synced: the directory is on the state partition when there is one, and a
+        // key cut short by a power loss would stop SSH at every later boot.
+        crate::config::atomic::write_atomic(&key, &k.to_dropbear(), 0o600)
+            .map_err(|e| format!("{}: {e}", key.display()))?;
+        println!(
+            "ros-console: made the SSH host key {HOSTKEY} ({})",
+            k.fingerprint()
+        );
     }
     Ok(on)
 }
@@ -332,7 +333,7 @@ mod tests {
         }
         std::fs::write(r.join("etc/sudoers"), "").unwrap();
         std::fs::write(r.join("etc/shadow"), "rancher:!:1::::::\n").unwrap();
-        // A host key already made: no dropbearkey needed here.
+        // A host key already made is kept as it is.
         std::fs::write(r.join(HOSTKEY.trim_start_matches('/')), "key").unwrap();
         std::fs::write(input.path().join("authorized_keys"), "ssh-ed25519 K1\n").unwrap();
         assert!(!prepare(r, input.path(), Server::Dropbear).unwrap());
