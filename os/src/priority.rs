@@ -12,3 +12,14 @@ pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// Set the nice value of every thread of process group `pgrp` (setpriority(2)'s PRIO_PGRP).
+pub fn set_group_nice(pgrp: i32, nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority(2) with plain integers; no memory is involved.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PGRP, pgrp as libc::id_t, nice) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

@@ -58,9 +58,34 @@ impl Manager {
         r
     }
 
+    /// Bring a container being held (made at [`HOLD_NICE`]) back to nice 0, now that the boot
+    /// waits on it: its shim's process group (the shim and the runtime's processes it forked
+    /// that are still in it). Whether it was done: `false` while the shim has not said its
+    /// group yet (it is being spawned; try again), or for a container not being held.
+    pub fn hurry(&self, name_or_id: &str) -> bool {
+        let Ok(id) = self.find(name_or_id) else {
+            return false;
+        };
+        let f = self.shim_dir(&id).join(crate::engine::shim::PGRP_FILE);
+        let Some(pgrp) = std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1)
+        else {
+            return false;
+        };
+        match crate::priority::set_group_nice(pgrp, 0) {
+            Ok(()) => tracing::debug!(id, pgrp, "held container hurried"),
+            Err(e) => tracing::debug!(id, pgrp, error = %e, "hurrying a held container"),
+        }
+        true
+    }
+
     /// The second half: the process runs from here on, as after [`Manager::start`].
     pub async fn start_held(self: &Arc<Self>, held: Held) -> Result<()> {
         let id = held.id.clone();
+        // Its process group is said for the time it is held only (a pid is reused later).
+        let _ = std::fs::remove_file(self.shim_dir(&id).join(crate::engine::shim::PGRP_FILE));
         let r = self.run_created(held).await;
         self.release(&id);
         r

@@ -183,6 +183,14 @@ pub fn main(words: &[String]) -> ExitCode {
     }
     if args.nice != 0 {
         set_nice(0, args.nice);
+        // Its pid is its process group's (setsid above): the engine brings the whole creation
+        // (this process and the runtime's that it forks) back to 0 with it.
+        let f = args.dir.join(PGRP_FILE);
+        if let Err(e) = std::fs::create_dir_all(&args.dir)
+            .and_then(|()| std::fs::write(&f, std::process::id().to_string()))
+        {
+            tracing::warn!(file = %f.display(), error = %e, "shim: writing the process group");
+        }
     }
     match setup(&args) {
         Ok(shim) => {
@@ -196,6 +204,11 @@ pub fn main(words: &[String]) -> ExitCode {
         }
     }
 }
+
+/// Written in the shim's directory by a shim that creates at a nice value other than 0: its
+/// process group, so that the engine can bring the creation back to 0 when the boot comes to
+/// wait on it (`Manager::hurry`).
+pub const PGRP_FILE: &str = "pgrp";
 
 /// Set the nice value of thread `tid` (0: this one); a failure is only logged (priority is
 /// never worth failing a container for).
