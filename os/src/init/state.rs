@@ -30,11 +30,6 @@ pub fn run(boot: &mut Boot) -> anyhow::Result<()> {
             status.wanted
         ));
     }
-    // The same tree with or without a disk, and the places the default services bind: made
-    // now, so that those services can be prepared during the lease (state::mount::LAYOUT).
-    if let Err(e) = mount::make_layout(Path::new("/"), status.ram) {
-        say(format!("state: {e:#}"));
-    }
     let written = status.write();
     result.and(written)
 }

@@ -24,33 +24,6 @@ pub const PERSISTENT: &[&str] = &[
     "var/lib/rancher/ui",
 ];
 
-/// Places of the OS's own, under the persistent directories or in `/run`, that the default
-/// services bind and would make at their first start: the user engine's certificates
-/// (`dockerd::remote::certs::TLS_DIR`, bound into the console), its preloaded images and its
-/// run directory. PID 1 makes them at every boot ([`make_layout`]), so that those services can
-/// be prepared while the network waits for its lease (`system_services::warm` does not
-/// prepare a service whose bind source is missing, since its start would make it).
-pub const LAYOUT: &[&str] = &[
-    "var/lib/docker/tls",
-    "var/lib/rancher/preload/docker",
-    "run/docker",
-];
-
-/// Make under `root` (`/`; tests use a directory) what is missing of the OS's directories: the
-/// persistent ones when they are in RAM (`ram`: no state partition; the tree is then the same
-/// with or without one) and [`LAYOUT`]. Made as a service's start makes a bind source
-/// (`create_dir_all`, mode 0755 under PID 1's umask); what exists is left as it is.
-pub fn make_layout(root: &Path, ram: bool) -> anyhow::Result<()> {
-    let persistent = if ram { PERSISTENT } else { &[] };
-    for rel in persistent.iter().chain(LAYOUT) {
-        let dir = root.join(rel);
-        if std::fs::symlink_metadata(&dir).is_err() {
-            std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// The state root: the mount point, or `rancher.state.directory` under it. Refuses a directory
 /// that climbs out (`..`).
 pub fn state_root(mount_point: &Path, directory: Option<&str>) -> anyhow::Result<PathBuf> {
@@ -133,31 +106,6 @@ fn seed(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_layout_is_made_and_what_is_there_kept() {
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        std::fs::create_dir_all(r.join("var/lib/docker")).unwrap();
-        // A file where a directory of the layout would go is left alone (a service's start
-        // then reports it), not replaced.
-        std::fs::write(r.join("var/lib/docker/tls"), "x").unwrap();
-        make_layout(r, false).unwrap();
-        assert!(r.join("var/lib/docker/tls").is_file());
-        std::fs::remove_file(r.join("var/lib/docker/tls")).unwrap();
-        make_layout(r, false).unwrap();
-        for rel in LAYOUT {
-            assert!(r.join(rel).is_dir(), "{rel}");
-        }
-        assert!(
-            !r.join("var/lib/rancher/ssh").exists(),
-            "persistent ones only in RAM"
-        );
-        make_layout(r, true).unwrap();
-        for rel in PERSISTENT.iter().chain(LAYOUT) {
-            assert!(r.join(rel).is_dir(), "{rel}");
-        }
-    }
 
     #[test]
     fn the_state_root_is_under_the_mount_point() {
