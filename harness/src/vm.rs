@@ -287,6 +287,15 @@ impl VmOptions {
                 format!("virtio-net-pci,netdev=net{i}"),
             ]);
         }
+        // A capture of the first NIC's traffic for a person chasing a network problem
+        // (QEMU's filter-dump writes pcap: `tcpdump -r FILE`). Not for tests: every VM of the
+        // run writes the same file.
+        if let Ok(f) = std::env::var("HARNESS_NETDUMP") {
+            a.extend([
+                "-object".into(),
+                format!("filter-dump,id=fd0,netdev=net0,file={f}"),
+            ]);
+        }
         a.extend(["-device".into(), "virtio-rng-pci".into()]);
         for (i, d) in self.drives.iter().enumerate() {
             let ro = if d.read_only { ",readonly=on" } else { "" };
