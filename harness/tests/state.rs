@@ -1,6 +1,7 @@
 //! The state partition, proven in VMs: a blank disk becomes `RANCHER_STATE` at first boot and a
 //! disk with data is never touched; `/home` and `/opt` survive a reboot from inside and a hard
-//! reset while `/etc` and `/usr/local` are rebuilt; the SSH host key stays the same; a power cut
+//! reset while `/etc` and `/usr/local` are rebuilt; the SSH host key is made once (the
+//! fingerprint the console's log gives is the served key's) and stays the same; a power cut
 //! right after a synced write loses nothing and leaves a clean filesystem; with no disk the
 //! system runs from RAM and says so.
 
@@ -20,6 +21,28 @@ fn ssh(vm: &Vm, cmd: &str) -> String {
 fn host_key(vm: &Vm) -> String {
     harness::ssh::host_key(vm.port(22).unwrap()).unwrap()
 }
+
+/// The SHA256 fingerprint `ssh-keygen -l` gives for a `type base64` public key line.
+fn fingerprint(key_line: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("key.pub");
+    std::fs::write(&f, format!("{key_line}\n")).unwrap();
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(&f)
+        .output()
+        .expect("ssh-keygen (openssh-client, from `cargo harness setup`)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// The console's log lines that say it made a host key, and with which fingerprint.
+const MADE: &str = "sudo grep -o 'made the SSH host key .*' /var/log/console.log || true";
 
 const WRITE: &str = "echo home > /home/rancher/kept && sudo sh -c 'echo opt > /opt/kept; echo etc > /etc/gone; mkdir -p /usr/local/bin; echo usr > /usr/local/gone' && sync";
 const CHECK: &str =
@@ -56,6 +79,15 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     );
     assert!(state.contains("formatted at this boot: true"), "{state}");
     let key1 = host_key(&vm);
+    // Made at this first boot, and the fingerprint the console says is the key's it serves.
+    let made = ssh(&vm, MADE);
+    assert_eq!(
+        made,
+        format!(
+            "made the SSH host key /var/lib/rancher/ssh/dropbear_ed25519_host_key ({})",
+            fingerprint(&key1)
+        )
+    );
     ssh(&vm, WRITE);
     host_sh(&mut vm, HOST_WRITE);
     // A key added by hand stays; the configured one is appended once, not again at each boot.
@@ -74,6 +106,7 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     assert_eq!(ssh(&vm, CHECK), "home\nopt\n2", "after reboot");
     assert_eq!(host_sh(&mut vm, HOST_CHECK), "home\n2", "host after reboot");
     assert_eq!(host_key(&vm), key1, "same SSH host key after reboot");
+    assert_eq!(ssh(&vm, MADE), "", "the kept key is not made again");
     assert_eq!(
         ssh(&vm, "hostname"),
         "persisted-host",
