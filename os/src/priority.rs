@@ -4,19 +4,17 @@
 
 /// Set the nice value of thread `tid` (0: the calling one; Linux's nice is per thread).
 pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {
-    // SAFETY: setpriority(2) with plain integers; no memory is involved.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    set(libc::PRIO_PROCESS, tid, nice)
 }
 
-/// Set the nice value of every thread of process group `pgrp` (setpriority(2)'s PRIO_PGRP).
+/// Set the nice value of every thread of process group `pgrp`.
 pub fn set_group_nice(pgrp: i32, nice: i32) -> std::io::Result<()> {
+    set(libc::PRIO_PGRP, pgrp, nice)
+}
+
+fn set(which: libc::__priority_which_t, who: i32, nice: i32) -> std::io::Result<()> {
     // SAFETY: setpriority(2) with plain integers; no memory is involved.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PGRP, pgrp as libc::id_t, nice) };
+    let rc = unsafe { libc::setpriority(which, who as libc::id_t, nice) };
     if rc == 0 {
         Ok(())
     } else {

@@ -1,8 +1,8 @@
 //! The SSH host key in both servers' formats, so that every console answers with the same key
 //! (a client that knew the busybox console's dropbear knows the Debian console's OpenSSH).
 //! The kept key is dropbear's file in `/var/lib/rancher/ssh`; OpenSSH gets the same ed25519
-//! key rewritten in its own format at every start of a full console, and a full console that
-//! boots first (no key yet) makes one with `ssh-keygen` and keeps it in dropbear's format.
+//! key rewritten in its own format at every start of a full console, and whichever console
+//! starts first (no key yet) makes one and keeps it in dropbear's format.
 //!
 //! Both formats are plain framing around the same 32-byte seed and 32-byte public key (RFC 4251
 //! strings): parsing and writing them is all this does with a key, and every length read is
