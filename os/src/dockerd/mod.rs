@@ -50,6 +50,8 @@ pub struct Args {
     pub system: bool,
     /// `--boot FD`: start the system services; say so on FD when they are up.
     pub boot_fd: Option<i32>,
+    /// `-D`, `--debug` (as Docker's): the log has the debug lines too.
+    pub debug: bool,
 }
 
 impl Default for Args {
@@ -64,6 +66,7 @@ impl Default for Args {
             store: None,
             system: false,
             boot_fd: None,
+            debug: false,
         }
     }
 }
@@ -88,6 +91,7 @@ impl Args {
             store: Some(SYSTEM_STORE.into()),
             system: true,
             boot_fd: None,
+            debug: false,
         }
     }
 
@@ -132,6 +136,7 @@ fn parse(words: &[String]) -> Result<Args, String> {
             "--preload" => a.preload = Some(value()?.into()),
             "--store" => a.store = Some(value()?.into()),
             "--system" => {}
+            "-D" | "--debug" => a.debug = true,
             "--boot" => {
                 let v = value()?;
                 a.boot_fd = Some(v.parse().map_err(|_| format!("--boot {v:?}: not an fd"))?)
@@ -146,7 +151,6 @@ fn parse(words: &[String]) -> Result<Args, String> {
 pub fn main(words: &[String]) -> ExitCode {
     crate::signals::reset_all();
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
-    crate::console::init_logging_stamped(tracing::Level::INFO);
     let args = match parse(words) {
         Ok(a) => a,
         Err(e) => {
@@ -154,6 +158,11 @@ pub fn main(words: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    crate::console::init_logging_stamped(if args.debug {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    });
     if let Some(fd) = args.boot_fd {
         // Not for our children (shims, helpers): PID 1 must see the pipe close if we die.
         // SAFETY: fcntl(F_SETFD) on a descriptor number touches no memory; a bad number fails
@@ -374,5 +383,23 @@ async fn preload(mgr: &Arc<Manager>, dir: &Path) {
             Ok(Err(e)) => tracing::warn!(file = %f.display(), error = %e, "preload failed"),
             Err(e) => tracing::warn!(file = %f.display(), error = %e, "preload task"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn debug_is_asked_for_with_either_spelling_and_is_off_otherwise() {
+        assert!(!parse(&words("--system")).unwrap().debug);
+        assert!(parse(&words("--system --debug")).unwrap().debug);
+        assert!(parse(&words("-D --root /x")).unwrap().debug);
+        let e = parse(&words("--debgu")).unwrap_err();
+        assert!(e.contains("--debgu"), "{e}");
     }
 }

@@ -169,7 +169,7 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
     boot.store = None;
     // Until the engine says otherwise, nothing runs.
     boot.not_running = vec!["system engine (not started)".into()];
-    let (engine, up) = super::system_engine::start(true)?;
+    let (engine, up) = super::system_engine::start(true, boot.config.rancher.debug)?;
     boot.engine = Some(engine);
     boot.not_running = up.not_running;
     let problems = up.problems;

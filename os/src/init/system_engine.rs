@@ -26,6 +26,8 @@ const RESET_AFTER: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct SystemEngine {
     pub pid: i32,
+    /// `rancher.debug`: the engine logs at debug level (`--debug`), again when respawned.
+    debug: bool,
     started: Instant,
     pause: Duration,
     /// When to start it again (it has exited).
@@ -41,11 +43,13 @@ pub struct ServicesUp {
     pub not_running: Vec<String>,
 }
 
-/// Start the engine; with `boot`, wait until it has started the system services.
-pub fn start(boot: bool) -> anyhow::Result<(SystemEngine, ServicesUp)> {
-    let (pid, ready) = spawn(boot)?;
+/// Start the engine; with `boot`, wait until it has started the system services. With `debug`
+/// (`rancher.debug`) its log has the debug lines too (each container's making, by phase).
+pub fn start(boot: bool, debug: bool) -> anyhow::Result<(SystemEngine, ServicesUp)> {
+    let (pid, ready) = spawn(boot, debug)?;
     let engine = SystemEngine {
         pid,
+        debug,
         started: Instant::now(),
         pause: FIRST_PAUSE,
         respawn_at: None,
@@ -57,7 +61,7 @@ pub fn start(boot: bool) -> anyhow::Result<(SystemEngine, ServicesUp)> {
     Ok((engine, problems))
 }
 
-fn spawn(boot: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
+fn spawn(boot: bool, debug: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
     use anyhow::Context;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -68,6 +72,9 @@ fn spawn(boot: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
     cmd.args(["dockerd", "--system"])
         .stdin(Stdio::null())
         .stderr(log);
+    if debug {
+        cmd.arg("--debug");
+    }
     let mut pipe = None;
     if boot {
         // The write end is inherited (no CLOEXEC) and named on the command line; the engine
@@ -143,7 +150,7 @@ impl SystemEngine {
     /// Start it again (its containers run on; it finds them).
     pub fn respawn(&mut self) {
         self.respawn_at = None;
-        match spawn(false) {
+        match spawn(false, self.debug) {
             Ok((pid, _)) => {
                 self.pid = pid;
                 self.started = Instant::now();
