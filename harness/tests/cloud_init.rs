@@ -60,6 +60,11 @@ write_files:
 rancher:
   sysctl:
     kernel.domainname: seeded.example
+  network:
+    interfaces:
+      eth1:
+        dhcp: false
+        address: 192.168.8.5/24
   services:
     acpid:
       labels:
@@ -81,6 +86,7 @@ runcmd:
     let mut vm = boot(
         VmOptions::new("cloud_init_nocloud")
             .unwrap()
+            .extra_nic()
             .drive(seed)
             .ssh_identity(&key),
     );
@@ -136,6 +142,27 @@ runcmd:
         log.contains("cloud-init: nocloud: hostname meta-host, 1 SSH key(s)"),
         "{log}"
     );
+    // The seed's rancher.network is the network service's from its first start: a disk
+    // datasource is read before the network comes up, and the service is not restarted.
+    let eth1 = sh(&mut vm, "ip -4 addr show eth1");
+    assert!(eth1.contains("inet 192.168.8.5/24"), "{eth1}");
+    let engine = sh(&mut vm, "cat /var/log/system-docker.log");
+    let at = |what: &str| {
+        engine
+            .find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in the engine's log:\n{engine}"))
+    };
+    assert!(
+        at("datasources are disks: not waiting on network service=cloud-init-save")
+            < at("run-to-completion service finished service=cloud-init-save")
+            && at("run-to-completion service finished service=cloud-init-save")
+                < engine
+                    .find("started (prepared) service=network")
+                    .or(engine.find("service started service=network"))
+                    .expect("network started"),
+        "cloud-init-save before network:\n{engine}"
+    );
+    assert!(!engine.contains("changed rancher.network"), "{engine}");
 }
 
 #[test]
@@ -177,7 +204,10 @@ fn cloud_config_url_on_the_kernel_command_line() {
     let dir = seed::fixture_dir("url");
     seed::write_tree(
         &dir,
-        &files(&[("user-data", "#cloud-config\nhostname: from-url\n")]),
+        &files(&[(
+            "user-data",
+            "#cloud-config\nhostname: from-url\nrancher:\n  network:\n    dns:\n      nameservers: [10.0.2.3]\n      search: [from-url.lan]\n",
+        )]),
     )
     .unwrap();
     let opts = VmOptions::new("cloud_init_url")
@@ -188,6 +218,21 @@ fn cloud_config_url_on_the_kernel_command_line() {
     assert_eq!(sh(&mut vm, "hostname"), "from-url");
     let served = std::fs::read_to_string(dir.join("requests.log")).unwrap_or_default();
     assert!(served.contains("/user-data"), "{served}");
+    // A datasource reached over the network is read after the network service started; the
+    // rancher.network it gives applies all the same: the service is restarted with it.
+    let engine = sh(&mut vm, "cat /var/log/system-docker.log");
+    assert!(
+        engine.contains("the datasource changed rancher.network: restarted service=network")
+            && !engine.contains("datasources are disks"),
+        "{engine}"
+    );
+    let resolv = poll(
+        &mut vm,
+        "grep -v '^#' /etc/resolv.conf",
+        Duration::from_secs(30),
+        |o| o.contains("from-url.lan"),
+    );
+    assert_eq!(resolv, "search from-url.lan\nnameserver 10.0.2.3");
 }
 
 #[test]

@@ -34,6 +34,19 @@ pub enum Source {
 }
 
 impl Source {
+    /// Whether asking it goes over the network (`cmdline_words`: the kernel command line's
+    /// words, for `cmdline`, which is a URL only when `cloud-config-url=` is there). Disks and
+    /// directories do not: their reader need not wait for the network service.
+    pub fn reaches_network<'a>(&self, cmdline_words: impl IntoIterator<Item = &'a str>) -> bool {
+        match self {
+            Source::NoCloud | Source::ConfigDrive(_) => false,
+            Source::Url(_) | Source::Ec2(_) => true,
+            Source::Cmdline => cmdline_words
+                .into_iter()
+                .any(|w| w.starts_with("cloud-config-url=")),
+        }
+    }
+
     /// `nocloud`, `configdrive:/media/config-2`, `url:http://…`, `cmdline`, `ec2`.
     pub fn parse(s: &str) -> Result<Source, String> {
         let (kind, arg) = match s.split_once(':') {
@@ -264,6 +277,32 @@ fn ec2(base: &str) -> Result<Option<Fetched>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_urls_and_metadata_services_reach_the_network() {
+        let none: [&str; 0] = [];
+        let with_url = ["console=ttyS0", "cloud-config-url=http://10.0.2.100/u"];
+        for (src, words, over) in [
+            (Source::NoCloud, &with_url[..], false),
+            (Source::ConfigDrive(None), &with_url[..], false),
+            (Source::ConfigDrive(Some("/d".into())), &none[..], false),
+            (Source::Url("http://x/".into()), &none[..], true),
+            (Source::Ec2(EC2_BASE.into()), &none[..], true),
+            (Source::Cmdline, &with_url[..], true),
+            (
+                Source::Cmdline,
+                &["console=ttyS0", "cloud-config-urlx=1"][..],
+                false,
+            ),
+            (Source::Cmdline, &none[..], false),
+        ] {
+            assert_eq!(
+                src.reaches_network(words.iter().copied()),
+                over,
+                "{src:?} {words:?}"
+            );
+        }
+    }
 
     #[test]
     fn datasource_names_parse_as_rancheros_writes_them() {

@@ -30,6 +30,38 @@ pub const CONF_DIR: &str = "/var/lib/rancher/conf";
 /// Used when `rancher.cloud_init.datasources` is empty.
 pub const DEFAULT_SOURCES: &[&str] = &["cmdline", "nocloud", "configdrive"];
 
+/// The datasources' names `ros cloud-init save` asks, in order.
+fn source_names(config: &crate::config::Config) -> Vec<String> {
+    if config.rancher.cloud_init.datasources.is_empty() {
+        DEFAULT_SOURCES.iter().map(|s| s.to_string()).collect()
+    } else {
+        config.rancher.cloud_init.datasources.clone()
+    }
+}
+
+/// The datasources `ros cloud-init save` asks, in order, and why any name is not one.
+pub fn sources(config: &crate::config::Config) -> (Vec<datasource::Source>, Vec<String>) {
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for n in source_names(config) {
+        match datasource::Source::parse(&n) {
+            Ok(s) => ok.push(s),
+            Err(e) => bad.push(e),
+        }
+    }
+    (ok, bad)
+}
+
+/// Whether `ros cloud-init save` will ask a datasource over the network, so that it must start
+/// after the network service; with disks only (the default, without `cloud-config-url=`) it
+/// need not, and the network service starts with what the datasource says from its first
+/// start. (A name that is not a datasource is skipped by `save`: it reaches nothing.)
+pub fn needs_network(config: &crate::config::Config, cmdline: &crate::cmdline::Cmdline) -> bool {
+    sources(config)
+        .0
+        .iter()
+        .any(|s| s.reaches_network(cmdline.words()))
+}
+
 fn load_config() -> crate::config::Config {
     let (config, errors) = crate::config::load_running();
     for e in errors {
@@ -49,17 +81,10 @@ pub fn main(args: &[String]) -> ExitCode {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/dev"));
             let config = load_config();
-            let names: Vec<String> = if config.rancher.cloud_init.datasources.is_empty() {
-                DEFAULT_SOURCES.iter().map(|s| s.to_string()).collect()
-            } else {
-                config.rancher.cloud_init.datasources.clone()
-            };
-            let mut sources = Vec::new();
-            for n in &names {
-                match datasource::Source::parse(n) {
-                    Ok(s) => sources.push(s),
-                    Err(e) => println!("cloud-init: {e}"),
-                }
+            let names = source_names(&config);
+            let (sources, errors) = sources(&config);
+            for e in errors {
+                println!("cloud-init: {e}");
             }
             let env = datasource::Env {
                 dev,
@@ -89,5 +114,36 @@ pub fn main(args: &[String]) -> ExitCode {
             eprintln!("usage: ros cloud-init save [--dev DIR] | execute");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_network;
+    use crate::cmdline::Cmdline;
+    use crate::config::Config;
+
+    #[test]
+    fn the_network_is_needed_by_a_url_or_metadata_datasource_only() {
+        let plain = Cmdline::parse("console=ttyS0 rancher.debug=true");
+        let url = Cmdline::parse("console=ttyS0 -- cloud-config-url=http://10.0.2.100/u");
+        let with = |names: &[&str]| {
+            let mut c = Config::default();
+            c.rancher.cloud_init.datasources = names.iter().map(|s| s.to_string()).collect();
+            c
+        };
+        // The defaults (cmdline, nocloud, configdrive): only with a cloud-config-url=.
+        assert!(!needs_network(&with(&[]), &plain));
+        assert!(needs_network(&with(&[]), &url), "after `--` too");
+        assert!(!needs_network(
+            &with(&["nocloud", "configdrive:/media/x"]),
+            &url
+        ));
+        assert!(needs_network(&with(&["nocloud", "ec2"]), &plain));
+        assert!(needs_network(&with(&["url:http://x/y"]), &plain));
+        assert!(
+            !needs_network(&with(&["nonsense", "nocloud"]), &plain),
+            "skipped by save"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! datasource can add or change them. At the end, the services that do not run are named
 //! ([`Booted::not_running`]) for PID 1's `ready` or `degraded`.
 
-use super::{container, lock, parse_all, plan_of, Inner, SystemServices};
+use super::{container, lock, parse_all, plan_of, Inner, SystemServices, NETWORK};
 use crate::config::Config;
 use crate::console::say;
 use crate::engine::manager::exit::describe;
@@ -33,6 +33,30 @@ enum Pass {
     Reload,
     /// That service failed: pass again without a reload.
     Again,
+}
+
+/// A service that reads the datasources (`io.rancher.os.reloadconfig`) waits on [`NETWORK`]
+/// only when one of them is asked over the network (`needs_network`:
+/// [`crate::cloudinit::needs_network`]). With disks only (the default without a
+/// `cloud-config-url=`) it runs first, and the network service starts after the reload, as the
+/// other services do, with the datasource's `rancher.network` from its first start; the boot's
+/// chain is one start and one lease shorter. (RancherOS, too, read such datasources before
+/// bringing the network up.) The services whose wait was dropped.
+fn local_datasources_first(
+    specs: &mut BTreeMap<String, crate::services::spec::ServiceSpec>,
+    needs_network: bool,
+) -> Vec<String> {
+    if needs_network {
+        return Vec::new();
+    }
+    let mut dropped = Vec::new();
+    for (name, spec) in specs.iter_mut() {
+        if spec.reload_config && spec.after.iter().any(|a| a == NETWORK) {
+            spec.after.retain(|a| a != NETWORK);
+            dropped.push(name.clone());
+        }
+    }
+    dropped
 }
 
 /// `name` and every service it waits on, directly or not.
@@ -64,6 +88,22 @@ impl SystemServices {
                 .unwrap_or_else(|e| (config.clone(), vec![format!("reloading: {e}")]));
             problems.extend(reload_problems);
             self.take_settings(&mut inner, &new);
+            // The network service ran before a datasource reached over it was read: what the
+            // datasource says of the network applies now, as a saved change would.
+            if new.rancher.network != config.rancher.network
+                && inner.order.iter().any(|n| n == NETWORK)
+                && self.mgr.find(NETWORK).is_ok()
+            {
+                let mgr = self.mgr.clone();
+                match tokio::spawn(async move { mgr.restart(NETWORK, None).await }).await {
+                    Ok(Ok(())) => tracing::info!(
+                        service = %NETWORK,
+                        "the datasource changed rancher.network: restarted"
+                    ),
+                    Ok(Err(e)) => problems.push(format!("restarting {NETWORK}: {e}")),
+                    Err(e) => problems.push(format!("restarting {NETWORK}: {e}")),
+                }
+            }
             // Containers already running get their files now; the others when they start.
             for name in inner.order.clone() {
                 let Ok(rec) = self.mgr.get(&name) else {
@@ -154,6 +194,13 @@ impl SystemServices {
         let order = inner.order.clone();
         inner.specs.retain(|n, _| order.contains(n));
         inner.specs.extend(specs);
+        let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
+        let needs_network = crate::cloudinit::needs_network(config, &cmdline);
+        for name in local_datasources_first(&mut inner.specs, needs_network) {
+            if !handled(inner, &name) {
+                tracing::info!(service = %name, "the datasources are disks: not waiting on {NETWORK}");
+            }
+        }
         let p = plan_of(&inner.specs);
         for (svc, dep) in &p.missing {
             if !handled(inner, svc) {
@@ -424,8 +471,41 @@ fn reload() -> (Config, Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::closure;
+    use super::{closure, local_datasources_first};
+    use crate::services::spec::ServiceSpec;
     use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_datasource_reader_waits_on_the_network_only_when_a_datasource_needs_it() {
+        let spec = |name: &str, yaml: &str| {
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+            (name.to_string(), ServiceSpec::parse(name, &v).unwrap())
+        };
+        let specs: BTreeMap<String, ServiceSpec> = [
+            spec("network", "image: b\n"),
+            spec("ntp", "image: b\nlabels:\n  io.rancher.os.after: network\n"),
+            spec(
+                "cloud-init-save",
+                "image: b\nlabels:\n  io.rancher.os.after: udev, network\n  io.rancher.os.detach: \"false\"\n  io.rancher.os.reloadconfig: \"true\"\n",
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let mut over_network = specs.clone();
+        assert!(local_datasources_first(&mut over_network, true).is_empty());
+        assert_eq!(over_network["cloud-init-save"].after, ["udev", "network"]);
+        let mut local = specs;
+        assert_eq!(
+            local_datasources_first(&mut local, false),
+            ["cloud-init-save"]
+        );
+        assert_eq!(
+            local["cloud-init-save"].after,
+            ["udev"],
+            "its other waits stay"
+        );
+        assert_eq!(local["ntp"].after, ["network"], "not a datasource reader");
+    }
 
     #[test]
     fn a_reloading_service_starts_with_what_it_waits_on_only() {

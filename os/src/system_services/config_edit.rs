@@ -13,6 +13,7 @@
 //! left it; a file changed meanwhile by `rancherctl config` is left alone, and said so.
 
 use super::SystemServices;
+use super::NETWORK;
 use crate::config::{atomic, replace, ConfigPaths, Problem};
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
@@ -22,8 +23,6 @@ use std::time::{Duration, Instant};
 
 /// How long a network change waits for its confirmation.
 pub const REVERT_AFTER: Duration = Duration::from_secs(60);
-/// The service that applies `rancher.network`.
-const NETWORK: &str = "network";
 /// The first line of the layer's file (it can be fed back as user data).
 const HEADER: &str = "#cloud-config\n";
 

@@ -152,6 +152,9 @@ impl SystemServices {
 /// Services of the built-in configuration that are off unless their key says so.
 pub const OPT_IN: &[&str] = &["ui"];
 
+/// The service that applies `rancher.network`.
+pub(crate) const NETWORK: &str = "network";
+
 /// Whether service `name` is to run: not switched off by `rancher.services_include.NAME:
 /// false`; an opt-in one ([`OPT_IN`]) only when `rancher.services_include.NAME: true` or its
 /// own key (`rancher.ui.enabled`) says so.
