@@ -55,6 +55,12 @@ pub fn dev(_: &mut super::Boot) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Directories of `/run` the network service shares with the host (its leases and ready file;
+/// the resolver file `/etc/resolv.conf` names), made here rather than by its first start: a
+/// service whose bind source is missing is not prepared ahead (`system_services::warm`), and
+/// with disk datasources `network` is among the services prepared while `cloud-init-save` runs.
+const RUN_DIRS: &[&str] = &["/run/netconf", "/run/resolvconf"];
+
 pub fn run_and_tmp(_: &mut super::Boot) -> anyhow::Result<()> {
     mount_fs(
         "tmpfs",
@@ -62,6 +68,9 @@ pub fn run_and_tmp(_: &mut super::Boot) -> anyhow::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755"),
     )?;
+    for d in RUN_DIRS {
+        std::fs::create_dir_all(d).with_context(|| format!("mkdir {d}"))?;
+    }
     mount_fs(
         "tmpfs",
         "/tmp",

@@ -137,6 +137,28 @@ fn file_binds(spec: &ServiceSpec) -> Vec<(PathBuf, u64, u64)> {
 /// Prepare each of `specs` (in that order, [`LANES`] at a time) once `kick` changes (see
 /// `SystemServices::kick`), or not at all when stopped before; nothing for a create-only
 /// service, one with `volumes_from`, or one whose container exists already.
+/// `specs` in the order to prepare them: first a service with a ready file (its start is
+/// followed by the longest wait of the boot, a DHCP lease, which the services after it wait
+/// out too), then those that wait on one (they start the moment the file is there), then the
+/// rest, each group in the order given (the plan's). `all`: every service, to know which have
+/// a ready file.
+fn urgent_first(
+    mut specs: Vec<ServiceSpec>,
+    all: &BTreeMap<String, ServiceSpec>,
+) -> Vec<ServiceSpec> {
+    let has_file = |n: &str| all.get(n).is_some_and(|s| s.ready_file.is_some());
+    specs.sort_by_key(|s| {
+        if s.ready_file.is_some() {
+            0
+        } else if s.after.iter().any(|a| has_file(a)) {
+            1
+        } else {
+            2
+        }
+    });
+    specs
+}
+
 fn prepare_all(
     mgr: Arc<Manager>,
     specs: Vec<ServiceSpec>,
@@ -293,10 +315,13 @@ impl SystemServices {
                     .filter(|n| !batch.contains(*n) && !earlier.results.contains_key(*n)),
             );
         }
-        let specs = names
-            .into_iter()
-            .filter_map(|n| inner.specs.get(n).cloned())
-            .collect();
+        let specs = urgent_first(
+            names
+                .into_iter()
+                .filter_map(|n| inner.specs.get(n).cloned())
+                .collect(),
+            &inner.specs,
+        );
         let files = super::lock(&self.write_files).clone();
         inner.prepared = prepare_all(
             self.mgr.clone(),
@@ -429,6 +454,37 @@ mod tests {
     fn spec(yaml: &str) -> ServiceSpec {
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
         ServiceSpec::parse("svc", &v).unwrap()
+    }
+
+    #[test]
+    fn the_service_with_a_ready_file_is_prepared_first_then_those_that_wait_on_it() {
+        let named = |name: &str, yaml: &str| {
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
+            ServiceSpec::parse(name, &v).unwrap()
+        };
+        let given = vec![
+            named("acpid", "image: b\n"),
+            named("console", "image: b\n"),
+            named("ntp", "image: b\nlabels:\n  io.rancher.os.after: network\n"),
+            named(
+                "network",
+                "image: b\nlabels:\n  io.rancher.os.readyfile: /run/network/ready\n",
+            ),
+            named("udev", "image: b\n"),
+        ];
+        let all: BTreeMap<String, ServiceSpec> =
+            given.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        let names = |v: Vec<ServiceSpec>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(urgent_first(given.clone(), &all)),
+            ["network", "ntp", "acpid", "console", "udev"]
+        );
+        // The one with the file among the earlier services: its followers still come first.
+        let later: Vec<ServiceSpec> = given.into_iter().filter(|s| s.name != "network").collect();
+        assert_eq!(
+            names(urgent_first(later, &all)),
+            ["ntp", "acpid", "console", "udev"]
+        );
     }
 
     fn file(path: &str, container: Option<&str>) -> WriteFile {
