@@ -290,16 +290,18 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
     };
     let (second, third) = (started(&mut vm, "second"), started(&mut vm, "third"));
     assert!(second < third, "second {second}, then third {third}");
+    // With the default datasources (disks, no cloud-config-url=) cloud-init-save does not wait
+    // on the network: it runs first, and network starts after the reload.
     let (network, save) = (
         started(&mut vm, "network"),
         started(&mut vm, "cloud-init-save"),
     );
     assert!(
-        network < save,
-        "network {network}, then cloud-init-save {save}"
+        save < network,
+        "cloud-init-save {save}, then network {network}"
     );
-    // And not only started: of use (its first DHCP lease wrote the ready file) before the
-    // services after it start, in the engine's own log.
+    // A service after network waits for it to be of use (its first DHCP lease wrote the ready
+    // file), not only started, in the engine's own log.
     let log = sh(
         &mut vm,
         "grep -n -e 'service ready' -e 'service started' /var/log/system-docker.log",
@@ -311,7 +313,7 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
             .unwrap_or_else(|| panic!("no {what:?} of {svc} in {log}"))
     };
     assert!(
-        line_of("service ready", "network") < line_of("service started", "cloud-init-save"),
+        line_of("service ready", "network") < line_of("service started", "ntp"),
         "{log}"
     );
     assert!(sh(&mut vm, "system-docker logs network").contains("network: eth0: lease 10.0.2.15/24"));
@@ -353,8 +355,9 @@ fn run_to_completion_first_and_reverse_order_at_shutdown() {
         .filter_map(|l| l.trim().strip_prefix("[ros] stopping service "))
         .collect();
     // Shutdown goes level by level in reverse dependency order: every service stops before
-    // what it depends on (`after` labels, transitively: console after cloud-init-save after
-    // network), and every running service is stopped.
+    // what it depends on (`after` labels, transitively), a level at a time (console and docker
+    // come after cloud-init-save, a level above network's), and every running service is
+    // stopped.
     let at = |name: &str| {
         order
             .iter()
