@@ -108,11 +108,11 @@ fn syslog_runs_in_its_own_container_and_comes_back_after_kill_9() {
 
 #[test]
 fn a_first_service_that_cannot_start_holds_no_one_back() {
-    // `network` starts first and everything after waits on it (cloud-init-save directly, the
-    // rest after the reload); its image does not exist, so no service has started when the
-    // others' turn comes: those prepared meanwhile must begin all the same.
+    // With the default (disk) datasources `cloud-init-save` starts first and everything else
+    // waits for its end and the reload; its image does not exist, so no service has started
+    // when the others' turn comes: those prepared meanwhile must begin all the same.
     let opts = VmOptions::new("services_first_fails").unwrap();
-    let opts = service(opts, "network", &[("image", "nosuch/network:1")]);
+    let opts = service(opts, "cloud-init-save", &[("image", "nosuch/network:1")]);
     let mut vm = Vm::boot(opts).unwrap();
     let not_running = vm
         .expect_captures(r"\[ros\] not running: ([^\r\n]*)\r?\n", BOOT)
@@ -120,13 +120,15 @@ fn a_first_service_that_cannot_start_holds_no_one_back() {
     vm.expect(DEGRADED, BOOT).unwrap();
     assert_eq!(
         not_running[1],
-        "network (failed: No such image: nosuch/network:1)",
+        "cloud-init-save (failed: No such image: nosuch/network:1)",
         "serial log: {}",
         vm.log_path().display()
     );
     // (`ps` lists running containers, the name last on each line.)
     let ps = sh(&mut vm, "system-docker ps");
-    for name in ["acpid", "console", "docker", "ntp", "syslog", "udev"] {
+    for name in [
+        "acpid", "console", "docker", "network", "ntp", "syslog", "udev",
+    ] {
         assert!(
             ps.lines()
                 .any(|l| l.trim_end().ends_with(&format!(" {name}"))),
