@@ -92,16 +92,14 @@ impl SystemServices {
             // datasource says of the network applies now, as a saved change would.
             if new.rancher.network != config.rancher.network
                 && inner.order.iter().any(|n| n == NETWORK)
-                && self.mgr.find(NETWORK).is_ok()
             {
-                let mgr = self.mgr.clone();
-                match tokio::spawn(async move { mgr.restart(NETWORK, None).await }).await {
-                    Ok(Ok(())) => tracing::info!(
+                match self.restart_network_service().await {
+                    Some(Ok(())) => tracing::info!(
                         service = %NETWORK,
                         "the datasource changed rancher.network: restarted"
                     ),
-                    Ok(Err(e)) => problems.push(format!("restarting {NETWORK}: {e}")),
-                    Err(e) => problems.push(format!("restarting {NETWORK}: {e}")),
+                    Some(Err(e)) => problems.push(e),
+                    None => {}
                 }
             }
             // Containers already running get their files now; the others when they start.

@@ -337,15 +337,25 @@ impl SystemServices {
     }
 
     async fn restart_network(&self, applied: &mut Applied) {
-        if self.mgr.find(NETWORK).is_err() {
-            return;
+        match self.restart_network_service().await {
+            Some(Ok(())) => applied.restarted.push(NETWORK.into()),
+            Some(Err(e)) => applied.problems.push(e),
+            None => {}
         }
+    }
+
+    /// Restart the network service so that it applies `rancher.network` as it is now (a saved
+    /// change, or a datasource's at the boot's reload); `None` when it has no container.
+    pub(super) async fn restart_network_service(&self) -> Option<Result<(), String>> {
+        self.mgr.find(NETWORK).ok()?;
         let mgr = self.mgr.clone();
-        match tokio::spawn(async move { mgr.restart(NETWORK, None).await }).await {
-            Ok(Ok(())) => applied.restarted.push(NETWORK.into()),
-            Ok(Err(e)) => applied.problems.push(format!("restarting {NETWORK}: {e}")),
-            Err(e) => applied.problems.push(format!("restarting {NETWORK}: {e}")),
-        }
+        Some(
+            match tokio::spawn(async move { mgr.restart(NETWORK, None).await }).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("restarting {NETWORK}: {e}")),
+                Err(e) => Err(format!("restarting {NETWORK}: {e}")),
+            },
+        )
     }
 }
 
