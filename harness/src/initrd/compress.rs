@@ -1,6 +1,8 @@
 //! Initrd compression. The kernel's XZ decoder accepts only CRC32 (or no) integrity checks, so xz
-//! is written with CRC32; zstd at level 19 keeps the window (8 MiB) well inside what the kernel's
-//! decoder takes.
+//! is written with CRC32. zstd is written at level 19 with a window of [`ZSTD_WINDOW_LOG`]: the
+//! kernel's decoder (`lib/decompress_unzstd.c`) allocates a workspace the size of the frame's
+//! window for the whole unpack, on top of the compressed initrd and the files already unpacked,
+//! and that peak is what decides the smallest memory the system boots in.
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -24,10 +26,21 @@ impl std::fmt::Display for Compression {
     }
 }
 
+/// log2 of the zstd window: 2 MiB. Level 19's own (8 MiB) made the kernel's unpack workspace
+/// 6 MiB larger, enough that `-m 64` ran out of memory while unpacking (`cargo harness bench ram`);
+/// the image grows by ~1.5 % (measured with `zstd -19 --zstd=wlog=N` on the initrd's cpio,
+/// 2026-12-05: 8 MiB 8,629,847 B, 2 MiB 8,756,499, 1 MiB 8,835,420).
+pub const ZSTD_WINDOW_LOG: u32 = 21;
+
 pub fn compress(kind: Compression, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
     match kind {
         Compression::None => Ok(raw.to_vec()),
-        Compression::Zstd => zstd::bulk::compress(raw, 19).context("zstd"),
+        Compression::Zstd => {
+            let mut c = zstd::bulk::Compressor::new(19).context("zstd")?;
+            c.set_parameter(zstd::zstd_safe::CParameter::WindowLog(ZSTD_WINDOW_LOG))
+                .context("zstd window")?;
+            c.compress(raw).context("zstd")
+        }
         Compression::Xz => {
             let stream = xz2::stream::Stream::new_easy_encoder(9, xz2::stream::Check::Crc32)
                 .context("xz encoder")?;
@@ -35,5 +48,28 @@ pub fn compress(kind: Compression, raw: &[u8]) -> anyhow::Result<Vec<u8>> {
             enc.write_all(raw).context("xz")?;
             enc.finish().context("xz")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_frames_declare_the_small_window() {
+        let raw: Vec<u8> = (0..4_000_000u32)
+            .flat_map(|i| (i % 7919).to_le_bytes())
+            .collect();
+        let packed = compress(Compression::Zstd, &raw).unwrap();
+        let mut d = zstd::stream::raw::Decoder::new().unwrap();
+        // A decoder that refuses windows above 2 MiB still reads it whole.
+        d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(ZSTD_WINDOW_LOG))
+            .unwrap();
+        let mut out = vec![0u8; raw.len()];
+        let mut input = zstd::stream::raw::InBuffer::around(&packed);
+        let mut output = zstd::stream::raw::OutBuffer::around(&mut out[..]);
+        zstd::stream::raw::Operation::run(&mut d, &mut input, &mut output).unwrap();
+        assert_eq!(output.pos(), raw.len());
+        assert_eq!(out, raw);
     }
 }
