@@ -600,6 +600,7 @@ pub fn to_tar(a: &Archive) -> anyhow::Result<Vec<u8>> {
                 b.append_link(&mut h, name, target)?;
             }
             Entry::Char { .. } => bail!("{path}: device nodes do not belong in image layers"),
+            Entry::HardLink { .. } => bail!("{path}: hard links do not belong in image layers"),
         }
     }
     Ok(b.into_inner()?)

@@ -106,6 +106,9 @@ pub fn build(trees: &BTreeMap<String, &Archive>, opts: &Options) -> anyhow::Resu
                         mode & 0o7777
                     ));
                 }
+                Entry::HardLink { .. } => {
+                    bail!("squashfs tree {name}: {path:?} is a hard link; the trees have none")
+                }
             }
         }
     }

@@ -1,6 +1,12 @@
 //! A newc ("070701") cpio writer: the format the kernel unpacks an initramfs from. Entries are
 //! written sorted, with parents before children, owner root and mtime 0, so the same inputs
 //! always give the same bytes.
+//!
+//! A hard link ([`Entry::HardLink`]) names a file of the archive: both entries are written with
+//! one inode number and `nlink` ≥ 2, the data with the first of them in archive order and none
+//! with the others, which is how the kernel's unpacker (`init/initramfs.c`, `maybe_link`) and GNU
+//! cpio make one file of them. Why: a file the initramfs needs twice (busybox at `/bin/busybox`
+//! and in the system store's busybox layer) is stored, unpacked and held in RAM once.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,10 +14,25 @@ use std::io::Write;
 /// One entry of the archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Dir { mode: u32 },
-    File { mode: u32, data: Vec<u8> },
-    Symlink { target: String },
-    Char { mode: u32, major: u32, minor: u32 },
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        data: Vec<u8>,
+    },
+    Symlink {
+        target: String,
+    },
+    Char {
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    /// Another name of the regular file at `target` (an absolute archive path).
+    HardLink {
+        target: String,
+    },
 }
 
 const S_IFDIR: u32 = 0o040000;
@@ -80,23 +101,54 @@ impl Archive {
         self.entries.is_empty()
     }
 
-    /// Serialize as newc cpio.
+    /// The regular file a path names: itself, or the target of its hard link.
+    pub fn file(&self, path: &str) -> Option<(u32, &[u8])> {
+        match self.entries.get(&normalize(path))? {
+            Entry::File { mode, data } => Some((*mode, data)),
+            Entry::HardLink { target } => match self.entries.get(&normalize(target))? {
+                Entry::File { mode, data } => Some((*mode, data)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Serialize as newc cpio. Fails when a hard link's target is not a regular file of the
+    /// archive (a link to a link included).
     pub fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let links = self.link_groups()?;
         let mut written = 0usize;
         for (ino, (path, entry)) in self.entries.iter().enumerate() {
             let name = path.trim_start_matches('/');
-            let (mode, data, rdev): (u32, &[u8], (u32, u32)) = match entry {
+            let mut ino = ino as u32 + 1;
+            let (mode, mut data, rdev): (u32, &[u8], (u32, u32)) = match entry {
                 Entry::Dir { mode } => (S_IFDIR | mode, &[], (0, 0)),
                 Entry::File { mode, data } => (S_IFREG | mode, data, (0, 0)),
                 Entry::Symlink { target } => (S_IFLNK | 0o777, target.as_bytes(), (0, 0)),
                 Entry::Char { mode, major, minor } => (S_IFCHR | mode, &[], (*major, *minor)),
+                Entry::HardLink { target } => {
+                    let (mode, data) = self.file(target).unwrap_or((0, &[]));
+                    (S_IFREG | mode, data, (0, 0))
+                }
             };
-            let nlink = if matches!(entry, Entry::Dir { .. }) {
+            let mut nlink = if matches!(entry, Entry::Dir { .. }) {
                 2
             } else {
                 1
             };
-            written += header(out, ino as u32 + 1, mode, nlink, data.len(), rdev, name)?;
+            let file = match entry {
+                Entry::HardLink { target } => Some(normalize(target)),
+                Entry::File { .. } => Some(path.clone()),
+                _ => None,
+            };
+            if let Some(group) = file.and_then(|f| links.get(&f)) {
+                ino = group.ino;
+                nlink = group.nlink;
+                if *path != group.first {
+                    data = &[];
+                }
+            }
+            written += header(out, ino, mode, nlink, data.len(), rdev, name)?;
             out.write_all(data)?;
             written += data.len();
             written += pad(out, written)?;
@@ -104,6 +156,44 @@ impl Archive {
         written += header(out, 0, 0, 1, 0, (0, 0), "TRAILER!!!")?;
         pad(out, written)?;
         Ok(())
+    }
+}
+
+/// One file with hard links: the inode number all its names share, how many names it has, and
+/// the first of them in archive order (the one written with the data).
+struct LinkGroup {
+    ino: u32,
+    nlink: u32,
+    first: String,
+}
+
+impl Archive {
+    /// The files with hard links, by the file's own path.
+    fn link_groups(&self) -> std::io::Result<BTreeMap<String, LinkGroup>> {
+        let mut groups: BTreeMap<String, LinkGroup> = BTreeMap::new();
+        for (path, entry) in &self.entries {
+            let Entry::HardLink { target } = entry else {
+                continue;
+            };
+            let target = normalize(target);
+            let Some(Entry::File { .. }) = self.entries.get(&target) else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{path}: hard link to {target}, which is not a file of the archive"),
+                ));
+            };
+            let ino = self.entries.keys().position(|k| *k == target).unwrap_or(0) as u32 + 1;
+            let g = groups.entry(target.clone()).or_insert(LinkGroup {
+                ino,
+                nlink: 1,
+                first: target.clone(),
+            });
+            g.nlink += 1;
+            if *path < g.first {
+                g.first = path.clone();
+            }
+        }
+        Ok(groups)
     }
 }
 
@@ -198,7 +288,7 @@ mod tests {
             .output()
             .is_err()
         {
-            return; // no cpio on this host: the byte-layout test above still runs
+            return crate::setup::tool_missing("cpio");
         }
         let mut a = Archive::default();
         a.add(
@@ -209,6 +299,18 @@ mod tests {
             },
         );
         a.add("/a/l", Entry::Symlink { target: "b".into() });
+        a.add(
+            "/z/h",
+            Entry::HardLink {
+                target: "/a/b".into(),
+            },
+        );
+        a.add(
+            "/0/h",
+            Entry::HardLink {
+                target: "/a/b".into(),
+            },
+        );
         let mut buf = Vec::new();
         a.write_to(&mut buf).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -225,5 +327,97 @@ mod tests {
             std::fs::read_link(dir.path().join("a/l")).unwrap().to_str(),
             Some("b")
         );
+        use std::os::unix::fs::MetadataExt;
+        let b = std::fs::metadata(dir.path().join("a/b")).unwrap();
+        assert_eq!(b.nlink(), 3, "one file, three names");
+        for h in ["z/h", "0/h"] {
+            let m = std::fs::metadata(dir.path().join(h)).unwrap();
+            assert_eq!((m.ino(), m.mode() & 0o7777), (b.ino(), 0o644), "{h}");
+        }
+        assert_eq!(std::fs::read(dir.path().join("0/h")).unwrap(), b"abc");
+    }
+
+    /// The fields of every header, by name: (ino, nlink, filesize).
+    fn headers(buf: &[u8]) -> Vec<(String, u32, u32, u32)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let h = std::str::from_utf8(&buf[at..at + 110]).unwrap();
+            assert_eq!(&h[..6], "070701");
+            let field = |i: usize| u32::from_str_radix(&h[6 + 8 * i..14 + 8 * i], 16).unwrap();
+            let (namesize, size) = (field(11) as usize, field(6) as usize);
+            let name = std::str::from_utf8(&buf[at + 110..at + 110 + namesize - 1]).unwrap();
+            if name == "TRAILER!!!" {
+                return out;
+            }
+            out.push((name.to_string(), field(0), field(4), field(6)));
+            at += (110 + namesize).div_ceil(4) * 4;
+            at += size.div_ceil(4) * 4;
+        }
+    }
+
+    #[test]
+    fn a_hard_link_shares_the_inode_and_the_first_name_carries_the_data() {
+        let mut a = Archive::default();
+        a.add(
+            "/m/file",
+            Entry::File {
+                mode: 0o755,
+                data: b"12345".to_vec(),
+            },
+        );
+        a.add(
+            "/a/first",
+            Entry::HardLink {
+                target: "/m/file".into(),
+            },
+        );
+        a.add(
+            "/z/last",
+            Entry::HardLink {
+                target: "m/file".into(),
+            },
+        );
+        a.add(
+            "/m/other",
+            Entry::File {
+                mode: 0o644,
+                data: b"x".to_vec(),
+            },
+        );
+        assert_eq!(a.file("/z/last"), Some((0o755, &b"12345"[..])));
+        let mut buf = Vec::new();
+        a.write_to(&mut buf).unwrap();
+        let h = headers(&buf);
+        let get = |n: &str| h.iter().find(|e| e.0 == n).unwrap().clone();
+        let (first, file, last, other) =
+            (get("a/first"), get("m/file"), get("z/last"), get("m/other"));
+        assert_eq!(
+            (first.1, first.2, first.3),
+            (file.1, 3, 5),
+            "data with the first name"
+        );
+        assert_eq!((file.2, file.3), (3, 0));
+        assert_eq!((last.1, last.2, last.3), (file.1, 3, 0));
+        assert_eq!(
+            (other.2, other.3),
+            (1, 1),
+            "other files keep their own inode"
+        );
+        assert_ne!(other.1, file.1);
+    }
+
+    #[test]
+    fn a_hard_link_to_no_file_is_an_error_naming_it() {
+        let mut a = Archive::default();
+        a.add("/d", Entry::Dir { mode: 0o755 });
+        a.add(
+            "/l",
+            Entry::HardLink {
+                target: "/d".into(),
+            },
+        );
+        let err = a.write_to(&mut Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("/l") && err.contains("/d"), "{err}");
     }
 }
