@@ -147,7 +147,9 @@ impl Layout {
     ///
     /// With `squashfs`, the layers' trees go into one squashfs image, `layers.squashfs` in the
     /// store (one directory per layer, by diff_id hex), and each `diff/` is left empty: PID 1
-    /// mounts the image and binds each tree there (`os/src/init/system_layers.rs`).
+    /// mounts the image and binds each tree there (`os/src/init/system_layers.rs`). A layer whose
+    /// files the initramfs holds already, but for a few bytes ([`Layout::inline_layers`]: the
+    /// busybox layer), stays a tree in `diff/`, those files hard links.
     pub fn add_store_to(
         &self,
         a: &mut Archive,
@@ -189,10 +191,17 @@ impl Layout {
             );
             names.insert(name.clone(), json!(manifest));
         }
+        // With a squashfs image, the layers whose files the initramfs holds already (but for a
+        // few bytes) stay out of it, as trees whose files are hard links to those.
+        let inline = match squashfs {
+            Some(_) => self.inline_layers(a),
+            None => BTreeMap::new(),
+        };
         if let Some(opts) = squashfs {
             let trees = self
                 .layer_files
                 .iter()
+                .filter(|(d, _)| !inline.contains_key(*d))
                 .map(|(d, files)| (hex(d), files))
                 .collect();
             let image = crate::squashfs::build(&trees, opts).context("the layers' squashfs")?;
@@ -201,9 +210,16 @@ impl Layout {
         for (d, files) in &self.layer_files {
             let dir = format!("{at}/layers/{}", hex(d));
             a.add(&format!("{dir}/diff"), Entry::Dir { mode: 0o755 });
-            if squashfs.is_none() {
+            let links = inline.get(d);
+            if squashfs.is_none() || links.is_some() {
                 for (path, entry) in files.iter() {
-                    a.add(&format!("{dir}/diff{path}"), entry.clone());
+                    let entry = match links.and_then(|l| l.get(path)) {
+                        Some(target) => Entry::HardLink {
+                            target: target.clone(),
+                        },
+                        None => entry.clone(),
+                    };
+                    a.add(&format!("{dir}/diff{path}"), entry);
                 }
             }
             a.add(
@@ -221,6 +237,49 @@ impl Layout {
             a.add(&format!("{at}{d}"), Entry::Dir { mode: 0o700 });
         }
         Ok(())
+    }
+}
+
+/// The most bytes of files a layer kept in the initramfs may add to it (files not there already):
+/// they are held in RAM, uncompressed, for as long as the machine runs.
+const INLINE_MAX_NEW_BYTES: usize = 16 * 1024;
+
+impl Layout {
+    /// The layers to keep in the initramfs instead of the squashfs image, each with its files
+    /// that `a` holds already (same bytes, same mode) and the path there: a layer qualifies when
+    /// such files are most of it, the rest at most [`INLINE_MAX_NEW_BYTES`]. Why: the busybox
+    /// layer's one big file is the initramfs's own `/bin/busybox`; in the image it was stored
+    /// twice and decompressed again at each boot (xz, slow under TCG), while a hard link costs
+    /// neither bytes nor RAM.
+    fn inline_layers(&self, a: &Archive) -> BTreeMap<String, BTreeMap<String, String>> {
+        let key = |mode: u32, data: &[u8]| (mode, data.len(), Sha256::digest(data).to_vec());
+        let mut held = BTreeMap::new();
+        for (path, entry) in a.iter() {
+            if let Entry::File { mode, data } = entry {
+                held.entry(key(*mode, data)).or_insert_with(|| path.clone());
+            }
+        }
+        let mut inline = BTreeMap::new();
+        for (d, files) in &self.layer_files {
+            let (mut links, mut new_bytes, mut linked_bytes) = (BTreeMap::new(), 0, 0);
+            for (path, entry) in files.iter() {
+                match entry {
+                    Entry::File { mode, data } => match held.get(&key(*mode, data)) {
+                        Some(target) => {
+                            links.insert(path.clone(), target.clone());
+                            linked_bytes += data.len();
+                        }
+                        None => new_bytes += data.len(),
+                    },
+                    Entry::Symlink { target } => new_bytes += target.len(),
+                    _ => {}
+                }
+            }
+            if new_bytes <= INLINE_MAX_NEW_BYTES && linked_bytes > new_bytes {
+                inline.insert(d.clone(), links);
+            }
+        }
+        inline
     }
 }
 
@@ -654,5 +713,50 @@ mod tests {
         // one shared layer + two configs + two manifests
         assert_eq!(layout.blobs.len(), 5);
         assert_eq!(layout.manifests.len(), 2);
+    }
+
+    #[test]
+    fn a_layer_the_initramfs_holds_but_for_a_few_bytes_is_kept_there_as_hard_links() {
+        let file = |mode: u32, data: &[u8]| Entry::File {
+            mode,
+            data: data.to_vec(),
+        };
+        let big = vec![7u8; 100_000];
+        let mut initramfs = Archive::default();
+        initramfs.add("/bin/busybox", file(0o755, &big));
+        let mut busybox = Archive::default();
+        busybox.add("/bin/busybox", file(0o755, &big));
+        busybox.add(
+            "/bin/sh",
+            Entry::Symlink {
+                target: "/bin/busybox".into(),
+            },
+        );
+        busybox.add("/etc/script", file(0o755, b"#!/bin/sh\n"));
+        // The same bytes under another mode are another file.
+        let mut other_mode = Archive::default();
+        other_mode.add("/bin/busybox", file(0o4755, &big));
+        // Most of it new: stays in the image.
+        let mut mostly_new = Archive::default();
+        mostly_new.add("/bin/busybox", file(0o755, &big));
+        mostly_new.add(
+            "/lib/libc.so.6",
+            file(0o644, &[1u8; 2 * INLINE_MAX_NEW_BYTES]),
+        );
+        let layout = Layout {
+            layer_files: [
+                ("sha256:a".to_string(), busybox),
+                ("sha256:b".to_string(), other_mode),
+                ("sha256:c".to_string(), mostly_new),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let inline = layout.inline_layers(&initramfs);
+        assert_eq!(inline.keys().collect::<Vec<_>>(), ["sha256:a"]);
+        let links = &inline["sha256:a"];
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links["/bin/busybox"], "/bin/busybox");
     }
 }

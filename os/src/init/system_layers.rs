@@ -13,7 +13,9 @@
 //! this: to it they are unpacked, complete layers. A layer in the image without its directory in
 //! the store is named in the error (the build writes both); a store layer missing from the
 //! image is not looked for here: the build makes the image's trees and the store's layer
-//! directories from one list (`harness/src/images.rs`, `add_store_to`).
+//! directories from one list (`harness/src/images.rs`, `add_store_to`). Such a layer is one the
+//! build kept in the initramfs: the busybox layer, whose busybox is a hard link to the
+//! initramfs's own `/bin/busybox` (stored, unpacked and held in RAM once).
 
 use anyhow::Context;
 use nix::mount::{mount, MsFlags};
@@ -96,10 +98,9 @@ pub fn mount_into(store: &Path) -> anyhow::Result<usize> {
 }
 
 /// Files the boot's containers run, read ahead in this order (see [`read_ahead`]), each in
-/// whichever layer has it: busybox first (the network service's `ip` and `udhcpc`: the boot
-/// waits for its lease), then the console's SSH server and what it loads.
+/// whichever layer of the image has it: the console's SSH server and what it loads. (Busybox,
+/// which most services run, is the initramfs's own file: nothing to decompress.)
 const READ_AHEAD: &[&str] = &[
-    "bin/busybox",
     "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
     "lib/x86_64-linux-gnu/libc.so.6",
     "usr/sbin/dropbear",
