@@ -23,11 +23,11 @@ use super::{container, SystemServices};
 use crate::config::write_files::WriteFile;
 use crate::engine::manager::{Held, Manager};
 use crate::services::{ServiceSpec, Volume};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 
@@ -99,15 +99,41 @@ pub(super) struct Warm {
 pub(super) struct Preparations {
     pub results: BTreeMap<String, oneshot::Receiver<Option<Warm>>>,
     stop: Option<Arc<(AtomicBool, Notify)>>,
+    begun: Arc<Mutex<Begun>>,
+}
+
+/// Which preparations of a pass have begun, and whether it stopped beginning them: under one
+/// lock, so that one counted as not begun at the stop never begins.
+#[derive(Debug, Default)]
+struct Begun {
+    stopped: bool,
+    names: BTreeSet<String>,
+}
+
+impl Begun {
+    /// Whether `name`'s preparation may begin (counted as begun if so).
+    fn begin(&mut self, name: &str) -> bool {
+        !self.stopped && self.names.insert(name.to_string())
+    }
 }
 
 impl Preparations {
     /// Begin no further preparation (those under way end and are kept).
     pub fn stop(&mut self) {
+        super::lock(&self.begun).stopped = true;
         if let Some(s) = self.stop.take() {
             s.0.store(true, Ordering::SeqCst);
             s.1.notify_one();
         }
+    }
+
+    /// [`Preparations::stop`], and forget the preparations that had not begun: they never
+    /// will, and their services are free to be prepared by the next pass (one that waits
+    /// there, as `cloud-init-execute` on the console) or made at their start.
+    fn stop_and_forget_unbegun(&mut self) {
+        self.stop();
+        let begun = super::lock(&self.begun);
+        self.results.retain(|name, _| begun.names.contains(name));
     }
 }
 
@@ -167,9 +193,11 @@ fn prepare_all(
     mut kick: tokio::sync::watch::Receiver<u64>,
 ) -> Preparations {
     let stop: Arc<(AtomicBool, Notify)> = Arc::new((AtomicBool::new(false), Notify::new()));
+    let begun = Arc::new(Mutex::new(Begun::default()));
     let mut out = Preparations {
         results: BTreeMap::new(),
         stop: Some(stop.clone()),
+        begun: begun.clone(),
     };
     let mut jobs = Vec::new();
     for spec in specs {
@@ -190,7 +218,11 @@ fn prepare_all(
         }
         in_lanes(jobs, LANES, &stop, |(spec, tx)| {
             let (mgr, env, files) = (mgr.clone(), environment.clone(), files.clone());
+            let begins = super::lock(&begun).begin(&spec.name);
             async move {
+                if !begins {
+                    return; // (stopped: its sender dropped, its start reads no preparation)
+                }
                 let warm = prepare_one(&mgr, spec, &env, &files).await;
                 // (A receiver gone: the boot ended; nothing waits for it.)
                 if let Err(Some(w)) = tx.send(warm) {
@@ -297,7 +329,7 @@ impl SystemServices {
         todo: &[String],
         reloading: bool,
     ) {
-        inner.prepared.stop();
+        inner.prepared.stop_and_forget_unbegun();
         let mut earlier = std::mem::take(&mut inner.prepared);
         let waits = |n: &String| {
             p.waits_on
@@ -450,6 +482,7 @@ impl SystemServices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system_services::lock;
 
     fn spec(yaml: &str) -> ServiceSpec {
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap();
@@ -545,6 +578,27 @@ mod tests {
         assert_eq!(first.await.unwrap(), 0, "the one under way ends");
         task.await.unwrap();
         assert_eq!(*begun.lock().unwrap(), vec![0]);
+    }
+
+    /// At a pass's stop, the preparations not begun are forgotten (the next pass may prepare
+    /// their services), those begun are kept, and none begins after it.
+    #[test]
+    fn a_stop_forgets_the_preparations_not_begun_and_no_more_begin() {
+        let mut p = Preparations::default();
+        let mut senders = Vec::new();
+        for name in ["begun", "waiting"] {
+            let (tx, rx) = oneshot::channel();
+            senders.push(tx);
+            p.results.insert(name.to_string(), rx);
+        }
+        assert!(lock(&p.begun).begin("begun"));
+        assert!(!lock(&p.begun).begin("begun"), "once");
+        p.stop_and_forget_unbegun();
+        assert_eq!(p.results.keys().collect::<Vec<_>>(), ["begun"]);
+        assert!(
+            !lock(&p.begun).begin("waiting"),
+            "nothing begins after the stop"
+        );
     }
 
     #[test]
