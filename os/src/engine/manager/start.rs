@@ -183,6 +183,7 @@ impl Manager {
         }
         let bundle = self.bundle(&rec.id);
         spec.write_bundle(&bundle)?;
+        self.make_cgroup_parent();
         let shim = self.shim_dir(&rec.id);
         let _ = std::fs::remove_dir_all(&shim);
         let args = ShimArgs {
@@ -205,6 +206,24 @@ impl Manager {
         let r = shim_client::spawn(&self.cfg.exe, &args, &self.cfg.run.join("shim.log"));
         tracing::debug!(id = %rec.id, rootfs_ms = t1.as_millis() as u64, bundle_ms = (t2 - t1).as_millis() as u64, shim_ms = (t0.elapsed() - t2).as_millis() as u64, "container made");
         r
+    }
+
+    /// Make the containers' cgroup parent (`/sys/fs/cgroup/system`, `/docker`) if it is not
+    /// there. Why here: libcontainer makes each level of a container's cgroup path by
+    /// "exists? else mkdir", so the first two containers made at once (the boot's concurrent
+    /// starts, a failed first service leaving no parent behind) raced on it and one failed
+    /// with "File exists". `create_dir_all` takes a directory made meanwhile as made; the
+    /// controllers are still enabled on it by libcontainer. Only on a cgroup2 mount (the
+    /// guest's); an error is left for libcontainer to say.
+    fn make_cgroup_parent(&self) {
+        let root = Path::new("/sys/fs/cgroup");
+        if !root.join("cgroup.controllers").exists() {
+            return;
+        }
+        let parent = root.join(self.cfg.cgroup_parent.trim_start_matches('/'));
+        if let Err(e) = std::fs::create_dir_all(&parent) {
+            tracing::debug!(parent = %parent.display(), error = %e, "making the cgroup parent");
+        }
     }
 
     /// The runtime spec of a record.
