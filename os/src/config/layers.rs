@@ -4,7 +4,7 @@
 
 use super::edit::apply_cmdline;
 use super::error::{ConfigError, ConfigWarning};
-use super::validate::{check_text, check_value};
+use super::validate::{check_builtin, check_text, check_value};
 use crate::cmdline::Cmdline;
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};
@@ -115,7 +115,11 @@ impl ReadLayers {
                 return;
             }
         };
-        let checked = check_text(&source, &text);
+        let checked = if kind == LayerKind::Defaults {
+            check_builtin(&source, &text)
+        } else {
+            check_text(&source, &text)
+        };
         self.errors.extend(checked.errors);
         self.warnings.extend(checked.warnings);
         self.layers.push(Layer {

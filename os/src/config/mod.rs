@@ -80,7 +80,7 @@ pub fn load_layers(paths: &ConfigPaths, cmdline: &crate::cmdline::Cmdline) -> Lo
     let read = read_layers(paths, cmdline);
     let mut errors = read.errors;
     // Each layer passed on its own; a merge of valid layers is valid, but check rather than trust.
-    let checked = check_value("merged configuration", merge_layers(&read.layers));
+    let checked = validate::check_merged("merged configuration", merge_layers(&read.layers));
     errors.extend(checked.errors);
     Loaded {
         config: checked.config,

@@ -583,3 +583,45 @@ fn read_layer_names_the_file_and_line() {
         yaml("{}")
     );
 }
+
+/// The built-in defaults and the merge are typed from their trees (`check_builtin`,
+/// `check_merged`): the same configuration as the text round trip gives, for the shipped
+/// defaults and for them merged with a RancherOS user-data; a tree that reads only as text
+/// (a number where a string is typed) still reads, as its text, and a bad key is still named.
+#[test]
+fn trees_typed_directly_read_as_their_text_does() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../initrd/rootfs/usr/share/ros/os-config.yml");
+    let text = fs::read_to_string(&path).unwrap();
+    let fast = validate::check_builtin("defaults", &text);
+    let slow = check_text("defaults", &text);
+    assert!(fast.errors.is_empty() && slow.errors.is_empty());
+    assert_eq!(fast.value, slow.value);
+    assert_eq!(fast.config, slow.config);
+    assert_eq!(fast.warnings.len(), slow.warnings.len());
+
+    let mut merged = fast.value.clone();
+    merge(&mut merged, check_text("user-data", RANCHEROS_SAMPLE).value);
+    let fast = validate::check_merged("merged", merged.clone());
+    let slow = check_value("merged", merged);
+    assert!(fast.errors.is_empty(), "{:?}", fast.errors);
+    assert_eq!(fast.config, slow.config);
+    assert_eq!(fast.value, slow.value);
+
+    // A number for a string-typed key: the tree does not read, its text does.
+    let checked = validate::check_merged("merged", yaml("hostname: 5\nrancher: {debug: true}"));
+    assert!(checked.errors.is_empty(), "{:?}", checked.errors);
+    assert_eq!(checked.config.hostname, "5");
+    assert!(checked.config.rancher.debug);
+    // A bad value: named, and that key alone left out, as before.
+    let checked = validate::check_merged(
+        "merged",
+        yaml("hostname: h\nrancher: {shutdown_timeout: soon}"),
+    );
+    assert_eq!(checked.errors.len(), 1, "{:?}", checked.errors);
+    assert!(checked.errors[0].to_string().contains("shutdown_timeout"));
+    assert_eq!(checked.config.hostname, "h");
+    let checked = validate::check_builtin("defaults", "hostname: [oops]\n");
+    assert_eq!(checked.errors.len(), 1, "{:?}", checked.errors);
+    assert!(checked.errors[0].to_string().contains("defaults"));
+}

@@ -4,9 +4,19 @@
 //! Serde stops at the first error, so a layer is checked in a loop: read, find the bad key from
 //! the error's path, remove it, read again. Only the first read is of the file's own text; later
 //! ones read the tree re-serialized, so their line numbers are found again in the original text by
-//! walking it to the key path ([`locate`]). The typed model is always read from YAML *text*:
+//! walking it to the key path ([`locate`]). The typed model is read from YAML *text*:
 //! serde_yaml_ng then hands any scalar to a string-typed key as its text (`hostname: 5`), as
-//! RancherOS's Go decoder did; reading from a `Value` would reject that.
+//! RancherOS's Go decoder did; reading from a `Value` would reject that. A layer's tree must also
+//! read back once written out (what `rancherctl config` saves is read at the next boot).
+//!
+//! Two trees skip the text when they read as they are ([`check_builtin`], [`check_merged`]): the
+//! initrd's own defaults and the merge of checked layers, neither of which is ever saved. A tree
+//! that reads from the `Value` reads the same from its text (the same types, the same
+//! `Deserialize`); one that does not is checked the long way, with the same errors as before.
+//! Why: every `ros` process loads the configuration (PID 1 first, then the engine's reload,
+//! `cloud-init-save`, `netconf`, …), and the text round trips were most of a load (four YAML
+//! parses and two writes of the 300-line defaults; under TCG 59 ms in PID 1, on the boot's
+//! critical path).
 
 use super::error::{ConfigError, ConfigWarning, Location, Problem};
 use super::keypath::{self, Step};
@@ -68,6 +78,45 @@ pub fn check_text(file: &str, text: &str) -> Checked {
     check(file, value, Some(text))
 }
 
+/// Check the initrd's built-in defaults (`os-config.yml`, shipped with this binary and never
+/// saved): typed from the tree when it reads so, without the text checks a user's layer gets
+/// (its test, `builtin_defaults_are_valid`, gives the shipped file those); otherwise as
+/// [`check_text`].
+pub fn check_builtin(file: &str, text: &str) -> Checked {
+    match serde_yaml_ng::from_str::<Value>(text) {
+        Ok(value @ Value::Mapping(_)) => check_merged(file, value),
+        _ => check_text(file, text),
+    }
+}
+
+/// Check a merge of checked layers (not saved: nothing has to read back): typed from the tree
+/// when it reads so; otherwise as [`check_value`] (the text round trip, which also takes a
+/// scalar for a string-typed key, and names the bad keys).
+pub fn check_merged(file: &str, value: Value) -> Checked {
+    if value.is_mapping() {
+        if let Ok(config) = serde_yaml_ng::from_value::<Config>(value.clone()) {
+            return Checked {
+                warnings: unknown_key_warnings(file, &config),
+                value,
+                config,
+                errors: Vec::new(),
+            };
+        }
+    }
+    check_value(file, value)
+}
+
+fn unknown_key_warnings(file: &str, config: &Config) -> Vec<ConfigWarning> {
+    config
+        .unknown_keys()
+        .into_iter()
+        .map(|key| ConfigWarning::UnknownKey {
+            file: file.to_string(),
+            key,
+        })
+        .collect()
+}
+
 /// Check a tree that has no text of its own (the command line, a merge result): problems carry
 /// key paths but no line numbers.
 pub fn check_value(file: &str, value: Value) -> Checked {
@@ -120,14 +169,7 @@ fn check(file: &str, mut value: Value, original: Option<&str>) -> Checked {
         };
         let e = match result {
             Ok(config) => {
-                let warnings = config
-                    .unknown_keys()
-                    .into_iter()
-                    .map(|key| ConfigWarning::UnknownKey {
-                        file: file.to_string(),
-                        key,
-                    })
-                    .collect();
+                let warnings = unknown_key_warnings(file, &config);
                 sort_by_location(&mut errors);
                 return Checked {
                     value,
