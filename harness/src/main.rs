@@ -155,6 +155,9 @@ enum BenchCmd {
     Ssh {
         #[arg(short = 'n', default_value_t = 5)]
         n: usize,
+        /// Virtual CPUs of every VM (ours and the floor's).
+        #[arg(long, default_value_t = 1)]
+        smp: u32,
     },
     /// xz vs zstd for the initrd: size, unpack time, boot to ready.
     Initrd {
@@ -358,7 +361,7 @@ fn main() -> anyhow::Result<()> {
                 BenchCmd::Ram { lo, hi, step } => harness::bench::ram(lo, hi, step)?,
                 BenchCmd::Report { out } => harness::bench::report(&out)?,
                 BenchCmd::Crun { n } => harness::bench::crun(n)?,
-                BenchCmd::Ssh { n } => harness::bench::ssh(n)?,
+                BenchCmd::Ssh { n, smp } => harness::bench::ssh(n, smp)?,
                 BenchCmd::Console { n } => harness::bench::console(n)?,
                 BenchCmd::Docker { n } => harness::bench::docker(n)?,
                 BenchCmd::Network { n } => harness::bench::network(n)?,
