@@ -435,7 +435,10 @@ impl SystemServices {
                 tracing::warn!(service = %name, file = %file.display(), "not ready within {}s; the services after it start anyway", READY_WAIT.as_secs());
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            // Every 5 ms: the boot's last step waits on this file (the network's lease, then
+            // ntp, then ready), and a 25 ms poll added 12 ms to it on average; a look is one
+            // stat and one record read.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
