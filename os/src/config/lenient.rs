@@ -5,7 +5,8 @@
 //! would reject it for a struct, a list or a bool. These helpers read `null` as the default
 //! instead. Scalars for string-typed keys (`hostname: 5`, `vm.max_map_count: 262144`) are already
 //! taken as their text by serde_yaml_ng when the model is read from YAML text, which is why the
-//! typed model is always read from text (see `validate.rs`), never from a `Value`.
+//! typed model is read from text (see `validate.rs`), or from a `Value` only where that gives the
+//! same.
 
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;

@@ -14,9 +14,9 @@
 //! that reads from the `Value` reads the same from its text (the same types, the same
 //! `Deserialize`); one that does not is checked the long way, with the same errors as before.
 //! Why: every `ros` process loads the configuration (PID 1 first, then the engine's reload,
-//! `cloud-init-save`, `netconf`, …), and the text round trips were most of a load (four YAML
-//! parses and two writes of the 300-line defaults; under TCG 59 ms in PID 1, on the boot's
-//! critical path).
+//! `cloud-init-save`, `netconf`, …), and the text round trips were most of a load: four YAML
+//! parses and two writes of the 300-line defaults (natively 2.6 → 1.7 ms a `rancherctl` run).
+//! Under TCG PID 1's first load stays ~50 ms: there the cost is translating code that runs once.
 
 use super::error::{ConfigError, ConfigWarning, Location, Problem};
 use super::keypath::{self, Step};
