@@ -94,7 +94,8 @@ pub fn check_builtin(file: &str, text: &str) -> Checked {
 /// scalar for a string-typed key, and names the bad keys).
 pub fn check_merged(file: &str, value: Value) -> Checked {
     if value.is_mapping() {
-        if let Ok(config) = serde_yaml_ng::from_value::<Config>(value.clone()) {
+        // (Read through a borrow: no copy of the tree.)
+        if let Ok(config) = <Config as serde::Deserialize>::deserialize(&value) {
             return Checked {
                 warnings: unknown_key_warnings(file, &config),
                 value,
