@@ -49,6 +49,25 @@ fn boot_reaches_ready_with_the_expected_milestones() {
         ["init", "rancher"],
         "{out}"
     );
+    // No datasource is attached: `cloud-init-save` (io.rancher.os.condition: datasource) is
+    // skipped, says why, and counts as done (the line above was `ready`, not `degraded`).
+    assert!(
+        serial.contains("[ros] service cloud-init-save skipped: no datasource (cmdline: no cloud-config-url=; nocloud: no disk labelled cidata; configdrive: no disk labelled config-2)"),
+        "serial log: {}",
+        vm.log_path().display()
+    );
+    let status = vm
+        .sh_ok(
+            "grep -A2 '\"name\": \"cloud-init-save\"' /run/system-docker/services.json",
+            BOOT,
+        )
+        .unwrap();
+    assert!(status.contains("\"state\": \"skipped\""), "{status}");
+    let all = vm.sh_ok("system-docker ps -a", BOOT).unwrap();
+    assert!(
+        !all.contains("cloud-init-save") && all.contains("network"),
+        "no container for a skipped service: {all}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! before its dependents start; shutdown stops services in reverse start order; the network
 //! service gets the address by DHCP from QEMU's user network and writes resolv.conf.
 
+use harness::seed::{self, SeedFs};
 use harness::vm::{Vm, VmOptions};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,20 @@ fn service(opts: VmOptions, name: &str, keys: &[(&str, &str)]) -> VmOptions {
     keys.iter().fold(opts, |o, (k, v)| {
         o.cmdline(&format!("rancher.services.{name}.{k}={v}"))
     })
+}
+
+/// A NoCloud seed disk with nothing in it but an instance id: a datasource is there, so
+/// `cloud-init-save` runs and the configuration is reloaded after it (without one, its
+/// condition skips both).
+fn with_seed(opts: VmOptions, name: &str) -> VmOptions {
+    let files = [
+        ("meta-data", "instance-id: i-services\n"),
+        ("user-data", "#cloud-config\n{}\n"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    opts.drive(seed::disk(name, SeedFs::Vfat, "cidata", &files).unwrap())
 }
 
 #[test]
@@ -108,10 +123,13 @@ fn syslog_runs_in_its_own_container_and_comes_back_after_kill_9() {
 
 #[test]
 fn a_first_service_that_cannot_start_holds_no_one_back() {
-    // With the default (disk) datasources `cloud-init-save` starts first and everything else
+    // With the default (disk) datasources and a seed disk `cloud-init-save` starts first and everything else
     // waits for its end and the reload; its image does not exist, so no service has started
     // when the others' turn comes: those prepared meanwhile must begin all the same.
-    let opts = VmOptions::new("services_first_fails").unwrap();
+    let opts = with_seed(
+        VmOptions::new("services_first_fails").unwrap(),
+        "services_first_fails",
+    );
     let opts = service(opts, "cloud-init-save", &[("image", "nosuch/network:1")]);
     let mut vm = Vm::boot(opts).unwrap();
     let not_running = vm
@@ -214,7 +232,7 @@ fn a_bad_service_is_reported_and_the_others_run() {
 
 #[test]
 fn run_to_completion_first_and_reverse_order_at_shutdown() {
-    let opts = VmOptions::new("services_order").unwrap();
+    let opts = with_seed(VmOptions::new("services_order").unwrap(), "services_order");
     let log = ("volumes", "[/var/log:/var/log]");
     let opts = service(
         opts,

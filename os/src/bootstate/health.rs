@@ -21,7 +21,7 @@ use crate::engine::manager::exit::describe;
 use crate::services::spec::LABEL_CREATEONLY;
 use crate::state::device::SysBlock;
 use crate::system_docker::client::Client;
-use crate::system_services::status::STATUS_PATH;
+use crate::system_services::status::{SKIPPED, STATUS_PATH};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -249,11 +249,13 @@ struct ServiceLine {
     error: Option<String>,
 }
 
-/// A service is healthy running, exited 0 (a service that runs once), or created when it is
-/// create-only; not restarting, not failed, not invalid, not gone.
+/// A service is healthy running, exited 0 (a service that runs once), created when it is
+/// create-only, or skipped by its condition; not restarting, not failed, not invalid, not gone.
 fn healthy(s: &ServiceLine, create_only: bool) -> Result<(), String> {
     match s.state.as_str() {
         "running" => Ok(()),
+        // Its condition did not hold (no datasource for cloud-init-save): nothing to run.
+        SKIPPED => Ok(()),
         "exited" if s.last_exit.as_deref() == Some(describe(0).as_str()) => Ok(()),
         "created" if create_only => Ok(()),
         state => {
@@ -286,6 +288,11 @@ mod tests {
         assert!(healthy(&line("ntp", "running", None, None), false).is_ok());
         assert!(healthy(&line("cloud-init", "exited", Some("exit 0"), None), false).is_ok());
         assert!(healthy(&line("volumes", "created", None, None), true).is_ok());
+        assert!(healthy(
+            &line("cloud-init-save", "skipped", None, Some("no datasource")),
+            false
+        )
+        .is_ok());
         let e = healthy(&line("bad", "exited", Some("exit 1"), None), false).unwrap_err();
         assert_eq!(e, "service bad is exited: exit 1");
         let e = healthy(&line("loop", "restarting", Some("exit 3"), None), false).unwrap_err();

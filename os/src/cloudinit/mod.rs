@@ -18,6 +18,7 @@
 pub mod datasource;
 pub mod execute;
 pub mod http;
+pub mod identify;
 pub mod label;
 pub mod save;
 pub mod write_files;

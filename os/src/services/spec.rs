@@ -27,6 +27,11 @@ pub const LABEL_RELOADCONFIG: &str = "io.rancher.os.reloadconfig";
 /// for it too, for at most [`READY_WAIT`](crate::services::spec::READY_WAIT). The engine only
 /// reads the file's time; it never writes or removes it.
 pub const LABEL_READYFILE: &str = "io.rancher.os.readyfile";
+/// Label: a condition the boot checks before it starts the service, as systemd's
+/// `Condition…=`; when it does not hold the service is skipped (state `skipped`, as a
+/// run-to-completion service that had nothing to do). One value: `datasource`
+/// ([`Condition::Datasource`]).
+pub const LABEL_CONDITION: &str = "io.rancher.os.condition";
 /// How long the services after one with [`LABEL_READYFILE`] wait for its file at most.
 pub const READY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -36,6 +41,16 @@ pub enum NsMode {
     #[default]
     Private,
     Host,
+}
+
+/// What [`LABEL_CONDITION`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// One of `rancher.cloud_init.datasources` may answer (`cloudinit::identify`): a disk
+    /// with its label is there, a URL or metadata service is asked, the kernel command line
+    /// names a `cloud-config-url=`. Cloud-init's `ds-identify` does this for the same reason:
+    /// a boot without a datasource does not pay for looking.
+    Datasource,
 }
 
 /// Which engine runs the service.
@@ -92,6 +107,8 @@ pub struct ServiceSpec {
     pub reload_config: bool,
     /// The file (under `/run`) whose existence says the service is of use: [`LABEL_READYFILE`].
     pub ready_file: Option<std::path::PathBuf>,
+    /// Started only when this holds: [`LABEL_CONDITION`].
+    pub condition: Option<Condition>,
     /// Memory limit in bytes (`mem_limit`).
     pub mem_limit: Option<u64>,
     /// `cpu_shares` (relative weight, 1024 = one share).
@@ -504,6 +521,14 @@ impl ServiceSpec {
                 );
             }
         }
+        match label(LABEL_CONDITION) {
+            None => {}
+            Some("datasource") => spec.condition = Some(Condition::Datasource),
+            Some(other) => cx.err(
+                &format!("labels.{LABEL_CONDITION}"),
+                format!("{other:?} is not a condition (one: datasource)"),
+            ),
+        }
         spec.after = after;
         spec.before = before;
         match scope.as_deref() {
@@ -623,6 +648,26 @@ mod tests {
 
     fn yaml(s: &str) -> Value {
         serde_yaml_ng::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn a_condition_is_one_the_boot_knows() {
+        let s = ServiceSpec::parse(
+            "cloud-init-save",
+            &yaml("image: x\nlabels:\n  io.rancher.os.condition: datasource\n"),
+        )
+        .unwrap();
+        assert_eq!(s.condition, Some(Condition::Datasource));
+        let errs = ServiceSpec::parse(
+            "cloud-init-save",
+            &yaml("image: x\nlabels:\n  io.rancher.os.condition: sometimes\n"),
+        )
+        .unwrap_err();
+        let e = errs[0].to_string();
+        assert!(
+            e.contains("labels.io.rancher.os.condition") && e.contains("\"sometimes\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! asks for it (`io.rancher.os.reloadconfig`: `cloud-init-save`) is started with only what it
 //! waits on; when it has ended the configuration is read again, applied to the host (hostname,
 //! console settings, sysctl, `write_files`), and the other services are taken from it, so a
-//! datasource can add or change them. At the end, the services that do not run are named
-//! ([`Booted::not_running`]) for PID 1's `ready` or `degraded`.
+//! datasource can add or change them. A service labelled `io.rancher.os.condition: datasource`
+//! (`cloud-init-save`) is skipped, and with it the reload, when no datasource could answer
+//! ([`crate::cloudinit::identify`], cloud-init's `ds-identify`). At the end, the services that
+//! do not run are named ([`Booted::not_running`]) for PID 1's `ready` or `degraded`.
 
+use super::status::SKIPPED;
 use super::{container, lock, parse_all, plan_of, Inner, SystemServices, NETWORK};
+use crate::cloudinit::identify::Identified;
 use crate::config::Config;
 use crate::console::say;
 use crate::engine::manager::exit::describe;
@@ -57,6 +61,29 @@ fn local_datasources_first(
         }
     }
     dropped
+}
+
+/// How long the boot waits for [`identify_datasources`] (block devices read from PID 1's
+/// process: a disk that hangs must not hold the boot); past it the service starts.
+const IDENTIFY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a datasource may answer ([`crate::cloudinit::identify`]), for the services labelled
+/// `io.rancher.os.condition: datasource`: on a blocking thread, within [`IDENTIFY_WITHIN`].
+/// When it cannot tell, the answer is that one may (the service runs, as it always did).
+async fn identify_datasources(config: &Config, cmdline: &crate::cmdline::Cmdline) -> Identified {
+    let (sources, _) = crate::cloudinit::sources(config);
+    let words = cmdline.words().collect::<Vec<_>>().join(" ");
+    let look = tokio::task::spawn_blocking(move || {
+        crate::cloudinit::identify::here(&sources, &words, std::path::Path::new("/dev"))
+    });
+    match tokio::time::timeout(IDENTIFY_WITHIN, look).await {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => Identified::Found(format!("could not look: {e}")),
+        Err(_) => Identified::Found(format!(
+            "could not tell within {} s",
+            IDENTIFY_WITHIN.as_secs()
+        )),
+    }
 }
 
 /// `name` and every service it waits on, directly or not.
@@ -137,14 +164,14 @@ impl SystemServices {
     }
 
     /// The services handled that do not run now, each as `name (state: why)`: failed,
-    /// invalid, ended with an error, or restarting; one that ran once and ended with 0 and a
-    /// create-only one that was created are as they should be.
+    /// invalid, ended with an error, or restarting; one that ran once and ended with 0, a
+    /// create-only one that was created and one skipped by its condition are as they should be.
     fn not_running(&self, inner: &Inner) -> Vec<String> {
         self.status()
             .into_iter()
             .filter(|st| {
                 let fine = match st.state.as_str() {
-                    "running" => true,
+                    "running" | SKIPPED => true,
                     "created" => inner.specs.get(&st.name).is_some_and(|s| s.create_only),
                     // Run once (waited for or not) and done.
                     "exited" => st.last_exit.as_deref() == Some(&describe(0)),
@@ -193,6 +220,28 @@ impl SystemServices {
         inner.specs.retain(|n, _| order.contains(n));
         inner.specs.extend(specs);
         let cmdline = crate::cmdline::Cmdline::from_proc().unwrap_or_default();
+        let conditional: Vec<String> = inner
+            .specs
+            .iter()
+            .filter(|(n, s)| s.condition.is_some() && !handled(inner, n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if !conditional.is_empty() {
+            let found = identify_datasources(config, &cmdline).await;
+            for name in conditional {
+                match &found {
+                    Identified::Found(why) => {
+                        tracing::info!(service = %name, found = %why, "condition holds: a datasource may answer");
+                    }
+                    Identified::Nothing(why) => {
+                        tracing::info!(service = %name, looked = %why, "condition does not hold: no datasource, skipped");
+                        say(format!("service {name} skipped: no datasource ({why})"));
+                        let image = image_of(inner, &name);
+                        self.mark(&name, &image, SKIPPED, &format!("no datasource: {why}"));
+                    }
+                }
+            }
+        }
         let needs_network = crate::cloudinit::needs_network(config, &cmdline);
         for name in local_datasources_first(&mut inner.specs, needs_network) {
             if !handled(inner, &name) {

@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 /// Service status, for `rancherctl service list`.
 pub const STATUS_PATH: &str = "/run/system-docker/services.json";
+/// The state of a service whose `io.rancher.os.condition` did not hold at boot: not started,
+/// and as it should be (the boot's `ready` and the upgrade's health gate count it as done).
+pub const SKIPPED: &str = "skipped";
 
 /// The services the layer has handled.
 #[derive(Debug, Default)]
@@ -19,7 +22,7 @@ pub(super) struct Known {
     pub order: Vec<String>,
     /// Each service's image as its entry names it.
     pub images: BTreeMap<String, String>,
-    /// Services without a container: name → (image, `invalid` or `failed`, why).
+    /// Services without a container: name → (image, `invalid`, `failed` or [`SKIPPED`], why).
     pub failed: BTreeMap<String, (String, String, String)>,
     /// How each service last ended (a record says 0 again once it runs, as Docker's does).
     pub last_exit: BTreeMap<String, i32>,
@@ -30,7 +33,8 @@ pub(super) struct Known {
 pub struct ServiceStatus {
     pub name: String,
     pub image: String,
-    /// `running`, `exited`, `restarting`, `created`, `paused`, `failed`, `invalid`.
+    /// `running`, `exited`, `restarting`, `created`, `paused`, `failed`, `invalid`,
+    /// [`SKIPPED`].
     pub state: String,
     pub pid: Option<i32>,
     pub restarts: u32,
