@@ -168,6 +168,25 @@ fn recorded(path: &Path) -> anyhow::Result<Image> {
     Ok(img)
 }
 
+/// The image a benchmark boots: the one [`PREBUILT_ENV`] names when it is set (an image kept
+/// from another commit, so two can be run alternately, A B A B, and the machine's drift falls
+/// on both), else this checkout's, built. Says which.
+pub fn for_bench() -> anyhow::Result<Image> {
+    match std::env::var_os(PREBUILT_ENV) {
+        Some(path) => {
+            let img = recorded(Path::new(&path))?;
+            println!(
+                "[bench] image: {} + {} ({PREBUILT_ENV}={})",
+                img.kernel.display(),
+                img.initrd.display(),
+                Path::new(&path).display()
+            );
+            Ok(img)
+        }
+        None => build(),
+    }
+}
+
 /// Build once per process (tests share it), holding a lock across processes while building;
 /// or take the image [`PREBUILT_ENV`] names.
 pub fn ensure_built() -> anyhow::Result<&'static Image> {

@@ -37,7 +37,7 @@ fn power_off(mut vm: Vm) -> anyhow::Result<()> {
 }
 
 pub fn console(n: usize) -> anyhow::Result<()> {
-    let img = crate::image::build()?;
+    let img = crate::image::for_bench()?;
     let tar = crate::consoles::debian(1)?;
     let disk = crate::disk::Disk::blank("bench-console", 2048)?;
     let key = crate::ssh::Key::generate("bench-console")?;

@@ -98,7 +98,7 @@ fn boot_floor(floor: &Image, name: &str, cpus: u32) -> anyhow::Result<f64> {
 /// (ours, floor, ours, floor, …) so the machine's drift falls on both; the ratio pair by pair.
 /// With `chart`, the last of our boots drawn as an SVG boot chart.
 pub fn boot(n: usize, cpus: u32, chart_path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let floor = image::floor()?;
     let (mut ours, mut base, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
@@ -160,7 +160,7 @@ pub fn boot(n: usize, cpus: u32, chart_path: Option<&std::path::Path>) -> anyhow
 /// boot are out of the figure), each step on its own, and the ratio to a floor boot measured
 /// between ours (goal ≤ 0.25).
 pub fn services(n: usize, cpus: u32) -> anyhow::Result<()> {
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let floor = image::floor()?;
     let step_re = regex::Regex::new(r"\[ros\] step (\S+) (?:ok|failed) ([0-9.]+)ms")?;
     let init_re = regex::Regex::new(r"\[ros\] init (\d+\.\d+)")?;
@@ -257,7 +257,7 @@ echo "crun $a $b ours $b $c exec $c $d $e""#;
 /// The image with Debian's crun added to its initrd: (image, initrd path, package versions).
 fn crun_image() -> anyhow::Result<(Image, std::path::PathBuf, Vec<String>)> {
     use crate::initrd::{self as ird};
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let os_bin = crate::osbin::build()?;
     let recipe = ird::Recipe::load(&crate::paths::repo_root().join("initrd/initrd.yml"))?;
     let (mut archive, _) = ird::assemble(&recipe, &os_bin)?;
@@ -443,7 +443,7 @@ pub fn crun(n: usize) -> anyhow::Result<()> {
 /// a second `ssh true` at once after it: what one login costs once everything is up, so that
 /// the gap after ready reads as the console's start plus one login.
 pub fn ssh(n: usize, cpus: u32) -> anyhow::Result<()> {
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let floor = image::floor()?;
     let key = crate::ssh::Key::generate("bench")?;
     let (mut ready, mut ssh, mut gap, mut login, mut floors, mut over) = (
@@ -511,7 +511,7 @@ pub fn ssh(n: usize, cpus: u32) -> anyhow::Result<()> {
 /// decompression time, and boot to ready under QEMU.
 pub fn initrd(n: usize) -> anyhow::Result<()> {
     use crate::initrd::{self as ird, Compression};
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let os_bin = crate::osbin::build()?;
     let recipe = ird::Recipe::load(&crate::paths::repo_root().join("initrd/initrd.yml"))?;
     let (archive, _) = ird::assemble(&recipe, &os_bin)?;
@@ -648,7 +648,7 @@ pub fn network(n: usize) -> anyhow::Result<()> {
 /// slot again, with no hand on it.
 pub fn upgrade() -> anyhow::Result<()> {
     use crate::vm::Drive;
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let dir = crate::paths::repo_root().join("target").join("disks");
     std::fs::create_dir_all(&dir)?;
     let disk = dir.join("bench-upgrade.img");

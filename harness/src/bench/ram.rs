@@ -48,7 +48,7 @@ fn reaches_ssh(img: &image::Image, key: &crate::ssh::Key, mb: u32) -> bool {
 
 /// Bisect between `lo` (assumed failing) and `hi` MiB to `step` MiB.
 pub fn ram(lo: u32, hi: u32, step: u32) -> anyhow::Result<()> {
-    let img = image::build()?;
+    let img = image::for_bench()?;
     let key = crate::ssh::Key::generate("bench-ram")?;
     if !reaches_ssh(&img, &key, hi) {
         anyhow::bail!("even -m {hi} does not reach SSH (see target/vm-logs/bench-ram-{hi}.log)");

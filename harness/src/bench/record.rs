@@ -69,6 +69,9 @@ pub struct Run {
     pub time: u64,
     /// `git describe --always --dirty` of the checkout.
     pub commit: String,
+    /// The image's record when it was not this checkout's (`HARNESS_IMAGE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub machine: Machine,
     pub figures: BTreeMap<String, Figure>,
 }
@@ -115,6 +118,7 @@ pub fn save(bench: &str, figures: BTreeMap<String, Figure>) -> anyhow::Result<Pa
         bench: bench.to_string(),
         time,
         commit: commit(),
+        image: std::env::var(crate::image::PREBUILT_ENV).ok(),
         machine: machine(),
         figures,
     };
@@ -160,6 +164,7 @@ mod tests {
             bench: "boot".into(),
             time: 1,
             commit: "abc".into(),
+            image: None,
             machine: machine(),
             figures: BTreeMap::from([("ratio".to_string(), Figure::of("x", &[1.5]))]),
         };

@@ -122,6 +122,7 @@ mod tests {
             bench: "boot-smp1".into(),
             time: t,
             commit: format!("c{t}"),
+            image: None,
             machine: Machine {
                 cpu: "x".into(),
                 cores: 2,
