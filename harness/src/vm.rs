@@ -230,6 +230,8 @@ impl VmOptions {
 
     /// QEMU arguments, minus the serial console (which differs for people and tests).
     pub fn qemu_args(&self, qmp: &Path, ports: &BTreeMap<u16, u16>) -> Vec<String> {
+        let icount = icount();
+        let cpus = if icount { 1 } else { self.cpus };
         let mut a: Vec<String> = [
             "-machine",
             "pc",
@@ -238,7 +240,7 @@ impl VmOptions {
             "-m",
             &self.memory_mb.to_string(),
             "-smp",
-            &self.cpus.to_string(),
+            &cpus.to_string(),
             "-nodefaults",
             "-no-user-config",
             "-display",
@@ -286,6 +288,9 @@ impl VmOptions {
                 "-device".into(),
                 format!("virtio-net-pci,netdev=net{i}"),
             ]);
+        }
+        if icount {
+            a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }
         // A capture of the first NIC's traffic for a person chasing a network problem
         // (QEMU's filter-dump writes pcap: `tcpdump -r FILE`). Not for tests: every VM of the
@@ -892,4 +897,15 @@ impl Drop for Vm {
         }
         let _ = self.child.wait();
     }
+}
+
+/// `HARNESS_ICOUNT=1`: the guest's clock counts its instructions (QEMU `-icount
+/// shift=0,sleep=off`: 1 ns each, idle time skipped), so a boot's figures in guest time
+/// (`bench services`, the `[ros]` lines) are the guest's work, the same at every run whatever
+/// the host is doing: for telling two images apart by a few percent, which wall-clock runs on
+/// these machines (±10 % from run to run) cannot. They leave out QEMU's own costs (translating
+/// code the first time it runs, TLB misses), which wall-clock runs include. One vCPU only
+/// (QEMU hangs bringing up a second under `-icount`): `-smp` is 1 whatever was asked.
+pub fn icount() -> bool {
+    std::env::var("HARNESS_ICOUNT").is_ok_and(|v| v == "1")
 }

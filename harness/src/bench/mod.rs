@@ -207,6 +207,11 @@ pub fn services(n: usize, cpus: u32) -> anyhow::Result<()> {
         "  ÷ the floor's boot            {}   (goal ≤ 0.25)",
         ratio.show(3)
     );
+    if crate::vm::icount() {
+        println!(
+            "  (HARNESS_ICOUNT: /init → ready is the guest's instructions, one vCPU; the floor is timed on the host's clock, so the ratio means nothing: compare images by the first line)"
+        );
+    }
     let mut figures = BTreeMap::from([
         ("up".to_string(), up),
         ("ratio".to_string(), ratio),
