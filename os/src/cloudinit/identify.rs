@@ -78,10 +78,7 @@ pub fn identify(sources: &[Source], cmdline: &str, devices: &[PathBuf]) -> Ident
 fn read_labels(devices: &[PathBuf]) -> Vec<(PathBuf, String)> {
     devices
         .iter()
-        .filter_map(|p| {
-            let mut f = std::fs::File::open(p).ok()?;
-            label::read_label(&mut f).map(|(_, l)| (p.clone(), l))
-        })
+        .filter_map(|p| label::of(p).map(|(_, l)| (p.clone(), l)))
         .collect()
 }
 
@@ -98,18 +95,7 @@ mod tests {
         names.iter().map(|n| Source::parse(n).unwrap()).collect()
     }
 
-    /// A vfat image's first sector with `label` (FAT16 layout).
-    fn vfat(label: &str) -> Vec<u8> {
-        let mut d = vec![0u8; 64 * 1024];
-        d[510] = 0x55;
-        d[511] = 0xAA;
-        d[22] = 9;
-        let mut l = [b' '; 11];
-        l[..label.len()].copy_from_slice(label.as_bytes());
-        d[43..54].copy_from_slice(&l);
-        d[54..62].copy_from_slice(b"FAT16   ");
-        d
-    }
+    use crate::cloudinit::label::tests::fat;
 
     fn disks(dir: &Path, list: &[(&str, Vec<u8>)]) -> Vec<PathBuf> {
         list.iter()
@@ -126,7 +112,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let devs = disks(
             t.path(),
-            &[("vda", vec![0u8; 64 * 1024]), ("vdb", vfat("DATA"))],
+            &[
+                ("vda", vec![0u8; 64 * 1024]),
+                ("vdb", fat(false, b"DATA       ")),
+            ],
         );
         let defaults = parse(crate::cloudinit::DEFAULT_SOURCES);
         assert_eq!(
@@ -152,7 +141,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let devs = disks(
             t.path(),
-            &[("vda", vec![0u8; 4096]), ("vdb", vfat("CIDATA"))],
+            &[
+                ("vda", vec![0u8; 4096]),
+                ("vdb", fat(false, b"CIDATA     ")),
+            ],
         );
         let defaults = parse(crate::cloudinit::DEFAULT_SOURCES);
         let vdb = t.path().join("vdb");

@@ -73,24 +73,27 @@ pub fn block_devices(dev: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The vfat/iso9660 label of the device at `path`; None when it cannot be opened or has none.
+pub fn of(path: &Path) -> Option<(FsType, String)> {
+    read_label(&mut std::fs::File::open(path).ok()?)
+}
+
 /// The first device under `dev` whose vfat/iso9660 label is `label` (case-insensitive, as
 /// vfat labels are often upper-cased by the tools that write them).
 pub fn find(dev: &Path, label: &str) -> Option<(PathBuf, FsType)> {
-    block_devices(dev).into_iter().find_map(|p| {
-        let mut f = std::fs::File::open(&p).ok()?;
-        match read_label(&mut f) {
-            Some((fs, l)) if l.eq_ignore_ascii_case(label) => Some((p, fs)),
-            _ => None,
-        }
+    block_devices(dev).into_iter().find_map(|p| match of(&p) {
+        Some((fs, l)) if l.eq_ignore_ascii_case(label) => Some((p, fs)),
+        _ => None,
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Cursor;
 
-    fn fat(fat32: bool, label: &[u8; 11]) -> Vec<u8> {
+    /// The first 64 KiB of a vfat filesystem labelled `label` (FAT32 or FAT16 layout).
+    pub(crate) fn fat(fat32: bool, label: &[u8; 11]) -> Vec<u8> {
         let mut d = vec![0u8; 64 * 1024];
         d[510] = 0x55;
         d[511] = 0xAA;

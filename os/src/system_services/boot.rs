@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::console::say;
 use crate::engine::manager::exit::describe;
 use crate::engine::manager::WaitCondition;
+use crate::services::spec::Condition;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -223,7 +224,7 @@ impl SystemServices {
         let conditional: Vec<String> = inner
             .specs
             .iter()
-            .filter(|(n, s)| s.condition.is_some() && !handled(inner, n))
+            .filter(|(n, s)| s.condition == Some(Condition::Datasource) && !handled(inner, n))
             .map(|(n, _)| n.clone())
             .collect();
         if !conditional.is_empty() {
