@@ -120,8 +120,8 @@ const READ_AHEAD_LIBS: &[&str] = &[
 const READ_AHEAD_NICE: i32 = 10;
 
 /// Read the files of [`READ_AHEAD`] of every layer in the mounted image, on a thread of its
-/// own, so that their decompression (xz, slow under TCG) happens on the other CPU while PID 1
-/// and the system engine start, not in the first container that runs them.
+/// own, so that their decompression (slow under TCG, zstd or not) happens on the other CPU
+/// while PID 1 and the system engine start, not in the first container that runs them.
 pub fn read_ahead(store: &Path) {
     let mnt = store.join(MOUNT_DIR);
     let spawned = std::thread::Builder::new()
