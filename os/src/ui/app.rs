@@ -68,7 +68,7 @@ impl Ui {
     }
 
     /// Write an entry for `tag` (a session's, or `-` for none) to the audit log, off the
-    /// runtime's thread (the write is synced).
+    /// runtime's thread (the write is synced) and in order.
     pub fn record_as(&self, tag: &str, peer: Peer, action: &str, target: &str, result: &str) {
         tracing::info!(session = %tag, peer = %peer.0, action, target, result, "ui: audit");
         let entry = audit::Entry {
@@ -79,13 +79,7 @@ impl Ui {
             target: target.to_string(),
             result: result.to_string(),
         };
-        let audit = self.audit.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(move || audit.record(&entry));
-            }
-            Err(_) => audit.record(&entry),
-        }
+        self.audit.submit(entry);
     }
 }
 

@@ -2,10 +2,15 @@
 //! configuration applies, container actions, OS upgrades, power) and per failed login, with its session's tag (never its id), the
 //! client's address and how it ended. Appended to `audit.log` in the UI's directory on the
 //! state partition (mode 0600), kept at most [`MAX_BYTES`] plus one older file.
+//!
+//! Entries from request handlers go through [`Audit::submit`] to one writer thread: the
+//! synced write stays off the runtime's thread, entries land in the order they were made, and
+//! none is dropped when a runtime shuts down (a `spawn_blocking` job that has not started by
+//! then is cancelled, and its entry was lost).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Past this size the log becomes `audit.log.1` (the one before is dropped).
 pub const MAX_BYTES: u64 = 1 << 20;
@@ -13,6 +18,8 @@ pub const MAX_BYTES: u64 = 1 << 20;
 pub struct Audit {
     path: PathBuf,
     lock: Mutex<()>,
+    /// The writer thread's queue, started by the first [`Audit::submit`].
+    queue: Mutex<Option<mpsc::Sender<Entry>>>,
 }
 
 /// One entry.
@@ -34,6 +41,43 @@ impl Audit {
         Audit {
             path: dir.join("audit.log"),
             lock: Mutex::new(()),
+            queue: Mutex::new(None),
+        }
+    }
+
+    /// Queue `entry` for the writer thread (started on first use); written directly if the
+    /// thread cannot be started.
+    pub fn submit(self: &Arc<Self>, entry: Entry) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.is_none() {
+            let (tx, rx) = mpsc::channel::<Entry>();
+            let me = Arc::downgrade(self);
+            let started = std::thread::Builder::new()
+                .name("ui-audit".into())
+                .spawn(move || {
+                    for entry in rx {
+                        match me.upgrade() {
+                            Some(audit) => audit.record(&entry),
+                            None => break,
+                        }
+                    }
+                });
+            match started {
+                Ok(_) => *queue = Some(tx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ui: audit writer thread, writing inline");
+                    drop(queue);
+                    self.record(&entry);
+                    return;
+                }
+            }
+        }
+        if let Some(tx) = queue.as_ref() {
+            if let Err(mpsc::SendError(entry)) = tx.send(entry) {
+                *queue = None;
+                drop(queue);
+                self.record(&entry);
+            }
         }
     }
 
@@ -70,4 +114,52 @@ pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Entry {
+        Entry {
+            time: n as u64,
+            session: "-".into(),
+            peer: "10.0.2.2".into(),
+            action: "test".into(),
+            target: n.to_string(),
+            result: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn submitted_entries_all_land_in_order_even_after_a_runtime_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Arc::new(Audit::new(dir.path()));
+        for round in 0..5 {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for n in 0..20 {
+                    audit.submit(entry(round * 20 + n));
+                }
+            });
+            drop(rt);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let text = loop {
+            let text = std::fs::read_to_string(audit.path()).unwrap_or_default();
+            if text.lines().count() >= 100 || std::time::Instant::now() >= deadline {
+                break text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let targets: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["target"].to_string())
+            .collect();
+        let want: Vec<String> = (0..100).map(|n| format!("\"{n}\"")).collect();
+        assert_eq!(targets, want);
+    }
 }

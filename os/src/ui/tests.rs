@@ -334,7 +334,7 @@ fn changes_are_refused_without_cookie_origin_or_form_token() {
         *t.fake.calls.lock().unwrap(),
         ["act System restart ntp", "act User rm web"]
     );
-    // The audit line is written off the request's task (spawn_blocking): it may land just
+    // The audit line is written by the log's writer thread: it may land just
     // after the answer.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let audit = loop {
