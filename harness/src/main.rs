@@ -159,7 +159,7 @@ enum BenchCmd {
         #[arg(long, default_value_t = 1)]
         smp: u32,
     },
-    /// xz vs zstd for the initrd: size, unpack time, boot to ready.
+    /// xz vs zstd for the initrd: size, unpack time (host; the guest kernel's, synchronous), boot to ready.
     Initrd {
         #[arg(short = 'n', default_value_t = 3)]
         n: usize,
