@@ -16,10 +16,17 @@ use std::sync::{mpsc, Arc, Mutex};
 pub const MAX_BYTES: u64 = 1 << 20;
 
 pub struct Audit {
+    writer: Arc<Writer>,
+    /// The writer thread's queue, started by the first [`Audit::submit`]. The thread owns a
+    /// [`Writer`] of its own (not the `Audit`): what is queued is written even if the `Audit`
+    /// is dropped meanwhile, and the thread ends when the queue closes.
+    queue: Mutex<Option<mpsc::Sender<Entry>>>,
+}
+
+/// Appends entries to the file, one at a time.
+struct Writer {
     path: PathBuf,
     lock: Mutex<()>,
-    /// The writer thread's queue, started by the first [`Audit::submit`].
-    queue: Mutex<Option<mpsc::Sender<Entry>>>,
 }
 
 /// One entry.
@@ -39,54 +46,48 @@ pub struct Entry {
 impl Audit {
     pub fn new(dir: &Path) -> Audit {
         Audit {
-            path: dir.join("audit.log"),
-            lock: Mutex::new(()),
+            writer: Arc::new(Writer {
+                path: dir.join("audit.log"),
+                lock: Mutex::new(()),
+            }),
             queue: Mutex::new(None),
         }
     }
 
-    /// Queue `entry` for the writer thread (started on first use); written directly if the
-    /// thread cannot be started.
-    pub fn submit(self: &Arc<Self>, entry: Entry) {
+    /// Queue `entry` for the writer thread (started on first use); written here if the thread
+    /// cannot be started or has gone.
+    pub fn submit(&self, entry: Entry) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if queue.is_none() {
             let (tx, rx) = mpsc::channel::<Entry>();
-            let me = Arc::downgrade(self);
+            let writer = self.writer.clone();
             let started = std::thread::Builder::new()
                 .name("ui-audit".into())
-                .spawn(move || {
-                    for entry in rx {
-                        match me.upgrade() {
-                            Some(audit) => audit.record(&entry),
-                            None => break,
-                        }
-                    }
-                });
+                .spawn(move || rx.iter().for_each(|e| writer.record(&e)));
             match started {
                 Ok(_) => *queue = Some(tx),
-                Err(e) => {
-                    tracing::warn!(error = %e, "ui: audit writer thread, writing inline");
-                    drop(queue);
-                    self.record(&entry);
-                    return;
-                }
+                Err(e) => tracing::warn!(error = %e, "ui: audit writer thread, writing inline"),
             }
         }
-        if let Some(tx) = queue.as_ref() {
-            if let Err(mpsc::SendError(entry)) = tx.send(entry) {
-                *queue = None;
-                drop(queue);
-                self.record(&entry);
-            }
+        let unsent = match queue.as_ref() {
+            Some(tx) => tx.send(entry).err().map(|mpsc::SendError(e)| e),
+            None => Some(entry),
+        };
+        if let Some(entry) = unsent {
+            *queue = None;
+            drop(queue);
+            self.writer.record(&entry);
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.writer.path
     }
+}
 
+impl Writer {
     /// Append `entry`; a failure is logged, not raised (the change is done or refused already).
-    pub fn record(&self, entry: &Entry) {
+    fn record(&self, entry: &Entry) {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = self.append(entry) {
             tracing::warn!(path = %self.path.display(), error = %e, "ui: audit log");
@@ -132,9 +133,9 @@ mod tests {
     }
 
     #[test]
-    fn submitted_entries_all_land_in_order_even_after_a_runtime_is_gone() {
+    fn submitted_entries_all_land_in_order_after_their_runtime_and_the_log_are_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = Arc::new(Audit::new(dir.path()));
+        let audit = Audit::new(dir.path());
         for round in 0..5 {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -147,9 +148,12 @@ mod tests {
             });
             drop(rt);
         }
+        // Dropped with entries perhaps still queued: the writer thread writes them all.
+        let path = audit.path().to_path_buf();
+        drop(audit);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let text = loop {
-            let text = std::fs::read_to_string(audit.path()).unwrap_or_default();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
             if text.lines().count() >= 100 || std::time::Instant::now() >= deadline {
                 break text;
             }
