@@ -745,10 +745,8 @@ fn build_kernel(
     Ok(())
 }
 
-/// Run `cmd` with its output appended to the log. With `progress`, count the objects kbuild
-/// reports (`  CC      kernel/fork.o`) and print a line every [`PROGRESS_EVERY`].
 /// Each of [`OPTIMIZE_FOR_SPEED`] was compiled exactly once, and with `-O2` last: its
-/// `.<stem>.o.cmd` in the build directory `out` says so. A kernel that renamed or moved one
+/// `.cmd` file ([`cmd_file_of`]) in the build directory `out` says so. A kernel that renamed or moved one
 /// of those files would otherwise quietly build it `-Os` again.
 pub fn check_speed_flags(out: &Path) -> Result<(), KernelError> {
     let mut found: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
@@ -822,6 +820,8 @@ fn last_optimization_is(cmd_file: &str, want: &str) -> bool {
         == Some(want)
 }
 
+/// Run `cmd` with its output appended to the log. With `progress`, count the objects kbuild
+/// reports (`  CC      kernel/fork.o`) and print a line every [`PROGRESS_EVERY`].
 fn run_logged(
     mut cmd: Command,
     what: &str,
