@@ -745,9 +745,9 @@ fn build_kernel(
     Ok(())
 }
 
-/// Each of [`OPTIMIZE_FOR_SPEED`] was compiled exactly once, and with `-O2` last: its
-/// `.cmd` file ([`cmd_file_of`]) in the build directory `out` says so. A kernel that renamed or moved one
-/// of those files would otherwise quietly build it `-Os` again.
+/// Each of [`OPTIMIZE_FOR_SPEED`] was compiled exactly once, and with `-O2` last: its `.cmd`
+/// file ([`cmd_file_of`]) in the build directory `out` says so. A kernel that renamed or moved
+/// one of those files would otherwise quietly build it `-Os` again.
 pub fn check_speed_flags(out: &Path) -> Result<(), KernelError> {
     let mut found: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
     let mut dirs = vec![out.to_path_buf()];
