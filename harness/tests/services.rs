@@ -504,6 +504,13 @@ fn static_address_mtu_gateway_and_dns_from_rancher_network() {
     });
     assert!(eth1.contains("inet 192.168.7.5/24"), "{eth1}");
     assert!(eth1.contains("mtu 1400"), "{eth1}");
+    assert!(eth1.contains(",UP,LOWER_UP>"), "{eth1}");
+    // The MTU and the link's state are set over route netlink, by the service itself.
+    let log = sh(&mut vm, "cat /var/log/network.log");
+    assert!(
+        log.contains("network: eth1 mtu 1400\nnetwork: eth1 up\n"),
+        "{log}"
+    );
     assert!(
         sh(&mut vm, "ip route").contains("default via 192.168.7.1 dev eth1"),
         "gateway"

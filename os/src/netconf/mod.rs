@@ -3,7 +3,8 @@
 //!
 //! - an `interfaces` entry picks links by name, glob (`eth*`) or `mac=…`; for a link several
 //!   entries match, an exact one (name, MAC) beats a glob. The defaults say `eth*: {dhcp: true}`;
-//! - static `address`/`addresses`, `gateway`, `mtu` are set with busybox `ip`;
+//! - every link it configures is brought up (and given its `mtu`) over route netlink; static
+//!   `address`/`addresses` and `gateway` are set with busybox `ip`;
 //! - `dhcp: true` runs the built-in DHCP client ([`dhcp`]) on the link, in a thread: it sets
 //!   the lease's address, routes and MTU and writes `/run/resolvconf/resolv.conf`. With
 //!   `dhcp_args` (busybox `udhcpc` arguments) it runs `udhcpc` in the foreground instead, with
@@ -105,6 +106,11 @@ pub fn entry_for<'a>(net: &'a Network, link: &Link) -> Option<(&'a str, &'a Inte
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Set the link's MTU, over route netlink.
+    Mtu { link: String, mtu: u32 },
+    /// Bring the link up, over route netlink (an `ip` child for it, its exec under emulation,
+    /// cost the boot's path to the first lease ~50 ms).
+    Up { link: String },
     /// `ip …` arguments.
     Ip(Vec<String>),
     /// Run a DHCP client on the link.
@@ -121,9 +127,14 @@ pub fn plan(net: &Network, links: &[Link]) -> Vec<Action> {
         };
         let n = link.name.as_str();
         if let Some(mtu) = i.mtu {
-            out.push(ip(&["link", "set", n, "mtu", &mtu.to_string()]));
+            out.push(Action::Mtu {
+                link: link.name.clone(),
+                mtu,
+            });
         }
-        out.push(ip(&["link", "set", n, "up"]));
+        out.push(Action::Up {
+            link: link.name.clone(),
+        });
         let statics: Vec<&String> = i.address.iter().chain(i.addresses.iter()).collect();
         if !i.dhcp && !statics.is_empty() {
             // A restart converges on the configuration: addresses no longer in it go.
@@ -208,8 +219,19 @@ pub fn main(_args: &[String]) -> ExitCode {
     let mut clients: BTreeMap<i32, (String, Child)> = BTreeMap::new();
     let (ended_tx, ended_rx) = std::sync::mpsc::channel::<(String, std::io::Error)>();
     let mut threads = 0usize;
+    let mut rtnl = None;
     for action in plan(&net, &links) {
         match action {
+            Action::Mtu { link, mtu } => match set_mtu(&mut rtnl, &link, mtu) {
+                Ok(()) => println!("network: {link} mtu {mtu}"),
+                Err(e) => println!("network: {e}"),
+            },
+            Action::Up { link } => {
+                match rtnl_of(&mut rtnl).and_then(|r| r.set_link(&link, true, None, None)) {
+                    Ok(()) => println!("network: {link} up"),
+                    Err(e) => println!("network: {e}"),
+                }
+            }
             Action::Ip(args) => {
                 let st = crate::signals::clean_child(Command::new("ip").args(&args)).status();
                 match st {
@@ -272,6 +294,30 @@ pub fn main(_args: &[String]) -> ExitCode {
         write_ready();
     }
     supervise(&set, clients, ended_rx)
+}
+
+/// The route netlink socket of the service's (the host's) network namespace, opened at the
+/// first use.
+fn rtnl_of(
+    rtnl: &mut Option<crate::engine::network::rtnl::Rtnl>,
+) -> Result<&mut crate::engine::network::rtnl::Rtnl, crate::engine::network::rtnl::RtnlError> {
+    match rtnl {
+        Some(r) => Ok(r),
+        None => Ok(rtnl.insert(crate::engine::network::rtnl::Rtnl::open()?)),
+    }
+}
+
+fn set_mtu(
+    rtnl: &mut Option<crate::engine::network::rtnl::Rtnl>,
+    link: &str,
+    mtu: u32,
+) -> Result<(), crate::engine::network::rtnl::RtnlError> {
+    use crate::engine::network::rtnl::RtnlError;
+    let r = rtnl_of(rtnl)?;
+    let index = r
+        .index(link)?
+        .ok_or_else(|| RtnlError::NoLink(link.to_string()))?;
+    r.set_mtu(index, mtu)
 }
 
 /// Wait for a signal: SIGTERM/SIGINT stop everything (exit 0); a client's end stops the rest
@@ -360,6 +406,8 @@ mod tests {
         let show: Vec<String> = p
             .iter()
             .map(|a| match a {
+                Action::Mtu { link, mtu } => format!("mtu {link} {mtu}"),
+                Action::Up { link } => format!("up {link}"),
                 Action::Ip(v) => format!("ip {}", v.join(" ")),
                 Action::Dhcp { link, args } => format!("dhcp {link} {}", args.join(" ")),
             })
@@ -367,14 +415,14 @@ mod tests {
         assert_eq!(
             show,
             [
-                "ip link set eth0 up",
+                "up eth0",
                 "dhcp eth0 ",
-                "ip link set eth1 mtu 1400",
-                "ip link set eth1 up",
+                "mtu eth1 1400",
+                "up eth1",
                 "ip addr flush dev eth1",
                 "ip addr add 192.168.7.5/24 dev eth1",
                 "ip route replace default via 192.168.7.1 dev eth1",
-                "ip link set ens9 up",
+                "up ens9",
                 "dhcp ens9 -b",
             ]
         );
