@@ -26,6 +26,7 @@
 pub mod dhcp;
 
 use crate::config::network::{Interface, Network};
+use crate::engine::network::rtnl::{Rtnl, RtnlError};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode};
@@ -224,7 +225,7 @@ pub fn main(_args: &[String]) -> ExitCode {
         match action {
             Action::Mtu { link, mtu } => match set_mtu(&mut rtnl, &link, mtu) {
                 Ok(()) => println!("network: {link} mtu {mtu}"),
-                Err(e) => println!("network: {e}"),
+                Err(e) => println!("network: {link}: {e}"),
             },
             Action::Up { link } => {
                 match rtnl_of(&mut rtnl).and_then(|r| r.set_link(&link, true, None, None)) {
@@ -298,21 +299,14 @@ pub fn main(_args: &[String]) -> ExitCode {
 
 /// The route netlink socket of the service's (the host's) network namespace, opened at the
 /// first use.
-fn rtnl_of(
-    rtnl: &mut Option<crate::engine::network::rtnl::Rtnl>,
-) -> Result<&mut crate::engine::network::rtnl::Rtnl, crate::engine::network::rtnl::RtnlError> {
+fn rtnl_of(rtnl: &mut Option<Rtnl>) -> Result<&mut Rtnl, RtnlError> {
     match rtnl {
         Some(r) => Ok(r),
-        None => Ok(rtnl.insert(crate::engine::network::rtnl::Rtnl::open()?)),
+        None => Ok(rtnl.insert(Rtnl::open()?)),
     }
 }
 
-fn set_mtu(
-    rtnl: &mut Option<crate::engine::network::rtnl::Rtnl>,
-    link: &str,
-    mtu: u32,
-) -> Result<(), crate::engine::network::rtnl::RtnlError> {
-    use crate::engine::network::rtnl::RtnlError;
+fn set_mtu(rtnl: &mut Option<Rtnl>, link: &str, mtu: u32) -> Result<(), RtnlError> {
     let r = rtnl_of(rtnl)?;
     let index = r
         .index(link)?
