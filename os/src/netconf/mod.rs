@@ -223,7 +223,9 @@ pub fn main(_args: &[String]) -> ExitCode {
     let mut rtnl = None;
     for action in plan(&net, &links) {
         match action {
-            Action::Mtu { link, mtu } => match set_mtu(&mut rtnl, &link, mtu) {
+            Action::Mtu { link, mtu } => match rtnl_of(&mut rtnl)
+                .and_then(|r| r.must_index(&link).and_then(|i| r.set_mtu(i, mtu)))
+            {
                 Ok(()) => println!("network: {link} mtu {mtu}"),
                 Err(e) => println!("network: {link}: {e}"),
             },
@@ -304,14 +306,6 @@ fn rtnl_of(rtnl: &mut Option<Rtnl>) -> Result<&mut Rtnl, RtnlError> {
         Some(r) => Ok(r),
         None => Ok(rtnl.insert(Rtnl::open()?)),
     }
-}
-
-fn set_mtu(rtnl: &mut Option<Rtnl>, link: &str, mtu: u32) -> Result<(), RtnlError> {
-    let r = rtnl_of(rtnl)?;
-    let index = r
-        .index(link)?
-        .ok_or_else(|| RtnlError::NoLink(link.to_string()))?;
-    r.set_mtu(index, mtu)
 }
 
 /// Wait for a signal: SIGTERM/SIGINT stop everything (exit 0); a client's end stops the rest

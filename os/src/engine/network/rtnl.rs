@@ -155,7 +155,8 @@ impl Rtnl {
         }
     }
 
-    fn must_index(&mut self, name: &str) -> Result<u32> {
+    /// The index of link `name`; [`RtnlError::NoLink`] when there is none.
+    pub fn must_index(&mut self, name: &str) -> Result<u32> {
         self.index(name)?
             .ok_or_else(|| RtnlError::NoLink(name.to_string()))
     }
