@@ -320,7 +320,6 @@ fn registries(docker: &crate::config::model::Docker) -> crate::engine::registry:
     for w in warnings {
         tracing::warn!(problem = %w, "dockerd: registries");
     }
-    tracing::info!(trust_roots = regs.roots(), "dockerd: registries");
     regs
 }
 

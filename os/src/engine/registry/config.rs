@@ -4,6 +4,10 @@
 //! - Roots: the system's CA bundle (`/etc/ssl/certs/ca-certificates.crt`, when the engine's
 //!   container has one) plus every certificate of `rancher.docker.ca` (PEM). Only these:
 //!   reqwest's platform verifier is never consulted, so what is trusted is what this file says.
+//!   The bundle is read when the first client is made, not when the engine starts: decoding
+//!   its ~140 certificates was 8 M of the boot's guest instructions under TCG (6 % of all the
+//!   `ros` user code from `/init` to ready), for a pull or login that may never come.
+//!   `rancher.docker.ca` is read at once, so a bad one is reported at start.
 //! - Insecure: `rancher.docker.insecure_registry` (RancherOS's key; `insecure_registries` too)
 //!   lists `host[:port]` names or CIDR ranges of IP addresses whose registries speak plain HTTP;
 //!   as in Docker, `localhost` and `127.0.0.0/8` always are.
@@ -12,7 +16,8 @@ use super::error::RegistryError;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Where Debian (and most distributions) keep the bundle of trusted roots.
@@ -22,8 +27,12 @@ pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 #[derive(Debug, Clone, Default)]
 pub struct Registries {
     insecure: Vec<Insecure>,
-    /// DER certificates: the trust roots.
-    roots: Vec<Vec<u8>>,
+    /// `rancher.docker.ca`'s certificates (DER).
+    ca: Vec<Vec<u8>>,
+    /// The system's bundle, when there is one, and its certificates once read (shared by the
+    /// clones, read once).
+    bundle: Option<PathBuf>,
+    system: Arc<OnceLock<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,26 +57,40 @@ impl Registries {
                 Err(e) => warnings.push(format!("rancher.docker.insecure_registry[{i}]: {e}")),
             }
         }
-        match std::fs::read(bundle) {
-            Ok(pem) => match parse_pem(&pem) {
-                Ok(certs) => r.roots.extend(certs),
-                Err(e) => warnings.push(format!("{}: {e}", bundle.display())),
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => warnings.push(format!("{}: {e}", bundle.display())),
-        }
+        r.bundle = Some(bundle.to_path_buf());
         if let Some(ca) = docker.ca.as_deref().filter(|s| !s.trim().is_empty()) {
             match parse_pem(ca.as_bytes()) {
-                Ok(certs) => r.roots.extend(certs),
+                Ok(certs) => r.ca = certs,
                 Err(e) => warnings.push(format!("rancher.docker.ca: {e}")),
             }
         }
         (r, warnings)
     }
 
-    /// How many trust roots there are.
+    /// The trust roots (DER): the system's bundle, read now if it was not yet (a bundle that
+    /// cannot be read or parsed is logged, naming it, and adds none), then `rancher.docker.ca`.
+    fn trust_roots(&self) -> impl Iterator<Item = &Vec<u8>> {
+        let system = self.system.get_or_init(|| {
+            let Some(bundle) = &self.bundle else {
+                return Vec::new();
+            };
+            let problem = match std::fs::read(bundle) {
+                Ok(pem) => match parse_pem(&pem) {
+                    Ok(certs) => return certs,
+                    Err(e) => e,
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(bundle = %bundle.display(), %problem, "registries: no trust roots from the system's bundle");
+            Vec::new()
+        });
+        system.iter().chain(&self.ca)
+    }
+
+    /// How many trust roots there are (reads the system's bundle if it was not yet).
     pub fn roots(&self) -> usize {
-        self.roots.len()
+        self.trust_roots().count()
     }
 
     /// Whether `registry` (`host[:port]`) speaks plain HTTP.
@@ -107,8 +130,7 @@ impl Registries {
         let config = oci_client::client::ClientConfig {
             protocol,
             tls_certs_only: self
-                .roots
-                .iter()
+                .trust_roots()
                 .map(|der| oci_client::client::Certificate {
                     encoding: oci_client::client::CertificateEncoding::Der,
                     data: der.clone(),
@@ -142,8 +164,7 @@ impl Registries {
     pub fn http_client(&self) -> Result<reqwest::Client, RegistryError> {
         install_provider();
         let certs = self
-            .roots
-            .iter()
+            .trust_roots()
             .map(|der| reqwest::Certificate::from_der(der))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| RegistryError::Transport(format!("trust roots: {e}")))?;
@@ -280,6 +301,45 @@ mod tests {
         assert!(r.is_insecure("127.0.0.5:80"));
         assert!(!r.is_insecure("docker.io"));
         assert_eq!(r.scheme("quay.io"), "https");
+    }
+
+    /// The system's bundle is read at the first use, not by `from_config`; once, for every
+    /// clone; a damaged one adds no root (and is logged), `rancher.docker.ca`'s still count.
+    #[test]
+    fn the_system_bundle_is_read_when_first_needed() {
+        let pem = |name: &str| {
+            rcgen::generate_simple_self_signed(vec![name.to_string()])
+                .unwrap()
+                .cert
+                .pem()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca-certificates.crt");
+        std::fs::write(&bundle, pem("a") + &pem("b")).unwrap();
+        let docker = crate::config::model::Docker {
+            ca: Some(pem("c")),
+            ..Default::default()
+        };
+        let (r, w) = Registries::from_config(&docker, &bundle);
+        assert!(w.is_empty(), "{w:?}");
+        let clone = r.clone();
+        std::fs::write(&bundle, pem("a")).unwrap();
+        assert_eq!(
+            clone.roots(),
+            2,
+            "read at the first use: one in the bundle, then the ca"
+        );
+        std::fs::remove_file(&bundle).unwrap();
+        assert_eq!(r.roots(), 2, "read once, for every clone");
+
+        std::fs::write(
+            &bundle,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let (r, w) = Registries::from_config(&docker, &bundle);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(r.roots(), 1, "a damaged bundle adds none");
     }
 
     #[test]
