@@ -115,7 +115,11 @@ pub fn get(url: &str, timeout: Duration) -> Result<Option<Vec<u8>>, HttpError> {
             &config.rancher.docker,
             std::path::Path::new(crate::engine::registry::config::SYSTEM_BUNDLE),
         );
-        for w in warnings {
+        for w in warnings
+            .iter()
+            .map(String::as_str)
+            .chain(regs.bundle_problem())
+        {
             println!("cloud-init: {w}");
         }
         Http::new(&regs)

@@ -163,7 +163,11 @@ fn releases() -> anyhow::Result<(String, bootstate::releases::Releases)> {
                 &config.rancher.docker,
                 std::path::Path::new(SYSTEM_BUNDLE),
             );
-            for w in warnings {
+            for w in warnings
+                .iter()
+                .map(String::as_str)
+                .chain(regs.bundle_problem())
+            {
                 eprintln!("rancherctl: {w}");
             }
             let found = tags::list_blocking(&regs, &image)

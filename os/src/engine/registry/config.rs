@@ -29,10 +29,17 @@ pub struct Registries {
     insecure: Vec<Insecure>,
     /// `rancher.docker.ca`'s certificates (DER).
     ca: Vec<Vec<u8>>,
-    /// The system's bundle, when there is one, and its certificates once read (shared by the
-    /// clones, read once).
+    /// The system's bundle, when there is one, and once read (once, for every clone): its
+    /// certificates, or why there are none.
     bundle: Option<PathBuf>,
-    system: Arc<OnceLock<Vec<Vec<u8>>>>,
+    system: Arc<OnceLock<SystemRoots>>,
+}
+
+#[derive(Debug, Default)]
+struct SystemRoots {
+    certs: Vec<Vec<u8>>,
+    /// The bundle could not be read or parsed: this, naming it.
+    problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,25 +74,46 @@ impl Registries {
         (r, warnings)
     }
 
-    /// The trust roots (DER): the system's bundle, read now if it was not yet (a bundle that
-    /// cannot be read or parsed is logged, naming it, and adds none), then `rancher.docker.ca`.
-    fn trust_roots(&self) -> impl Iterator<Item = &Vec<u8>> {
-        let system = self.system.get_or_init(|| {
+    /// The system's bundle, read now if it was not yet. A bundle that cannot be read or parsed
+    /// adds no root; its problem is logged when it is read, and kept for [`Self::bundle_problem`].
+    fn system(&self) -> &SystemRoots {
+        self.system.get_or_init(|| {
             let Some(bundle) = &self.bundle else {
-                return Vec::new();
+                return SystemRoots::default();
             };
             let problem = match std::fs::read(bundle) {
                 Ok(pem) => match parse_pem(&pem) {
-                    Ok(certs) => return certs,
+                    Ok(certs) => {
+                        return SystemRoots {
+                            certs,
+                            problem: None,
+                        }
+                    }
                     Err(e) => e,
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return SystemRoots::default()
+                }
                 Err(e) => e.to_string(),
             };
-            tracing::warn!(bundle = %bundle.display(), %problem, "registries: no trust roots from the system's bundle");
-            Vec::new()
-        });
-        system.iter().chain(&self.ca)
+            let problem = format!("{}: {problem}", bundle.display());
+            tracing::warn!(%problem, "registries: no trust roots from the system's bundle");
+            SystemRoots {
+                certs: Vec::new(),
+                problem: Some(problem),
+            }
+        })
+    }
+
+    /// Read the system's bundle now (a command that makes its client at once and has no log
+    /// calls this to print the problem): why it gave no roots, if it did not.
+    pub fn bundle_problem(&self) -> Option<&str> {
+        self.system().problem.as_deref()
+    }
+
+    /// The trust roots (DER): the system's bundle's, then `rancher.docker.ca`'s.
+    fn trust_roots(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.system().certs.iter().chain(&self.ca)
     }
 
     /// How many trust roots there are (reads the system's bundle if it was not yet).
@@ -340,6 +368,11 @@ mod tests {
         let (r, w) = Registries::from_config(&docker, &bundle);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(r.roots(), 1, "a damaged bundle adds none");
+        let problem = r.bundle_problem().unwrap();
+        assert!(
+            problem.starts_with(&format!("{}: ", bundle.display())),
+            "{problem}"
+        );
     }
 
     #[test]
