@@ -183,7 +183,7 @@ pub fn apply(segments: &[Segment], ports: &[PortMap]) -> Result<(), String> {
 pub(crate) use tests::in_new_netns;
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use nix::errno::Errno;
     use nix::sched::CloneFlags;

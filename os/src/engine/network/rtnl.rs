@@ -447,7 +447,7 @@ mod tests {
     /// `None`, and a change to it names it.
     #[test]
     fn a_link_index_is_read_from_the_header_alone() {
-        crate::engine::network::tests::in_new_netns(|| {
+        crate::engine::network::in_new_netns(|| {
             let mut rt = Rtnl::open().unwrap();
             assert_eq!(rt.index("lo").unwrap(), Some(1));
             assert!(rt.ensure_bridge("t0").unwrap());
