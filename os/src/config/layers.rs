@@ -4,7 +4,7 @@
 
 use super::edit::apply_cmdline;
 use super::error::{ConfigError, ConfigWarning};
-use super::validate::{check_builtin, check_text, check_value};
+use super::validate::{check_builtin, check_merged, check_text, check_value};
 use crate::cmdline::Cmdline;
 use serde_yaml_ng::{Mapping, Value};
 use std::path::{Path, PathBuf};
@@ -116,7 +116,11 @@ impl ReadLayers {
             }
         };
         let checked = if kind == LayerKind::Defaults {
-            check_builtin(&source, &text)
+            match super::parsed::tree_of(path, &text) {
+                // The same check the YAML's tree gets in `check_builtin`.
+                Some(value @ Value::Mapping(_)) => check_merged(&source, value),
+                _ => check_builtin(&source, &text),
+            }
         } else {
             check_text(&source, &text)
         };

@@ -9,7 +9,8 @@
 //! Modules, one concern each: [`layers`] (where the files are, reading them), [`merge`] (the merge
 //! rules), [`validate`] (checking a layer, finding lines), [`edit`] (setting a key from a string),
 //! [`model`], [`network`], [`write_files`], [`runcmd`] (the typed model), [`private`] (secrets),
-//! [`keypath`] (`a.b[0].c` paths), [`atomic`] (crash-safe writes), [`error`].
+//! [`keypath`] (`a.b[0].c` paths), [`atomic`] (crash-safe writes), [`parsed`] (the built-in
+//! defaults' JSON copy, made at build time), [`error`].
 
 pub mod atomic;
 pub mod edit;
@@ -20,6 +21,7 @@ mod lenient;
 mod merge;
 pub mod model;
 pub mod network;
+pub mod parsed;
 pub mod private;
 pub mod replace;
 pub mod runcmd;
