@@ -1,5 +1,6 @@
 //! Configuration in a booted VM: the kernel command line (both sides of `--`) reaches the boot
-//! configuration, and `rancherctl config` reads and atomically writes the user layer.
+//! configuration, `rancherctl config` reads and atomically writes the user layer, and the built-in
+//! defaults' parsed copy is read only while it matches their text.
 
 use harness::vm::{Vm, VmOptions};
 use std::time::Duration;
@@ -84,5 +85,40 @@ fn kernel_command_line_sets_hostname_and_rancherctl_config_round_trips() {
         out.trim(),
         "7",
         "kernel command line wins over cloud-config.yml"
+    );
+
+    // The built-in defaults have a parsed copy beside them (`os-config.yml.json`, made by the
+    // build from their text): what a load reads while it was made from that very text. Shown by
+    // changing a value in the copy alone (its recorded hash still the YAML's)...
+    let key = "rancherctl config get rancher.console_index.debian";
+    let (out, _) = vm.sh(key, BOOT).unwrap();
+    assert_eq!(out.trim(), "ros/debian-console:latest");
+    let host = "nsenter -t 1 -m -- sed -i";
+    let (out, rc) = vm
+        .sh(
+            &format!("{host} 's|debian-console:latest|debian-console:copy|' /usr/share/ros/os-config.yml.json 2>&1"),
+            BOOT,
+        )
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    let (out, _) = vm.sh(key, BOOT).unwrap();
+    assert_eq!(
+        out.trim(),
+        "ros/debian-console:copy",
+        "the copy is what is read"
+    );
+    // ...and once the YAML is edited the copy no longer matches it: the YAML is read as it is.
+    let (out, rc) = vm
+        .sh(
+            &format!("{host} 's|debian-console:latest|debian-console:edited|' /usr/share/ros/os-config.yml 2>&1"),
+            BOOT,
+        )
+        .unwrap();
+    assert_eq!(rc, 0, "{out}");
+    let (out, _) = vm.sh(key, BOOT).unwrap();
+    assert_eq!(
+        out.trim(),
+        "ros/debian-console:edited",
+        "an edited os-config.yml wins over a copy made from its old text"
     );
 }

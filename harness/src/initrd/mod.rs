@@ -4,6 +4,7 @@
 
 pub mod compress;
 pub mod cpio;
+pub mod parsed;
 
 use anyhow::{bail, Context};
 use cpio::{Archive, Entry};
@@ -35,6 +36,9 @@ pub struct Recipe {
     pub images: Option<Images>,
     /// The system's trust roots: one PEM bundle made from a package's certificates.
     pub ca_bundle: Option<CaBundle>,
+    /// YAML files of the initrd that also get a parsed copy, `<path>.json` ([`parsed`]).
+    #[serde(default)]
+    pub parsed_yaml: Vec<String>,
 }
 
 /// `package`'s `*.crt` files under `from`, concatenated in name order into `at` (what Debian's
@@ -126,6 +130,19 @@ pub fn assemble(recipe: &Recipe, os_bin: &Path) -> anyhow::Result<(Archive, Vec<
                 packages.push(p);
             }
         }
+    }
+    for path in &recipe.parsed_yaml {
+        let Some((_, text)) = a.file(path) else {
+            bail!("parsed_yaml: {path} is not a file of the initrd");
+        };
+        let copy = parsed::copy_of(path, text)?;
+        a.add(
+            &format!("{path}.json"),
+            Entry::File {
+                mode: 0o644,
+                data: copy,
+            },
+        );
     }
     a.add(&recipe.os_binary, file_entry(os_bin)?);
     for l in &recipe.os_links {
