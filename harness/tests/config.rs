@@ -93,31 +93,23 @@ fn kernel_command_line_sets_hostname_and_rancherctl_config_round_trips() {
     let key = "rancherctl config get rancher.console_index.debian";
     let (out, _) = vm.sh(key, BOOT).unwrap();
     assert_eq!(out.trim(), "ros/debian-console:latest");
-    let host = "nsenter -t 1 -m -- sed -i";
-    let (out, rc) = vm
-        .sh(
-            &format!("{host} 's|debian-console:latest|debian-console:copy|' /usr/share/ros/os-config.yml.json 2>&1"),
-            BOOT,
-        )
-        .unwrap();
-    assert_eq!(rc, 0, "{out}");
-    let (out, _) = vm.sh(key, BOOT).unwrap();
+    // Both files are PID 1's (the console has them read-only): edited in its mount namespace.
+    let mut edit = |to: &str, file: &str| {
+        let sed = format!(
+            "nsenter -t 1 -m -- sed -i 's|debian-console:latest|debian-console:{to}|' /usr/share/ros/{file} 2>&1"
+        );
+        let (out, rc) = vm.sh(&sed, BOOT).unwrap();
+        assert_eq!(rc, 0, "{sed}: {out}");
+        vm.sh(key, BOOT).unwrap().0
+    };
     assert_eq!(
-        out.trim(),
+        edit("copy", "os-config.yml.json").trim(),
         "ros/debian-console:copy",
         "the copy is what is read"
     );
     // ...and once the YAML is edited the copy no longer matches it: the YAML is read as it is.
-    let (out, rc) = vm
-        .sh(
-            &format!("{host} 's|debian-console:latest|debian-console:edited|' /usr/share/ros/os-config.yml 2>&1"),
-            BOOT,
-        )
-        .unwrap();
-    assert_eq!(rc, 0, "{out}");
-    let (out, _) = vm.sh(key, BOOT).unwrap();
     assert_eq!(
-        out.trim(),
+        edit("edited", "os-config.yml").trim(),
         "ros/debian-console:edited",
         "an edited os-config.yml wins over a copy made from its old text"
     );

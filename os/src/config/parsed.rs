@@ -122,6 +122,7 @@ mod tests {
             std::fs::create_dir_all(paths.defaults.parent().unwrap()).unwrap();
             let copy = with_copy.then_some(copy.as_str());
             write(paths.defaults.parent().unwrap(), text, copy);
+            assert_eq!(tree_of(&paths.defaults, text).is_some(), with_copy);
             let cmdline = crate::cmdline::Cmdline::parse("rancher.debug=true");
             crate::config::load_layers(&paths, &cmdline)
         };
