@@ -63,6 +63,9 @@ pub struct SystemServices {
     /// The boot's preparations begin when this changes: at the first service started (not
     /// before, to leave the CPU to it), or when a start waits for one (see `warm`).
     kick: tokio::sync::watch::Sender<u64>,
+    /// During the boot (`Some`): the services started so far, put last for the CPU until
+    /// `[ros] ready`, with the weight each had (`boot::BACKGROUND_WEIGHT`).
+    background: Mutex<Option<Vec<(String, u32)>>>,
 }
 
 #[derive(Default)]
@@ -100,6 +103,7 @@ impl SystemServices {
             write_files,
             edits: Default::default(),
             kick: tokio::sync::watch::Sender::new(0),
+            background: Mutex::new(None),
         });
         me.watch_status();
         me

@@ -15,11 +15,11 @@
 //! - every engine instance has its own root, run directory (shims, runtime state, bundles),
 //!   cgroup parent, store and volumes ([`Config`]).
 //!
-//! A file per verb: `create`, `start`, `stop` (stop, kill, restart), `wait`, `remove`,
-//! `logs`, `attach` (attach, resize), `exec`, `archive` (`docker cp`), `mounts` (binds and volumes), `pause` (pause,
-//! unpause),
-//! `top`, `stats`, `restore` (at engine start), `exit` (what happens when
-//! a container ends: record, restart policy, auto-remove), `shim_client`.
+//! A file per verb: `create`, `start`, `stop` (stop, kill, restart), `wait`, `remove`, `logs`,
+//! `attach` (attach, resize), `exec`, `archive` (`docker cp`), `mounts` (binds and volumes),
+//! `pause` (pause, unpause), `top`, `stats`, `weight` (a CPU weight for a while), `restore` (at
+//! engine start), `exit` (what happens when a container ends: record, restart policy,
+//! auto-remove), `shim_client`.
 
 pub mod archive;
 mod attach;
@@ -46,6 +46,7 @@ mod stop;
 mod top;
 mod volumes;
 mod wait;
+mod weight;
 
 pub use create::CreateRequest;
 pub use error::ManagerError;
