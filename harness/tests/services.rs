@@ -2,7 +2,8 @@
 //! container of its own (pid namespace, cgroup); a killed service comes back by its restart
 //! policy; a bad service is reported while the others run; a run-to-completion service finishes
 //! before its dependents start; shutdown stops services in reverse start order; the network
-//! service gets the address by DHCP from QEMU's user network and writes resolv.conf.
+//! service gets the address by DHCP from QEMU's user network and writes resolv.conf; the boot's
+//! CPU weights are given back by ready.
 
 use harness::seed::{self, SeedFs};
 use harness::vm::{Vm, VmOptions};
@@ -448,6 +449,28 @@ fn network_service_gets_an_address_by_dhcp_and_writes_resolv_conf() {
     assert_eq!(
         sh(&mut vm, &format!("cat /proc/{pid}/cgroup")),
         "0::/system/network"
+    );
+    // During the boot each started service went last for the CPU (and `network` first until
+    // its lease); by `[ros] ready` every one has its own weight back.
+    let weights = sh(&mut vm, "cat /sys/fs/cgroup/system/*/cpu.weight");
+    let weights: Vec<&str> = weights.lines().collect();
+    assert!(
+        weights.len() >= 7 && weights.iter().all(|w| *w == "100"),
+        "every service's cpu.weight is back to 100: {weights:?}"
+    );
+    let engine = sh(
+        &mut vm,
+        "grep 'back to their CPU weight' /var/log/system-docker.log",
+    );
+    let n: usize = engine
+        .split("services=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{engine}"));
+    assert!(
+        n >= 6,
+        "the boot's started services were put last: {engine}"
     );
 }
 
