@@ -395,6 +395,15 @@ fn the_system_engine_is_a_container_manager_that_survives_its_own_crash() {
     // the new engine follows them (stop still works, and learns the exit).
     // PID 1's note can land inside the kill's own output (the engine dies at once): look
     // there first, then wait for it.
+    // A boot cut short by the engine's end would leave the boot's CPU weights set (10 for a
+    // started service): the new engine gives those the default back and leaves any other.
+    let weights =
+        "cat /sys/fs/cgroup/system/acpid/cpu.weight /sys/fs/cgroup/system/udev/cpu.weight";
+    sh(
+        &mut vm,
+        "nsenter -t 1 -m -- sh -c 'echo 10 > /sys/fs/cgroup/system/acpid/cpu.weight && \
+         echo 37 > /sys/fs/cgroup/system/udev/cpu.weight'",
+    );
     let killed = sh(&mut vm, &format!("kill -9 {engine}"));
     if !killed.contains("system engine exited (killed by SIGKILL); starting it again") {
         vm.expect(
@@ -414,6 +423,15 @@ fn the_system_engine_is_a_container_manager_that_survives_its_own_crash() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_ne!(again, engine);
+    let t = Instant::now();
+    while sh(&mut vm, &format!("nsenter -t 1 -m -- {weights}")) != "100\n37" {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "acpid's boot weight given back, udev's own kept: {}",
+            sh(&mut vm, &format!("nsenter -t 1 -m -- {weights}"))
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_eq!(pidof_syslogd(&mut vm), Some(syslogd), "syslog ran on");
     let ps = sh(&mut vm, "system-docker ps");
     assert!(

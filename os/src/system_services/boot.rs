@@ -31,6 +31,9 @@ pub(super) const FAVOURED_WEIGHT: u32 = 1000;
 /// makings, starts and the lease still to come are. Given back before ready is printed.
 pub(super) const BACKGROUND_WEIGHT: u32 = 10;
 
+/// The kernel's `cpu.weight` of a cgroup, what a service without `cpu_shares` runs at.
+const DEFAULT_WEIGHT: u32 = 100;
+
 /// The end of the boot's start of the services.
 #[derive(Debug, Default)]
 pub struct Booted {
@@ -111,6 +114,31 @@ fn closure(name: &str, waits_on: &BTreeMap<String, BTreeSet<String>>) -> BTreeSe
 }
 
 impl SystemServices {
+    /// After an engine restart (`adopt`): a boot cut short by the engine's end left weights
+    /// set; every running service without a `cpu_shares` of its own at one of the boot's
+    /// weights gets the kernel's default back.
+    pub(super) fn reset_boot_weights(&self, inner: &Inner) {
+        for name in &inner.order {
+            let own = inner
+                .specs
+                .get(name)
+                .is_some_and(|s| s.cpu_shares.is_some());
+            let Ok(rec) = self.mgr.get(name) else {
+                continue;
+            };
+            if own || !rec.state.status.is_running() {
+                continue;
+            }
+            let ours = self
+                .mgr
+                .cpu_weight(&rec.id)
+                .is_some_and(|w| [BACKGROUND_WEIGHT, FAVOURED_WEIGHT].contains(&w));
+            if ours {
+                self.mgr.set_cpu_weight(&rec.id, DEFAULT_WEIGHT);
+            }
+        }
+    }
+
     /// Start every service of `config`: the problems met (each also said on the console), and
     /// the services that do not run at the end. Meanwhile each service started goes last for
     /// the CPU ([`BACKGROUND_WEIGHT`]) and one with a ready file first until it is written
@@ -477,13 +505,18 @@ impl SystemServices {
             let (code, _) = ended.await;
             tracing::info!(service = %name, code, "run-to-completion service finished");
         } else if let Some(f) = &spec.ready_file {
-            // Others wait on it: it gets the CPU first until then.
-            let before = self.mgr.set_cpu_weight(id, FAVOURED_WEIGHT);
+            // Others wait on it: it gets the CPU first until then (one with a `cpu_shares` of
+            // its own keeps its weight).
+            let before = spec
+                .cpu_shares
+                .is_none()
+                .then(|| self.mgr.set_cpu_weight(id, FAVOURED_WEIGHT))
+                .flatten();
             self.until_ready(name, id, f, since).await;
             if let Some(weight) = before {
                 self.mgr.set_cpu_weight(id, weight);
             }
-        } else {
+        } else if spec.cpu_shares.is_none() {
             // Started: what it does next is not what the boot waits for; the makings, starts
             // and leases still to come are.
             let mut background = lock(&self.background);

@@ -149,6 +149,7 @@ impl SystemServices {
             }
         }
         inner.specs = specs;
+        self.reset_boot_weights(&inner);
         self.write_status();
     }
 }

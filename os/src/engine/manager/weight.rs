@@ -9,20 +9,29 @@
 use super::Manager;
 
 impl Manager {
+    /// The container's `cpu.weight`; `None` when it cannot be read (no CPU controller, the
+    /// container gone).
+    pub fn cpu_weight(&self, id: &str) -> Option<u32> {
+        let file = self.cgroup_dir(id).join("cpu.weight");
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// Set the container's `cpu.weight` to `weight`; the weight it had, to give back later.
     /// `None` when it cannot be read or set (no CPU controller, the container gone): logged,
     /// nothing changed.
     pub fn set_cpu_weight(&self, id: &str, weight: u32) -> Option<u32> {
         let file = self.cgroup_dir(id).join("cpu.weight");
-        let before = std::fs::read_to_string(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|s| s.trim().parse::<u32>().map_err(|e| e.to_string()))
+        let set = self
+            .cpu_weight(id)
+            .ok_or_else(|| "unreadable".to_string())
             .and_then(|before| {
                 std::fs::write(&file, weight.to_string())
                     .map(|()| before)
                     .map_err(|e| e.to_string())
             });
-        match before {
+        match set {
             Ok(before) => {
                 tracing::debug!(id, before, weight, "cpu weight set");
                 Some(before)
