@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 /// The CPU weight (cgroup v2 `cpu.weight`; 100 is everyone's) of a service with a ready file
 /// from its start until the file is written: the services after it and `[ros] ready` wait on
-/// it, while half a dozen others start beside it. Measured (`bench services`, with
-/// [`BACKGROUND_WEIGHT`]): `network`'s lease 205 → 120 ms after its start.
+/// it, while half a dozen others start beside it. Measured (one `rancher.debug` boot each,
+/// with [`BACKGROUND_WEIGHT`]): `network`'s lease 205 → 120 ms after its start.
 pub(super) const FAVOURED_WEIGHT: u32 = 1000;
 
 /// The CPU weight of each service once started, until `[ros] ready`: what it does then (the
