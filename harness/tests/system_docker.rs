@@ -391,10 +391,6 @@ fn the_system_engine_is_a_container_manager_that_survives_its_own_crash() {
     );
     assert_ne!(parent, engine.to_string(), "not the engine's child");
 
-    // The engine dies: PID 1 says so and starts it again; the services run on untouched and
-    // the new engine follows them (stop still works, and learns the exit).
-    // PID 1's note can land inside the kill's own output (the engine dies at once): look
-    // there first, then wait for it.
     // A boot cut short by the engine's end would leave the boot's CPU weights set (10 for a
     // started service): the new engine gives those the default back and leaves any other.
     let weights =
@@ -404,6 +400,10 @@ fn the_system_engine_is_a_container_manager_that_survives_its_own_crash() {
         "nsenter -t 1 -m -- sh -c 'echo 10 > /sys/fs/cgroup/system/acpid/cpu.weight && \
          echo 37 > /sys/fs/cgroup/system/udev/cpu.weight'",
     );
+    // The engine dies: PID 1 says so and starts it again; the services run on untouched and
+    // the new engine follows them (stop still works, and learns the exit).
+    // PID 1's note can land inside the kill's own output (the engine dies at once): look
+    // there first, then wait for it.
     let killed = sh(&mut vm, &format!("kill -9 {engine}"));
     if !killed.contains("system engine exited (killed by SIGKILL); starting it again") {
         vm.expect(
