@@ -207,13 +207,22 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     // In its container `ros ntpd` is PID 1 of a pid namespace, where the kernel drops every
-    // signal without a handler: take SIGTERM/SIGINT through sigtimedwait, which is also how
-    // it sleeps between rounds.
+    // signal without a handler: SIGTERM/SIGINT are blocked (so they wait, queued) before
+    // anything else, and a thread of their own takes them whenever they come and ends the
+    // process at once. Mid-round too: a round that finds no server waits out DNS and SNTP
+    // timeouts for many seconds, longer than a shutdown gives a service to stop.
     let mut stop = nix::sys::signal::SigSet::empty();
     stop.add(nix::sys::signal::Signal::SIGTERM);
     stop.add(nix::sys::signal::Signal::SIGINT);
     if let Err(e) = stop.thread_block() {
         eprintln!("ntpd: blocking SIGTERM: {e}");
+    }
+    if let Err(e) = std::thread::Builder::new()
+        .name("ntpd-stop".into())
+        .spawn(move || stop_on_signal(&stop))
+    {
+        eprintln!("ntpd: no thread for SIGTERM ({e}): stopping");
+        return std::process::ExitCode::FAILURE;
     }
     let (mut source, mut clock) = (Sntp::default(), SystemClock);
     let mut last_kind = None;
@@ -230,34 +239,25 @@ pub fn main(args: &[String]) -> std::process::ExitCode {
         } else {
             eprintln!("ntpd: {r}; retrying in {} s", delay.as_secs());
         }
-        if let Some(sig) = wait_for_signal(&stop, delay) {
-            eprintln!("ntpd: {sig}: stopping");
-            return std::process::ExitCode::SUCCESS;
-        }
+        std::thread::sleep(delay);
     }
 }
 
-/// Sleep for `delay` unless one of `set` (blocked) arrives first; the signal that did.
-fn wait_for_signal(set: &nix::sys::signal::SigSet, delay: Duration) -> Option<String> {
-    let ts = libc::timespec {
-        tv_sec: delay.as_secs() as libc::time_t,
-        tv_nsec: delay.subsec_nanos() as libc::c_long,
-    };
-    let end = std::time::Instant::now() + delay;
+/// Wait for one of `set` (blocked in every thread) and end the process. A clock step or slew
+/// under way is one system call, never left half done.
+fn stop_on_signal(set: &nix::sys::signal::SigSet) {
     loop {
-        // SAFETY: `set` is a valid sigset_t and `ts` a valid timespec for the call; the siginfo
-        // pointer may be null.
-        let rc = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
-        if rc > 0 {
-            return Some(
-                nix::sys::signal::Signal::try_from(rc)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|_| format!("signal {rc}")),
-            );
-        }
-        // EAGAIN: the time is up; EINTR: something else woke us, sleep on.
-        if std::time::Instant::now() >= end {
-            return None;
+        match set.wait() {
+            Ok(sig) => {
+                eprintln!("ntpd: {sig}: stopping");
+                std::process::exit(0);
+            }
+            // EINTR: something else woke the wait; wait on.
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("ntpd: waiting for SIGTERM: {e}: stopping");
+                std::process::exit(1);
+            }
         }
     }
 }
