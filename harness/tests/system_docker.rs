@@ -349,6 +349,65 @@ fn stop_keeps_a_service_stopped_and_start_and_restart_bring_it_back() {
     let (out, rc) = run(&mut vm, "rancherctl service stop nosuch");
     assert_ne!(rc, 0);
     assert!(out.contains("No such container: nosuch"), "{out}");
+
+    // A stop that comes before the process takes SIGTERM (the shell sets its trap 3 s in; as
+    // its pid namespace's init, the kernel drops a signal it does not handle) is sent again
+    // once it does: a clean exit, not KILL at the deadline.
+    sh(
+        &mut vm,
+        "system-docker run -d --name late ros/busybox:latest \
+         sh -c 'sleep 3; trap \"exit 0\" TERM; while :; do sleep 0.2; done' >/dev/null",
+    );
+    let took = sh(
+        &mut vm,
+        "a=$(cut -d' ' -f1 /proc/uptime); system-docker stop -t 60 late >/dev/null; \
+         b=$(cut -d' ' -f1 /proc/uptime); echo \"$a $b\"",
+    );
+    assert_eq!(
+        sh(&mut vm, &exit_code("late")),
+        "\"ExitCode\": 0",
+        "the trap ran (stop from uptime {took})"
+    );
+    let log = sh(
+        &mut vm,
+        "grep -c 'the stop signal came before the process could take it' /var/log/system-docker.log",
+    );
+    assert_eq!(log, "1", "sent again once");
+    eprintln!("stop before the trap: uptime before and after {took}");
+
+    // `ros ntpd` stops on SIGTERM in the middle of a round, not after it: here each server
+    // is an address nothing answers from (3 s apiece, as a DNS lookup with no resolver
+    // takes seconds on a real network), the round 9 s, a shutdown's share of time less.
+    sh(
+        &mut vm,
+        "system-docker run -d --name sntp --net host -v /usr/bin/ros:/usr/bin/ros:ro \
+         ros/busybox:latest /usr/bin/ros ntpd 10.0.2.2:9 10.0.2.2:9 10.0.2.2:9 >/dev/null",
+    );
+    let logs = vm
+        .poll(
+            "system-docker logs sntp 2>&1",
+            Duration::from_secs(30),
+            |o| o.contains("ntpd: servers"),
+        )
+        .unwrap();
+    assert!(logs.contains("ntpd: servers"), "{logs}");
+    let took = sh(
+        &mut vm,
+        "a=$(cut -d' ' -f1 /proc/uptime); system-docker stop -t 60 sntp >/dev/null; \
+         b=$(cut -d' ' -f1 /proc/uptime); echo \"$a $b\"",
+    );
+    let logs = sh(&mut vm, "system-docker logs sntp 2>&1");
+    assert!(
+        logs.contains("ntpd: SIGTERM: stopping") && !logs.contains("answered"),
+        "stopped mid-round (stop from uptime {took}): {logs}"
+    );
+    assert_eq!(sh(&mut vm, &exit_code("sntp")), "\"ExitCode\": 0");
+    eprintln!("ntpd stopped mid-round: uptime before and after {took}");
+}
+
+/// A shell command printing a container's `"ExitCode": N`.
+fn exit_code(name: &str) -> String {
+    format!("system-docker inspect {name} | grep -o '\"ExitCode\": [0-9]*'")
 }
 
 /// The pid of the system engine (`ros dockerd --system`, PID 1's child).

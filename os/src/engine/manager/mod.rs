@@ -44,6 +44,7 @@ mod start;
 pub mod stats;
 mod stop;
 mod top;
+mod unheard;
 mod volumes;
 mod wait;
 mod weight;

@@ -3,10 +3,10 @@
 //! A stop waits on the record's change channel with a deadline; nothing blocks a thread.
 
 use super::record::Lifecycle;
-use super::{shim_client, Manager, ManagerError, Result};
+use super::{shim_client, unheard, Manager, ManagerError, Result};
 use crate::engine::shim::protocol::Request;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a stop or a forced removal waits for a start or stop under way to end.
 pub(super) const IDLE_WAIT: Duration = Duration::from_secs(60);
@@ -56,10 +56,16 @@ impl Manager {
             .or(rec.config.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         let shim = self.shim_dir(&id);
+        let lost = unheard::would_drop(rec.state.pid, sig);
         let _ = shim_client::call(&shim, &Request::Kill { signal: sig }).await;
         self.thaw_after_signal(&id).await;
         let limit = (t >= 0).then(|| Duration::from_secs(t as u64));
-        if !self.until_stopped(&id, limit).await {
+        let stopped = if lost {
+            self.resend_when_heard(&id, rec.state.pid, sig, limit).await
+        } else {
+            self.until_stopped(&id, limit).await
+        };
+        if !stopped {
             tracing::info!(id, timeout = t, "did not stop in time: KILL");
             if self.cfg.log_dir.is_some() {
                 let line = format!("service {} did not stop in {t}s; killing it", rec.name);
@@ -110,6 +116,43 @@ impl Manager {
         self.start(&rec.id).await?;
         self.emit(&rec, "restart", None, None);
         Ok(())
+    }
+
+    /// The stop signal was sent while the process could not take it (see [`unheard`]): watch
+    /// it until it does, and send the signal again then, once; all within `limit`. True when
+    /// the container stopped.
+    async fn resend_when_heard(
+        &self,
+        id: &str,
+        pid: i32,
+        sig: i32,
+        limit: Option<Duration>,
+    ) -> bool {
+        const LOOK_EVERY: Duration = Duration::from_millis(20);
+        let start = Instant::now();
+        loop {
+            let left = limit.map(|l| l.saturating_sub(start.elapsed()));
+            if self
+                .until_stopped(id, Some(left.map_or(LOOK_EVERY, |l| l.min(LOOK_EVERY))))
+                .await
+            {
+                return true;
+            }
+            if left.is_some_and(|l| l <= LOOK_EVERY) {
+                return false;
+            }
+            if !unheard::would_drop(pid, sig) {
+                tracing::info!(
+                    id,
+                    signal = sig,
+                    after_ms = start.elapsed().as_millis() as u64,
+                    "the stop signal came before the process could take it: sent again"
+                );
+                let _ = shim_client::call(&self.shim_dir(id), &Request::Kill { signal: sig }).await;
+                let left = limit.map(|l| l.saturating_sub(start.elapsed()));
+                return self.until_stopped(id, left).await;
+            }
+        }
     }
 
     /// Wait until the container no longer runs (true), or the limit passed (false).
