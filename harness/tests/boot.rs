@@ -73,10 +73,17 @@ fn boot_reaches_ready_with_the_expected_milestones() {
 #[test]
 fn power_button_shuts_down_cleanly_and_qemu_exits() {
     let mut vm = boot(VmOptions::new("power_button").unwrap());
+    // Pressed at once after ready: the acpid system service turns the press into busybox
+    // `poweroff` (SIGUSR2 to PID 1) if it held the button open when it came; if it was still
+    // starting, PID 1 acts on the press itself, at once when acpid has not opened the button
+    // yet, after a grace when acpid is new enough to have opened it just after the press.
+    // Either way the press is not lost.
     vm.powerdown().unwrap();
-    // The acpid system service turns the press into busybox `poweroff` (SIGUSR2 to PID 1).
-    vm.expect(r"\[ros\] shutdown poweroff \(SIGUSR2\)", SHUTDOWN)
-        .unwrap();
+    vm.expect(
+        r"\[ros\] shutdown poweroff \((SIGUSR2|power button|power button, acpid silent)\)",
+        SHUTDOWN,
+    )
+    .unwrap();
     vm.expect(r"\[ros\] shutdown complete", SHUTDOWN).unwrap();
     let st = vm.wait_exit(SHUTDOWN).unwrap();
     assert!(st.success(), "QEMU exit status {st}");

@@ -38,7 +38,7 @@ pub struct Boot {
     pub cmdline: crate::cmdline::Cmdline,
     pub config: Config,
     /// Open evdev devices that report KEY_POWER.
-    pub power_buttons: Vec<std::fs::File>,
+    pub power_buttons: Vec<power_button::Button>,
     /// The signalfd through which PID 1 receives SIGCHLD and the shutdown signals.
     pub signals: Option<nix::sys::signalfd::SignalFd>,
     /// The recovery console shell (`rancher.recovery`): its tty and pid.

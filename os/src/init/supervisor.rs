@@ -8,8 +8,9 @@
 //! through PID 1 too: SIGTERM reboots, SIGUSR2 (and SIGPWR) powers off, SIGUSR1 halts, and SIGINT
 //! (what the kernel sends on Ctrl-Alt-Del once it is told not to reboot by itself) reboots.
 
+use super::power_button::{self, Press};
 use super::shutdown::{self, Kind};
-use super::{logs, power_button, shell, Boot};
+use super::{logs, shell, Boot};
 use crate::console::say;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -70,6 +71,8 @@ pub struct Supervisor {
     console_started: Instant,
     /// When the services' logs are next checked for rotation.
     next_rotation: Instant,
+    /// When PID 1 powers off for a press a just-started acpid may have missed.
+    unsure_press: Option<Instant>,
 }
 
 impl Supervisor {
@@ -79,6 +82,7 @@ impl Supervisor {
             console_respawn: None,
             console_started: Instant::now(),
             next_rotation: Instant::now() + logs::CHECK_EVERY,
+            unsure_press: None,
         }
     }
 
@@ -89,6 +93,7 @@ impl Supervisor {
                 self.console_respawn,
                 self.boot.engine.as_ref().and_then(|e| e.respawn_at),
                 Some(self.next_rotation),
+                self.unsure_press,
             ]
             .into_iter()
             .flatten()
@@ -106,9 +111,29 @@ impl Supervisor {
                 self.drain_signals();
             }
             for i in buttons_ready {
-                if power_button::pressed(&mut self.boot.power_buttons[i]) {
-                    self.shutdown(Kind::Poweroff, "power button");
+                let button = &mut self.boot.power_buttons[i];
+                if !power_button::pressed(&mut button.dev) {
+                    continue;
                 }
+                match power_button::who_has(&button.path) {
+                    Press::Heard { pid } => crate::console::say(format!(
+                        "power button: pressed; acpid (pid {pid}) has it"
+                    )),
+                    Press::PerhapsHeard { pid, age } => {
+                        crate::console::say(format!(
+                            "power button: pressed; acpid (pid {pid}) started {:.1}s ago and may \
+                             have missed it: PID 1 powers off in {}s unless acpid does",
+                            age.as_secs_f64(),
+                            power_button::ACT_WITHIN.as_secs()
+                        ));
+                        self.unsure_press
+                            .get_or_insert(Instant::now() + power_button::ACT_WITHIN);
+                    }
+                    Press::Unheard => self.shutdown(Kind::Poweroff, "power button"),
+                }
+            }
+            if self.unsure_press.is_some_and(|at| at <= Instant::now()) {
+                self.shutdown(Kind::Poweroff, "power button, acpid silent");
             }
             if self.console_respawn.is_some_and(|at| at <= Instant::now()) {
                 self.respawn_console();
@@ -132,7 +157,7 @@ impl Supervisor {
             fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
         }
         for b in &self.boot.power_buttons {
-            fds.push(PollFd::new(b.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(b.dev.as_fd(), PollFlags::POLLIN));
         }
         if fds.is_empty() {
             // No signalfd (its step failed): fall back to reaping on a timer.
