@@ -16,6 +16,7 @@ pub mod install;
 pub mod netconf;
 pub mod ntp;
 pub mod priority;
+pub mod procfs;
 pub mod rancherctl;
 pub mod random;
 pub mod services;

@@ -114,8 +114,7 @@ fn io_stat(text: &str) -> Vec<(u64, u64, u64, u64)> {
 /// The host's CPU time in nanoseconds (the `cpu` line of `/proc/stat`, as Docker sums it)
 /// and the number of CPUs.
 fn host_cpu(stat: &str) -> (u64, u32) {
-    // SAFETY: sysconf takes an integer and touches no memory.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = crate::procfs::clock_ticks();
     let mut total = 0;
     let mut cpus = 0;
     for l in stat.lines() {
@@ -165,8 +164,7 @@ mod tests {
         let (total, cpus) =
             host_cpu("cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40\ncpu1 5 0 5 40\nintr 1\n");
         assert_eq!(cpus, 2);
-        // SAFETY: as in host_cpu.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let ticks = crate::procfs::clock_ticks();
         assert_eq!(total, 100 * (1_000_000_000 / ticks));
     }
 }

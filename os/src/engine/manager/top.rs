@@ -89,8 +89,7 @@ struct Clock {
 
 impl Clock {
     fn now() -> Clock {
-        // SAFETY: sysconf takes an integer and touches no memory.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks = crate::procfs::clock_ticks();
         let uptime = std::fs::read_to_string("/proc/uptime")
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
@@ -107,19 +106,10 @@ impl Clock {
     }
 }
 
-/// The fields of `/proc/PID/stat` after the command (which is in parentheses and may hold
-/// spaces and parentheses itself: everything up to the last `)`).
-fn stat_fields(stat: &str) -> Option<(String, Vec<&str>)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat.get(open + 1..close)?.to_string();
-    Some((comm, stat.get(close + 1..)?.split_whitespace().collect()))
-}
-
 fn row(pid: i32, clock: &Clock, passwd: &str) -> Option<Vec<String>> {
     let dir = format!("/proc/{pid}");
     let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    let (comm, f) = stat_fields(&stat)?;
+    let (comm, f) = crate::procfs::stat_fields(&stat)?;
     // After the command: state(0) ppid(1) pgrp session tty_nr(4) … utime(11) stime(12) …
     // starttime(19).
     let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
@@ -189,16 +179,6 @@ fn tty(nr: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_with_a_hostile_command_name() {
-        let (comm, f) = stat_fields("42 (a) b (c)) S 1 42 42 34816 0 0").unwrap();
-        assert_eq!(comm, "a) b (c)");
-        assert_eq!(f[0], "S");
-        assert_eq!(f[1], "1");
-        assert_eq!(f[4], "34816");
-        assert!(stat_fields("42 no parens").is_none());
-    }
 
     #[test]
     fn ttys_by_device_number() {
