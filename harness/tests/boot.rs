@@ -49,6 +49,13 @@ fn boot_reaches_ready_with_the_expected_milestones() {
         ["init", "rancher"],
         "{out}"
     );
+    // Nothing changed the configuration's files while the services started: PID 1 keeps the
+    // configuration it read, without parsing it again before ready.
+    assert!(
+        !serial.contains("changed while the services started"),
+        "serial log: {}",
+        vm.log_path().display()
+    );
     // No datasource is attached: `cloud-init-save` (io.rancher.os.condition: datasource) is
     // skipped, says why, and counts as done (the line above was `ready`, not `degraded`).
     assert!(

@@ -92,6 +92,16 @@ runcmd:
     );
     // user-data's hostname beats the metadata's, and is set before the ready line.
     assert_eq!(sh(&mut vm, "hostname"), "from-nocloud");
+    // The datasource's layer, saved while the services started, is read again by PID 1 too.
+    let re = regex::Regex::new(
+        r"\[ros\] configuration: /var/lib/rancher/conf/\S+ changed while the services started; read again",
+    )
+    .unwrap();
+    assert!(
+        re.is_match(&vm.serial_text()),
+        "serial log: {}",
+        vm.log_path().display()
+    );
     let keys = sh(&mut vm, "rancherctl config get ssh_authorized_keys");
     assert!(
         keys.contains(KEY_META) && keys.contains(key_user.as_str()),

@@ -97,6 +97,11 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
     );
     // `rancherctl config set` survives the reboot (the OS config is on the state partition).
     ssh(&vm, "sudo rancherctl config set hostname persisted-host");
+    // So does `rancher.debug`: the system engine, started before the state partition is
+    // mounted, takes the layer on it when PID 1 tells it to go on (its log has the makings).
+    const MADE_LINES: &str = "grep -c 'DEBUG os::engine::manager::start: container made' /var/log/system-docker.log || true";
+    assert_eq!(ssh(&vm, &format!("sudo sh -c \"{MADE_LINES}\"")), "0");
+    ssh(&vm, "sudo rancherctl config set rancher.debug true");
 
     // Reboot from inside, through sudo and PID 1.
     let _ = vm.ssh("sudo reboot");
@@ -111,6 +116,13 @@ fn a_blank_disk_becomes_the_state_and_only_home_and_opt_survive_reboot_and_reset
         ssh(&vm, "hostname"),
         "persisted-host",
         "config set survived"
+    );
+    let made: u32 = ssh(&vm, &format!("sudo sh -c \"{MADE_LINES}\""))
+        .parse()
+        .unwrap();
+    assert!(
+        made >= 6,
+        "the engine's debug lines after the reboot: {made}"
     );
     let keys = ssh(&vm, "cat .ssh/authorized_keys");
     assert_eq!(keys.matches("hand@added").count(), 1, "{keys}");

@@ -71,12 +71,39 @@ pub fn init_logging(level: tracing::Level) {
 /// (`/var/log/system-docker.log`, `/var/log/docker.log`) read after the fact, beside the
 /// console's `[ros]` milestones on the same clock. A second call is a no-op.
 pub fn init_logging_stamped(level: tracing::Level) {
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(
+        tracing_subscriber::filter::LevelFilter::from(level),
+    );
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_timer(BootClock)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_ok()
+    {
+        let _ = STAMPED_LEVEL.set(handle);
+    }
+}
+
+/// The level of [`init_logging_stamped`]'s events, changed while running.
+static STAMPED_LEVEL: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<
+        tracing_subscriber::filter::LevelFilter,
+        tracing_subscriber::Registry,
+    >,
+> = std::sync::OnceLock::new();
+
+/// Log at `level` from now on (the system engine at boot, told `rancher.debug` after its
+/// start by PID 1). Without [`init_logging_stamped`] first, nothing happens.
+pub fn set_stamped_level(level: tracing::Level) {
+    if let Some(h) = STAMPED_LEVEL.get() {
+        let _ = h.modify(|f| *f = tracing_subscriber::filter::LevelFilter::from(level));
+    }
 }
 
 /// `[   3.333]`: seconds since boot, as `dmesg` prints them.

@@ -15,6 +15,7 @@
 pub mod atomic;
 pub mod edit;
 pub mod error;
+pub mod fingerprint;
 pub mod keypath;
 pub mod layers;
 mod lenient;
@@ -30,6 +31,7 @@ pub mod write_files;
 
 pub use edit::{apply_cmdline, parse_value, set_key};
 pub use error::{ConfigError, ConfigWarning, Location, Problem};
+pub use fingerprint::Fingerprint;
 pub use layers::{read_layers, ConfigPaths, Layer, LayerKind};
 pub use merge::{merge, set_path};
 pub use model::{CloudInit, Config, Docker, Rancher, Service, Ssh, State, Upgrade, Wait};

@@ -197,6 +197,25 @@ async fn serve(args: Args) -> Result<(), String> {
     } else {
         std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| "/usr/bin/ros".into())
     };
+    // At boot PID 1 starts the system engine before its last steps (the state partition with
+    // the user's layer of the configuration among them): what needs no configuration is done
+    // beside them, the rest once PID 1 says they are done.
+    let early = match args.boot_fd {
+        Some(fd) if args.system => {
+            let (mgr, n) = open_manager(&args, exe.clone(), None).await?;
+            let listener = bind(&args.socket, &args.group)?;
+            tracing::info!(
+                containers = n,
+                "dockerd: set up; waiting for PID 1's last boot steps"
+            );
+            let debug = wait_for_go(fd).await?;
+            if debug && !args.debug {
+                crate::console::set_stamped_level(tracing::Level::DEBUG);
+            }
+            Some((mgr, listener))
+        }
+        _ => None,
+    };
     // Read once, here: parsing and merging the configuration's layers is ~0.1 s at boot
     // under TCG, and the system engine used to do it twice before its first container.
     let (config, errors) = tokio::task::spawn_blocking(crate::config::load_running)
@@ -206,24 +225,20 @@ async fn serve(args: Args) -> Result<(), String> {
         tracing::warn!(error = %e, "dockerd: configuration");
     }
     let docker = config.rancher.docker.clone();
-    let mut cfg = args.manager_config(exe);
-    if !args.system {
-        cfg.network = Some(crate::engine::network::Bridge::new(bip(&docker), &args.run));
-    }
-    let mgr = Manager::open(cfg).map_err(|e| e.to_string())?;
-    if let Err(e) = mgr.setup_network() {
-        // Containers on the bridge then fail to start, each saying why; the rest work.
-        tracing::error!(error = %e, "dockerd: the bridge network");
-        println!("dockerd: the bridge network: {e}");
-    }
-    let n = mgr.restore().await;
-    tracing::info!(containers = n, root = %args.root.display(), "dockerd: records read");
+    let (mgr, listener) = match early {
+        Some(set_up) => set_up,
+        None => {
+            let network = (!args.system)
+                .then(|| crate::engine::network::Bridge::new(bip(&docker), &args.run));
+            let (mgr, _) = open_manager(&args, exe, network).await?;
+            (mgr, bind(&args.socket, &args.group)?)
+        }
+    };
     if let Some(dir) = &args.preload {
         preload(&mgr, dir).await;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("signal handler: {e}"))?;
-    let listener = bind(&args.socket, &args.group)?;
     tracing::info!(socket = %args.socket.display(), "dockerd: serving");
     let registries = registries(&docker);
     let services = args
@@ -273,6 +288,56 @@ async fn serve(args: Args) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The manager on its root, its network set up (`network`: the user engine's bridge) and the
+/// containers of a run before found again (how many).
+async fn open_manager(
+    args: &Args,
+    exe: PathBuf,
+    network: Option<crate::engine::network::Bridge>,
+) -> Result<(Arc<Manager>, usize), String> {
+    let mut cfg = args.manager_config(exe);
+    cfg.network = network;
+    let mgr = Manager::open(cfg).map_err(|e| e.to_string())?;
+    if let Err(e) = mgr.setup_network() {
+        // Containers on the bridge then fail to start, each saying why; the rest work.
+        tracing::error!(error = %e, "dockerd: the bridge network");
+        println!("dockerd: the bridge network: {e}");
+    }
+    let n = mgr.restore().await;
+    tracing::info!(containers = n, root = %args.root.display(), "dockerd: records read");
+    Ok((mgr, n))
+}
+
+/// Wait for PID 1's one line on the boot link (`{"debug":bool}`): its last boot steps are
+/// done. The link stays open for [`ready`].
+async fn wait_for_go(fd: i32) -> Result<bool, String> {
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` was given on the command line by PID 1 for this link; the File is
+        // never dropped (ManuallyDrop), so the descriptor stays open for `ready`.
+        let f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+        let mut line = String::new();
+        // One byte at a time: nothing after the line may be read away from `ready`'s peer.
+        let mut r = std::io::BufReader::with_capacity(1, &*f);
+        r.read_line(&mut line).map(|_| line)
+    })
+    .await
+    .map_err(|e| format!("waiting for PID 1: {e}"))?
+    .map_err(|e| format!("waiting for PID 1 (fd {fd}): {e}"))?;
+    go_line(&line)
+}
+
+/// PID 1's go line: `{"debug":bool}`; end of file (PID 1 gone) is an error.
+fn go_line(line: &str) -> Result<bool, String> {
+    if line.is_empty() {
+        return Err("the boot link closed before PID 1 said to go on".into());
+    }
+    let v: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| format!("PID 1 said {:?}: {e}", line.trim()))?;
+    Ok(v["debug"].as_bool().unwrap_or(false))
 }
 
 /// Tell PID 1 the boot's services are up: one JSON line on `fd`, which is then closed.
@@ -388,6 +453,15 @@ async fn preload(mgr: &Arc<Manager>, dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::parse;
+
+    #[test]
+    fn pid1s_go_line_carries_debug_and_an_early_end_is_an_error() {
+        assert_eq!(super::go_line("{\"debug\":true}\n"), Ok(true));
+        assert_eq!(super::go_line("{\"debug\":false}\n"), Ok(false));
+        assert_eq!(super::go_line("{}\n"), Ok(false));
+        assert!(super::go_line("").unwrap_err().contains("closed"));
+        assert!(super::go_line("go\n").unwrap_err().contains("\"go\""));
+    }
 
     fn words(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

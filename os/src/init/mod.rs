@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 pub struct Boot {
     pub cmdline: crate::cmdline::Cmdline,
     pub config: Config,
+    /// The configuration's files as they were when [`Boot::config`] was read from them.
+    pub config_seen: Option<crate::config::Fingerprint>,
     /// Open evdev devices that report KEY_POWER.
     pub power_buttons: Vec<power_button::Button>,
     /// The signalfd through which PID 1 receives SIGCHLD and the shutdown signals.
@@ -47,6 +49,8 @@ pub struct Boot {
     pub store: Option<crate::engine::store::Store>,
     /// The system engine (which runs the system services), once started.
     pub engine: Option<system_engine::SystemEngine>,
+    /// The engine started at boot, until `system-services` tells it to go on.
+    pub engine_boot: Option<system_engine::Booting>,
     /// The system services that should run and do not when boot ends (`name (state: why)`):
     /// PID 1 then prints `[ros] degraded`, not `[ros] ready`.
     pub not_running: Vec<String>,

@@ -45,7 +45,9 @@ pub struct Button {
     pub path: String,
 }
 
-pub fn open(boot: &mut super::Boot) -> anyhow::Result<()> {
+/// Once the system services are up: whose the button is, as they started (each press is
+/// judged again when it comes, [`who_has`]).
+pub fn say_who_listens() {
     if crate::system_services::status::is_running(ACPID) {
         tracing::info!(
             service = ACPID,
@@ -54,6 +56,11 @@ pub fn open(boot: &mut super::Boot) -> anyhow::Result<()> {
     } else {
         crate::console::say("power button: no acpid service running; PID 1 listens itself");
     }
+}
+
+/// Open every power button, before the system services start: a press during their start is
+/// then read by the supervisor once the boot is done, not lost.
+pub fn open(boot: &mut super::Boot) -> anyhow::Result<()> {
     let dir = std::fs::read_dir("/sys/class/input").context("/sys/class/input")?;
     for entry in dir.flatten() {
         let name = entry.file_name();

@@ -18,6 +18,8 @@ pub const STEPS: &[(&str, StepFn)] = &[
     ("signals", super::supervisor::setup_signals),
     ("load-config", load_config),
     ("hide-init-args", hide_init_args),
+    ("system-engine", start_system_engine),
+    ("power-button", power_button::open),
     ("hostname", set_hostname),
     ("loopback", net::loopback_up),
     ("cgroup-controllers", mounts::enable_controllers),
@@ -33,7 +35,6 @@ pub const STEPS: &[(&str, StepFn)] = &[
     }),
     ("write-files", write_files),
     ("system-services", system_services),
-    ("power-button", power_button::open),
     ("recovery-console", shell::start_recovery),
 ];
 
@@ -56,7 +57,7 @@ pub fn run_all(boot: &mut Boot) {
 fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     boot.cmdline =
         crate::cmdline::Cmdline::from_proc().map_err(|e| anyhow::anyhow!("/proc/cmdline: {e}"))?;
-    let (config, errors) = crate::config::load_system(&boot.cmdline);
+    let (config, errors) = load(boot);
     boot.config = config;
     crate::init::supervisor::set_log_level(boot.config.rancher.debug);
     // The user's hostname may be in the layer just found.
@@ -71,6 +72,15 @@ fn load_config(boot: &mut Boot) -> anyhow::Result<()> {
     }
     let msgs: Vec<String> = errors.iter().map(ToString::to_string).collect();
     anyhow::bail!("{} problem(s), ignored: {}", errors.len(), msgs.join("; "))
+}
+
+/// Read the configuration, noting what its files were just before (a write during the read
+/// then shows as a change at the next look, never the other way round).
+fn load(boot: &mut Boot) -> (crate::config::Config, Vec<crate::config::ConfigError>) {
+    boot.config_seen = Some(crate::config::Fingerprint::of(
+        &crate::config::ConfigPaths::system(),
+    ));
+    crate::config::load_system(&boot.cmdline)
 }
 
 const PROC_SYS: &str = "/proc/sys";
@@ -156,29 +166,61 @@ fn preload_images(boot: &mut Boot) -> anyhow::Result<()> {
     }
 }
 
-/// Start the system engine, which starts the system services (after `cloud-init-save` it
-/// reads the configuration again and applies it to the host: [`apply_to_host`]); then take the
-/// configuration the boot ended with.
-fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
-    // `/var/run` is where Docker's clients look; our run-time directory is `/run`.
+/// Start the system engine: it sets itself up beside the steps that follow, and starts the
+/// system services when `system-services` says so (`super::system_engine`).
+fn start_system_engine(boot: &mut Boot) -> anyhow::Result<()> {
+    // `/var/run` is where Docker's clients look (the engine's socket is named by it); our
+    // run-time directory is `/run`.
     let var_run = std::path::Path::new("/var/run");
     if std::fs::symlink_metadata(var_run).is_err() {
         std::os::unix::fs::symlink("/run", var_run)
             .map_err(|e| anyhow::anyhow!("symlink /var/run -> /run: {e}"))?;
     }
+    let (engine, booting) = super::system_engine::start_for_boot(boot.config.rancher.debug)?;
+    boot.engine = Some(engine);
+    boot.engine_boot = Some(booting);
+    Ok(())
+}
+
+/// Tell the system engine to start the system services (after `cloud-init-save` it reads the
+/// configuration again and applies it to the host: [`apply_to_host`]) and wait until they are
+/// up; then take the configuration the boot ended with.
+fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
     boot.store = None;
     // Until the engine says otherwise, nothing runs.
     boot.not_running = vec!["system engine (not started)".into()];
-    let (engine, up) = super::system_engine::start(true, boot.config.rancher.debug)?;
-    boot.engine = Some(engine);
+    let booting = match boot.engine_boot.take() {
+        Some(b) => b,
+        // The `system-engine` step failed: one more try, now.
+        None => {
+            start_system_engine(boot)?;
+            boot.engine_boot
+                .take()
+                .ok_or_else(|| anyhow::anyhow!("the system engine was not started"))?
+        }
+    };
+    let up = booting.go(boot.config.rancher.debug)?;
     boot.not_running = up.not_running;
     let problems = up.problems;
-    let (config, errors) = crate::config::load_system(&boot.cmdline);
-    for e in &errors {
-        tracing::warn!(error = %e, "config (after the services)");
+    super::power_button::say_who_listens();
+    // A datasource's layer (`cloud-init-save`) or a change made meanwhile: read again. At most
+    // boots nothing changed, and ready need not wait for the same files to be parsed again.
+    let now = crate::config::Fingerprint::of(&crate::config::ConfigPaths::system());
+    let changed = match &boot.config_seen {
+        Some(seen) => now.changed_since(seen),
+        None => Some(crate::config::ConfigPaths::system().cloud_config),
+    };
+    if let Some(path) = changed {
+        say(format!(
+            "configuration: {} changed while the services started; read again",
+            path.display()
+        ));
+        let (config, errors) = load(boot);
+        for e in &errors {
+            tracing::warn!(error = %e, "config (after the services)");
+        }
+        boot.config = config;
     }
-    boot.config = config;
-    crate::init::supervisor::set_log_level(boot.config.rancher.debug);
     if problems > 0 {
         anyhow::bail!("{problems} problem(s); the other services run");
     }
@@ -247,7 +289,7 @@ pub fn reload_config(boot: &mut Boot) {
     if !user.cloud_config.exists() && !user.cloud_config_d.exists() {
         return;
     }
-    let (config, errors) = crate::config::load_system(&boot.cmdline);
+    let (config, errors) = load(boot);
     for e in &errors {
         say(format!("config error: {e}"));
     }

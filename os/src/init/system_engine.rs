@@ -1,6 +1,10 @@
 //! PID 1's side of the system engine: it starts `ros dockerd --system` (the container manager,
-//! the system-docker API and the system services, `crate::system_services`) as its child, and
-//! at boot waits until that process says the boot's services are up. PID 1 is then only the
+//! the system-docker API and the system services, `crate::system_services`) as its child. At
+//! boot it starts it early, right after the configuration is read: the engine's own start (an
+//! exec, its records, its socket) then runs on the second CPU beside PID 1's later steps
+//! (images, state, sysctl, …) instead of after them, and waits on a socket pair for PID 1's
+//! word that those steps are done; PID 1 then waits on the same pair until the engine says the
+//! boot's services are up. PID 1 is then only the
 //! engine's keeper: when the engine exits unexpectedly it is started again (with a growing
 //! pause), without `--boot`, and takes over the containers that run (each belongs to its shim,
 //! not to the engine); at shutdown it gets TERM, stops every container in order and exits.
@@ -10,7 +14,7 @@
 
 use crate::console::say;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,25 +47,57 @@ pub struct ServicesUp {
     pub not_running: Vec<String>,
 }
 
-/// Start the engine; with `boot`, wait until it has started the system services. With `debug`
-/// (`rancher.debug`) its log has the debug lines too (each container's making, by phase).
-pub fn start(boot: bool, debug: bool) -> anyhow::Result<(SystemEngine, ServicesUp)> {
-    let (pid, ready) = spawn(boot, debug)?;
-    let engine = SystemEngine {
+/// The engine started at boot before PID 1's last steps, waiting for their end ([`Booting::go`]).
+#[derive(Debug)]
+pub struct Booting {
+    /// PID 1's end of the socket pair whose other end is the engine's `--boot FD`.
+    link: std::os::unix::net::UnixStream,
+}
+
+/// Start the engine at boot. It sets itself up (its records, its socket) beside PID 1's steps
+/// that follow, and starts the system services only when told to go: the configuration it
+/// starts them from must include the state partition's layer, mounted by a later step. With
+/// `debug` (`rancher.debug` as known so far) its log has the debug lines too.
+pub fn start_for_boot(debug: bool) -> anyhow::Result<(SystemEngine, Booting)> {
+    use anyhow::Context;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().context("socketpair")?;
+    // Inherited (no CLOEXEC) and named on the command line; the engine marks it CLOEXEC at
+    // once, so its own children do not hold it.
+    nix::fcntl::fcntl(
+        &theirs,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .context("fcntl")?;
+    let pid = spawn(Some(theirs.as_raw_fd()), debug)?;
+    drop(theirs); // ours: only the engine's copy keeps the pair open
+    Ok((engine(pid, debug), Booting { link: ours }))
+}
+
+fn engine(pid: i32, debug: bool) -> SystemEngine {
+    SystemEngine {
         pid,
         debug,
         started: Instant::now(),
         pause: FIRST_PAUSE,
         respawn_at: None,
-    };
-    let problems = match ready {
-        Some(r) => wait_ready(r)?,
-        None => ServicesUp::default(),
-    };
-    Ok((engine, problems))
+    }
 }
 
-fn spawn(boot: bool, debug: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
+impl Booting {
+    /// PID 1's steps are done: the engine may start the services (`debug`: `rancher.debug` as
+    /// the configuration now says). Returns once it says they are up.
+    pub fn go(mut self, debug: bool) -> anyhow::Result<ServicesUp> {
+        use std::io::Write;
+        let line = serde_json::json!({ "debug": debug }).to_string();
+        // A write to an engine that has died fails (EPIPE); the read below then says so.
+        if let Err(e) = writeln!(self.link, "{line}") {
+            tracing::warn!(error = %e, "telling the system engine to go on");
+        }
+        wait_ready(self.link)
+    }
+}
+
+fn spawn(boot_fd: Option<i32>, debug: bool) -> anyhow::Result<i32> {
     use anyhow::Context;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -75,36 +111,20 @@ fn spawn(boot: bool, debug: bool) -> anyhow::Result<(i32, Option<OwnedFd>)> {
     if debug {
         cmd.arg("--debug");
     }
-    let mut pipe = None;
-    if boot {
-        // The write end is inherited (no CLOEXEC) and named on the command line; the engine
-        // marks it CLOEXEC at once, so its own children do not hold it.
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
-        nix::fcntl::fcntl(
-            &w,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        )
-        .context("fcntl")?;
-        cmd.args(["--boot", &w.as_raw_fd().to_string()]);
-        pipe = Some((r, w));
+    if let Some(fd) = boot_fd {
+        cmd.args(["--boot", &fd.to_string()]);
     }
     let child = cmd.spawn().context("starting ros dockerd --system")?;
     // Dropped without a wait: the supervisor's waitpid(-1) reaps it.
     let pid = child.id() as i32;
-    tracing::info!(pid, boot, "system engine started");
-    Ok((
-        pid,
-        pipe.map(|(r, w)| {
-            drop(w); // ours: only the engine's copy keeps the pipe open
-            r
-        }),
-    ))
+    tracing::info!(pid, boot = boot_fd.is_some(), "system engine started");
+    Ok(pid)
 }
 
-/// The engine's line on the pipe: the boot's services are up (or it died: end of file).
-fn wait_ready(r: OwnedFd) -> anyhow::Result<ServicesUp> {
+/// The engine's line on the link: the boot's services are up (or it died: end of file).
+fn wait_ready(link: std::os::unix::net::UnixStream) -> anyhow::Result<ServicesUp> {
     let mut line = String::new();
-    let n = BufReader::new(std::fs::File::from(r))
+    let n = BufReader::new(link)
         .read_line(&mut line)
         .map_err(|e| anyhow::anyhow!("waiting for the system engine: {e}"))?;
     if n == 0 {
@@ -150,8 +170,8 @@ impl SystemEngine {
     /// Start it again (its containers run on; it finds them).
     pub fn respawn(&mut self) {
         self.respawn_at = None;
-        match spawn(false, self.debug) {
-            Ok((pid, _)) => {
+        match spawn(None, self.debug) {
+            Ok(pid) => {
                 self.pid = pid;
                 self.started = Instant::now();
             }
