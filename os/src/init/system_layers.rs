@@ -116,9 +116,6 @@ const READ_AHEAD_LIBS: &[&str] = &[
     "libgmp.so",
 ];
 
-/// The read-ahead thread's nice value.
-const READ_AHEAD_NICE: i32 = 10;
-
 /// Read the files of [`READ_AHEAD`] of every layer in the mounted image, on a thread of its
 /// own, so that their decompression (slow under TCG, zstd or not) happens on the other CPU
 /// while PID 1 and the system engine start, not in the first container that runs them.
@@ -128,7 +125,7 @@ pub fn read_ahead(store: &Path) {
         .name("read-ahead".into())
         .spawn(move || {
             // Beside the boot, not before it: at a lower priority than PID 1 and the services.
-            if let Err(e) = crate::priority::set_nice(0, READ_AHEAD_NICE) {
+            if let Err(e) = crate::priority::set_idle() {
                 tracing::debug!(error = %e, "read-ahead at the usual priority");
             }
             let t = std::time::Instant::now();
