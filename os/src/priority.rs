@@ -1,6 +1,6 @@
-//! A thread's nice value: work done beside the boot's critical path (a container prepared
-//! ahead, files read ahead) runs at a lower priority than that path, and goes back to 0 when it
-//! becomes the path.
+//! A thread's nice value, or `SCHED_IDLE`: work done beside the boot's critical path (a
+//! container prepared ahead, files read ahead) runs at a lower priority than that path, and
+//! goes back to 0 when it becomes the path.
 
 /// Set the nice value of thread `tid` (0: the calling one; Linux's nice is per thread).
 pub fn set_nice(tid: i32, nice: i32) -> std::io::Result<()> {

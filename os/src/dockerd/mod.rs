@@ -21,8 +21,10 @@
 //! `/run/system-docker`, the images PID 1 loaded from the initrd in `/var/lib/system-docker`,
 //! cgroups `/system/<name>`, plain logs `/var/log/<name>.log`, the socket
 //! `/run/system-docker.sock`, root's only) and the system services on top
-//! (`crate::system_services`). With `--boot FD` it starts them from the configuration and
-//! writes one JSON line on FD when they are up (`{"problems":N,"not_running":[…]}`); without, it is a restart of
+//! (`crate::system_services`). With `--boot FD` (a socket PID 1 holds the other end of) it sets
+//! itself up, waits for PID 1's line on FD (`{"debug":bool}`: its boot steps are done), starts
+//! the services from the configuration and writes one JSON line on FD when they are up
+//! (`{"problems":N,"not_running":[…]}`); without, it is a restart of
 //! the engine and takes over the containers that run. TERM stops every container (services in
 //! reverse dependency order, within `rancher.shutdown_timeout`) and ends it: that is how PID 1
 //! shuts the system down. (The user engine, on TERM, leaves its containers to their shims.)
@@ -48,7 +50,8 @@ pub struct Args {
     pub store: Option<PathBuf>,
     /// The system engine, with the system services.
     pub system: bool,
-    /// `--boot FD`: start the system services; say so on FD when they are up.
+    /// `--boot FD`: once PID 1 says so on FD, start the system services; say so on FD when
+    /// they are up.
     pub boot_fd: Option<i32>,
     /// `-D`, `--debug` (as Docker's): the log has the debug lines too.
     pub debug: bool,

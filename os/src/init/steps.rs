@@ -205,10 +205,10 @@ fn system_services(boot: &mut Boot) -> anyhow::Result<()> {
     super::power_button::say_who_listens();
     // A datasource's layer (`cloud-init-save`) or a change made meanwhile: read again. At most
     // boots nothing changed, and ready need not wait for the same files to be parsed again.
-    let now = crate::config::Fingerprint::of(&crate::config::ConfigPaths::system());
+    let paths = crate::config::ConfigPaths::system();
     let changed = match &boot.config_seen {
-        Some(seen) => now.changed_since(seen),
-        None => Some(crate::config::ConfigPaths::system().cloud_config),
+        Some(seen) => crate::config::Fingerprint::of(&paths).changed_since(seen),
+        None => Some(paths.cloud_config),
     };
     if let Some(path) = changed {
         say(format!(
